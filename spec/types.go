@@ -1,0 +1,75 @@
+package spec
+
+import (
+	"os"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Media types of modelx documents and blobs. The first four are the ones the
+// original modelx wrote, so manifests pushed by it keep parsing.
+const (
+	// MediaTypeManifest is the media type of a Manifest document.
+	MediaTypeManifest = "application/vnd.modelx.model.manifest.v1.json"
+	// MediaTypeConfig is the media type of the modelx.yaml config blob.
+	MediaTypeConfig = "application/vnd.modelx.model.config.v1.yaml"
+	// MediaTypeFile is a blob that holds one whole file.
+	MediaTypeFile = "application/vnd.modelx.model.file.v1"
+	// MediaTypeDirectoryTarGz is a legacy blob that holds a directory as a gzipped tar.
+	MediaTypeDirectoryTarGz = "application/vnd.modelx.model.directory.v1.tar+gz"
+	// MediaTypeIndex is the media type of an Index document (a model's tags or the global index).
+	MediaTypeIndex = "application/vnd.modelx.model.index.v1.json"
+)
+
+// SchemaVersion is the schemaVersion written into new index and manifest documents.
+const SchemaVersion = 1
+
+// ConfigFileName is the file name of the model config inside a model directory.
+const ConfigFileName = "modelx.yaml"
+
+// Descriptor points at content: a blob, a manifest or a model, by name and digest.
+type Descriptor struct {
+	// Name is a file path relative to the model root (blobs), a tag (model
+	// index) or "repository/name" (global index).
+	Name        string            `json:"name"`
+	MediaType   string            `json:"mediaType,omitempty"`
+	Digest      digest.Digest     `json:"digest,omitempty"`
+	Size        int64             `json:"size"`
+	Mode        os.FileMode       `json:"mode,omitempty"`
+	Modified    time.Time         `json:"modified,omitzero"`
+	URLs        []string          `json:"urls,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Index lists the tags of one model, or every model in the global index.
+type Index struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType,omitempty"`
+	Manifests     []Descriptor      `json:"manifests"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+}
+
+// Manifest describes one version of a model: its config blob and its content blobs.
+type Manifest struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType,omitempty"`
+	Config        Descriptor        `json:"config"`
+	Blobs         []Descriptor      `json:"blobs"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+}
+
+// NewIndex returns an empty index document with schema version and media type set.
+func NewIndex() Index {
+	return Index{SchemaVersion: SchemaVersion, MediaType: MediaTypeIndex, Manifests: []Descriptor{}}
+}
+
+// Find returns the position of the descriptor called name, or -1.
+func (idx *Index) Find(name string) int {
+	for i := range idx.Manifests {
+		if idx.Manifests[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}

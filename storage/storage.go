@@ -1,0 +1,134 @@
+// Package storage defines the small streaming interface every registry
+// backend implements, its typed errors, and the optional capabilities
+// (presigning, conditional writes) callers discover by type assertion.
+// Keys are slash-separated relative paths; content-addressing lives above.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Errors every backend returns, wrapped with the key; test with errors.Is.
+var (
+	// ErrNotFound means no object exists at the key.
+	ErrNotFound = errors.New("object not found")
+	// ErrPreconditionFailed means a conditional write lost: the object exists
+	// (create-if-absent) or changed since it was read (replace-if-unchanged).
+	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrInvalidRange means a read started past the end of the object.
+	ErrInvalidRange = errors.New("invalid range")
+	// ErrInvalidKey means a key is empty, absolute or escapes the store.
+	ErrInvalidKey = errors.New("invalid key")
+	// ErrSizeMismatch means a Put's reader yielded a different number of bytes than announced.
+	ErrSizeMismatch = errors.New("size mismatch")
+	// ErrChecksumMismatch means a Put's bytes did not match the sha256 announced.
+	ErrChecksumMismatch = errors.New("sha256 checksum mismatch")
+)
+
+// Info describes a stored object.
+type Info struct {
+	// Key is the object's key.
+	Key string
+	// Size is the object's full length in bytes.
+	Size int64
+	// ModTime is when the object was last written.
+	ModTime time.Time
+	// ETag identifies this version of the object for conditional writes.
+	ETag string
+}
+
+// Storage is the interface every backend implements.
+type Storage interface {
+	// Stat describes the object at key, or returns ErrNotFound.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Reader opens the object at key from offset for length bytes (length < 0:
+	// to the end). Info describes the whole object as it was opened, so its
+	// ETag matches the bytes read. An offset past the end is ErrInvalidRange.
+	Reader(ctx context.Context, key string, offset, length int64) (io.ReadCloser, Info, error)
+	// Put stores exactly size bytes from r at key, replacing any object there.
+	// The write is atomic: readers see the old object or the whole new one.
+	// When sha256sum is set, the store verifies the bytes against it. If r
+	// fails, yields other than size bytes (ErrSizeMismatch) or other bytes
+	// (ErrChecksumMismatch), nothing is stored. Without sha256sum, whether an
+	// upload aborted by a failing reader leaves a partial object is up to
+	// the S3 server (AWS never does; some S3-compatible servers do).
+	Put(ctx context.Context, key string, r io.Reader, size int64, sha256sum []byte) error
+	// List calls fn for every object whose key starts with prefix, in
+	// lexical key order. An error from fn stops the walk and is returned.
+	List(ctx context.Context, prefix string, fn func(Info) error) error
+	// Delete removes the object at key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// ConditionalWriter is the capability of atomic compare-and-swap writes of
+// small documents, used for index updates by several registry replicas.
+type ConditionalWriter interface {
+	// PutIfAbsent stores data at key only if no object is there, else
+	// returns ErrPreconditionFailed.
+	PutIfAbsent(ctx context.Context, key string, data []byte) error
+	// PutIfMatch replaces the object at key only if its ETag still equals
+	// etag, else returns ErrPreconditionFailed (also when it is gone).
+	PutIfMatch(ctx context.Context, key string, data []byte, etag string) error
+}
+
+// PresignedRequest is a request a client may send without credentials of its
+// own: the URL, and the headers it must carry because they are signed.
+type PresignedRequest struct {
+	Method string
+	URL    string
+	Header http.Header
+}
+
+// Presigner is the capability of handing out time-limited URLs so clients
+// move bytes straight to and from the object store.
+type Presigner interface {
+	// PresignGet returns a URL that reads the object at key until expires elapses.
+	PresignGet(ctx context.Context, key string, expires time.Duration) (PresignedRequest, error)
+	// PresignPut returns a URL that writes the object at key. The signature
+	// covers Content-Length (size) and x-amz-checksum-sha256 (the base64 of
+	// sha256sum), so the store itself rejects any other bytes.
+	PresignPut(ctx context.Context, key string, size int64, sha256sum []byte, expires time.Duration) (PresignedRequest, error)
+}
+
+// ChecksumHeader is the header carrying the base64 of a body's sha256 on a presigned PUT.
+const ChecksumHeader = "X-Amz-Checksum-Sha256"
+
+// ValidateKey rejects keys that are empty, absolute, have empty, "." or ".."
+// elements, or contain a backslash or NUL.
+func ValidateKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\\\x00") {
+		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	for elem := range strings.SplitSeq(key, "/") {
+		if elem == "" || elem == "." || elem == ".." {
+			return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		}
+	}
+	return nil
+}
+
+// ReadAll reads a whole small object, refusing objects over maxSize bytes.
+func ReadAll(ctx context.Context, s Storage, key string, maxSize int64) ([]byte, Info, error) {
+	rc, info, err := s.Reader(ctx, key, 0, -1)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	defer rc.Close()
+	if info.Size > maxSize {
+		return nil, Info{}, fmt.Errorf("object %s is %d bytes, over the limit of %d", key, info.Size, maxSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, maxSize+1))
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(data)) != info.Size {
+		return nil, Info{}, fmt.Errorf("read %s: got %d bytes, want %d", key, len(data), info.Size)
+	}
+	return data, info, nil
+}
