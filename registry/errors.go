@@ -1,0 +1,104 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"modelx.io/modelx/spec"
+)
+
+// statusOf is the one table that maps each API error code to its HTTP status.
+var statusOf = map[spec.ErrorCode]int{
+	spec.ErrorBlobUnknown:         http.StatusNotFound,
+	spec.ErrorDigestInvalid:       http.StatusBadRequest,
+	spec.ErrorSizeInvalid:         http.StatusBadRequest,
+	spec.ErrorManifestInvalid:     http.StatusBadRequest,
+	spec.ErrorManifestBlobUnknown: http.StatusBadRequest,
+	spec.ErrorManifestUnknown:     http.StatusNotFound,
+	spec.ErrorNameInvalid:         http.StatusBadRequest,
+	spec.ErrorReferenceInvalid:    http.StatusBadRequest,
+	spec.ErrorIndexUnknown:        http.StatusNotFound,
+	spec.ErrorRangeInvalid:        http.StatusRequestedRangeNotSatisfiable,
+	spec.ErrorTooLarge:            http.StatusRequestEntityTooLarge,
+	spec.ErrorUnauthorized:        http.StatusUnauthorized,
+	spec.ErrorDenied:              http.StatusForbidden,
+	spec.ErrorUnsupported:         http.StatusMethodNotAllowed,
+	spec.ErrorConflict:            http.StatusConflict,
+	spec.ErrorUnavailable:         http.StatusServiceUnavailable,
+	spec.ErrorInternal:            http.StatusInternalServerError,
+}
+
+// StatusOf returns the HTTP status the registry answers an error code with.
+func StatusOf(code spec.ErrorCode) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// handlerFunc is a handler that returns its error for handle to write.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts a handlerFunc: an *spec.Error is written as its JSON
+// envelope with the status from the table; any other error is logged and
+// answered 500 without its text, which may name internals.
+func (reg *Registry) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var apiErr *spec.Error
+		if !errors.As(err, &apiErr) {
+			reg.log.ErrorContext(r.Context(), "request failed",
+				"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
+			apiErr = &spec.Error{Code: spec.ErrorInternal, Message: "internal error; the registry log has details", Detail: map[string]string{"requestId": middleware.GetReqID(r.Context())}}
+			if r.Context().Err() != nil {
+				return // the client went away; nobody reads the answer
+			}
+		}
+		writeError(w, apiErr)
+	}
+}
+
+func writeError(w http.ResponseWriter, e *spec.Error) {
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(StatusOf(e.Code))
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+// writeJSON answers 200 with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+	return nil
+}
+
+// requestLogger logs one line per request: method, path, status, bytes,
+// duration. It never logs headers or query strings, which may carry secrets.
+func requestLogger(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			start := nowFunc()
+			next.ServeHTTP(ww, r)
+			log.InfoContext(r.Context(), "request",
+				"method", r.Method, "path", r.URL.Path, "status", ww.Status(),
+				"bytes_out", ww.BytesWritten(), "bytes_in", r.ContentLength,
+				"duration_ms", nowFunc().Sub(start).Milliseconds(),
+				"request_id", middleware.GetReqID(r.Context()))
+		})
+	}
+}

@@ -1,0 +1,191 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
+)
+
+// GCResult reports what one garbage collection did.
+type GCResult struct {
+	ManifestsKept    int     `json:"manifestsKept"`
+	ManifestsDeleted int     `json:"manifestsDeleted"`
+	BlobsKept        int     `json:"blobsKept"`
+	BlobsDeleted     int     `json:"blobsDeleted"`
+	BytesFreed       int64   `json:"bytesFreed"`
+	DurationSeconds  float64 `json:"durationSeconds"`
+}
+
+// manifestObject is a stored manifest found by listing.
+type manifestObject struct {
+	key     string
+	modTime time.Time
+}
+
+// CollectGarbage deletes manifests no tag points to and blobs no remaining
+// manifest names. Anything younger than the grace period is kept: a push
+// uploads its blobs, then its manifest, then its tag, and each of those
+// steps may be in flight. Blobs are shared by every model, so collection
+// always covers the whole registry.
+func (reg *Registry) CollectGarbage(ctx context.Context) (GCResult, error) {
+	start := nowFunc()
+	cutoff := start.Add(-reg.opts.GCGracePeriod)
+	var res GCResult
+
+	// Mark: every manifest a tag points to, or too young to judge.
+	tagged := map[string]bool{} // manifest keys some tag points to
+	var manifests []manifestObject
+	err := reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
+		repo, name, rest, ok := parseModelKey(info.Key)
+		switch {
+		case !ok:
+		case rest == indexFile:
+			idx, _, err := reg.readIndex(ctx, info.Key)
+			if err != nil {
+				return err
+			}
+			for _, desc := range idx.Manifests {
+				if spec.ValidateDigest(desc.Digest) == nil {
+					tagged[manifestKey(repo, name, desc.Digest)] = true
+				}
+			}
+		case strings.HasPrefix(rest, "manifests/"):
+			manifests = append(manifests, manifestObject{key: info.Key, modTime: info.ModTime})
+		}
+		return nil
+	})
+	if err != nil {
+		return res, internal("list models", err)
+	}
+	live := map[digest.Digest]bool{}
+	markManifest := func(key string) error {
+		data, _, err := storage.ReadAll(ctx, reg.store, key, reg.opts.MaxManifestSize)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return internal("read manifest", err)
+		}
+		m, err := spec.ParseManifest(data)
+		if err != nil {
+			// Unreadable: what it names is unknown, so nothing may go.
+			return fmt.Errorf("garbage collection stopped before deleting any blob: manifest %s is unreadable: %w", key, err)
+		}
+		for _, desc := range m.Referenced() {
+			live[desc.Digest] = true
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, mo := range manifests {
+		seen[mo.key] = true
+		if !tagged[mo.key] && mo.modTime.Before(cutoff) {
+			continue
+		}
+		if err := markManifest(mo.key); err != nil {
+			return res, err
+		}
+		res.ManifestsKept++
+	}
+
+	// Sweep manifests: untagged and older than the grace period.
+	for _, mo := range manifests {
+		if tagged[mo.key] || !mo.modTime.Before(cutoff) {
+			continue
+		}
+		if !reg.stillOld(ctx, mo.key, cutoff) {
+			continue
+		}
+		if err := reg.store.Delete(ctx, mo.key); err != nil {
+			return res, internal("delete manifest", err)
+		}
+		res.ManifestsDeleted++
+	}
+
+	// Manifests stored while we marked name blobs too: mark them before
+	// any blob goes.
+	err = reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
+		if _, _, rest, ok := parseModelKey(info.Key); ok && strings.HasPrefix(rest, "manifests/") && !seen[info.Key] {
+			return markManifest(info.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+
+	// Sweep blobs: unmarked and older than the grace period.
+	var doomed []storage.Info
+	err = reg.store.List(ctx, blobsPrefix, func(info storage.Info) error {
+		d, ok := digestFromKey(info.Key)
+		if ok && (live[d] || !info.ModTime.Before(cutoff)) {
+			res.BlobsKept++
+			return nil
+		}
+		if !ok {
+			return nil // not a blob of ours; leave it
+		}
+		doomed = append(doomed, info)
+		return nil
+	})
+	if err != nil {
+		return res, internal("list blobs", err)
+	}
+	for _, info := range doomed {
+		if !reg.stillOld(ctx, info.Key, cutoff) {
+			res.BlobsKept++
+			continue
+		}
+		if err := reg.store.Delete(ctx, info.Key); err != nil {
+			return res, internal("delete blob", err)
+		}
+		res.BlobsDeleted++
+		res.BytesFreed += info.Size
+	}
+	res.DurationSeconds = nowFunc().Sub(start).Seconds()
+	reg.log.InfoContext(ctx, "garbage collection done",
+		"manifests_deleted", res.ManifestsDeleted, "blobs_deleted", res.BlobsDeleted, "bytes_freed", res.BytesFreed)
+	return res, nil
+}
+
+// stillOld re-reads an object's time just before it is deleted: a push that
+// stored it again since the listing made it young and so keeps it.
+func (reg *Registry) stillOld(ctx context.Context, key string, cutoff time.Time) bool {
+	info, err := reg.store.Stat(ctx, key)
+	return err == nil && info.ModTime.Before(cutoff)
+}
+
+func (reg *Registry) garbageCollect(w http.ResponseWriter, r *http.Request) error {
+	if _, _, err := model(r); err != nil {
+		return err
+	}
+	res, err := reg.CollectGarbage(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// RunGC collects garbage every interval until ctx ends.
+func (reg *Registry) RunGC(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := reg.CollectGarbage(ctx); err != nil && ctx.Err() == nil {
+				reg.log.ErrorContext(ctx, "scheduled garbage collection failed", "error", err)
+			}
+		}
+	}
+}

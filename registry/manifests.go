@@ -1,0 +1,223 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
+)
+
+// statConcurrency bounds the parallel blob checks of one manifest PUT.
+const statConcurrency = 16
+
+func manifestParams(r *http.Request) (repo, name string, ref spec.Reference, err error) {
+	if repo, name, err = model(r); err != nil {
+		return
+	}
+	ref, err = spec.ParseReference(chi.URLParam(r, "reference"))
+	return
+}
+
+// resolve turns a reference into a manifest digest: a digest as is, a tag
+// through the model's index.
+func (reg *Registry) resolve(ctx context.Context, repo, name string, ref spec.Reference) (digest.Digest, error) {
+	if ref.Digest != "" {
+		return ref.Digest, nil
+	}
+	idx, _, err := reg.readIndex(ctx, modelIndexKey(repo, name))
+	if err != nil {
+		return "", err
+	}
+	i := idx.Find(ref.Tag)
+	if i < 0 {
+		return "", spec.Errorf(spec.ErrorManifestUnknown, "model %s/%s has no tag %q", repo, name, ref.Tag)
+	}
+	return idx.Manifests[i].Digest, nil
+}
+
+// getManifest answers the manifest bytes exactly as pushed (GET) or just
+// its headers (HEAD), by tag or by digest.
+func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
+	repo, name, ref, err := manifestParams(r)
+	if err != nil {
+		return err
+	}
+	d, err := reg.resolve(r.Context(), repo, name, ref)
+	if err != nil {
+		return err
+	}
+	data, _, err := storage.ReadAll(r.Context(), reg.store, manifestKey(repo, name, d), reg.opts.MaxManifestSize)
+	if errors.Is(err, storage.ErrNotFound) {
+		return spec.Errorf(spec.ErrorManifestUnknown, "model %s/%s has no manifest %s", repo, name, d)
+	}
+	if err != nil {
+		return internal("read manifest", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", spec.MediaTypeManifest)
+	h.Set(DigestHeader, string(d))
+	h.Set("ETag", `"`+string(d)+`"`)
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	if ref.Tag != "" {
+		h.Set("Cache-Control", "no-cache")
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(data)
+	}
+	return nil
+}
+
+// putManifest stores a manifest and, for a tag, points the tag at it. The
+// manifest is the client's promise that every blob it names is uploaded:
+// the registry checks each blob exists with the declared size before it
+// stores anything.
+func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
+	repo, name, ref, err := manifestParams(r)
+	if err != nil {
+		return err
+	}
+	limit := reg.opts.MaxManifestSize
+	if r.ContentLength > limit {
+		return spec.Errorf(spec.ErrorTooLarge, "manifest is %d bytes, over the limit of %d", r.ContentLength, limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return spec.Errorf(spec.ErrorManifestInvalid, "reading the manifest body failed: %v", err)
+	}
+	if int64(len(data)) > limit {
+		return spec.Errorf(spec.ErrorTooLarge, "manifest is over the limit of %d bytes", limit)
+	}
+	m, err := spec.ParseManifest(data)
+	if err != nil {
+		return err
+	}
+	d := digest.FromBytes(data)
+	if ref.Digest != "" && ref.Digest != d {
+		return spec.Errorf(spec.ErrorDigestInvalid, "the manifest's digest is %s, not %s as the URL says", d, ref.Digest)
+	}
+	if err := reg.checkBlobs(r.Context(), m); err != nil {
+		return err
+	}
+	sum, _ := digestSum(d)
+	if err := reg.store.Put(r.Context(), manifestKey(repo, name, d), bytes.NewReader(data), int64(len(data)), sum); err != nil {
+		return internal("store manifest", err)
+	}
+	if ref.Tag != "" {
+		if err := reg.tag(r.Context(), repo, name, ref.Tag, d, int64(len(data)), m.Annotations); err != nil {
+			return err
+		}
+	}
+	h := w.Header()
+	h.Set(DigestHeader, string(d))
+	h.Set("Location", "/"+repo+"/"+name+"/manifests/"+string(d))
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// checkBlobs verifies that every blob the manifest names is stored with the
+// declared size; it names every missing blob in the error's detail.
+func (reg *Registry) checkBlobs(ctx context.Context, m *spec.Manifest) error {
+	refs := m.Referenced()
+	var (
+		mu      sync.Mutex
+		missing []string
+		wrong   []string
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(statConcurrency)
+	seen := make(map[digest.Digest]bool, len(refs))
+	for _, desc := range refs {
+		if seen[desc.Digest] {
+			continue
+		}
+		seen[desc.Digest] = true
+		g.Go(func() error {
+			info, err := reg.store.Stat(gctx, blobKey(desc.Digest))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				missing = append(missing, string(desc.Digest))
+			case err != nil:
+				return internal("stat blob", err)
+			case info.Size != desc.Size:
+				wrong = append(wrong, desc.Name)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return spec.Errorf(spec.ErrorManifestBlobUnknown, "%d blob(s) the manifest names are not uploaded; upload them, then push the manifest again", len(missing)).
+			WithDetail(map[string]any{"missing": missing})
+	}
+	if len(wrong) > 0 {
+		slices.Sort(wrong)
+		return spec.Errorf(spec.ErrorManifestInvalid, "the declared size of %d blob(s) differs from the stored blob", len(wrong)).
+			WithDetail(map[string]any{"names": wrong})
+	}
+	return nil
+}
+
+// tag points tag at the manifest in the model's index, then makes sure the
+// model is in the global index.
+func (reg *Registry) tag(ctx context.Context, repo, name, tag string, d digest.Digest, size int64, annotations map[string]string) error {
+	desc := spec.Descriptor{Name: tag, MediaType: spec.MediaTypeManifest, Digest: d, Size: size, Modified: nowFunc().UTC(), Annotations: annotations}
+	if _, err := reg.updateIndex(ctx, modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
+		if i := idx.Find(tag); i >= 0 {
+			idx.Manifests[i] = desc
+		} else {
+			idx.Manifests = append(idx.Manifests, desc)
+		}
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	return reg.addModelToGlobal(ctx, repo, name)
+}
+
+// deleteManifest removes a tag, or every tag pointing at a digest. The
+// manifest and its blobs stay until garbage collection.
+func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) error {
+	repo, name, ref, err := manifestParams(r)
+	if err != nil {
+		return err
+	}
+	removed := 0
+	idx, err := reg.updateIndex(r.Context(), modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
+		before := len(idx.Manifests)
+		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(desc spec.Descriptor) bool {
+			return desc.Name == ref.Tag || (ref.Digest != "" && desc.Digest == ref.Digest)
+		})
+		removed = before - len(idx.Manifests)
+		return removed > 0, nil
+	})
+	if err != nil {
+		return err
+	}
+	if removed == 0 {
+		return spec.Errorf(spec.ErrorManifestUnknown, "model %s/%s has no tag or manifest %s", repo, name, ref)
+	}
+	if len(idx.Manifests) == 0 {
+		if err := reg.removeModelFromGlobal(r.Context(), repo, name); err != nil {
+			return err
+		}
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,133 @@
+// Package registry is the modelx registry: the HTTP API over a storage
+// backend — indexes, manifests and content-addressed blobs — with presigned
+// redirects on backends that can presign, and garbage collection.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
+)
+
+// nowFunc is the registry's clock.
+var nowFunc = time.Now
+
+// Backend is what the registry needs of storage: the streaming interface
+// and conditional writes for index updates.
+type Backend interface {
+	storage.Storage
+	storage.ConditionalWriter
+}
+
+// Options tune a Registry; the zero value is a proxying registry with the defaults below.
+type Options struct {
+	// EnableRedirect answers blob GET and PUT with 302 and a presigned URL;
+	// the backend must presign.
+	EnableRedirect bool
+	// PresignExpiry is how long a presigned URL stays valid; default 15 minutes.
+	PresignExpiry time.Duration
+	// GCGracePeriod protects blobs and manifests younger than this from
+	// garbage collection, so in-flight pushes keep their blobs; default 1 hour.
+	GCGracePeriod time.Duration
+	// MaxManifestSize bounds a manifest PUT body; default spec.MaxManifestSize.
+	MaxManifestSize int64
+	// Logger receives request and error logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Registry serves the modelx HTTP API from a storage backend.
+type Registry struct {
+	store   Backend
+	presign storage.Presigner
+	opts    Options
+	log     *slog.Logger
+}
+
+// New returns a registry on store. It fails if redirects are asked of a
+// backend that cannot presign.
+func New(store Backend, opts Options) (*Registry, error) {
+	if opts.PresignExpiry <= 0 {
+		opts.PresignExpiry = 15 * time.Minute
+	}
+	if opts.GCGracePeriod <= 0 {
+		opts.GCGracePeriod = time.Hour
+	}
+	if opts.MaxManifestSize <= 0 {
+		opts.MaxManifestSize = spec.MaxManifestSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	reg := &Registry{store: store, opts: opts, log: opts.Logger}
+	if opts.EnableRedirect {
+		p, ok := store.(storage.Presigner)
+		if !ok {
+			return nil, errors.New("redirects need a backend that presigns URLs (S3); remove --enable-redirect or use --s3-url")
+		}
+		reg.presign = p
+	}
+	return reg, nil
+}
+
+// Handler returns the HTTP API.
+func (reg *Registry) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, requestLogger(reg.log), middleware.Recoverer)
+	r.NotFound(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return spec.Errorf(spec.ErrorUnsupported, "no such endpoint: %s %s; see docs/api.md", r.Method, r.URL.Path)
+	}))
+	r.MethodNotAllowed(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return spec.Errorf(spec.ErrorUnsupported, "method %s is not allowed on %s", r.Method, r.URL.Path)
+	}))
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Get("/readyz", reg.handle(reg.ready))
+	r.Get("/", reg.handle(reg.getGlobalIndex))
+	r.Route("/{repository}/{name}", func(r chi.Router) {
+		r.Get("/index", reg.handle(reg.getIndex))
+		r.Delete("/index", reg.handle(reg.deleteIndex))
+		r.Get("/manifests/{reference}", reg.handle(reg.getManifest))
+		r.Head("/manifests/{reference}", reg.handle(reg.getManifest))
+		r.Put("/manifests/{reference}", reg.handle(reg.putManifest))
+		r.Delete("/manifests/{reference}", reg.handle(reg.deleteManifest))
+		r.Head("/blobs/{digest}", reg.handle(reg.headBlob))
+		r.Get("/blobs/{digest}", reg.handle(reg.getBlob))
+		r.Put("/blobs/{digest}", reg.handle(reg.putBlob))
+		r.Post("/garbage-collect", reg.handle(reg.garbageCollect))
+	})
+	return r
+}
+
+func (reg *Registry) ready(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := reg.store.Stat(ctx, globalIndexKey); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		reg.log.WarnContext(ctx, "storage not ready", "error", err)
+		return spec.Errorf(spec.ErrorUnavailable, "storage is not reachable")
+	}
+	_, _ = w.Write([]byte("ok\n"))
+	return nil
+}
+
+// model returns the validated repository and name of the request path.
+func model(r *http.Request) (repo, name string, err error) {
+	repo, name = chi.URLParam(r, "repository"), chi.URLParam(r, "name")
+	if err := spec.ValidateComponent("repository", repo); err != nil {
+		return "", "", err
+	}
+	if err := spec.ValidateComponent("name", name); err != nil {
+		return "", "", err
+	}
+	return repo, name, nil
+}
+
+// internal wraps a storage failure with what the registry was doing.
+func internal(what string, err error) error { return fmt.Errorf("%s: %w", what, err) }

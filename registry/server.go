@@ -1,0 +1,126 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"modelx.io/modelx/storage/fs"
+	"modelx.io/modelx/storage/s3"
+)
+
+// Config is everything modelxd needs to serve; cmd/modelxd fills it from flags.
+type Config struct {
+	// Listen is the TCP address to serve on, e.g. ":8080".
+	Listen string
+	// DataDir is the local-filesystem backend's directory; used when S3.Endpoint
+	// and S3.Bucket are empty.
+	DataDir string
+	// S3 selects and configures the S3 backend when Endpoint or Bucket is set.
+	S3 s3.Config
+	// TLSCertFile and TLSKeyFile serve HTTPS when both are set.
+	TLSCertFile string
+	TLSKeyFile  string
+	// GCInterval runs garbage collection on a schedule; 0 disables it.
+	GCInterval time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
+	ShutdownTimeout time.Duration
+	// Options tune the registry.
+	Options Options
+}
+
+// UsesS3 reports whether the configuration selects the S3 backend.
+func (c Config) UsesS3() bool { return c.S3.Endpoint != "" || c.S3.Bucket != "" }
+
+// OpenBackend opens the storage backend the configuration selects.
+func OpenBackend(ctx context.Context, cfg Config) (Backend, string, error) {
+	if cfg.UsesS3() {
+		st, err := s3.New(ctx, cfg.S3)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := st.Check(ctx); err != nil {
+			return nil, "", err
+		}
+		return st, "s3", nil
+	}
+	if cfg.DataDir == "" {
+		return nil, "", errors.New("no storage configured: set --data-dir, or --s3-url and --s3-bucket")
+	}
+	st, err := fs.New(cfg.DataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	return st, "fs", nil
+}
+
+// Run serves the registry until ctx ends, then shuts down gracefully.
+// ready, if not nil, receives the bound address once the server listens.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.Addr)) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Options.Logger = log
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return errors.New("TLS needs both --tls-cert and --tls-key")
+	}
+	if cfg.Options.EnableRedirect && !cfg.UsesS3() {
+		return errors.New("--enable-redirect needs the S3 backend (--s3-url and --s3-bucket): the local filesystem cannot presign URLs")
+	}
+	store, kind, err := OpenBackend(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	reg, err := New(store, cfg.Options)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           reg.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("modelxd serving", "addr", ln.Addr().String(), "storage", kind,
+		"redirect", cfg.Options.EnableRedirect, "tls", cfg.TLSCertFile != "")
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	if cfg.GCInterval > 0 {
+		go reg.RunGC(gcCtx, cfg.GCInterval)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCertFile != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	timeout := cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	log.Info("modelxd shutting down", "timeout", timeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	return nil
+}
