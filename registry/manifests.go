@@ -130,36 +130,42 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 // declared size; it names every missing blob in the error's detail.
 func (reg *Registry) checkBlobs(ctx context.Context, m *spec.Manifest) error {
 	refs := m.Referenced()
-	var (
-		mu      sync.Mutex
-		missing []string
-		wrong   []string
-	)
+	var mu sync.Mutex
+	sizes := make(map[digest.Digest]int64, len(refs)) // stored size, -1 when missing
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(statConcurrency)
-	seen := make(map[digest.Digest]bool, len(refs))
 	for _, desc := range refs {
-		if seen[desc.Digest] {
+		if _, dup := sizes[desc.Digest]; dup {
 			continue
 		}
-		seen[desc.Digest] = true
+		sizes[desc.Digest] = -1
 		g.Go(func() error {
 			info, err := reg.store.Stat(gctx, blobKey(desc.Digest))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, storage.ErrNotFound):
-				missing = append(missing, string(desc.Digest))
-			case err != nil:
-				return internal("stat blob", err)
-			case info.Size != desc.Size:
-				wrong = append(wrong, desc.Name)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
 			}
+			if err != nil {
+				return internal("stat blob", err)
+			}
+			mu.Lock()
+			sizes[desc.Digest] = info.Size
+			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	var missing, wrong []string
+	for _, desc := range refs {
+		switch size := sizes[desc.Digest]; {
+		case size < 0:
+			if !slices.Contains(missing, string(desc.Digest)) {
+				missing = append(missing, string(desc.Digest))
+			}
+		case size != desc.Size:
+			wrong = append(wrong, desc.Name)
+		}
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
