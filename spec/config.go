@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -90,5 +91,8 @@ func cleanYAMLError(err error) string {
 	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
-	return strings.ReplaceAll(msg, "Go struct field ModelConfig.", "field ")
+	msg = strings.ReplaceAll(msg, "error converting YAML to JSON: yaml: ", "invalid YAML: ")
+	return goStructField.ReplaceAllString(msg, "field ")
 }
+
+var goStructField = regexp.MustCompile(`Go struct field [A-Za-z]+\.`)

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/internal/testenv"
+	"modelx.io/modelx/storage/s3"
+)
+
+func TestParseFlags(t *testing.T) {
+	t.Setenv("MODELXD_LISTEN", ":9999")
+	t.Setenv("MODELXD_S3_PATH_STYLE", "true")
+	t.Setenv("MODELXD_S3_PRESIGN_EXPIRE", "5m")
+	cfg, _, err := parseFlags([]string{"--s3-url", "http://s3.local", "--s3-bucket", "models", "--enable-redirect"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != ":9999" || !cfg.S3.PathStyle || cfg.Options.PresignExpiry != 5*time.Minute ||
+		cfg.S3.Endpoint != "http://s3.local" || cfg.S3.Bucket != "models" || !cfg.Options.EnableRedirect || !cfg.UsesS3() {
+		t.Fatalf("config %+v", cfg)
+	}
+	// A flag beats its environment variable.
+	if cfg, _, _ := parseFlags([]string{"--listen", ":7"}); cfg.Listen != ":7" {
+		t.Fatalf("listen %q", cfg.Listen)
+	}
+	for _, tc := range []struct {
+		env, val string
+		args     []string
+		want     string
+	}{
+		{"MODELXD_ENABLE_REDIRECT", "maybe", nil, "MODELXD_ENABLE_REDIRECT"},
+		{"MODELXD_GC_INTERVAL", "soon", nil, "MODELXD_GC_INTERVAL"},
+		{"", "", []string{"extra"}, "unexpected argument"},
+		{"", "", []string{"--log-format", "xml"}, "--log-format"},
+		{"", "", []string{"--no-such-flag"}, "no-such-flag"},
+	} {
+		if tc.env != "" {
+			t.Setenv(tc.env, tc.val)
+		}
+		_, _, err := parseFlags(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags(%v) with %s=%q: %v, want an error naming %q", tc.args, tc.env, tc.val, err, tc.want)
+		}
+		if tc.env != "" {
+			os.Unsetenv(tc.env)
+		}
+	}
+}
+
+// buildModelxd compiles this command once per test binary run.
+func buildModelxd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "modelxd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startModelxd runs the binary and waits until /readyz answers.
+func startModelxd(t *testing.T, bin string, env []string, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin, append([]string{"--listen", addr}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	url := "http://" + addr
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url, cmd, &logs
+			}
+		}
+	}
+	t.Fatalf("modelxd did not become ready:\n%s", logs.String())
+	return "", nil, nil
+}
+
+func noRedirect() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func stop(t *testing.T, cmd *exec.Cmd, logs *bytes.Buffer) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("modelxd exited with %v after SIGTERM:\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("modelxd did not stop on SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Fatalf("no graceful shutdown in the log:\n%s", logs.String())
+	}
+}
+
+func TestModelxdBinary(t *testing.T) {
+	bin := buildModelxd(t)
+
+	t.Run("fs", func(t *testing.T) {
+		dataDir := t.TempDir()
+		url, cmd, logs := startModelxd(t, bin, []string{"MODELXD_DATA_DIR=" + dataDir})
+		data := []byte("weights")
+		d := digest.FromBytes(data)
+		req, _ := http.NewRequest(http.MethodPut, url+"/lib/m/blobs/"+string(d), bytes.NewReader(data))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT blob: %d", resp.StatusCode)
+		}
+		if _, err := os.Stat(filepath.Join(dataDir, "blobs", "sha256", d.Encoded()[:2], d.Encoded())); err != nil {
+			t.Fatalf("blob not under --data-dir: %v", err)
+		}
+		stop(t, cmd, logs)
+	})
+
+	t.Run("s3-redirect", func(t *testing.T) {
+		srv := testenv.StartS3(t)
+		ctx := context.Background()
+		st, err := s3.New(ctx, s3.Config{Endpoint: srv.URL, Bucket: "models", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PathStyle: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateBucket(ctx); err != nil {
+			t.Fatal(err)
+		}
+		url, cmd, logs := startModelxd(t, bin,
+			[]string{"MODELXD_S3_SECRET_KEY=" + srv.SecretKey},
+			"--s3-url", srv.URL, "--s3-bucket", "models", "--s3-access-key", srv.AccessKey,
+			"--s3-path-style", "--enable-redirect", "--s3-presign-expire", "2m")
+		d := digest.FromString("w")
+		req, _ := http.NewRequest(http.MethodPut, url+"/lib/m/blobs/"+string(d), strings.NewReader("w"))
+		resp, err := noRedirect().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, srv.URL+"/models/blobs/sha256/") || !strings.Contains(loc, "X-Amz-Expires=120") {
+			t.Fatalf("PUT blob: %d Location %q, want 302 to a presigned URL valid 120s", resp.StatusCode, loc)
+		}
+		stop(t, cmd, logs)
+		if strings.Contains(logs.String(), srv.SecretKey) || strings.Contains(logs.String(), "X-Amz-Signature") {
+			t.Fatalf("the log holds a secret:\n%s", logs.String())
+		}
+	})
+
+	t.Run("bad-config", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--enable-redirect"}, "--enable-redirect needs the S3 backend"},
+			{[]string{"--tls-cert", "x.pem"}, "--tls-key"},
+			{[]string{"--s3-url", "http://127.0.0.1:1", "--s3-bucket", "b", "--s3-access-key", "k"}, "secret key"},
+		} {
+			out, err := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("modelxd %v: %v %q, want a failure naming %q", tc.args, err, out, tc.want)
+			}
+		}
+	})
+}

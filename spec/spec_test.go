@@ -1,0 +1,190 @@
+package spec
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// legacyManifest is shaped as the original modelx wrote manifests: decimal
+// file modes, a directory blob, no schemaVersion.
+const legacyManifest = `{
+  "mediaType": "application/vnd.modelx.model.manifest.v1.json",
+  "config": {"name": "modelx.yaml", "mediaType": "application/vnd.modelx.model.config.v1.yaml",
+    "digest": "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", "size": 3,
+    "mode": 420, "modified": "2023-03-01T10:00:00+08:00"},
+  "blobs": [
+    {"name": "model.onnx", "mediaType": "application/vnd.modelx.model.file.v1",
+     "digest": "sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9", "size": 3, "mode": 420,
+     "modified": "2023-03-01T10:00:00+08:00"},
+    {"name": "tokenizer", "mediaType": "application/vnd.modelx.model.directory.v1.tar+gz",
+     "digest": "sha256:baa5a0964d3320fbc0c6a922140453c8513ea24ab8fd0577034804a967248096", "size": 3, "mode": 2147484141,
+     "modified": "2023-03-01T10:00:00+08:00"}
+  ],
+  "annotations": {"description": "legacy"}
+}`
+
+func TestParseLegacyManifest(t *testing.T) {
+	m, err := ParseManifest([]byte(legacyManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Blobs) != 2 || m.Blobs[1].MediaType != MediaTypeDirectoryTarGz || !m.Blobs[1].Mode.IsDir() || m.Blobs[0].Mode.Perm() != 0o644 {
+		t.Fatalf("parsed %+v", m)
+	}
+	// It survives a round trip through our types.
+	data, _ := json.Marshal(m)
+	if _, err := ParseManifest(data); err != nil {
+		t.Fatalf("re-encoded manifest: %v", err)
+	}
+}
+
+func TestManifestValidate(t *testing.T) {
+	d := digest.FromString("x")
+	file := func(name string) Descriptor {
+		return Descriptor{Name: name, MediaType: MediaTypeFile, Digest: d, Size: 1}
+	}
+	base := func() Manifest {
+		return Manifest{SchemaVersion: 1, MediaType: MediaTypeManifest,
+			Config: Descriptor{Name: ConfigFileName, MediaType: MediaTypeConfig, Digest: d, Size: 1},
+			Blobs:  []Descriptor{file("a/b.bin"), file("c")}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Manifest)
+		want   string // substring of the error; "" means valid
+	}{
+		{"valid", func(*Manifest) {}, ""},
+		{"no blobs", func(m *Manifest) { m.Blobs = nil }, ""},
+		{"schema 2", func(m *Manifest) { m.SchemaVersion = 2 }, "schemaVersion 2"},
+		{"media type", func(m *Manifest) { m.MediaType = "application/json" }, "mediaType"},
+		{"config missing", func(m *Manifest) { m.Config = Descriptor{} }, "config.name"},
+		{"config media type", func(m *Manifest) { m.Config.MediaType = MediaTypeFile }, "config.mediaType"},
+		{"dot-dot", func(m *Manifest) { m.Blobs[0].Name = "a/../../x" }, `".." element`},
+		{"absolute", func(m *Manifest) { m.Blobs[0].Name = "/etc/passwd" }, "absolute"},
+		{"empty element", func(m *Manifest) { m.Blobs[0].Name = "a//b" }, "empty element"},
+		{"backslash", func(m *Manifest) { m.Blobs[0].Name = `a\b` }, "backslash"},
+		{"control char", func(m *Manifest) { m.Blobs[0].Name = "a\nb" }, "control"},
+		{"duplicate", func(m *Manifest) { m.Blobs[1].Name = "a/b.bin" }, "more than once"},
+		{"shadows config", func(m *Manifest) { m.Blobs[1].Name = ConfigFileName }, "more than once"},
+		{"file is a directory", func(m *Manifest) { m.Blobs[1].Name = "a" }, "also the directory"},
+		{"deep file is a directory", func(m *Manifest) { m.Blobs[1].Name = "a/b.bin/c/d" }, "also the directory"},
+		{"bad digest", func(m *Manifest) { m.Blobs[0].Digest = "sha256:abc" }, "digest"},
+		{"sha512", func(m *Manifest) { m.Blobs[0].Digest = digest.Digest("sha512:" + strings.Repeat("ab", 64)) }, "digest"},
+		{"negative size", func(m *Manifest) { m.Blobs[0].Size = -1 }, "negative"},
+		{"unknown media type", func(m *Manifest) { m.Blobs[0].MediaType = "text/plain" }, "not supported"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base()
+			tc.mutate(&m)
+			err := m.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			var apiErr *Error
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &apiErr) || apiErr.Code != ErrorManifestInvalid {
+				t.Fatalf("error %v, want MANIFEST_INVALID containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseManifestRejectsGarbage(t *testing.T) {
+	for _, in := range []string{"", "{", "[]", `{"config": 5}`, legacyManifest + "{}"} {
+		if _, err := ParseManifest([]byte(in)); err == nil {
+			t.Errorf("ParseManifest(%.20q) succeeded", in)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"bert", true}, {"nlp", true}, {"a1.b_c-d", true}, {"x", true},
+		{"", false}, {"Bert", false}, {"-a", false}, {"a-", false}, {"a..b", false}, {"a/b", false}, {"..", false},
+		{strings.Repeat("a", 128), true}, {strings.Repeat("a", 129), false},
+	} {
+		if err := ValidateComponent("name", tc.in); (err == nil) != tc.ok {
+			t.Errorf("ValidateComponent(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+		}
+	}
+}
+
+func TestParseReference(t *testing.T) {
+	d := digest.FromString("m")
+	for _, tc := range []struct {
+		in      string
+		tag     string
+		dig     digest.Digest
+		errCode ErrorCode
+	}{
+		{in: "v1", tag: "v1"},
+		{in: "latest", tag: "latest"},
+		{in: "V1.0_rc-2", tag: "V1.0_rc-2"},
+		{in: string(d), dig: d},
+		{in: "-v1", errCode: ErrorReferenceInvalid},
+		{in: ".hidden", errCode: ErrorReferenceInvalid},
+		{in: strings.Repeat("t", 129), errCode: ErrorReferenceInvalid},
+		{in: "sha256:short", errCode: ErrorDigestInvalid},
+		{in: "md5:d41d8cd98f00b204e9800998ecf8427e", errCode: ErrorDigestInvalid},
+	} {
+		ref, err := ParseReference(tc.in)
+		if tc.errCode != "" {
+			var e *Error
+			if !errors.As(err, &e) || e.Code != tc.errCode {
+				t.Errorf("ParseReference(%q) = %v, want %s", tc.in, err, tc.errCode)
+			}
+			continue
+		}
+		if err != nil || ref.Tag != tc.tag || ref.Digest != tc.dig || ref.String() != tc.in {
+			t.Errorf("ParseReference(%q) = %+v, %v", tc.in, ref, err)
+		}
+	}
+}
+
+func TestParseModelConfig(t *testing.T) {
+	good := `
+description: Awesome text generator
+framework: pytorch
+task: text-generation
+tags: [modelx, demo]
+maintainers: [maintainer]
+modelFiles: [torch.bin, tf_output.h5]
+config:
+  inputs: {text: {type: string}}
+  outputs: {}
+serving:
+  server: triton
+  gpu: 1
+`
+	c, err := ParseModelConfig([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Framework != "pytorch" || len(c.ModelFiles) != 2 || c.Serving.Server != "triton" || c.Config.Inputs["text"] == nil {
+		t.Fatalf("parsed %+v", c)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"modelFile: [a]", `unknown field "modelFile"`},
+		{"tags: notalist", "tags"},
+		{"modelFiles: [../secret]", "modelFiles[0]"},
+		{"serving: {server: tfserving}", "serving.server"},
+		{"serving: {gpu: -1}", "serving.gpu"},
+		{"serving: {gpu: x}", "field serving.gpu"},
+		{"description: [", "modelx.yaml"},
+	} {
+		_, err := ParseModelConfig([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), ConfigFileName) {
+			t.Errorf("ParseModelConfig(%q) = %v, want an error naming %q", tc.in, err, tc.want)
+		}
+	}
+}
