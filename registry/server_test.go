@@ -1,0 +1,125 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/registry"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and returns its files and pool.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "modelxd test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// runServer starts registry.Run and returns its base URL and a stop func
+// that cancels it and returns Run's error.
+func runServer(t *testing.T, cfg registry.Config, scheme string) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- registry.Run(ctx, cfg, nil, func(a net.Addr) { addrc <- a }) }()
+	select {
+	case a := <-addrc:
+		return scheme + "://" + a.String(), func() error { cancel(); return <-errc }
+	case err := <-errc:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not start listening")
+	}
+	return "", nil
+}
+
+func TestRunTLSAndShutdown(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	url, stop := runServer(t, registry.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), TLSCertFile: certFile, TLSKeyFile: keyFile}, "https")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get(url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz over TLS: %d", resp.StatusCode)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+}
+
+func TestRunScheduledGC(t *testing.T) {
+	cfg := registry.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), GCInterval: 50 * time.Millisecond,
+		Options: registry.Options{GCGracePeriod: time.Nanosecond}}
+	url, stop := runServer(t, cfg, "http")
+	defer stop()
+	data := []byte("orphan blob")
+	blobURL := url + "/lib/m/blobs/" + string(digest.FromBytes(data))
+	req, _ := http.NewRequest(http.MethodPut, blobURL, bytes.NewReader(data))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Head(blobURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return
+		}
+	}
+	t.Fatal("scheduled garbage collection never removed the unreferenced blob")
+}
