@@ -18,7 +18,7 @@ func TestParseRange(t *testing.T) {
 		{"bytes=-3", 10, 7, 3, true, false},
 		{"bytes=-30", 10, 0, 10, true, false},
 		{"bytes=0-1,4-5", 10, 0, 10, false, false}, // multi-range: whole blob
-		{"items=0-1", 10, 0, 10, false, false},      // unknown unit: whole blob
+		{"items=0-1", 10, 0, 10, false, false},     // unknown unit: whole blob
 		{"bytes=10-", 10, 0, 0, false, true},
 		{"bytes=5-2", 10, 0, 0, false, true},
 		{"bytes=-0", 10, 0, 0, false, true},
