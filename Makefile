@@ -29,7 +29,8 @@ test: tools
 
 tools: $(VERSITYGW)
 
-$(VERSITYGW): tools/versitygw/go.mod tools/versitygw/go.sum
+# The version in the path names the build; an existing binary is reused.
+$(VERSITYGW):
 	@mkdir -p $(dir $@)
 	cd tools/versitygw && CGO_ENABLED=0 $(GO) build -o $@.tmp github.com/versity/versitygw/cmd/versitygw
 	mv $@.tmp $@

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/opencontainers/go-digest"
@@ -130,26 +129,28 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 // declared size; it names every missing blob in the error's detail.
 func (reg *Registry) checkBlobs(ctx context.Context, m *spec.Manifest) error {
 	refs := m.Referenced()
-	var mu sync.Mutex
-	sizes := make(map[digest.Digest]int64, len(refs)) // stored size, -1 when missing
+	var unique []digest.Digest
+	seen := make(map[digest.Digest]bool, len(refs))
+	for _, desc := range refs {
+		if !seen[desc.Digest] {
+			seen[desc.Digest] = true
+			unique = append(unique, desc.Digest)
+		}
+	}
+	stored := make([]int64, len(unique)) // stored size, -1 when missing; one slot per goroutine
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(statConcurrency)
-	for _, desc := range refs {
-		if _, dup := sizes[desc.Digest]; dup {
-			continue
-		}
-		sizes[desc.Digest] = -1
+	for i, d := range unique {
 		g.Go(func() error {
-			info, err := reg.store.Stat(gctx, blobKey(desc.Digest))
-			if errors.Is(err, storage.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
+			info, err := reg.store.Stat(gctx, blobKey(d))
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				stored[i] = -1
+			case err != nil:
 				return internal("stat blob", err)
+			default:
+				stored[i] = info.Size
 			}
-			mu.Lock()
-			sizes[desc.Digest] = info.Size
-			mu.Unlock()
 			return nil
 		})
 	}
@@ -157,13 +158,15 @@ func (reg *Registry) checkBlobs(ctx context.Context, m *spec.Manifest) error {
 		return err
 	}
 	var missing, wrong []string
+	sizes := make(map[digest.Digest]int64, len(unique))
+	for i, d := range unique {
+		sizes[d] = stored[i]
+		if stored[i] < 0 {
+			missing = append(missing, string(d))
+		}
+	}
 	for _, desc := range refs {
-		switch size := sizes[desc.Digest]; {
-		case size < 0:
-			if !slices.Contains(missing, string(desc.Digest)) {
-				missing = append(missing, string(desc.Digest))
-			}
-		case size != desc.Size:
+		if size := sizes[desc.Digest]; size >= 0 && size != desc.Size {
 			wrong = append(wrong, desc.Name)
 		}
 	}
