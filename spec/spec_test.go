@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -76,6 +77,20 @@ func TestManifestValidate(t *testing.T) {
 		{"sha512", func(m *Manifest) { m.Blobs[0].Digest = digest.Digest("sha512:" + strings.Repeat("ab", 64)) }, "digest"},
 		{"negative size", func(m *Manifest) { m.Blobs[0].Size = -1 }, "negative"},
 		{"unknown media type", func(m *Manifest) { m.Blobs[0].MediaType = "text/plain" }, "not supported"},
+		{"pack", func(m *Manifest) { m.Blobs = append(m.Blobs, pack("p", packed("t/x", 0, 10), packed("t/y", 10, 5))) }, ""},
+		{"pack traversal", func(m *Manifest) { m.Blobs = append(m.Blobs, pack("p", packed("../x", 0, 10))) }, `".." element`},
+		{"pack overlap", func(m *Manifest) { m.Blobs = append(m.Blobs, pack("p", packed("x", 0, 10), packed("y", 5, 5))) }, "overlaps"},
+		{"pack past end", func(m *Manifest) { m.Blobs = append(m.Blobs, pack("p", packed("x", 95, 10))) }, "outside"},
+		{"pack empty", func(m *Manifest) { m.Blobs = append(m.Blobs, pack("p")) }, "at least one file"},
+		{"pack names twice", func(m *Manifest) {
+			m.Blobs = append(m.Blobs, pack("p", packed("x", 0, 1)), pack("p", packed("y", 0, 1)))
+		}, "unique"},
+		{"packed file shadows file", func(m *Manifest) { m.Blobs = append(m.Blobs, pack("p", packed("c", 0, 1))) }, "more than once"},
+		{"chunked", func(m *Manifest) { m.Blobs = append(m.Blobs, chunked("big", 4, 6)) }, ""},
+		{"chunked bad digest", func(m *Manifest) { b := chunked("big", 4, 6); b.Digest = d; m.Blobs = append(m.Blobs, b) }, "chunk list"},
+		{"chunked bad size", func(m *Manifest) { b := chunked("big", 4, 6); b.Size = 11; m.Blobs = append(m.Blobs, b) }, "add up"},
+		{"chunked zero chunk", func(m *Manifest) { m.Blobs = append(m.Blobs, chunked("big", 4, 0)) }, "not positive"},
+		{"file lists chunks", func(m *Manifest) { m.Blobs[0].Chunks = []Chunk{{Digest: d, Size: 1}} }, "only chunked"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,6 +108,33 @@ func TestManifestValidate(t *testing.T) {
 				t.Fatalf("error %v, want MANIFEST_INVALID containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func pack(name string, files ...PackedFile) Descriptor {
+	return Descriptor{Name: name, MediaType: MediaTypePack, Digest: digest.FromString(name), Size: 100, Files: files}
+}
+
+func packed(name string, offset, length int64) PackedFile {
+	return PackedFile{Name: name, Digest: digest.FromString(name), Size: length * 2, Offset: offset, Length: length}
+}
+
+func chunked(name string, sizes ...int64) Descriptor {
+	var chunks []Chunk
+	var total int64
+	for i, s := range sizes {
+		chunks = append(chunks, Chunk{Digest: digest.FromString(fmt.Sprint(name, i)), Size: s})
+		total += s
+	}
+	return Descriptor{Name: name, MediaType: MediaTypeChunkedFile, Digest: ChunkListDigest(chunks), Size: total, Chunks: chunks}
+}
+
+func TestReferencedExpandsChunks(t *testing.T) {
+	m := Manifest{Config: Descriptor{Name: ConfigFileName, Digest: digest.FromString("c"), Size: 1},
+		Blobs: []Descriptor{chunked("big", 3, 4), pack("p", packed("x", 0, 1))}}
+	refs := m.Referenced()
+	if len(refs) != 4 || refs[1].Name != "big#0" || refs[2].Size != 4 || refs[3].MediaType != MediaTypePack {
+		t.Fatalf("Referenced() = %+v", refs)
 	}
 }
 

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"os"
 	"time"
 
@@ -20,6 +21,13 @@ const (
 	MediaTypeDirectoryTarGz = "application/vnd.modelx.model.directory.v1.tar+gz"
 	// MediaTypeIndex is the media type of an Index document (a model's tags or the global index).
 	MediaTypeIndex = "application/vnd.modelx.model.index.v1.json"
+	// MediaTypePack is a blob that holds many small files, each its own zstd
+	// frame, concatenated; Descriptor.Files says where each one sits.
+	MediaTypePack = "application/vnd.modelx.model.pack.v1+zstd"
+	// MediaTypeChunkedFile is a large file stored as content-defined chunk
+	// blobs; Descriptor.Chunks lists them in order and the descriptor's
+	// digest is ChunkListDigest of that list.
+	MediaTypeChunkedFile = "application/vnd.modelx.model.chunked.v1"
 )
 
 // SchemaVersion is the schemaVersion written into new index and manifest documents.
@@ -40,6 +48,39 @@ type Descriptor struct {
 	Modified    time.Time         `json:"modified,omitzero"`
 	URLs        []string          `json:"urls,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Files lists the files inside a pack blob.
+	Files []PackedFile `json:"files,omitempty"`
+	// Chunks lists, in order, the chunk blobs of a chunked file.
+	Chunks []Chunk `json:"chunks,omitempty"`
+}
+
+// PackedFile is one file inside a pack: its metadata and where its zstd
+// frame sits in the pack blob, so it can be fetched with one Range request
+// and verified alone.
+type PackedFile struct {
+	Name   string        `json:"name"`
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+	Mode   os.FileMode   `json:"mode,omitempty"`
+	// Offset and Length locate the file's zstd frame in the pack blob.
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+}
+
+// Chunk is one content-defined piece of a chunked file, stored as a blob.
+type Chunk struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+}
+
+// ChunkListDigest is the identity of a chunked file: the sha256 of one line
+// "DIGEST SIZE\n" per chunk, in order. It needs no second pass over the file.
+func ChunkListDigest(chunks []Chunk) digest.Digest {
+	d := digest.SHA256.Digester()
+	for _, c := range chunks {
+		fmt.Fprintf(d.Hash(), "%s %d\n", c.Digest, c.Size)
+	}
+	return d.Digest()
 }
 
 // Index lists the tags of one model, or every model in the global index.

@@ -15,6 +15,8 @@ const MaxManifestSize = 16 << 20
 var knownBlobMediaTypes = map[string]bool{
 	MediaTypeFile:           true,
 	MediaTypeDirectoryTarGz: true,
+	MediaTypePack:           true,
+	MediaTypeChunkedFile:    true,
 }
 
 // ParseManifest decodes and validates a manifest document.
@@ -54,17 +56,83 @@ func (m *Manifest) Validate() error {
 	}
 	names := make([]string, 0, len(m.Blobs)+1)
 	names = append(names, m.Config.Name)
+	packNames := map[string]bool{}
 	for i, b := range m.Blobs {
 		field := fmt.Sprintf("blobs[%d]", i)
+		if !knownBlobMediaTypes[b.MediaType] {
+			return invalid("%s (%s): mediaType %q is not supported: use %q", field, b.Name, b.MediaType, MediaTypeFile)
+		}
+		if b.MediaType == MediaTypePack {
+			// A pack's name labels it; the paths are those of its files.
+			if b.Name == "" || packNames[b.Name] {
+				return invalid("%s: a pack needs a name unique among packs", field)
+			}
+			packNames[b.Name] = true
+			if err := validatePack(field, b); err != nil {
+				return invalid("%v", err)
+			}
+			for _, f := range b.Files {
+				names = append(names, f.Name)
+			}
+			continue
+		}
 		if err := validateDescriptor(field, b); err != nil {
 			return invalid("%v", err)
 		}
-		if !knownBlobMediaTypes[b.MediaType] {
-			return invalid("%s (%s): mediaType %q is not supported: use %q", field, b.Name, b.MediaType, MediaTypeFile)
+		if b.MediaType == MediaTypeChunkedFile {
+			if err := validateChunked(field, b); err != nil {
+				return invalid("%v", err)
+			}
+		} else if len(b.Files) > 0 || len(b.Chunks) > 0 {
+			return invalid("%s (%s): only packs list files and only chunked files list chunks", field, b.Name)
 		}
 		names = append(names, b.Name)
 	}
 	return checkPathConflicts(names)
+}
+
+func validatePack(field string, b Descriptor) error {
+	if err := ValidateDigest(b.Digest); err != nil {
+		return fmt.Errorf("%s (%s).digest: %s", field, b.Name, err.(*Error).Message)
+	}
+	if len(b.Files) == 0 {
+		return fmt.Errorf("%s (%s): a pack lists at least one file", field, b.Name)
+	}
+	var end int64
+	for j, f := range b.Files {
+		ff := fmt.Sprintf("%s (%s).files[%d]", field, b.Name, j)
+		if err := validateDescriptor(ff, Descriptor{Name: f.Name, Digest: f.Digest, Size: f.Size}); err != nil {
+			return err
+		}
+		if f.Offset < end || f.Length <= 0 || f.Offset+f.Length > b.Size {
+			return fmt.Errorf("%s (%s): frame at offset %d, length %d lies outside the pack or overlaps the previous file", ff, f.Name, f.Offset, f.Length)
+		}
+		end = f.Offset + f.Length
+	}
+	return nil
+}
+
+func validateChunked(field string, b Descriptor) error {
+	if len(b.Chunks) == 0 {
+		return fmt.Errorf("%s (%s): a chunked file lists at least one chunk", field, b.Name)
+	}
+	var total int64
+	for j, c := range b.Chunks {
+		if err := ValidateDigest(c.Digest); err != nil {
+			return fmt.Errorf("%s (%s).chunks[%d].digest: %s", field, b.Name, j, err.(*Error).Message)
+		}
+		if c.Size <= 0 {
+			return fmt.Errorf("%s (%s).chunks[%d].size %d is not positive", field, b.Name, j, c.Size)
+		}
+		total += c.Size
+	}
+	if total != b.Size {
+		return fmt.Errorf("%s (%s): chunks add up to %d bytes, size says %d", field, b.Name, total, b.Size)
+	}
+	if want := ChunkListDigest(b.Chunks); b.Digest != want {
+		return fmt.Errorf("%s (%s).digest %s is not the digest of its chunk list (%s)", field, b.Name, b.Digest, want)
+	}
+	return nil
 }
 
 func validateDescriptor(field string, d Descriptor) error {
@@ -109,9 +177,20 @@ func checkPathConflicts(names []string) error {
 	return nil
 }
 
-// Referenced lists the config and every blob descriptor of the manifest.
+// Referenced lists every stored blob the manifest names: the config, whole
+// files, packs, legacy directories, and each chunk of a chunked file (named
+// "PATH#INDEX").
 func (m *Manifest) Referenced() []Descriptor {
 	out := make([]Descriptor, 0, len(m.Blobs)+1)
 	out = append(out, m.Config)
-	return append(out, m.Blobs...)
+	for _, b := range m.Blobs {
+		if b.MediaType != MediaTypeChunkedFile {
+			out = append(out, b)
+			continue
+		}
+		for i, c := range b.Chunks {
+			out = append(out, Descriptor{Name: fmt.Sprintf("%s#%d", b.Name, i), Digest: c.Digest, Size: c.Size})
+		}
+	}
+	return out
 }
