@@ -62,7 +62,8 @@ func ParseModelConfig(data []byte) (*ModelConfig, error) {
 // Validate checks field values that the YAML types alone do not.
 func (c *ModelConfig) Validate() error {
 	for i, f := range c.ModelFiles {
-		if err := ValidatePath(f); err != nil {
+		// "dir/" names a whole directory.
+		if err := ValidatePath(strings.TrimSuffix(f, "/")); err != nil {
 			return fmt.Errorf("%s: modelFiles[%d]: %v", ConfigFileName, i, err)
 		}
 	}

@@ -1,0 +1,396 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/spec"
+)
+
+// DigestHeader is the response header carrying a blob's or manifest's digest.
+const DigestHeader = "Modelx-Content-Digest"
+
+// checksumHeader carries the base64 sha256 on a redirected (presigned) upload.
+const checksumHeader = "X-Amz-Checksum-Sha256"
+
+// API is a thin client of one registry's HTTP API. It retries network
+// errors and 5xx answers with backoff, follows blob redirects to presigned
+// URLs (without sending the registry's token there), and turns error
+// envelopes into *Error.
+type API struct {
+	base    string
+	http    *http.Client
+	token   func() (string, error)
+	retries int
+}
+
+// Error is a failed registry request: the status, the API error, and a
+// hint that says what to do about it.
+type Error struct {
+	Status   int
+	Registry string
+	API      spec.Error
+}
+
+// Error names the registry, the API error and, for 401/403, what to do.
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s: %s", e.Registry, e.API.Error())
+	switch e.Status {
+	case http.StatusUnauthorized:
+		msg += fmt.Sprintf("; run `modelx login %s` (or set MODELX_TOKEN)", e.Registry)
+	case http.StatusForbidden:
+		msg += "; ask the registry's administrator for access"
+	}
+	return msg
+}
+
+// Code returns the API error code of err, or "".
+func Code(err error) spec.ErrorCode {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.API.Code
+	}
+	return ""
+}
+
+// NewAPI returns a client of the registry at base. token, if not nil, is
+// asked for the bearer token before every request.
+func NewAPI(base string, httpClient *http.Client, token func() (string, error)) *API {
+	if httpClient == nil {
+		httpClient = DefaultHTTPClient()
+	}
+	// Redirects are followed by hand: a presigned URL must not get the token.
+	c := *httpClient
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &API{base: base, http: &c, token: token, retries: 4}
+}
+
+// DefaultHTTPClient is tuned for many parallel large transfers.
+func DefaultHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.ExpectContinueTimeout = 2 * time.Second
+	t.ResponseHeaderTimeout = 2 * time.Minute
+	return &http.Client{Transport: t}
+}
+
+// body opens a request body afresh for every attempt.
+type body struct {
+	open func() (io.ReadCloser, error)
+	size int64
+}
+
+func bytesBody(b []byte) *body {
+	return &body{open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, size: int64(len(b))}
+}
+
+// do sends a request to the registry (path starting with "/") or to an
+// absolute presigned URL, retrying transient failures. The caller closes
+// the response body.
+func (a *API) do(ctx context.Context, method, target string, b *body, header http.Header) (*http.Response, error) {
+	presigned := target != "" && target[0] != '/'
+	if !presigned {
+		target = a.base + target
+	}
+	var lastErr error
+	for attempt := 0; attempt <= a.retries; attempt++ {
+		if attempt > 0 {
+			backoff := time.Duration(200<<min(attempt-1, 5)) * time.Millisecond
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff/2 + rand.N(backoff)):
+			}
+		}
+		var rd io.ReadCloser
+		if b != nil {
+			var err error
+			if rd, err = b.open(); err != nil {
+				return nil, err
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, method, target, rd)
+		if err != nil {
+			if rd != nil {
+				rd.Close()
+			}
+			return nil, err
+		}
+		if b != nil {
+			req.ContentLength = b.size
+			if b.size == 0 {
+				req.Body = http.NoBody
+			}
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		if !presigned && a.token != nil {
+			tok, err := a.token()
+			if err != nil {
+				return nil, err
+			}
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+		}
+		resp, err := a.http.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			lastErr = a.networkError(err)
+			continue
+		}
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			lastErr = a.errorFrom(resp, target, presigned)
+			continue
+		}
+		return resp, nil
+	}
+	return nil, lastErr
+}
+
+func (a *API) networkError(err error) error {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("registry %s is unreachable: host %q not found; check the registry URL", a.base, dnsErr.Name)
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return fmt.Errorf("registry %s is unreachable (%v); check that it is running and the URL is right", a.base, opErr.Err)
+	}
+	return fmt.Errorf("%s: %w", a.base, err)
+}
+
+// errorFrom reads an error answer and closes its body.
+func (a *API) errorFrom(resp *http.Response, target string, presigned bool) error {
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	e := &Error{Status: resp.StatusCode, Registry: a.base}
+	if presigned {
+		// An object-store error: S3 XML, not our envelope.
+		host := target
+		if u, err := url.Parse(target); err == nil {
+			host = u.Host
+		}
+		e.API = spec.Error{Code: spec.ErrorCode("STORAGE_" + strconv.Itoa(resp.StatusCode)), Message: fmt.Sprintf("object store %s refused the transfer (HTTP %d)", host, resp.StatusCode)}
+		return e
+	}
+	if err := json.Unmarshal(data, &e.API); err != nil || e.API.Code == "" {
+		e.API = spec.Error{Code: spec.ErrorCode("HTTP_" + strconv.Itoa(resp.StatusCode)), Message: http.StatusText(resp.StatusCode)}
+	}
+	return e
+}
+
+func modelPath(repo, name string) string { return "/" + repo + "/" + name }
+
+// GetManifest fetches a manifest by tag or digest, checks that its bytes
+// hash to the digest the registry (or the reference) names, and parses it.
+func (a *API) GetManifest(ctx context.Context, repo, name, reference string) (*spec.Manifest, []byte, digest.Digest, error) {
+	resp, err := a.do(ctx, http.MethodGet, modelPath(repo, name)+"/manifests/"+reference, nil, nil)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, "", a.errorFrom(resp, "", false)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, spec.MaxManifestSize+1))
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("read manifest: %w", err)
+	}
+	d := digest.FromBytes(data)
+	want := digest.Digest(resp.Header.Get(DigestHeader))
+	if ref, err := spec.ParseReference(reference); err == nil && ref.Digest != "" {
+		want = ref.Digest
+	}
+	if want != "" && want != d {
+		return nil, nil, "", fmt.Errorf("manifest %s/%s:%s: received bytes hash to %s, not %s; the registry or the network corrupted it", repo, name, reference, d, want)
+	}
+	m, err := spec.ParseManifest(data)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("manifest %s/%s:%s: %w", repo, name, reference, err)
+	}
+	return m, data, d, nil
+}
+
+// PutManifest stores a manifest under a tag or digest and returns its digest.
+func (a *API) PutManifest(ctx context.Context, repo, name, reference string, data []byte) (digest.Digest, error) {
+	resp, err := a.do(ctx, http.MethodPut, modelPath(repo, name)+"/manifests/"+reference, bytesBody(data),
+		http.Header{"Content-Type": {spec.MediaTypeManifest}})
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return "", a.errorFrom(resp, "", false)
+	}
+	resp.Body.Close()
+	return digest.FromBytes(data), nil
+}
+
+// DeleteManifest removes a tag, or every tag of a digest.
+func (a *API) DeleteManifest(ctx context.Context, repo, name, reference string) error {
+	return a.expect(ctx, http.MethodDelete, modelPath(repo, name)+"/manifests/"+reference, http.StatusAccepted, nil)
+}
+
+// DeleteIndex removes every tag of a model.
+func (a *API) DeleteIndex(ctx context.Context, repo, name string) error {
+	return a.expect(ctx, http.MethodDelete, modelPath(repo, name)+"/index", http.StatusAccepted, nil)
+}
+
+// Index returns a model's tags, or the global index of models when repo is "".
+func (a *API) Index(ctx context.Context, repo, name, search string) (spec.Index, error) {
+	path := "/"
+	if repo != "" {
+		path = modelPath(repo, name) + "/index"
+	}
+	if search != "" {
+		path += "?search=" + url.QueryEscape(search)
+	}
+	var idx spec.Index
+	err := a.expect(ctx, http.MethodGet, path, http.StatusOK, &idx)
+	return idx, err
+}
+
+// GCResult reports a garbage collection.
+type GCResult struct {
+	ManifestsKept    int     `json:"manifestsKept"`
+	ManifestsDeleted int     `json:"manifestsDeleted"`
+	BlobsKept        int     `json:"blobsKept"`
+	BlobsDeleted     int     `json:"blobsDeleted"`
+	BytesFreed       int64   `json:"bytesFreed"`
+	DurationSeconds  float64 `json:"durationSeconds"`
+}
+
+// GarbageCollect asks the registry to collect garbage now.
+func (a *API) GarbageCollect(ctx context.Context, repo, name string) (GCResult, error) {
+	var res GCResult
+	err := a.expect(ctx, http.MethodPost, modelPath(repo, name)+"/garbage-collect", http.StatusOK, &res)
+	return res, err
+}
+
+func (a *API) expect(ctx context.Context, method, path string, status int, out any) error {
+	resp, err := a.do(ctx, method, path, nil, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != status {
+		return a.errorFrom(resp, "", false)
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: undecodable answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// BlobExists asks whether the registry has the blob with this size.
+func (a *API) BlobExists(ctx context.Context, repo, name string, d digest.Digest, size int64) (bool, error) {
+	resp, err := a.do(ctx, http.MethodHead, modelPath(repo, name)+"/blobs/"+string(d), nil, nil)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.ContentLength == size, nil
+	case http.StatusNotFound:
+		return false, nil
+	}
+	return false, &Error{Status: resp.StatusCode, Registry: a.base, API: spec.Error{Code: spec.ErrorCode("HTTP_" + strconv.Itoa(resp.StatusCode)), Message: "HEAD blob " + string(d) + ": " + http.StatusText(resp.StatusCode)}}
+}
+
+// PutBlob uploads a blob. open is called for each attempt. When the
+// registry redirects, the bytes go to the presigned URL with the length and
+// the sha256 checksum the signature binds.
+func (a *API) PutBlob(ctx context.Context, repo, name string, d digest.Digest, size int64, open func() (io.ReadCloser, error)) error {
+	b := &body{open: open, size: size}
+	resp, err := a.do(ctx, http.MethodPut, modelPath(repo, name)+"/blobs/"+string(d), b,
+		http.Header{"Expect": {"100-continue"}, "Content-Type": {"application/octet-stream"}})
+	if err != nil {
+		return err
+	}
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		resp.Body.Close()
+		return nil
+	case http.StatusFound, http.StatusTemporaryRedirect, http.StatusSeeOther:
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if loc == "" {
+			return fmt.Errorf("%s: redirect without Location for blob %s", a.base, d)
+		}
+		sum, err := hex.DecodeString(d.Encoded())
+		if err != nil {
+			return err
+		}
+		resp, err = a.do(ctx, http.MethodPut, loc, b, http.Header{checksumHeader: {base64.StdEncoding.EncodeToString(sum)}})
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode/100 != 2 {
+			return a.errorFrom(resp, loc, true)
+		}
+		resp.Body.Close()
+		return nil
+	}
+	return a.errorFrom(resp, "", false)
+}
+
+// GetBlob opens a blob from offset for length bytes (length < 0: to the
+// end), following a redirect to a presigned URL with the same range.
+func (a *API) GetBlob(ctx context.Context, repo, name string, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	if length == 0 {
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	header := http.Header{}
+	if offset > 0 || length >= 0 {
+		r := fmt.Sprintf("bytes=%d-", offset)
+		if length >= 0 {
+			r += strconv.FormatInt(offset+length-1, 10)
+		}
+		header.Set("Range", r)
+	}
+	resp, err := a.do(ctx, http.MethodGet, modelPath(repo, name)+"/blobs/"+string(d), nil, header)
+	if err != nil {
+		return nil, err
+	}
+	presigned := false
+	if resp.StatusCode == http.StatusFound || resp.StatusCode == http.StatusTemporaryRedirect {
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp, err = a.do(ctx, http.MethodGet, loc, nil, header); err != nil {
+			return nil, err
+		}
+		presigned = true
+	}
+	want := http.StatusOK
+	if header.Get("Range") != "" {
+		want = http.StatusPartialContent
+	}
+	if resp.StatusCode != want {
+		if resp.StatusCode == http.StatusOK && offset == 0 {
+			return resp.Body, nil // the server ignored a range starting at 0; the caller limits
+		}
+		return nil, a.errorFrom(resp, resp.Request.URL.String(), presigned)
+	}
+	return resp.Body, nil
+}

@@ -1,0 +1,167 @@
+package client
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/client/chunker"
+	"modelx.io/modelx/spec"
+)
+
+// stateDir is the per-model-directory folder for the hash cache and partial
+// downloads; push never uploads it and pull never writes a model file there.
+const stateDir = ".modelx"
+
+// cacheVersion changes when the cache's meaning changes; older caches are dropped.
+const cacheVersion = 1
+
+// fileKey identifies one version of a file without reading it.
+type fileKey struct {
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime"`
+	Inode   uint64 `json:"inode"`
+}
+
+func keyOf(fi os.FileInfo) fileKey {
+	k := fileKey{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		k.Inode = uint64(st.Ino)
+	}
+	return k
+}
+
+// cachedFile is what hashing a file found: its digest and, for a large
+// file, its chunks under the cache's chunker parameters.
+type cachedFile struct {
+	Key    fileKey       `json:"key"`
+	Digest digest.Digest `json:"digest"`
+	Chunks []spec.Chunk  `json:"chunks,omitempty"`
+}
+
+// cachedPack remembers the pack built from a group, keyed by the group's
+// names, digests and modes, so an unchanged group is not compressed again.
+type cachedPack struct {
+	Digest digest.Digest     `json:"digest"`
+	Size   int64             `json:"size"`
+	Files  []spec.PackedFile `json:"files"`
+}
+
+// hashCache is the on-disk cache in DIR/.modelx/cache.json. It is safe for
+// concurrent use.
+type hashCache struct {
+	path string
+	mu   sync.Mutex
+	data struct {
+		Version int                   `json:"version"`
+		Chunker chunker.Params        `json:"chunker"`
+		Files   map[string]cachedFile `json:"files"`
+		Packs   map[string]cachedPack `json:"packs"`
+	}
+	dirty bool
+}
+
+// loadCache reads the cache of dir; a missing, unreadable or stale cache is empty.
+func loadCache(dir string, params chunker.Params) *hashCache {
+	c := &hashCache{path: filepath.Join(dir, stateDir, "cache.json")}
+	if data, err := os.ReadFile(c.path); err == nil {
+		_ = json.Unmarshal(data, &c.data)
+	}
+	if c.data.Version != cacheVersion || c.data.Chunker != params {
+		c.data.Files = nil
+		c.data.Packs = nil
+	}
+	c.data.Version, c.data.Chunker = cacheVersion, params
+	if c.data.Files == nil {
+		c.data.Files = map[string]cachedFile{}
+	}
+	if c.data.Packs == nil {
+		c.data.Packs = map[string]cachedPack{}
+	}
+	return c
+}
+
+func (c *hashCache) file(name string, fi os.FileInfo) (cachedFile, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.data.Files[name]
+	return f, ok && f.Key == keyOf(fi)
+}
+
+func (c *hashCache) putFile(name string, f cachedFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.data.Files[name] = f
+	c.dirty = true
+}
+
+func (c *hashCache) pack(key string) (cachedPack, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.data.Packs[key]
+	return p, ok
+}
+
+func (c *hashCache) putPack(key string, p cachedPack) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.data.Packs[key] = p
+	c.dirty = true
+}
+
+// prune drops entries for files and packs not seen in the last scan.
+func (c *hashCache) prune(files map[string]bool, packs map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.data.Files {
+		if !files[name] {
+			delete(c.data.Files, name)
+			c.dirty = true
+		}
+	}
+	for key := range c.data.Packs {
+		if !packs[key] {
+			delete(c.data.Packs, key)
+			c.dirty = true
+		}
+	}
+}
+
+// save writes the cache atomically; a read-only directory just keeps no cache.
+func (c *hashCache) save() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dirty {
+		return nil
+	}
+	data, err := json.Marshal(&c.data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), "cache-*.json")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), c.path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	c.dirty = false
+	return nil
+}

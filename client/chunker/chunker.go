@@ -1,0 +1,252 @@
+// Package chunker splits a byte stream into content-defined chunks.
+//
+// It implements FastCDC-style chunking: a gear rolling hash is computed over
+// the stream and a chunk boundary is placed where the hash has a run of zero
+// bits. Because the hash only sees the last 64 bytes, the boundaries depend on
+// local content, so an insertion or deletion inside a large file (a model's
+// safetensors or GGUF blob, say) only changes the chunks around the edit; the
+// boundaries after it fall back into step with those of the original file.
+//
+// Normalized chunking keeps chunk sizes close to the average: no boundary is
+// taken below Params.Min, a stricter mask (log2(Avg)+1 bits) applies up to
+// Params.Avg, a looser one (log2(Avg)-1 bits) from there up to Params.Max, and
+// a chunk is cut unconditionally at Params.Max. (Level 1 normalization: on
+// random data it re-synchronised after an edit more reliably than level 2,
+// whose stricter/looser split more often carries a shifted boundary on through
+// several chunks.)
+//
+// The boundaries are a pure function of the input bytes and the Params: they do
+// not depend on how the io.Reader splits its reads. Together with the gear
+// table they form part of modelx's on-disk format.
+package chunker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+)
+
+// Params bound chunk sizes in bytes.
+type Params struct{ Min, Avg, Max int }
+
+// DefaultParams are the chunk sizes used for model files: Min 4 MiB, Avg 16
+// MiB, Max 64 MiB.
+var DefaultParams = Params{Min: 4 << 20, Avg: 16 << 20, Max: 64 << 20}
+
+// window is the number of bytes the gear hash depends on: each byte is shifted
+// out of the 64-bit state after 64 further bytes.
+const window = 64
+
+// Validate reports whether p is usable: Min >= 64, Min < Avg < Max and Avg a
+// power of two. The error names the offending field.
+func (p Params) Validate() error {
+	switch {
+	case p.Min < window:
+		return fmt.Errorf("chunker: Params.Min is %d, must be at least %d", p.Min, window)
+	case p.Avg <= p.Min:
+		return fmt.Errorf("chunker: Params.Avg is %d, must be greater than Min (%d)", p.Avg, p.Min)
+	case p.Avg&(p.Avg-1) != 0:
+		return fmt.Errorf("chunker: Params.Avg is %d, must be a power of two", p.Avg)
+	case p.Max <= p.Avg:
+		return fmt.Errorf("chunker: Params.Max is %d, must be greater than Avg (%d)", p.Max, p.Avg)
+	}
+	return nil
+}
+
+// gear holds the random value mixed into the hash for each byte value.
+//
+// The table is part of the on-disk format: chunk boundaries, and hence the
+// digests of stored chunks, depend on it. It must never change — not its seed,
+// not the generator, not the order of the values.
+var gear = func() (t [256]uint64) {
+	// splitmix64, seeded with the ASCII bytes of "modelx".
+	s := uint64(0x6d6f64656c78)
+	for i := range t {
+		s += 0x9e3779b97f4a7c15
+		z := s
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		t[i] = z ^ z>>31
+	}
+	return t
+}()
+
+// readMin is the smallest read the chunker asks its reader for; it is also how
+// much room the buffer keeps beyond Max.
+const readMin = 1 << 20
+
+// maxEmptyReads is how many (0, nil) reads in a row Next tolerates before it
+// gives up with io.ErrNoProgress.
+const maxEmptyReads = 100
+
+// Chunk is one piece of the input.
+type Chunk struct {
+	Offset int64  // position in the input
+	Data   []byte // the chunk's bytes; valid only until the next call to Next
+}
+
+// Chunker splits a stream. It is not safe for concurrent use.
+type Chunker struct {
+	r io.Reader
+	p Params
+
+	// maskS applies to chunk lengths in [Min, Avg), maskL to [Avg, Max).
+	// Both select high bits of the hash, which depend on the most bytes.
+	maskS, maskL uint64
+
+	// buf[start:end] is data read but not yet returned; the chunk being
+	// searched starts at start and its first pos bytes have been scanned,
+	// leaving the hash in h. bufMax is the size buf may grow to.
+	buf        []byte
+	bufMax     int
+	start, end int
+	pos        int
+	h          uint64
+	off        int64 // input offset of buf[start]
+
+	err error // sticky error from r (io.EOF at end of input)
+}
+
+// New returns a chunker over r that cuts chunks according to p. It returns
+// p.Validate's error if p is not usable.
+func New(r io.Reader, p Params) (*Chunker, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	b := bits.TrailingZeros64(uint64(p.Avg)) // log2(Avg), at least 7
+	c := &Chunker{
+		r:      r,
+		p:      p,
+		maskS:  ^uint64(0) << (64 - (b + 1)),
+		maskL:  ^uint64(0) << (64 - (b - 1)),
+		bufMax: p.Max + readMin,
+	}
+	if p.Max > int(^uint(0)>>1)-readMin {
+		c.bufMax = p.Max // cannot add slack without overflow
+	}
+	return c, nil
+}
+
+// Next returns the next chunk, or io.EOF after the last one. An empty input
+// yields io.EOF at once. If the reader fails, Next returns the chunks whose
+// boundaries were found before the failure and then the reader's error; the
+// bytes after the last boundary are not returned as a chunk.
+func (c *Chunker) Next() (Chunk, error) {
+	empty := 0
+	for {
+		if n := c.scan(); n > 0 {
+			return c.emit(n), nil
+		}
+		if c.err != nil {
+			if c.err == io.EOF && c.end > c.start {
+				return c.emit(c.end - c.start), nil
+			}
+			return Chunk{}, c.err
+		}
+		if c.fill() {
+			empty = 0
+		} else if empty++; empty >= maxEmptyReads {
+			c.err = io.ErrNoProgress
+		}
+	}
+}
+
+// emit returns the first n bytes of the buffered data as a chunk and starts
+// the search for the next one.
+func (c *Chunker) emit(n int) Chunk {
+	ch := Chunk{Offset: c.off, Data: c.buf[c.start : c.start+n : c.start+n]}
+	c.start += n
+	c.off += int64(n)
+	c.pos = 0
+	c.h = 0
+	return ch
+}
+
+// fill reads more input into the buffer, making room first if needed. It is
+// called only when all buffered data has been scanned without finding a
+// boundary, so the chunk in progress, buf[start:end], is shorter than Max.
+// It reports whether any bytes were read.
+func (c *Chunker) fill() bool {
+	if len(c.buf)-c.end < readMin {
+		partial := c.end - c.start
+		if len(c.buf) < c.bufMax {
+			// Grow geometrically so that short inputs stay cheap.
+			size := max(2*len(c.buf), partial+readMin, readMin)
+			size = min(size, c.bufMax)
+			nb := make([]byte, size)
+			copy(nb, c.buf[c.start:c.end])
+			c.buf = nb
+		} else {
+			// partial < Max, so this leaves at least readMin bytes free.
+			copy(c.buf, c.buf[c.start:c.end])
+		}
+		c.start, c.end = 0, partial
+	}
+	n, err := c.r.Read(c.buf[c.end:])
+	if n < 0 || n > len(c.buf)-c.end {
+		n, err = 0, errors.New("chunker: reader returned invalid count")
+	}
+	c.end += n
+	if err != nil {
+		c.err = err
+	}
+	return n > 0
+}
+
+// scan continues the search for a boundary in the buffered data. It returns
+// the length of the chunk if a boundary was found, or 0 after saving its
+// progress in c.pos and c.h.
+//
+// With the chunk's bytes numbered from 0, byte i is where a chunk of length
+// i+1 would end. Bytes below Min-64 are skipped; bytes Min-64 .. Min-2 are
+// hashed without testing, so that at the first test the hash covers a full
+// 64-byte window and is therefore independent of where the chunk began.
+func (c *Chunker) scan() int {
+	minSize, avgSize, maxSize := c.p.Min, c.p.Avg, c.p.Max
+	data := c.buf[c.start:c.end]
+	if len(data) > maxSize {
+		data = data[:maxSize]
+	}
+	n := len(data)
+	i, h := c.pos, c.h
+
+	// Skip: no boundary is possible and the hash would be shifted out.
+	if i < minSize-window {
+		i = min(minSize-window, n)
+	}
+	// Warm up the hash.
+	if lim := min(minSize-1, n); i < lim {
+		for _, b := range data[i:lim] {
+			h = h<<1 + gear[b]
+		}
+		i = lim
+	}
+	// Lengths [Min, Avg): strict mask.
+	if lim := min(avgSize-1, n); i < lim {
+		m := c.maskS
+		for j, b := range data[i:lim] {
+			h = h<<1 + gear[b]
+			if h&m == 0 {
+				return i + j + 1
+			}
+		}
+		i = lim
+	}
+	// Lengths [Avg, Max): loose mask.
+	if lim := min(maxSize-1, n); i < lim {
+		m := c.maskL
+		for j, b := range data[i:lim] {
+			h = h<<1 + gear[b]
+			if h&m == 0 {
+				return i + j + 1
+			}
+		}
+		i = lim
+	}
+	if n == maxSize {
+		return maxSize
+	}
+	c.pos, c.h = i, h
+	return 0
+}

@@ -1,0 +1,426 @@
+package chunker
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// small keeps tests fast while exercising every phase of the scan.
+var small = Params{Min: 2 << 10, Avg: 8 << 10, Max: 32 << 10}
+
+func randBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 'm', 'x'})
+	r.Read(b)
+	return b
+}
+
+type piece struct {
+	off  int64
+	data []byte
+}
+
+// chunkAll runs a chunker over r to the end, copying each chunk.
+func chunkAll(t testing.TB, r io.Reader, p Params) []piece {
+	t.Helper()
+	c, err := New(r, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []piece
+	for {
+		ch, err := c.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, piece{ch.Offset, bytes.Clone(ch.Data)})
+	}
+	// io.EOF is sticky.
+	if _, err := c.Next(); err != io.EOF {
+		t.Fatalf("Next after EOF: %v, want io.EOF", err)
+	}
+	return out
+}
+
+// checkChunks verifies that chunks cover input exactly and respect p.
+func checkChunks(t *testing.T, input []byte, chunks []piece, p Params) {
+	t.Helper()
+	var off int64
+	var joined []byte
+	for i, ch := range chunks {
+		if ch.off != off {
+			t.Fatalf("chunk %d: offset %d, want %d", i, ch.off, off)
+		}
+		if len(ch.data) == 0 {
+			t.Fatalf("chunk %d is empty", i)
+		}
+		if len(ch.data) > p.Max {
+			t.Fatalf("chunk %d: length %d > Max %d", i, len(ch.data), p.Max)
+		}
+		if i < len(chunks)-1 && len(ch.data) < p.Min {
+			t.Fatalf("chunk %d (not last): length %d < Min %d", i, len(ch.data), p.Min)
+		}
+		off += int64(len(ch.data))
+		joined = append(joined, ch.data...)
+	}
+	if !bytes.Equal(joined, input) {
+		t.Fatalf("concatenated chunks (%d bytes) differ from input (%d bytes)", len(joined), len(input))
+	}
+}
+
+func boundaries(chunks []piece) []int64 {
+	b := make([]int64, len(chunks))
+	for i, ch := range chunks {
+		b[i] = ch.off + int64(len(ch.data))
+	}
+	return b
+}
+
+func TestChunksCoverInput(t *testing.T) {
+	tiny := Params{Min: 64, Avg: 256, Max: 1024}
+	for _, tc := range []struct {
+		name string
+		p    Params
+		data []byte
+	}{
+		{"random 1MiB", small, randBytes(1, 1<<20)},
+		{"random 3MiB+7", small, randBytes(2, 3<<20+7)},
+		{"zeros hit Max", small, make([]byte, 200<<10)},
+		{"exactly Max", small, randBytes(3, small.Max)},
+		{"Max+1", small, make([]byte, small.Max+1)},
+		{"exactly Min", small, randBytes(4, small.Min)},
+		{"tiny params", tiny, randBytes(5, 256<<10)},
+		{"tiny params zeros", tiny, make([]byte, 10<<10)},
+		{"repeating text", small, bytes.Repeat([]byte("modelx safetensors "), 40000)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkChunks(t, tc.data, chunkAll(t, bytes.NewReader(tc.data), tc.p), tc.p)
+		})
+	}
+}
+
+func TestShortInputs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		n      int
+		chunks int
+	}{
+		{"empty", 0, 0},
+		{"one byte", 1, 1},
+		{"below Min", small.Min - 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := randBytes(6, tc.n)
+			c, err := New(bytes.NewReader(data), small)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.chunks {
+				ch, err := c.Next()
+				if err != nil {
+					t.Fatalf("chunk %d: %v", i, err)
+				}
+				if ch.Offset != 0 || !bytes.Equal(ch.Data, data) {
+					t.Fatalf("chunk %d: offset %d, %d bytes; want the whole input", i, ch.Offset, len(ch.Data))
+				}
+			}
+			if _, err := c.Next(); err != io.EOF {
+				t.Fatalf("got %v, want io.EOF", err)
+			}
+		})
+	}
+}
+
+// shortReader returns reads of random length between 1 and max bytes.
+type shortReader struct {
+	r   io.Reader
+	rnd *rand.Rand
+	max int
+}
+
+func (s *shortReader) Read(p []byte) (int, error) {
+	if n := 1 + s.rnd.IntN(s.max); len(p) > n {
+		p = p[:n]
+	}
+	return s.r.Read(p)
+}
+
+// emptyReader interleaves (0, nil) reads, which io.Reader permits.
+type emptyReader struct {
+	r io.Reader
+	n int
+}
+
+func (e *emptyReader) Read(p []byte) (int, error) {
+	e.n++
+	if e.n%3 != 0 {
+		return 0, nil
+	}
+	return e.r.Read(p)
+}
+
+func TestReadPatternIndependence(t *testing.T) {
+	smallInput := randBytes(7, 150<<10)
+	largeInput := randBytes(8, 6<<20)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		wrap func(io.Reader) io.Reader
+	}{
+		{"one byte", smallInput, iotest.OneByteReader},
+		{"half", smallInput, iotest.HalfReader},
+		{"data with EOF", smallInput, iotest.DataErrReader},
+		{"empty reads", smallInput, func(r io.Reader) io.Reader { return &emptyReader{r: r} }},
+		{"short reads up to 5000", largeInput, func(r io.Reader) io.Reader {
+			return &shortReader{r, rand.New(rand.NewPCG(1, 2)), 5000}
+		}},
+		{"short reads up to 300000", largeInput, func(r io.Reader) io.Reader {
+			return &shortReader{r, rand.New(rand.NewPCG(3, 4)), 300000}
+		}},
+		{"half large", largeInput, iotest.HalfReader},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := chunkAll(t, bytes.NewReader(tc.data), small)
+			got := chunkAll(t, tc.wrap(bytes.NewReader(tc.data)), small)
+			checkChunks(t, tc.data, got, small)
+			wb, gb := boundaries(want), boundaries(got)
+			if len(wb) != len(gb) {
+				t.Fatalf("%d chunks, want %d", len(gb), len(wb))
+			}
+			for i := range wb {
+				if wb[i] != gb[i] {
+					t.Fatalf("chunk %d ends at %d, want %d", i, gb[i], wb[i])
+				}
+			}
+		})
+	}
+}
+
+// TestGoldenBoundaries pins the boundaries for a fixed input, guarding the gear
+// table and the cut rules, which are part of the on-disk format.
+func TestGoldenBoundaries(t *testing.T) {
+	if gear[0] != 0x8c33e27b3072b325 || gear[255] != 0x6c7ab78a33287edd {
+		t.Fatalf("gear table changed: gear[0]=%#x gear[255]=%#x", gear[0], gear[255])
+	}
+	// The input is built from SHA-256 so that it cannot drift with a library.
+	var data []byte
+	for i := 0; len(data) < 256<<10; i++ {
+		sum := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+		data = append(data, sum[:]...)
+	}
+	got := boundaries(chunkAll(t, bytes.NewReader(data), small))
+	want := []int64{16791, 28096, 53345, 63845, 90346, 101013, 106358, 116836, 123371, 130311, 157085, 186659, 195811, 203873, 213511, 223485, 235421, 251339, 259331, 262144}
+	if len(got) != len(want) {
+		t.Fatalf("boundaries %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("boundaries %v, want %v", got, want)
+		}
+	}
+}
+
+func TestStableBoundaries(t *testing.T) {
+	const size = 2 << 20
+	for _, tc := range []struct {
+		name string
+		edit func(data []byte, at int) []byte
+	}{
+		{"insert 100 bytes", func(d []byte, at int) []byte {
+			return append(d[:at:at], append(randBytes(99, 100), d[at:]...)...)
+		}},
+		{"delete 100 bytes", func(d []byte, at int) []byte {
+			return append(d[:at:at], d[at+100:]...)
+		}},
+		{"change 4 bytes", func(d []byte, at int) []byte {
+			e := bytes.Clone(d)
+			copy(e[at:], []byte{0xde, 0xad, 0xbe, 0xef})
+			return e
+		}},
+	} {
+		for seed := uint64(10); seed < 14; seed++ {
+			t.Run(tc.name, func(t *testing.T) {
+				data := randBytes(seed, size)
+				at := size/2 + int(seed)*1237
+				edited := tc.edit(data, at)
+				orig := chunkAll(t, bytes.NewReader(data), small)
+				changed := chunkAll(t, bytes.NewReader(edited), small)
+				checkChunks(t, edited, changed, small)
+
+				// Every chunk that ends before the edit is unchanged.
+				before := 0
+				for before < len(orig) && orig[before].off+int64(len(orig[before].data)) <= int64(at) {
+					if before >= len(changed) || !bytes.Equal(orig[before].data, changed[before].data) {
+						t.Fatalf("chunk %d before the edit changed", before)
+					}
+					before++
+				}
+				if before < len(orig)/3 {
+					t.Fatalf("only %d of %d chunks precede the edit", before, len(orig))
+				}
+
+				// After it, all but a few chunks are ones the original had.
+				have := make(map[[32]byte]bool)
+				for _, ch := range orig {
+					have[sha256.Sum256(ch.data)] = true
+				}
+				var fresh int
+				for _, ch := range changed[before:] {
+					if !have[sha256.Sum256(ch.data)] {
+						fresh++
+					}
+				}
+				if fresh > 3 {
+					t.Fatalf("%d new chunks after the edit (of %d), want at most 3", fresh, len(changed)-before)
+				}
+				if after := len(changed) - before - fresh; after < len(orig)/3 {
+					t.Fatalf("only %d unchanged chunks after the edit", after)
+				}
+			})
+		}
+	}
+}
+
+func TestAverageSize(t *testing.T) {
+	for _, p := range []Params{
+		small,
+		{Min: 64, Avg: 256, Max: 1024},
+		{Min: 1 << 10, Avg: 16 << 10, Max: 64 << 10},
+	} {
+		data := randBytes(15, 4<<20)
+		chunks := chunkAll(t, bytes.NewReader(data), p)
+		avg := float64(len(data)) / float64(len(chunks))
+		t.Logf("%+v: %d chunks, average %.0f bytes (%.2fx Avg)", p, len(chunks), avg, avg/float64(p.Avg))
+		if avg < 0.5*float64(p.Avg) || avg > 2*float64(p.Avg) {
+			t.Errorf("%+v: average chunk size %.0f, want within 0.5x..2x of %d", p, avg, p.Avg)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		p     Params
+		field string // "" means valid
+	}{
+		{DefaultParams, ""},
+		{small, ""},
+		{Params{Min: 64, Avg: 128, Max: 129}, ""},
+		{Params{}, "Min"},
+		{Params{Min: 63, Avg: 256, Max: 1024}, "Min"},
+		{Params{Min: -1, Avg: 256, Max: 1024}, "Min"},
+		{Params{Min: 256, Avg: 256, Max: 1024}, "Avg"},
+		{Params{Min: 512, Avg: 256, Max: 1024}, "Avg"},
+		{Params{Min: 64, Avg: 1000, Max: 4096}, "Avg"},
+		{Params{Min: 64, Avg: 256, Max: 256}, "Max"},
+		{Params{Min: 64, Avg: 256, Max: 100}, "Max"},
+	} {
+		err := tc.p.Validate()
+		if tc.field == "" {
+			if err != nil {
+				t.Errorf("%+v: unexpected error %v", tc.p, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%+v: no error, want one naming %s", tc.p, tc.field)
+			continue
+		}
+		if !strings.Contains(err.Error(), "Params."+tc.field) {
+			t.Errorf("%+v: error %q does not name %s", tc.p, err, tc.field)
+		}
+		if _, nerr := New(bytes.NewReader(nil), tc.p); nerr == nil || nerr.Error() != err.Error() {
+			t.Errorf("%+v: New returned %v, want %v", tc.p, nerr, err)
+		}
+	}
+}
+
+func TestReaderError(t *testing.T) {
+	boom := errors.New("boom")
+	data := randBytes(16, 1<<20)
+	full := chunkAll(t, bytes.NewReader(data), small)
+	r := io.MultiReader(bytes.NewReader(data[:len(data)/2]), iotest.ErrReader(boom))
+	c, err := New(r, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for {
+		ch, err := c.Next()
+		if err != nil {
+			if err != boom {
+				t.Fatalf("got %v, want boom", err)
+			}
+			break
+		}
+		if !bytes.Equal(ch.Data, full[n].data) {
+			t.Fatalf("chunk %d before the error differs", n)
+		}
+		n++
+	}
+	if n == 0 || int64(len(data)/2)-(full[n-1].off+int64(len(full[n-1].data))) > int64(small.Max) {
+		t.Fatalf("only %d chunks returned before the error", n)
+	}
+	if _, err := c.Next(); err != boom {
+		t.Fatalf("error not sticky: %v", err)
+	}
+}
+
+type stuckReader struct{}
+
+func (stuckReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestNoProgress(t *testing.T) {
+	c, _ := New(stuckReader{}, small)
+	if _, err := c.Next(); err != io.ErrNoProgress {
+		t.Fatalf("got %v, want io.ErrNoProgress", err)
+	}
+}
+
+func TestNoAllocsPerChunk(t *testing.T) {
+	rng := rand.NewChaCha8([32]byte{17})
+	c, err := New(rng, small) // an endless stream
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 { // let the buffer reach full size
+		if _, err := c.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := c.Next(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per chunk, want 0", allocs)
+	}
+}
+
+func BenchmarkChunker(b *testing.B) {
+	data := randBytes(18, 64<<20)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := New(bytes.NewReader(data), DefaultParams)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := c.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -1,0 +1,164 @@
+// Package pack writes and reads modelx packs: many small files in one blob,
+// each file its own zstd frame, concatenated in path order. The bytes are a
+// pure function of the files' paths and contents (fixed encoder settings, no
+// times or owners), so the same files always make the same pack digest, and
+// any one file can be fetched with a Range request and verified alone.
+package pack
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/spec"
+)
+
+// Entry is one file to pack.
+type Entry struct {
+	Name   string
+	Mode   os.FileMode
+	Size   int64
+	Digest digest.Digest
+}
+
+// Grouping bounds: a group ends after a file whose path hash hits the
+// boundary condition (so groups depend on paths, not contents), or when it
+// reaches maxGroupFiles files or maxGroupBytes bytes.
+const (
+	boundaryModulus = 64
+	maxGroupFiles   = 1024
+	maxGroupBytes   = 16 << 20
+)
+
+// Group splits entries, sorted by name, into packs. Boundaries fall after
+// files whose path hash hits a fixed condition, so editing a file changes
+// only the pack that holds it, and adding or removing one changes at most
+// that pack and its neighbour.
+func Group(entries []Entry) [][]Entry {
+	sorted := slices.Clone(entries)
+	slices.SortFunc(sorted, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	var groups [][]Entry
+	start := 0
+	var bytes int64
+	for i, e := range sorted {
+		bytes += e.Size
+		h := fnv.New64a()
+		h.Write([]byte(e.Name))
+		if h.Sum64()%boundaryModulus == 0 || i-start+1 >= maxGroupFiles || bytes >= maxGroupBytes || i == len(sorted)-1 {
+			groups = append(groups, sorted[start:i+1])
+			start, bytes = i+1, 0
+		}
+	}
+	return groups
+}
+
+var (
+	encoderOnce sync.Once
+	encoder     *zstd.Encoder
+	decoder     *zstd.Decoder
+)
+
+// The encoder settings are part of the format: changing them changes pack
+// digests and so defeats deduplication against packs already pushed.
+func codecs() (*zstd.Encoder, *zstd.Decoder) {
+	encoderOnce.Do(func() {
+		var err error
+		encoder, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true), zstd.WithLowerEncoderMem(false),
+			zstd.WithWindowSize(1<<20))
+		if err != nil {
+			panic(err)
+		}
+		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return encoder, decoder
+}
+
+// Write encodes the files of one group into w, reading each through open,
+// and returns their records with frame offsets. Each file's content is
+// checked against its Entry's size and digest, so a file that changed since
+// it was hashed fails the pack instead of corrupting it.
+func Write(w io.Writer, entries []Entry, open func(name string) (io.ReadCloser, error)) ([]spec.PackedFile, error) {
+	enc, _ := codecs()
+	files := make([]spec.PackedFile, 0, len(entries))
+	var offset int64
+	var frame []byte
+	for _, e := range entries {
+		data, err := readEntry(e, open)
+		if err != nil {
+			return nil, err
+		}
+		frame = enc.EncodeAll(data, frame[:0])
+		if _, err := w.Write(frame); err != nil {
+			return nil, err
+		}
+		files = append(files, spec.PackedFile{Name: e.Name, Digest: e.Digest, Size: e.Size, Mode: e.Mode, Offset: offset, Length: int64(len(frame))})
+		offset += int64(len(frame))
+	}
+	return files, nil
+}
+
+func readEntry(e Entry, open func(string) (io.ReadCloser, error)) ([]byte, error) {
+	rc, err := open(e.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, e.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", e.Name, err)
+	}
+	if int64(len(data)) != e.Size || digest.FromBytes(data) != e.Digest {
+		return nil, fmt.Errorf("%s changed while it was being pushed; push again", e.Name)
+	}
+	return data, nil
+}
+
+// Decode decompresses one file's frame and checks its size and digest.
+func Decode(frame []byte, f spec.PackedFile) ([]byte, error) {
+	_, dec := codecs()
+	if f.Size > 64<<20 {
+		return nil, fmt.Errorf("packed file %s claims %d bytes; packs hold small files only", f.Name, f.Size)
+	}
+	data, err := dec.DecodeAll(frame, make([]byte, 0, f.Size))
+	if err != nil {
+		return nil, fmt.Errorf("packed file %s: corrupt frame: %w", f.Name, err)
+	}
+	if int64(len(data)) != f.Size {
+		return nil, fmt.Errorf("packed file %s: %d bytes, manifest says %d", f.Name, len(data), f.Size)
+	}
+	if got := digest.FromBytes(data); got != f.Digest {
+		return nil, fmt.Errorf("packed file %s: digest %s, manifest says %s", f.Name, got, f.Digest)
+	}
+	return data, nil
+}
+
+// Frame returns the bytes of f's frame within a whole pack.
+func Frame(pack []byte, f spec.PackedFile) ([]byte, error) {
+	if f.Offset < 0 || f.Length <= 0 || f.Offset+f.Length > int64(len(pack)) {
+		return nil, fmt.Errorf("packed file %s: frame [%d, +%d) lies outside the %d-byte pack", f.Name, f.Offset, f.Length, len(pack))
+	}
+	return pack[f.Offset : f.Offset+f.Length], nil
+}
+
+// Build writes a whole pack into memory and returns it with its records.
+func Build(entries []Entry, open func(name string) (io.ReadCloser, error)) ([]byte, []spec.PackedFile, error) {
+	var buf bytes.Buffer
+	files, err := Write(&buf, entries, open)
+	if err != nil {
+		return nil, nil, err
+	}
+	return buf.Bytes(), files, nil
+}

@@ -1,0 +1,441 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"modelx.io/modelx/spec"
+)
+
+// PullOptions select what a pull writes.
+type PullOptions struct {
+	// Files are path.Match globs; a file is pulled when a glob matches its
+	// path or its base name. Empty means every file.
+	Files []string
+	// ModelFiles pulls only the files modelx.yaml lists in modelFiles.
+	ModelFiles bool
+}
+
+// PullResult reports a pull.
+type PullResult struct {
+	Reference        string        `json:"reference"`
+	Digest           digest.Digest `json:"digest"`
+	DownloadedBytes  int64         `json:"downloaded_bytes"`
+	SkippedBytes     int64         `json:"skipped_bytes"`
+	BlobsTransferred int           `json:"blobs_transferred"`
+	BlobsSkipped     int           `json:"blobs_skipped"`
+	Files            int           `json:"files"`
+	DurationSeconds  float64       `json:"duration_seconds"`
+}
+
+// target is one file a pull may write.
+type target struct {
+	name   string
+	size   int64
+	mode   fs.FileMode
+	digest digest.Digest
+	blob   spec.Descriptor  // file, chunked file, pack or legacy directory
+	packed *spec.PackedFile // set for a file inside a pack
+}
+
+// puller carries the state of one pull.
+type puller struct {
+	c     *Client
+	api   *API
+	ref   Reference
+	dir   string
+	tmp   string
+	cache *hashCache
+	res   *PullResult
+	mu    sync.Mutex
+}
+
+// Pull writes the model ref names into dir, downloading only what differs
+// from what is there. Every byte is verified against its digest before a
+// file is renamed into place; a killed pull resumes its partial downloads.
+func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullOptions) (*PullResult, error) {
+	start := time.Now()
+	api := c.API(ref.Registry)
+	m, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
+	if err != nil {
+		return nil, c.explainMissing(ctx, api, ref, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &puller{c: c, api: api, ref: ref, dir: abs, tmp: filepath.Join(abs, stateDir, "tmp"),
+		cache: loadCache(abs, c.opts.Chunker), res: &PullResult{Reference: ref.String(), Digest: d}}
+	if err := os.MkdirAll(p.tmp, 0o755); err != nil {
+		return nil, err
+	}
+	targets := targetsOf(m)
+	if targets, err = p.selectTargets(ctx, m, targets, opts); err != nil {
+		return nil, err
+	}
+	for _, t := range targets {
+		if err := safeTarget(abs, t.name, t.blob.MediaType == spec.MediaTypeDirectoryTarGz); err != nil {
+			return nil, err
+		}
+	}
+	todo, err := p.compareLocal(targets)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.download(ctx, todo); err != nil {
+		return nil, err
+	}
+	_ = p.cache.save()
+	p.res.Files = len(targets)
+	p.res.DurationSeconds = time.Since(start).Seconds()
+	return p.res, nil
+}
+
+// explainMissing adds the existing tags to a "no such tag" error.
+func (c *Client) explainMissing(ctx context.Context, api *API, ref Reference, err error) error {
+	if Code(err) != spec.ErrorManifestUnknown || ref.Tag == "" {
+		return err
+	}
+	idx, ierr := api.Index(ctx, ref.Repository, ref.Name, "")
+	if ierr != nil || len(idx.Manifests) == 0 {
+		return fmt.Errorf("%s has no tag %q and no versions at all: %w", ref.Model(), ref.Tag, err)
+	}
+	var tags []string
+	for _, t := range idx.Manifests {
+		tags = append(tags, t.Name)
+	}
+	return fmt.Errorf("%s has no tag %q; it has: %s", ref.Model(), ref.Tag, strings.Join(tags, ", "))
+}
+
+// targetsOf lists the files of a manifest; a legacy directory is one target.
+func targetsOf(m *spec.Manifest) []target {
+	out := []target{{name: m.Config.Name, size: m.Config.Size, mode: m.Config.Mode, digest: m.Config.Digest, blob: m.Config}}
+	for _, b := range m.Blobs {
+		if b.MediaType == spec.MediaTypePack {
+			for i := range b.Files {
+				f := &b.Files[i]
+				out = append(out, target{name: f.Name, size: f.Size, mode: f.Mode, digest: f.Digest, blob: b, packed: f})
+			}
+			continue
+		}
+		out = append(out, target{name: b.Name, size: b.Size, mode: b.Mode, digest: b.Digest, blob: b})
+	}
+	return out
+}
+
+func (p *puller) selectTargets(ctx context.Context, m *spec.Manifest, targets []target, opts PullOptions) ([]target, error) {
+	globs := slices.Clone(opts.Files)
+	for _, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("--file %q is not a valid pattern: %v", g, err)
+		}
+	}
+	var prefixes []string
+	if opts.ModelFiles {
+		rc, err := p.api.GetBlob(ctx, p.ref.Repository, p.ref.Name, m.Config.Digest, 0, -1)
+		if err != nil {
+			return nil, err
+		}
+		data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		if digest.FromBytes(data) != m.Config.Digest {
+			return nil, fmt.Errorf("%s from the registry does not match its digest %s", spec.ConfigFileName, m.Config.Digest)
+		}
+		cfg, err := spec.ParseModelConfig(data)
+		if err != nil {
+			return nil, err
+		}
+		if len(cfg.ModelFiles) == 0 {
+			return nil, fmt.Errorf("--model-files: %s of %s lists no modelFiles; pull without --model-files, or name files with --file", spec.ConfigFileName, p.ref)
+		}
+		prefixes = cfg.ModelFiles
+	}
+	if len(globs) == 0 && len(prefixes) == 0 {
+		return targets, nil
+	}
+	selected := []target{targets[0]} // the config always comes along
+	for _, t := range targets[1:] {
+		if matchesAny(t.name, globs) || underAny(t.name, prefixes) {
+			selected = append(selected, t)
+		}
+	}
+	if len(selected) == 1 {
+		return nil, fmt.Errorf("no file of %s matches %s; `modelx info %s` lists the files", p.ref, strings.Join(append(globs, prefixes...), ", "), p.ref)
+	}
+	return selected, nil
+}
+
+func matchesAny(name string, globs []string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+		if ok, _ := path.Match(g, path.Base(name)); ok {
+			return true
+		}
+		if strings.HasPrefix(name, strings.TrimSuffix(g, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func underAny(name string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if name == p || strings.HasPrefix(name, strings.TrimSuffix(p, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// safeTarget refuses a path whose parent directories inside dir include a
+// symbolic link or a non-directory, so no write can land outside dir. The
+// manifest's names were already checked to be clean relative paths.
+func safeTarget(dir, name string, isDir bool) error {
+	if err := spec.ValidatePath(name); err != nil {
+		return fmt.Errorf("refusing to write %q: %v", name, err)
+	}
+	if name == stateDir || strings.HasPrefix(name, stateDir+"/") {
+		return fmt.Errorf("refusing to write %q: %s is modelx's own state directory", name, stateDir)
+	}
+	elems := strings.Split(name, "/")
+	cur := dir
+	for i, e := range elems {
+		cur = filepath.Join(cur, e)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		last := i == len(elems)-1
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0 && !last:
+			return fmt.Errorf("refusing to write %q: %s is a symbolic link, which could lead outside %s", name, cur, dir)
+		case !last && !fi.IsDir():
+			return fmt.Errorf("refusing to write %q: %s is a file, not a directory", name, cur)
+		case last && fi.IsDir() && !isDir:
+			return fmt.Errorf("refusing to write %q: a directory is in the way", name)
+		}
+	}
+	return nil
+}
+
+// compareLocal returns the targets whose local copy is missing or differs,
+// counting the rest as skipped. Unchanged files are recognised through the
+// hash cache without reading them.
+func (p *puller) compareLocal(targets []target) ([]target, error) {
+	var todo []target
+	for _, t := range targets {
+		if t.blob.MediaType == spec.MediaTypeDirectoryTarGz {
+			todo = append(todo, t) // no per-file digests to compare with
+			continue
+		}
+		ok, err := p.matchesLocal(t)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			p.res.BlobsSkipped++
+			p.res.SkippedBytes += t.size
+			continue
+		}
+		todo = append(todo, t)
+	}
+	return todo, nil
+}
+
+func (p *puller) matchesLocal(t target) (bool, error) {
+	fi, err := os.Lstat(filepath.Join(p.dir, filepath.FromSlash(t.name)))
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != t.size {
+		return false, nil
+	}
+	if cf, ok := p.cache.file(t.name, fi); ok {
+		return cf.Digest == t.digest, nil
+	}
+	ok, err := p.verifyLocal(t)
+	if ok {
+		p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
+	}
+	return ok, err
+}
+
+// verifyLocal hashes the local file the way the manifest describes it.
+func (p *puller) verifyLocal(t target) (bool, error) {
+	f, err := os.Open(filepath.Join(p.dir, filepath.FromSlash(t.name)))
+	if err != nil {
+		return false, nil
+	}
+	defer f.Close()
+	if t.blob.MediaType == spec.MediaTypeChunkedFile && t.packed == nil {
+		var chunks []spec.Chunk
+		for _, c := range t.blob.Chunks {
+			h := sha256.New()
+			if _, err := io.CopyN(h, f, c.Size); err != nil {
+				return false, nil
+			}
+			chunks = append(chunks, spec.Chunk{Digest: digest.NewDigest(digest.SHA256, h), Size: c.Size})
+		}
+		return spec.ChunkListDigest(chunks) == t.digest, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, err
+	}
+	return digest.NewDigest(digest.SHA256, h) == t.digest, nil
+}
+
+func (p *puller) count(n int64) {
+	p.mu.Lock()
+	p.res.DownloadedBytes += n
+	p.mu.Unlock()
+}
+
+func (p *puller) countBlob() {
+	p.mu.Lock()
+	p.res.BlobsTransferred++
+	p.mu.Unlock()
+}
+
+// download fetches the targets in parallel: packs by whole blob or by
+// ranged frames, chunked files chunk by chunk, the rest as whole blobs.
+func (p *puller) download(ctx context.Context, todo []target) error {
+	packs := map[digest.Digest][]target{}
+	var packOrder []digest.Digest
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.c.opts.Concurrency)
+	var chunkJobs []func(context.Context) error
+	for _, t := range todo {
+		switch {
+		case t.packed != nil:
+			if _, ok := packs[t.blob.Digest]; !ok {
+				packOrder = append(packOrder, t.blob.Digest)
+			}
+			packs[t.blob.Digest] = append(packs[t.blob.Digest], t)
+		case t.blob.MediaType == spec.MediaTypeChunkedFile:
+			jobs, err := p.chunkedJobs(t)
+			if err != nil {
+				return err
+			}
+			chunkJobs = append(chunkJobs, jobs...)
+		case t.blob.MediaType == spec.MediaTypeDirectoryTarGz:
+			g.Go(func() error { return p.pullLegacyDir(gctx, t) })
+		default:
+			g.Go(func() error { return p.pullFile(gctx, t) })
+		}
+	}
+	for _, d := range packOrder {
+		g.Go(func() error { return p.pullPacked(gctx, packs[d]) })
+	}
+	for _, job := range chunkJobs {
+		g.Go(func() error { return job(gctx) })
+	}
+	return g.Wait()
+}
+
+// place moves a verified temp file to its target, with its mode, and
+// records it in the cache.
+func (p *puller) place(tmp string, t target) error {
+	mode := t.mode.Perm()
+	if mode == 0 {
+		mode = 0o644
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	dst := filepath.Join(p.dir, filepath.FromSlash(t.name))
+	if err := safeTarget(p.dir, t.name, false); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(dst); err == nil {
+		p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
+	}
+	return nil
+}
+
+// pullFile downloads a whole-file blob into a temp file, resuming a partial
+// one left by a killed pull, verifies it, and moves it into place.
+func (p *puller) pullFile(ctx context.Context, t target) error {
+	tmp := filepath.Join(p.tmp, t.digest.Encoded()+".part")
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	have, err := io.Copy(h, f) // what a killed pull left, hashed to continue
+	if err != nil {
+		return err
+	}
+	if have > t.size {
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		h.Reset()
+		have = 0
+	}
+	tracker := p.c.opts.Progress.Start(t.name, t.size)
+	tracker.Add(have)
+	err = p.fetchInto(ctx, t.blob.Digest, have, t.size-have, io.MultiWriter(f, h), tracker)
+	if err == nil && digest.NewDigest(digest.SHA256, h) != t.digest {
+		f.Truncate(0)
+		err = fmt.Errorf("%s: downloaded bytes do not match digest %s; the blob on the registry is corrupt (nothing was written)", t.name, t.digest)
+	}
+	tracker.Done(err)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	p.countBlob()
+	return p.place(tmp, t)
+}
+
+// fetchInto copies length bytes of a blob from offset into w.
+func (p *puller) fetchInto(ctx context.Context, d digest.Digest, offset, length int64, w io.Writer, tracker Tracker) error {
+	if length == 0 {
+		return nil
+	}
+	rc, err := p.api.GetBlob(ctx, p.ref.Repository, p.ref.Name, d, offset, length)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, &countingReadCloser{ReadCloser: io.NopCloser(io.LimitReader(rc, length)), add: func(n int64) { tracker.Add(n); p.count(n) }})
+	if err != nil {
+		return fmt.Errorf("download %s: %w", d, err)
+	}
+	if n != length {
+		return fmt.Errorf("download %s: got %d bytes, want %d; the registry or network cut it short", d, n, length)
+	}
+	return nil
+}

@@ -1,0 +1,360 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/spec"
+)
+
+// DefaultTag is the tag a reference without a tag or digest names.
+const DefaultTag = "latest"
+
+// ErrInvalidReference is wrapped by every error of ParseReference and
+// ParseRegistry, so callers can tell a malformed argument from other failures.
+var ErrInvalidReference = errors.New("invalid reference")
+
+// ErrUnknownAlias is wrapped when a registry alias is not in the Config.
+var ErrUnknownAlias = errors.New("unknown registry alias")
+
+// refUsage is the syntax hint that error messages end with.
+const refUsage = `use http(s)://HOST[:PORT]/REPOSITORY/NAME[:TAG], ALIAS/REPOSITORY/NAME[:TAG] or modelx://HOST[:PORT]/REPOSITORY/NAME[:TAG][?insecure=true]`
+
+// Reference names a model version on a registry.
+type Reference struct {
+	// Registry is the registry's base URL, "http(s)://HOST[:PORT]", with a
+	// lowercase host, no default port and no trailing slash.
+	Registry   string
+	Repository string
+	Name       string
+	// Tag is the version's tag; empty when Digest is set.
+	Tag string
+	// Digest pins the version by manifest digest, for "@sha256:..." references.
+	Digest digest.Digest
+}
+
+// ParseReference parses a model reference. It accepts
+//
+//	http(s)://HOST[:PORT]/REPOSITORY/NAME[VERSION]
+//	modelx://HOST[:PORT]/REPOSITORY/NAME[VERSION][?insecure=true]
+//	ALIAS/REPOSITORY/NAME[VERSION]
+//
+// where VERSION is ":TAG", "@TAG" or "@sha256:HEX" and defaults to ":latest",
+// modelx:// means https (http with insecure=true), and ALIAS is a registry
+// alias in cfg, which may be nil. Every error wraps ErrInvalidReference and
+// never repeats credentials or query strings found in s.
+func ParseReference(s string, cfg *Config) (Reference, error) {
+	if s == "" {
+		return Reference{}, refErrorf(nil, "reference is empty: %s", refUsage)
+	}
+	var (
+		ref  Reference
+		path string
+	)
+	if parts, ok := refSplitURL(s); ok {
+		base, err := refRegistryFromParts(parts, true)
+		if err != nil {
+			return Reference{}, err
+		}
+		ref.Registry = base
+		path = strings.TrimPrefix(parts.path, "/")
+		if path == "" {
+			return Reference{}, refErrorf(nil, "reference %q names no model: %s", s, refUsage)
+		}
+	} else {
+		if err := refCheckNoSecrets(s); err != nil {
+			return Reference{}, err
+		}
+		alias, rest, found := strings.Cut(s, "/")
+		known := cfg.hasAlias(alias)
+		if !found || (!known && !strings.Contains(rest, "/")) {
+			// "bert" or "nlp/bert:v1": most likely the registry was left out.
+			return Reference{}, refErrorf(nil, "reference %q has no registry: use http(s)://HOST[:PORT]/REPOSITORY/NAME[:TAG] or add an alias with \"modelx repo add NAME URL\"", s)
+		}
+		base, err := cfg.resolveAlias(alias)
+		if err != nil {
+			return Reference{}, err
+		}
+		ref.Registry = base
+		path = rest
+	}
+	if err := ref.setPath(s, path); err != nil {
+		return Reference{}, err
+	}
+	return ref, nil
+}
+
+// ParseRegistry parses a registry given alone, as "http(s)://HOST[:PORT]"
+// (a trailing "/" is allowed), "modelx://HOST[:PORT][?insecure=true]" or an
+// alias in cfg (which may be nil), and returns its canonical base URL.
+// Every error wraps ErrInvalidReference.
+func ParseRegistry(s string, cfg *Config) (string, error) {
+	if s == "" {
+		return "", refErrorf(nil, "registry is empty: use http(s)://HOST[:PORT] or an alias added with \"modelx repo add NAME URL\"")
+	}
+	if parts, ok := refSplitURL(s); ok {
+		base, err := refRegistryFromParts(parts, true)
+		if err != nil {
+			return "", err
+		}
+		if parts.path != "" && parts.path != "/" {
+			return "", refErrorf(nil, "registry %q has a path: a registry is only http(s)://HOST[:PORT], without /REPOSITORY/NAME", s)
+		}
+		return base, nil
+	}
+	if err := refCheckNoSecrets(s); err != nil {
+		return "", err
+	}
+	if strings.Contains(s, "/") {
+		return "", refErrorf(nil, "registry %q is neither a URL nor an alias: use http(s)://HOST[:PORT] or an alias added with \"modelx repo add NAME URL\"", s)
+	}
+	return cfg.resolveAlias(s)
+}
+
+// String returns the canonical form "REGISTRY/REPOSITORY/NAME@TAG" or
+// "REGISTRY/REPOSITORY/NAME@sha256:HEX", which ParseReference accepts.
+func (r Reference) String() string {
+	return r.Registry + "/" + r.Model() + "@" + r.ManifestRef()
+}
+
+// Model returns "REPOSITORY/NAME".
+func (r Reference) Model() string {
+	return r.Repository + "/" + r.Name
+}
+
+// ManifestRef returns the digest if set, else the tag (DefaultTag if empty):
+// the {reference} of /{repository}/{name}/manifests/{reference}.
+func (r Reference) ManifestRef() string {
+	switch {
+	case r.Digest != "":
+		return string(r.Digest)
+	case r.Tag != "":
+		return r.Tag
+	}
+	return DefaultTag
+}
+
+// setPath parses "REPOSITORY/NAME[VERSION]" into r; s is the whole reference,
+// for messages.
+func (r *Reference) setPath(s, path string) error {
+	elems := strings.Split(path, "/")
+	if slices.Contains(elems, "") {
+		return refErrorf(nil, "reference %q has an empty path element: %s", s, refUsage)
+	}
+	switch {
+	case len(elems) < 2:
+		return refErrorf(nil, "reference %q names no repository: REPOSITORY/NAME has exactly two parts; %s", s, refUsage)
+	case len(elems) > 2:
+		return refErrorf(nil, "reference %q has %d path elements after the registry, %q: REPOSITORY/NAME has exactly two parts", s, len(elems), path)
+	}
+	repo, last := elems[0], elems[1]
+
+	// The version separator is looked for only in the last element, so a
+	// port ("host:8080") is never taken for a tag.
+	name, version, sep := last, "", ""
+	if i := strings.IndexAny(last, ":@"); i >= 0 {
+		name, version, sep = last[:i], last[i+1:], last[i:i+1]
+	}
+	if sep == ":" && strings.Contains(version, "@") {
+		v := version[strings.Index(version, "@")+1:]
+		if strings.Contains(v, ":") {
+			return refErrorf(nil, "reference %q has both a tag and a digest: drop the tag, the digest alone names the version", s)
+		}
+		return refErrorf(nil, "reference %q has two tags: use NAME:TAG or NAME@TAG", s)
+	}
+
+	if err := spec.ValidateComponent("repository", repo); err != nil {
+		return refErrorf(err, "reference %q: %s", s, refSpecMessage(err))
+	}
+	if err := spec.ValidateComponent("name", name); err != nil {
+		return refErrorf(err, "reference %q: %s", s, refSpecMessage(err))
+	}
+	r.Repository, r.Name = repo, name
+
+	switch {
+	case sep == "":
+		r.Tag = DefaultTag
+	case sep == "@" && strings.Contains(version, ":"):
+		d := digest.Digest(version)
+		if err := spec.ValidateDigest(d); err != nil {
+			return refErrorf(err, "reference %q: %s", s, refSpecMessage(err))
+		}
+		r.Digest = d
+	case sep == ":" && strings.HasPrefix(version, string(digest.SHA256)+":"):
+		return refErrorf(nil, "reference %q has a digest after ':': write NAME@sha256:HEX", s)
+	default:
+		if err := spec.ValidateTag(version); err != nil {
+			return refErrorf(err, "reference %q: %s", s, refSpecMessage(err))
+		}
+		r.Tag = version
+	}
+	return nil
+}
+
+// refURLParts is a URL-shaped argument split by hand: net/url would take the
+// '@' of "NAME@TAG" for user information and reject "NAME:TAG" in odd places.
+type refURLParts struct {
+	scheme    string // lowercase
+	authority string // HOST[:PORT], possibly with user information
+	path      string // from the first '/', up to '?' or '#'
+	query     string
+	hasQuery  bool
+	hasFrag   bool
+}
+
+// refSplitURL splits s if it has a "SCHEME://" prefix.
+func refSplitURL(s string) (refURLParts, bool) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return refURLParts{}, false
+	}
+	p := refURLParts{scheme: strings.ToLower(scheme)}
+	if i := strings.IndexByte(rest, '#'); i >= 0 {
+		rest, p.hasFrag = rest[:i], true
+	}
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		rest, p.query, p.hasQuery = rest[:i], rest[i+1:], true
+	}
+	p.authority, p.path = rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		p.authority, p.path = rest[:i], rest[i:]
+	}
+	return p, true
+}
+
+// refRegistryFromParts checks the scheme, authority and query of a split URL
+// and returns the canonical base URL. modelx:// is allowed if allowModelx.
+// Messages never repeat the user information or the query.
+func refRegistryFromParts(p refURLParts, allowModelx bool) (string, error) {
+	if strings.Contains(p.authority, "@") {
+		return "", refErrorf(nil, "registry URL contains credentials (USER@HOST): secrets never go in URLs; remove them and log in with \"modelx login REGISTRY\"")
+	}
+	if p.hasFrag {
+		return "", refErrorf(nil, "registry URL %s://%s has a fragment (#...): remove it", p.scheme, p.authority)
+	}
+	scheme := p.scheme
+	switch {
+	case scheme == "http" || scheme == "https":
+		if p.hasQuery {
+			return "", refErrorf(nil, "registry URL %s://%s has a query (?...): remove it; only modelx:// takes ?insecure=true", scheme, p.authority)
+		}
+	case scheme == "modelx" && allowModelx:
+		insecure, err := refParseModelxQuery(p)
+		if err != nil {
+			return "", err
+		}
+		scheme = "https"
+		if insecure {
+			scheme = "http"
+		}
+	default:
+		want := "http:// or https://"
+		if allowModelx {
+			want = "http://, https:// or modelx://"
+		}
+		return "", refErrorf(nil, "registry URL scheme %q is not supported: use %s", p.scheme, want)
+	}
+	return refCanonicalBase(scheme, p.authority)
+}
+
+// refParseModelxQuery reads the only query parameter modelx:// takes.
+func refParseModelxQuery(p refURLParts) (insecure bool, err error) {
+	q, err := url.ParseQuery(p.query)
+	if err != nil {
+		return false, refErrorf(nil, "modelx://%s has a malformed query: the only parameter is insecure=true", p.authority)
+	}
+	for key, values := range q {
+		if key != "insecure" {
+			return false, refErrorf(nil, "modelx://%s has an unknown query parameter %q: the only parameter is insecure=true", p.authority, key)
+		}
+		if len(values) != 1 {
+			return false, refErrorf(nil, "modelx://%s gives insecure more than once: give it once", p.authority)
+		}
+		if insecure, err = strconv.ParseBool(values[0]); err != nil {
+			return false, refErrorf(nil, "modelx://%s has insecure=%q: use insecure=true or insecure=false", p.authority, values[0])
+		}
+	}
+	return insecure, nil
+}
+
+// refCanonicalBase checks HOST[:PORT] and returns "scheme://host[:port]"
+// with a lowercase host and without the scheme's default port.
+func refCanonicalBase(scheme, authority string) (string, error) {
+	if authority == "" {
+		return "", refErrorf(nil, "registry URL %s:// has no host: use %s://HOST[:PORT]", scheme, scheme)
+	}
+	u, err := url.Parse(scheme + "://" + authority)
+	if err != nil || u.Hostname() == "" || u.User != nil {
+		return "", refErrorf(nil, "registry URL %s://%s has an invalid host: use %s://HOST[:PORT]", scheme, authority, scheme)
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if strings.HasSuffix(u.Host, ":") {
+		return "", refErrorf(nil, "registry URL %s://%s has an empty port: drop the ':' or give a port", scheme, authority)
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return "", refErrorf(nil, "registry URL %s://%s has an invalid port: use 1 to 65535", scheme, authority)
+		}
+		if (scheme == "http" && n == 80) || (scheme == "https" && n == 443) {
+			port = ""
+		} else {
+			port = strconv.Itoa(n)
+		}
+	}
+	if port != "" {
+		return scheme + "://" + net.JoinHostPort(host, port), nil
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6 literal
+	}
+	return scheme + "://" + host, nil
+}
+
+// refCheckNoSecrets rejects a scheme-less argument that carries user
+// information or a query, before anything repeats it in a message.
+func refCheckNoSecrets(s string) error {
+	first, _, _ := strings.Cut(s, "/")
+	switch {
+	case strings.Contains(first, "@"):
+		return refErrorf(nil, "reference contains credentials (USER@HOST): secrets never go in references; remove them and log in with \"modelx login REGISTRY\"")
+	case strings.ContainsAny(s, "?#"):
+		return refErrorf(nil, "reference has a query or fragment (?... or #...): only modelx://HOST/REPOSITORY/NAME?insecure=true takes one")
+	}
+	return nil
+}
+
+// refSpecMessage returns the message of a spec validation error without its
+// API error code, which means nothing to a CLI user.
+func refSpecMessage(err error) string {
+	var e *spec.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// refError is a parse error: its message, and the sentinels and cause it wraps.
+type refError struct {
+	msg   string
+	wraps []error
+}
+
+func (e *refError) Error() string   { return e.msg }
+func (e *refError) Unwrap() []error { return e.wraps }
+
+// refErrorf returns an error wrapping ErrInvalidReference and cause (if not nil).
+func refErrorf(cause error, format string, args ...any) error {
+	e := &refError{msg: fmt.Sprintf(format, args...), wraps: []error{ErrInvalidReference}}
+	if cause != nil {
+		e.wraps = append(e.wraps, cause)
+	}
+	return e
+}
