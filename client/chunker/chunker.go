@@ -170,15 +170,21 @@ func (c *Chunker) emit(n int) Chunk {
 func (c *Chunker) fill() bool {
 	if len(c.buf)-c.end < readMin {
 		partial := c.end - c.start
-		if len(c.buf) < c.bufMax {
-			// Grow geometrically so that short inputs stay cheap.
-			size := max(2*len(c.buf), partial+readMin, readMin)
-			size = min(size, c.bufMax)
+		if len(c.buf) < c.bufMax && (partial >= len(c.buf)/2 || partial+readMin > len(c.buf)) {
+			// The buffer starts small and doubles only while the chunk
+			// in progress fills half of it, so short inputs and inputs
+			// whose chunks stay well below Max never pay for a full-size
+			// buffer.
+			size := min(max(2*len(c.buf), partial+readMin), c.bufMax)
 			nb := make([]byte, size)
 			copy(nb, c.buf[c.start:c.end])
 			c.buf = nb
 		} else {
-			// partial < Max, so this leaves at least readMin bytes free.
+			// Either partial < len(buf)/2 and partial+readMin fits, or
+			// len(buf) is Max+readMin and partial < Max: at least readMin
+			// bytes are free afterwards. The bytes moved were all read
+			// since the previous move, so moving costs at most one extra
+			// copy of the input.
 			copy(c.buf, c.buf[c.start:c.end])
 		}
 		c.start, c.end = 0, partial
@@ -224,23 +230,17 @@ func (c *Chunker) scan() int {
 	}
 	// Lengths [Min, Avg): strict mask.
 	if lim := min(avgSize-1, n); i < lim {
-		m := c.maskS
-		for j, b := range data[i:lim] {
-			h = h<<1 + gear[b]
-			if h&m == 0 {
-				return i + j + 1
-			}
+		var k int
+		if k, h = gearScan(data[i:lim], h, c.maskS); k > 0 {
+			return i + k
 		}
 		i = lim
 	}
 	// Lengths [Avg, Max): loose mask.
 	if lim := min(maxSize-1, n); i < lim {
-		m := c.maskL
-		for j, b := range data[i:lim] {
-			h = h<<1 + gear[b]
-			if h&m == 0 {
-				return i + j + 1
-			}
+		var k int
+		if k, h = gearScan(data[i:lim], h, c.maskL); k > 0 {
+			return i + k
 		}
 		i = lim
 	}
@@ -249,4 +249,50 @@ func (c *Chunker) scan() int {
 	}
 	c.pos, c.h = i, h
 	return 0
+}
+
+// gearScan feeds the bytes of d into the gear hash h until h&mask == 0. It
+// returns the number of bytes consumed up to and including that point, or 0
+// if there is none in d, together with the hash after the last byte consumed.
+//
+// The loop handles four bytes per iteration. Writing g(x) for gear[x], the
+// hash after each of the bytes b0..b3 is
+//
+//	h0 = h<<1 + g(b0)
+//	h1 = h<<2 + g(b0)<<1 + g(b1)
+//	h2 = h<<3 + g(b0)<<2 + g(b1)<<1 + g(b2)
+//	h3 = h<<4 + g(b0)<<3 + g(b1)<<2 + g(b2)<<1 + g(b3)
+//
+// The sums of table values do not depend on h, so the chain of dependent
+// operations from one iteration to the next is one shift and one add instead
+// of four of each, which nearly doubles the speed of the obvious loop.
+func gearScan(d []byte, h, mask uint64) (int, uint64) {
+	i := 0
+	for ; i+4 <= len(d); i += 4 {
+		p := d[i : i+4 : i+4] // one bounds check for four bytes
+		g0 := gear[p[0]]
+		t1 := g0<<1 + gear[p[1]]
+		t2 := t1<<1 + gear[p[2]]
+		t3 := t2<<1 + gear[p[3]]
+		if h0 := h<<1 + g0; h0&mask == 0 {
+			return i + 1, h0
+		}
+		if h1 := h<<2 + t1; h1&mask == 0 {
+			return i + 2, h1
+		}
+		if h2 := h<<3 + t2; h2&mask == 0 {
+			return i + 3, h2
+		}
+		h = h<<4 + t3
+		if h&mask == 0 {
+			return i + 4, h
+		}
+	}
+	for j, b := range d[i:] {
+		h = h<<1 + gear[b]
+		if h&mask == 0 {
+			return i + j + 1, h
+		}
+	}
+	return 0, h
 }

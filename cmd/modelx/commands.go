@@ -1,0 +1,519 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"modelx.io/modelx/client"
+	"modelx.io/modelx/spec"
+)
+
+const configTemplate = `# modelx.yaml: what this model is and how to serve it.
+description: %s
+framework: ""        # e.g. pytorch, onnx, tensorflow, sklearn
+task: ""             # e.g. text-generation, image-classification
+tags: []
+maintainers: []
+# Files a serving pod needs ("dir/" for a whole directory); empty means all.
+modelFiles: []
+config:
+  inputs: {}
+  outputs: {}
+`
+
+func (a *app) initCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init DIR",
+		Short: "Write a modelx.yaml and a README stub into DIR",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			cfgPath := filepath.Join(dir, spec.ConfigFileName)
+			if _, err := os.Stat(cfgPath); err == nil {
+				return fmt.Errorf("%s already exists; edit it, or remove it to start over", cfgPath)
+			}
+			name := filepath.Base(filepath.Clean(dir))
+			if err := os.WriteFile(cfgPath, fmt.Appendf(nil, configTemplate, name+" model"), 0o644); err != nil {
+				return err
+			}
+			readme := filepath.Join(dir, "README.md")
+			if _, err := os.Stat(readme); errors.Is(err, os.ErrNotExist) {
+				if err := os.WriteFile(readme, fmt.Appendf(nil, "# %s\n\nDescribe the model, its training data and its intended use.\n", name), 0o644); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(a.stdout, "wrote %s; fill it in, then: modelx push REGISTRY/REPOSITORY/%s:v1 %s\n", cfgPath, name, dir)
+			return nil
+		},
+	}
+}
+
+func (a *app) pushCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "push REF [DIR]",
+		Short: "Push DIR (default .) as the model version REF",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			ref, err := a.parseRef(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			dir := "."
+			if len(args) == 2 {
+				dir = args[1]
+			}
+			res, err := a.newClient(cfg).Push(cmd.Context(), ref, dir)
+			a.stopProgress()
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "pushed %s\ndigest: %s\n%d files; uploaded %s in %d blobs, skipped %s in %d blobs (%.1fs)\n",
+				res.Reference, res.Digest, res.Files, human(res.UploadedBytes), res.BlobsTransferred, human(res.SkippedBytes), res.BlobsSkipped, res.DurationSeconds)
+			return nil
+		},
+	}
+	a.addOutputFlag(cmd)
+	a.addConcurrencyFlag(cmd)
+	return cmd
+}
+
+func (a *app) pullCommand() *cobra.Command {
+	var opts client.PullOptions
+	cmd := &cobra.Command{
+		Use:   "pull REF [DIR]",
+		Short: "Pull the model version REF into DIR (default ./NAME)",
+		Long: `Pull writes the model into DIR, fetching only files that differ from what is
+there, and verifies every byte before a file is moved into place. An
+interrupted pull resumes where it stopped. As a storage initializer:
+  modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			ref, err := a.parseRef(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			dir := ref.Name
+			if len(args) == 2 {
+				dir = args[1]
+			}
+			res, err := a.newClient(cfg).Pull(cmd.Context(), ref, dir, opts)
+			a.stopProgress()
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "pulled %s into %s\ndigest: %s\n%d files; downloaded %s in %d blobs, %s already present (%.1fs)\n",
+				res.Reference, dir, res.Digest, res.Files, human(res.DownloadedBytes), res.BlobsTransferred, human(res.SkippedBytes), res.DurationSeconds)
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&opts.Files, "file", nil, "pull only files matching this glob (repeatable; matches the path or its base name)")
+	cmd.Flags().BoolVar(&opts.ModelFiles, "model-files", false, "pull only the files modelx.yaml lists in modelFiles")
+	a.addOutputFlag(cmd)
+	a.addConcurrencyFlag(cmd)
+	return cmd
+}
+
+// modelArg parses REF, allowing a model without tag; it says whether a
+// tag or digest was written.
+func (a *app) modelArg(cfg *client.Config, s string) (client.Reference, bool, error) {
+	ref, err := a.parseRef(cfg, s)
+	if err != nil {
+		return ref, false, err
+	}
+	last := s[strings.LastIndex(s, "/")+1:]
+	return ref, strings.ContainsAny(last, ":@"), nil
+}
+
+func (a *app) listCommand() *cobra.Command {
+	var search string
+	cmd := &cobra.Command{
+		Use:   "list REGISTRY|REPOSITORY-REF",
+		Short: "List the models of a registry, or the tags of a model",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			c := a.newClient(cfg)
+			if registry, err := client.ParseRegistry(args[0], cfg); err == nil {
+				idx, err := c.API(registry).Index(cmd.Context(), "", "", search)
+				if err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return a.printJSON(idx)
+				}
+				for _, m := range idx.Manifests {
+					fmt.Fprintln(a.stdout, m.Name)
+				}
+				return nil
+			}
+			ref, _, err := a.modelArg(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			idx, err := c.API(ref.Registry).Index(cmd.Context(), ref.Repository, ref.Name, search)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(idx)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TAG\tDIGEST\tMANIFEST SIZE\tPUSHED")
+			for _, m := range idx.Manifests {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, shortDigest(string(m.Digest)), human(m.Size), m.Modified.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&search, "search", "", "keep only names containing this text")
+	a.addOutputFlag(cmd)
+	return cmd
+}
+
+func shortDigest(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
+// fileInfo is one file of a manifest, as info shows it.
+type fileInfo struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest"`
+	Kind   string `json:"kind"`
+}
+
+func (a *app) infoCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "info REF",
+		Short: "Show a model version: digest, metadata and files",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			ref, err := a.parseRef(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			api := a.newClient(cfg).API(ref.Registry)
+			m, _, d, err := api.GetManifest(cmd.Context(), ref.Repository, ref.Name, ref.ManifestRef())
+			if err != nil {
+				return err
+			}
+			config, err := fetchConfig(cmd.Context(), api, ref, m)
+			if err != nil {
+				return err
+			}
+			files, total := manifestFiles(m)
+			if a.output == "json" {
+				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "config": config, "files": files, "manifest": m})
+			}
+			fmt.Fprintf(a.stdout, "reference:   %s\ndigest:      %s\nsize:        %s in %d files\n", ref, d, human(total), len(files))
+			if config != nil {
+				fmt.Fprintf(a.stdout, "description: %s\nframework:   %s\ntask:        %s\n", config.Description, config.Framework, config.Task)
+				if len(config.ModelFiles) > 0 {
+					fmt.Fprintf(a.stdout, "modelFiles:  %s\n", strings.Join(config.ModelFiles, ", "))
+				}
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "\nFILE\tSIZE\tKIND\tDIGEST")
+			for _, f := range files {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, human(f.Size), f.Kind, shortDigest(f.Digest))
+			}
+			return tw.Flush()
+		},
+	}
+	a.addOutputFlag(cmd)
+	return cmd
+}
+
+func fetchConfig(ctx context.Context, api *client.API, ref client.Reference, m *spec.Manifest) (*spec.ModelConfig, error) {
+	rc, err := api.GetBlob(ctx, ref.Repository, ref.Name, m.Config.Digest, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := spec.ParseModelConfig(data)
+	if err != nil {
+		return nil, nil // shown without metadata; pull still works
+	}
+	return cfg, nil
+}
+
+// manifestFiles lists files, not blobs: packed files one by one.
+func manifestFiles(m *spec.Manifest) ([]fileInfo, int64) {
+	files := []fileInfo{{Name: m.Config.Name, Size: m.Config.Size, Digest: string(m.Config.Digest), Kind: "config"}}
+	for _, b := range m.Blobs {
+		switch b.MediaType {
+		case spec.MediaTypePack:
+			for _, f := range b.Files {
+				files = append(files, fileInfo{Name: f.Name, Size: f.Size, Digest: string(f.Digest), Kind: "packed"})
+			}
+		case spec.MediaTypeChunkedFile:
+			files = append(files, fileInfo{Name: b.Name, Size: b.Size, Digest: string(b.Digest), Kind: fmt.Sprintf("chunked (%d)", len(b.Chunks))})
+		case spec.MediaTypeDirectoryTarGz:
+			files = append(files, fileInfo{Name: b.Name + "/", Size: b.Size, Digest: string(b.Digest), Kind: "directory"})
+		default:
+			files = append(files, fileInfo{Name: b.Name, Size: b.Size, Digest: string(b.Digest), Kind: "file"})
+		}
+	}
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	return files, total
+}
+
+func (a *app) deleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete REF",
+		Short: "Delete a tag (REF:TAG), every tag of a digest (REF@sha256:…), or a whole model (REF without tag)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			ref, tagged, err := a.modelArg(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			api := a.newClient(cfg).API(ref.Registry)
+			if !tagged {
+				if err := api.DeleteIndex(cmd.Context(), ref.Repository, ref.Name); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "deleted every tag of %s; run `modelx gc` to free the space\n", ref.Model())
+				return nil
+			}
+			if err := api.DeleteManifest(cmd.Context(), ref.Repository, ref.Name, ref.ManifestRef()); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "deleted %s\n", ref)
+			return nil
+		},
+	}
+}
+
+func (a *app) gcCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gc REF",
+		Short: "Collect unreferenced manifests and blobs on the registry now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			ref, _, err := a.modelArg(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			res, err := a.newClient(cfg).API(ref.Registry).GarbageCollect(cmd.Context(), ref.Repository, ref.Name)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "deleted %d manifests and %d blobs, freed %s (%.1fs)\n", res.ManifestsDeleted, res.BlobsDeleted, human(res.BytesFreed), res.DurationSeconds)
+			return nil
+		},
+	}
+	a.addOutputFlag(cmd)
+	return cmd
+}
+
+func (a *app) repoCommand() *cobra.Command {
+	repo := &cobra.Command{Use: "repo", Short: "Manage registry aliases"}
+	repo.AddCommand(&cobra.Command{
+		Use:   "add NAME URL",
+		Short: "Add (or change) a registry alias",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			if err := cfg.AddRegistry(args[0], args[1]); err != nil {
+				return err
+			}
+			return cfg.Save()
+		},
+	}, &cobra.Command{
+		Use:   "list",
+		Short: "List registry aliases",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tURL\tLOGGED IN")
+			for _, name := range sortedKeys(cfg.Registries) {
+				url := cfg.Registries[name].URL
+				_, in := cfg.Credentials[url]
+				fmt.Fprintf(tw, "%s\t%s\t%v\n", name, url, in)
+			}
+			return tw.Flush()
+		},
+	}, &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a registry alias",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			if err := cfg.RemoveRegistry(args[0]); err != nil {
+				return err
+			}
+			return cfg.Save()
+		},
+	})
+	return repo
+}
+
+func (a *app) loginCommand() *cobra.Command {
+	var token string
+	var fromStdin bool
+	cmd := &cobra.Command{
+		Use:   "login REGISTRY",
+		Short: "Store a token for a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			registry, err := client.ParseRegistry(args[0], cfg)
+			if err != nil {
+				return err
+			}
+			switch {
+			case fromStdin:
+				data, err := io.ReadAll(io.LimitReader(a.stdin, 1<<20))
+				if err != nil {
+					return err
+				}
+				token = strings.TrimSpace(string(data))
+			case token == "":
+				if token, err = a.promptToken(registry); err != nil {
+					return err
+				}
+			}
+			if token == "" {
+				return errors.New("the token is empty")
+			}
+			// Check the token before storing it.
+			api := client.NewAPI(registry, nil, func() (string, error) { return token, nil })
+			if _, err := api.Index(cmd.Context(), "", "", ""); err != nil {
+				return fmt.Errorf("the registry refused the token: %w", err)
+			}
+			cfg.SetCredential(registry, client.Credential{Token: token})
+			if err := cfg.Save(); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "logged in to %s\n", registry)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&token, "token", "", "the token (visible in shell history; prefer --token-stdin)")
+	cmd.Flags().BoolVar(&fromStdin, "token-stdin", false, "read the token from standard input")
+	return cmd
+}
+
+func (a *app) promptToken(registry string) (string, error) {
+	f, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", errors.New("no token given: use --token-stdin (or --token) when not on a terminal")
+	}
+	fmt.Fprintf(a.stderr, "Token for %s: ", registry)
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(a.stderr)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (a *app) logoutCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout REGISTRY",
+		Short: "Forget the stored token of a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			registry, err := client.ParseRegistry(args[0], cfg)
+			if err != nil {
+				return err
+			}
+			if !cfg.DeleteCredential(registry) {
+				return fmt.Errorf("not logged in to %s", registry)
+			}
+			if err := cfg.Save(); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "logged out of %s\n", registry)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"modelx.io/modelx/client"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+// app holds what every command shares: streams, global flags, config.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	configPath     string
+	output         string
+	quiet          bool
+	concurrency    int
+	stop           func() // ends the progress display
+}
+
+func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "modelx",
+		Short: "Push and pull machine-learning models to and from a modelx registry",
+		Long: `modelx moves models between a directory and a modelx registry, incrementally:
+only files that changed are sent, only files that differ are fetched, and every
+byte pulled is verified against its sha256 digest.
+
+References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
+@sha256:DIGEST), or ALIAS/REPOSITORY/NAME:TAG with an alias from "modelx repo add".`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", "", "config file (default: $MODELX_CONFIG or the user config dir)")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print no progress")
+	root.AddCommand(
+		a.initCommand(), a.pushCommand(), a.pullCommand(), a.listCommand(), a.infoCommand(),
+		a.deleteCommand(), a.gcCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
+		a.versionCommand(),
+	)
+	return root
+}
+
+// addOutputFlag adds -o text|json to a command.
+func (a *app) addOutputFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+}
+
+func (a *app) addConcurrencyFlag(cmd *cobra.Command) {
+	cmd.Flags().IntVarP(&a.concurrency, "jobs", "j", 0, "parallel transfers (default 8)")
+}
+
+func (a *app) checkOutput() error {
+	if a.output != "text" && a.output != "json" {
+		return fmt.Errorf("-o %q: use text or json", a.output)
+	}
+	return nil
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *app) loadConfig() (*client.Config, error) {
+	p := a.configPath
+	if p == "" {
+		var err error
+		if p, err = client.DefaultConfigPath(); err != nil {
+			return nil, err
+		}
+	}
+	return client.LoadConfig(p)
+}
+
+// newClient builds the library client with tokens from the config and
+// environment, and progress on stderr.
+func (a *app) newClient(cfg *client.Config) *client.Client {
+	return client.New(client.Options{
+		Token:       cfg.Token,
+		Concurrency: a.concurrency,
+		Progress:    a.progress(),
+	})
+}
+
+func (a *app) parseRef(cfg *client.Config, s string) (client.Reference, error) {
+	return client.ParseReference(s, cfg)
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the modelx version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := fmt.Fprintf(a.stdout, "modelx %s\n", buildVersion())
+			return err
+		},
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
