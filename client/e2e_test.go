@@ -1,21 +1,27 @@
 package client_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/client/chunker"
@@ -552,5 +558,78 @@ func TestHostilePaths(t *testing.T) {
 				t.Fatalf("files written: %v (error was %v)", names, err)
 			}
 		})
+	}
+}
+
+func tarGz(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		body := files[name]
+		hdr := &tar.Header{Name: name, Mode: 0o640, Size: int64(len(body)), Typeflag: tar.TypeReg}
+		if strings.HasPrefix(body, "->") {
+			hdr = &tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: body[2:]}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			tw.Write([]byte(body))
+		}
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+// TestLegacyManifest pulls a model as the original modelx pushed it: whole
+// files and one tar.gz per directory, and refuses a hostile archive.
+func TestLegacyManifest(t *testing.T) {
+	e := envs(t)[0]
+	ctx := context.Background()
+	c := newClient(client.Options{})
+	api := c.API(e.url)
+	put := func(data []byte) digest.Digest {
+		d := digest.FromBytes(data)
+		if err := api.PutBlob(ctx, "old", "model", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	config := []byte("description: legacy\n")
+	weights := []byte("weights")
+	for tag, archive := range map[string][]byte{
+		"good": tarGz(t, map[string]string{"vocab.txt": "a b c", "sub/merges.txt": "x y"}),
+		"evil": tarGz(t, map[string]string{"ok.txt": "fine", "../../escape.txt": "bad"}),
+		"link": tarGz(t, map[string]string{"ln": "->/etc/passwd"}),
+	} {
+		m := fmt.Sprintf(`{"mediaType":%q,"config":{"name":"modelx.yaml","mediaType":%q,"digest":%q,"size":%d,"mode":420},
+			"blobs":[{"name":"model.bin","mediaType":%q,"digest":%q,"size":%d,"mode":420},
+			{"name":"tokenizer","mediaType":%q,"digest":%q,"size":%d,"mode":2147484141}]}`,
+			spec.MediaTypeManifest, spec.MediaTypeConfig, put(config), len(config),
+			spec.MediaTypeFile, put(weights), len(weights),
+			spec.MediaTypeDirectoryTarGz, put(archive), len(archive))
+		if _, err := api.PutManifest(ctx, "old", "model", tag, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := t.TempDir()
+	if _, err := c.Pull(ctx, ref(t, e, "old/model:good"), dst, client.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, dst)
+	if len(got) != 4 || got["tokenizer/sub/merges.txt"] == "" || got["model.bin"] == "" {
+		t.Fatalf("legacy pull wrote %v", keys(got))
+	}
+	for _, tag := range []string{"evil", "link"} {
+		dst := t.TempDir()
+		if _, err := c.Pull(ctx, ref(t, e, "old/model:"+tag), dst, client.PullOptions{}); err == nil || !strings.Contains(err.Error(), "refusing") {
+			t.Fatalf("hostile archive %s: %v", tag, err)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(dst), "escape.txt")); err == nil {
+			t.Fatal("an archive entry escaped the directory")
+		}
 	}
 }

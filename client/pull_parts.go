@@ -220,24 +220,36 @@ func (p *puller) writePacked(frame []byte, t target) error {
 }
 
 func (p *puller) writeFile(data []byte, t target) error {
+	_, err := p.writeFileFrom(bytes.NewReader(data), t)
+	return err
+}
+
+// writeFileFrom streams r into a temp file and places it as t, returning
+// the content's digest.
+func (p *puller) writeFileFrom(r io.Reader, t target) (digest.Digest, error) {
 	f, err := os.CreateTemp(p.tmp, "file-*")
 	if err != nil {
-		return err
+		return "", err
 	}
-	if _, err := f.Write(data); err != nil {
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), r); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return err
+		return "", err
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(f.Name())
-		return err
+		return "", err
+	}
+	d := digest.NewDigest(digest.SHA256, h)
+	if t.digest == "" {
+		t.digest = d
 	}
 	if err := p.place(f.Name(), t); err != nil {
 		os.Remove(f.Name())
-		return err
+		return "", err
 	}
-	return nil
+	return d, nil
 }
 
 // pullLegacyDir downloads a directory blob of the original modelx (one
@@ -294,12 +306,11 @@ func (p *puller) pullLegacyDir(ctx context.Context, t target) error {
 				return err
 			}
 		case tar.TypeReg:
-			data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
-			if err != nil {
+			if err := safeTarget(p.dir, name, false); err != nil {
 				return err
 			}
-			ft := target{name: name, size: hdr.Size, mode: hdr.FileInfo().Mode(), digest: digest.FromBytes(data), blob: spec.Descriptor{MediaType: spec.MediaTypeFile}}
-			if err := p.writeFile(data, ft); err != nil {
+			ft := target{name: name, size: hdr.Size, mode: hdr.FileInfo().Mode(), blob: spec.Descriptor{MediaType: spec.MediaTypeFile}}
+			if _, err := p.writeFileFrom(io.LimitReader(tr, hdr.Size), ft); err != nil {
 				return err
 			}
 		default:

@@ -1,23 +1,35 @@
 // Package chunker splits a byte stream into content-defined chunks.
 //
 // It implements FastCDC-style chunking: a gear rolling hash is computed over
-// the stream and a chunk boundary is placed where the hash has a run of zero
-// bits. Because the hash only sees the last 64 bytes, the boundaries depend on
-// local content, so an insertion or deletion inside a large file (a model's
-// safetensors or GGUF blob, say) only changes the chunks around the edit; the
-// boundaries after it fall back into step with those of the original file.
+// the stream and a chunk boundary is placed where the top bits of the hash
+// are all zero. Because the hash only sees the last 64 bytes, the boundaries
+// depend on local content, so an insertion or deletion inside a large file (a
+// model's safetensors or GGUF blob, say) only changes the chunks around the
+// edit; the boundaries after it fall back into step with those of the
+// original file.
 //
 // Normalized chunking keeps chunk sizes close to the average: no boundary is
 // taken below Params.Min, a stricter mask (log2(Avg)+1 bits) applies up to
 // Params.Avg, a looser one (log2(Avg)-1 bits) from there up to Params.Max, and
-// a chunk is cut unconditionally at Params.Max. (Level 1 normalization: on
-// random data it re-synchronised after an edit more reliably than level 2,
-// whose stricter/looser split more often carries a shifted boundary on through
-// several chunks.)
+// a chunk is cut unconditionally at Params.Max. This is level 1
+// normalization; on random data it re-synchronised after an edit more
+// reliably than level 2 (±2 bits), which more often carried a shifted
+// boundary on through several chunks. On random data chunks average about
+// 1.2 × Avg.
 //
-// The boundaries are a pure function of the input bytes and the Params: they do
-// not depend on how the io.Reader splits its reads. Together with the gear
-// table they form part of modelx's on-disk format.
+// Precisely, with h = 0 at the start of each chunk and h = h<<1 + gear[x]
+// (mod 2^64) after each byte x, the chunk ends after the byte that brings its
+// length to L when
+//
+//   - Min <= L < Avg and the top log2(Avg)+1 bits of h are zero, or
+//   - Avg <= L < Max and the top log2(Avg)-1 bits of h are zero, or
+//   - L == Max, or the input ends.
+//
+// Since Min >= 64, h at every tested position depends only on the 64 bytes
+// ending there. The boundaries are therefore a pure function of the input
+// bytes and the Params, independent of how the io.Reader splits its reads.
+// This rule and the gear table are part of modelx's on-disk format: changing
+// either changes every chunk digest.
 package chunker
 
 import (
@@ -123,7 +135,7 @@ func New(r io.Reader, p Params) (*Chunker, error) {
 		bufMax: p.Max + readMin,
 	}
 	if p.Max > int(^uint(0)>>1)-readMin {
-		c.bufMax = p.Max // cannot add slack without overflow
+		c.bufMax = p.Max // no room for slack; reads may then be short
 	}
 	return c, nil
 }
