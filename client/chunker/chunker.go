@@ -277,7 +277,7 @@ func (c *Chunker) scan() int {
 //
 // The sums of table values do not depend on h, so the chain of dependent
 // operations from one iteration to the next is one shift and one add instead
-// of four of each, which nearly doubles the speed of the obvious loop.
+// of four of each; this runs about 1.6 times as fast as the obvious loop.
 func gearScan(d []byte, h, mask uint64) (int, uint64) {
 	i := 0
 	for ; i+4 <= len(d); i += 4 {
