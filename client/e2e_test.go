@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -255,6 +256,25 @@ func testIncremental(t *testing.T, e env) {
 	}
 	if res.UploadedBytes != 0 || res.BlobsTransferred != 0 {
 		t.Fatalf("no-op re-push uploaded %+v", res)
+	}
+	// The hash cache means a no-op push reads no content: rewrite a file in
+	// place with other bytes of the same size and restore its mtime; the
+	// push still sees the old digest (which is why mtime matters).
+	weights := filepath.Join(src, "weights", "big.safetensors")
+	fi, _ := os.Stat(weights)
+	f, err := os.OpenFile(weights, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("XXXX"), 100)
+	f.Close()
+	os.Chtimes(weights, fi.ModTime(), fi.ModTime())
+	if res, err = c.Push(ctx, ref(t, e, "inc/model:v1"), src); err != nil || res.UploadedBytes != 0 {
+		t.Fatalf("no-op push read file content: %+v %v", res, err)
+	}
+	os.Chtimes(weights, time.Now(), time.Now())
+	if res, err = c.Push(ctx, ref(t, e, "inc/model:v1"), src); err != nil || res.UploadedBytes == 0 || res.BlobsTransferred > 2 {
+		t.Fatalf("push after a real change: %+v %v", res, err)
 	}
 	v1 := t.TempDir()
 	if _, err := c.Pull(ctx, ref(t, e, "inc/model:v1"), v1, client.PullOptions{}); err != nil {

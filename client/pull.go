@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -100,6 +101,9 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		return nil, err
 	}
 	if err := p.download(ctx, todo); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("the disk holding %s is full: free space and pull again (finished chunks are kept): %w", abs, err)
+		}
 		return nil, err
 	}
 	_ = p.cache.save()

@@ -225,6 +225,24 @@ func TestGoldenBoundaries(t *testing.T) {
 	if got := boundaries(chunkAll(t, bytes.NewReader(data), small)); !slices.Equal(got, want) {
 		t.Fatalf("boundaries %v, want %v", got, want)
 	}
+	// The same for tiny Params over 1 MiB, pinned by a digest of the 3236
+	// boundaries (little-endian uint64s). Among these chunks 37 end within 8
+	// bytes of Min, 26 end exactly at Avg and 7 at Max, so the edges of each
+	// phase of the rule are covered.
+	for len(data) < 1<<20 {
+		sum := sha256.Sum256([]byte{byte(len(data) / 32), byte(len(data) / 32 >> 8)})
+		data = append(data, sum[:]...)
+	}
+	got := boundaries(chunkAll(t, bytes.NewReader(data), Params{Min: 96, Avg: 256, Max: 1024}))
+	var enc []byte
+	for _, b := range got {
+		enc = binary.LittleEndian.AppendUint64(enc, uint64(b))
+	}
+	if sum := fmt.Sprintf("%x", sha256.Sum256(enc)); len(got) != 3236 ||
+		sum != "c5ae025424dbc08a6b207c0b3164f2dbdbf32e659651f476eeac00a67802d1f1" {
+		t.Fatalf("tiny Params: %d boundaries with sha256 %s, want 3236 with c5ae0254…", len(got), sum)
+	}
+
 	// Zeros never match a mask (the hash is constant, -gear[0]), so every
 	// chunk is cut at Max.
 	want = []int64{32768, 65536, 98304, 102400}
