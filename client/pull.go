@@ -107,6 +107,12 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		return nil, err
 	}
 	_ = p.cache.save()
+	// Every partial download is now complete: drop what older pulls left.
+	if entries, err := os.ReadDir(p.tmp); err == nil {
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(p.tmp, e.Name()))
+		}
+	}
 	p.res.Files = len(targets)
 	p.res.DurationSeconds = time.Since(start).Seconds()
 	return p.res, nil

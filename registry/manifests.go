@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -114,7 +115,12 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 		return internal("store manifest", err)
 	}
 	if ref.Tag != "" {
-		if err := reg.tag(r.Context(), repo, name, ref.Tag, d, int64(len(data)), m.Annotations); err != nil {
+		annotations := maps.Clone(m.Annotations)
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[spec.AnnotationModelSize] = strconv.FormatInt(m.TotalSize(), 10)
+		if err := reg.tag(r.Context(), repo, name, ref.Tag, d, int64(len(data)), annotations); err != nil {
 			return err
 		}
 	}

@@ -313,6 +313,9 @@ func testRoundTrip(t *testing.T, b backend) {
 	if got := names(idx); !slices.Equal(got, []string{"v1"}) || idx.Manifests[0].Digest != d {
 		t.Fatalf("index %+v", idx)
 	}
+	if got, want := idx.Manifests[0].Annotations[spec.AnnotationModelSize], fmt.Sprint(m.TotalSize()); got != want || m.TotalSize() < 300<<10 {
+		t.Fatalf("size annotation %q, want %s", got, want)
+	}
 	if got := names(h.index("/")); !slices.Equal(got, []string{"nlp/bert"}) {
 		t.Fatalf("global index %v", got)
 	}

@@ -30,6 +30,10 @@ const (
 	MediaTypeChunkedFile = "application/vnd.modelx.model.chunked.v1"
 )
 
+// AnnotationModelSize is set by the registry on each tag of a model index:
+// the total size in bytes of the version's files (decimal).
+const AnnotationModelSize = "io.modelx.model.size"
+
 // SchemaVersion is the schemaVersion written into new index and manifest documents.
 const SchemaVersion = 1
 

@@ -194,3 +194,19 @@ func (m *Manifest) Referenced() []Descriptor {
 	}
 	return out
 }
+
+// TotalSize is the size of the version's files: the config, whole and
+// chunked files, packed files, and legacy directory archives.
+func (m *Manifest) TotalSize() int64 {
+	total := m.Config.Size
+	for _, b := range m.Blobs {
+		if b.MediaType == MediaTypePack {
+			for _, f := range b.Files {
+				total += f.Size
+			}
+			continue
+		}
+		total += b.Size
+	}
+	return total
+}

@@ -241,7 +241,7 @@ func (c *Chunker) scan() int {
 		i = lim
 	}
 	// Lengths [Min, Avg): strict mask.
-	if lim := min(avgSize, n); i < lim {
+	if lim := min(avgSize-1, n); i < lim {
 		var k int
 		if k, h = gearScan(data[i:lim], h, c.maskS); k > 0 {
 			return i + k

@@ -202,6 +202,23 @@ func TestReadPatternIndependence(t *testing.T) {
 	}
 }
 
+// TestBufferGrowth uses a Max above the initial 1 MiB buffer, so that the
+// buffer has to grow while a chunk is in progress (runs of zeros are cut only
+// at Max) and is later compacted.
+func TestBufferGrowth(t *testing.T) {
+	p := Params{Min: 64 << 10, Avg: 256 << 10, Max: 2 << 20}
+	data := append(make([]byte, 5<<20), randBytes(19, 1<<20)...)
+	want := chunkAll(t, bytes.NewReader(data), p)
+	checkChunks(t, data, want, p)
+	if len(want[0].data) != p.Max || len(want[1].data) != p.Max {
+		t.Fatalf("zeros not cut at Max: %d, %d", len(want[0].data), len(want[1].data))
+	}
+	got := chunkAll(t, &shortReader{bytes.NewReader(data), rand.New(rand.NewPCG(5, 6)), 700 << 10}, p)
+	if wb, gb := boundaries(want), boundaries(got); !slices.Equal(gb, wb) {
+		t.Fatalf("boundaries %v, want %v", gb, wb)
+	}
+}
+
 // TestGoldenBoundaries pins the boundaries for a fixed input, guarding the gear
 // table and the cut rules, which are part of the on-disk format.
 func TestGoldenBoundaries(t *testing.T) {
@@ -419,6 +436,18 @@ func TestNoProgress(t *testing.T) {
 	c, _ := New(stuckReader{}, small)
 	if _, err := c.Next(); err != io.ErrNoProgress {
 		t.Fatalf("got %v, want io.ErrNoProgress", err)
+	}
+}
+
+// badReader claims to have read more than it was given room for.
+type badReader struct{}
+
+func (badReader) Read(p []byte) (int, error) { return len(p) + 1, nil }
+
+func TestBadReader(t *testing.T) {
+	c, _ := New(badReader{}, small)
+	if _, err := c.Next(); err == nil || !strings.Contains(err.Error(), "invalid count") {
+		t.Fatalf("got %v, want an invalid count error", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -197,9 +198,13 @@ func (a *app) listCommand() *cobra.Command {
 				return a.printJSON(idx)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TAG\tDIGEST\tMANIFEST SIZE\tPUSHED")
+			fmt.Fprintln(tw, "TAG\tDIGEST\tSIZE\tPUSHED")
 			for _, m := range idx.Manifests {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, shortDigest(string(m.Digest)), human(m.Size), m.Modified.Local().Format(time.DateTime))
+				size := "-"
+				if n, err := strconv.ParseInt(m.Annotations[spec.AnnotationModelSize], 10, 64); err == nil {
+					size = human(n)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, shortDigest(string(m.Digest)), size, m.Modified.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
 		},

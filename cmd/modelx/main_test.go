@@ -105,7 +105,7 @@ func TestCLI(t *testing.T) {
 	if out := mustRun(t, "list", "local"); strings.TrimSpace(out) != "nlp/bert" {
 		t.Fatalf("list registry: %q", out)
 	}
-	if out := mustRun(t, "list", "local/nlp/bert"); !strings.Contains(out, "v1") || !strings.Contains(out, push.Digest[:19]) {
+	if out := mustRun(t, "list", "local/nlp/bert"); !strings.Contains(out, "v1") || !strings.Contains(out, push.Digest[:19]) || !strings.Contains(out, "3.0 MiB") {
 		t.Fatalf("list tags: %s", out)
 	}
 	if out := mustRun(t, "info", "local/nlp/bert:v1"); !strings.Contains(out, "weights.bin") || !strings.Contains(out, "README.md") || !strings.Contains(out, push.Digest) {
