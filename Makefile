@@ -11,6 +11,8 @@ TOOLS_DIR ?= $(or $(MODELX_TOOLS_DIR),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/m
 export MODELX_TOOLS_DIR := $(TOOLS_DIR)
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW := $(TOOLS_DIR)/versitygw-$(VERSITYGW_VERSION)/versitygw
+DEX_VERSION := v2.45.1
+DEX := $(TOOLS_DIR)/dex-$(DEX_VERSION)/dex
 
 TEST_FLAGS ?= -race -timeout 30m
 
@@ -27,12 +29,18 @@ run:
 test: tools
 	$(GO) test $(TEST_FLAGS) ./...
 
-tools: $(VERSITYGW)
+tools: $(VERSITYGW) $(DEX)
 
 # The version in the path names the build; an existing binary is reused.
 $(VERSITYGW):
 	@mkdir -p $(dir $@)
 	cd tools/versitygw && CGO_ENABLED=0 $(GO) build -o $@.tmp github.com/versity/versitygw/cmd/versitygw
+	mv $@.tmp $@
+
+# Dex's own go.mod has a replace directive, so it builds from a pinned tools module.
+$(DEX):
+	@mkdir -p $(dir $@)
+	cd tools/dex && CGO_ENABLED=0 $(GO) build -o $@.tmp github.com/dexidp/dex/cmd/dex
 	mv $@.tmp $@
 
 lint:
