@@ -55,6 +55,9 @@ type Credential struct {
 	Token        string    `json:"token,omitempty"`
 	RefreshToken string    `json:"refreshToken,omitempty"`
 	Expiry       time.Time `json:"expiry,omitzero"`
+	// TokenURL and ClientID let the refresh token be used (OIDC logins).
+	TokenURL string `json:"tokenURL,omitempty"`
+	ClientID string `json:"clientID,omitempty"`
 }
 
 // Expired reports whether the credential has an expiry that is not after now.

@@ -140,6 +140,21 @@ func (reg *Registry) getGlobalIndex(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	if reg.opts.Policy != nil {
+		id := identityOf(r.Context())
+		if id == nil && !reg.opts.Policy.AnyAnonymous() {
+			reg.challenge(w, r, "")
+			return spec.Errorf(spec.ErrorUnauthorized, "authentication required; run `modelx login` for this registry")
+		}
+		// List only the models the caller may pull.
+		visible := idx.Manifests[:0:0]
+		for _, d := range idx.Manifests {
+			if reg.canList(id, d.Name) {
+				visible = append(visible, d)
+			}
+		}
+		idx.Manifests = visible
+	}
 	return writeIndex(w, filtered(idx, r.URL.Query().Get("search")))
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
 )
@@ -42,6 +43,12 @@ type Options struct {
 	MaxManifestSize int64
 	// Logger receives request and error logs; default slog.Default().
 	Logger *slog.Logger
+	// Authenticator verifies bearer tokens; nil accepts every request as anonymous.
+	Authenticator *auth.Authenticator
+	// Policy authorizes requests; nil allows everything (no auth).
+	Policy *auth.Policy
+	// Login is advertised to `modelx login` at ConfigurationPath.
+	Login *spec.OIDCLogin
 }
 
 // Registry serves the modelx HTTP API from a storage backend.
@@ -90,18 +97,23 @@ func (reg *Registry) Handler() http.Handler {
 	}))
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", reg.handle(reg.ready))
-	r.Get("/", reg.handle(reg.getGlobalIndex))
-	r.Route("/{repository}/{name}", func(r chi.Router) {
-		r.Get("/index", reg.handle(reg.getIndex))
-		r.Delete("/index", reg.handle(reg.deleteIndex))
-		r.Get("/manifests/{reference}", reg.handle(reg.getManifest))
-		r.Head("/manifests/{reference}", reg.handle(reg.getManifest))
-		r.Put("/manifests/{reference}", reg.handle(reg.putManifest))
-		r.Delete("/manifests/{reference}", reg.handle(reg.deleteManifest))
-		r.Head("/blobs/{digest}", reg.handle(reg.headBlob))
-		r.Get("/blobs/{digest}", reg.handle(reg.getBlob))
-		r.Put("/blobs/{digest}", reg.handle(reg.putBlob))
-		r.Post("/garbage-collect", reg.handle(reg.garbageCollect))
+	r.Get(spec.ConfigurationPath, reg.handle(reg.configuration))
+	r.Group(func(r chi.Router) {
+		r.Use(reg.authenticate)
+		r.Get("/", reg.handle(reg.getGlobalIndex))
+		r.Route("/{repository}/{name}", func(r chi.Router) {
+			pull, push, del := reg.authorize(auth.Pull), reg.authorize(auth.Push), reg.authorize(auth.Delete)
+			r.With(pull).Get("/index", reg.handle(reg.getIndex))
+			r.With(del).Delete("/index", reg.handle(reg.deleteIndex))
+			r.With(pull).Get("/manifests/{reference}", reg.handle(reg.getManifest))
+			r.With(pull).Head("/manifests/{reference}", reg.handle(reg.getManifest))
+			r.With(push).Put("/manifests/{reference}", reg.handle(reg.putManifest))
+			r.With(del).Delete("/manifests/{reference}", reg.handle(reg.deleteManifest))
+			r.With(pull).Head("/blobs/{digest}", reg.handle(reg.headBlob))
+			r.With(pull).Get("/blobs/{digest}", reg.handle(reg.getBlob))
+			r.With(push).Put("/blobs/{digest}", reg.handle(reg.putBlob))
+			r.With(reg.authorizeAny(auth.Delete, auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollect))
+		})
 	})
 	return r
 }

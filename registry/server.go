@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"modelx.io/modelx/registry/auth"
+	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage/fs"
 	"modelx.io/modelx/storage/s3"
 )
@@ -29,8 +31,43 @@ type Config struct {
 	GCInterval time.Duration
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	ShutdownTimeout time.Duration
+	// Auth lists trusted issuers and robots (from --auth-config and --oidc-* flags).
+	Auth auth.Config
+	// PolicyFile is the authorization policy; without one, DefaultPolicy applies.
+	PolicyFile string
+	// AnonymousPull lets requests without a token pull (with the default policy).
+	AnonymousPull bool
 	// Options tune the registry.
 	Options Options
+}
+
+// setupAuth fills the options' authenticator, policy and login issuer.
+func setupAuth(cfg *Config) error {
+	if !cfg.Auth.Enabled() {
+		if cfg.PolicyFile != "" || cfg.AnonymousPull {
+			return errors.New("--policy and --anonymous-pull need authentication: set --oidc-issuer and --oidc-audience, or --auth-config")
+		}
+		return nil
+	}
+	a, err := auth.New(cfg.Auth, nil)
+	if err != nil {
+		return fmt.Errorf("auth config: %w", err)
+	}
+	cfg.Options.Authenticator = a
+	if cfg.PolicyFile != "" {
+		if cfg.Options.Policy, err = auth.LoadPolicy(cfg.PolicyFile); err != nil {
+			return err
+		}
+		if cfg.AnonymousPull {
+			cfg.Options.Policy.AnonymousPull = true
+		}
+	} else {
+		cfg.Options.Policy = auth.DefaultPolicy(cfg.AnonymousPull)
+	}
+	if is, ok := cfg.Auth.LoginIssuer(); ok {
+		cfg.Options.Login = &spec.OIDCLogin{Issuer: is.Issuer, ClientID: is.Audience, Scopes: []string{"openid", "email", "profile", "groups", "offline_access"}}
+	}
+	return nil
 }
 
 // UsesS3 reports whether the configuration selects the S3 backend.
@@ -71,6 +108,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.
 	if cfg.Options.EnableRedirect && !cfg.UsesS3() {
 		return errors.New("--enable-redirect needs the S3 backend (--s3-url and --s3-bucket): the local filesystem cannot presign URLs")
 	}
+	if err := setupAuth(&cfg); err != nil {
+		return err
+	}
 	store, kind, err := OpenBackend(ctx, cfg)
 	if err != nil {
 		return err
@@ -90,7 +130,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("modelxd serving", "addr", ln.Addr().String(), "storage", kind,
-		"redirect", cfg.Options.EnableRedirect, "tls", cfg.TLSCertFile != "")
+		"redirect", cfg.Options.EnableRedirect, "tls", cfg.TLSCertFile != "", "auth", cfg.Auth.Enabled())
 	if ready != nil {
 		ready(ln.Addr())
 	}

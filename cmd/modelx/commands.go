@@ -436,10 +436,10 @@ func (a *app) repoCommand() *cobra.Command {
 
 func (a *app) loginCommand() *cobra.Command {
 	var token string
-	var fromStdin bool
+	var fromStdin, prompt bool
 	cmd := &cobra.Command{
 		Use:   "login REGISTRY",
-		Short: "Store a token for a registry",
+		Short: "Log in to a registry (OIDC device flow, or a static token)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.loadConfig()
@@ -457,6 +457,8 @@ func (a *app) loginCommand() *cobra.Command {
 					return err
 				}
 				token = strings.TrimSpace(string(data))
+			case token == "" && !prompt:
+				return a.deviceLogin(cmd.Context(), cfg, registry)
 			case token == "":
 				if token, err = a.promptToken(registry); err != nil {
 					return err
@@ -478,9 +480,42 @@ func (a *app) loginCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&token, "token", "", "the token (visible in shell history; prefer --token-stdin)")
-	cmd.Flags().BoolVar(&fromStdin, "token-stdin", false, "read the token from standard input")
+	cmd.Flags().StringVar(&token, "token", "", "a static token (visible in shell history; prefer --token-stdin)")
+	cmd.Flags().BoolVar(&fromStdin, "token-stdin", false, "read a static token from standard input")
+	cmd.Flags().BoolVar(&prompt, "prompt", false, "type a static token at a prompt instead of the browser login")
 	return cmd
+}
+
+// deviceLogin logs in through the registry's identity provider: the user
+// opens a URL, enters a code, and the token lands in the config.
+func (a *app) deviceLogin(ctx context.Context, cfg *client.Config, registry string) error {
+	conf, err := client.NewAPI(registry, nil, nil).Configuration(ctx)
+	if err != nil {
+		return fmt.Errorf("learn how to log in to %s: %w", registry, err)
+	}
+	if conf.OIDC == nil {
+		if !conf.AuthRequired {
+			fmt.Fprintf(a.stdout, "%s does not require login\n", registry)
+			return nil
+		}
+		return fmt.Errorf("%s offers no OIDC login; log in with --token-stdin and a token from its administrator", registry)
+	}
+	cred, err := client.DeviceLogin(ctx, nil, *conf.OIDC, func(dc client.DeviceCode) {
+		url := dc.VerificationURIComplete
+		if url == "" {
+			url = dc.VerificationURI
+		}
+		fmt.Fprintf(a.stderr, "To log in to %s, open\n\n    %s\n\nand confirm the code %s. Waiting…\n", registry, url, dc.UserCode)
+	})
+	if err != nil {
+		return err
+	}
+	cfg.SetCredential(registry, cred)
+	if err := cfg.Save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "logged in to %s\n", registry)
+	return nil
 }
 
 func (a *app) promptToken(registry string) (string, error) {

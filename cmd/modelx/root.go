@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -91,7 +92,7 @@ func (a *app) loadConfig() (*client.Config, error) {
 // environment, and progress on stderr.
 func (a *app) newClient(cfg *client.Config) *client.Client {
 	return client.New(client.Options{
-		Token:       cfg.Token,
+		Token:       cfg.TokenSource(context.Background(), nil),
 		Concurrency: a.concurrency,
 		Progress:    a.progress(),
 	})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"modelx.io/modelx/registry"
+	"modelx.io/modelx/registry/auth"
 )
 
 func main() {
@@ -58,6 +59,14 @@ func parseFlags(args []string) (registry.Config, string, error) {
 	str(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (serve HTTPS with --tls-key)")
 	str(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file")
 	str(&logFormat, "log-format", "text", "log format: text or json")
+	var issuer auth.IssuerConfig
+	var authConfig string
+	str(&issuer.Issuer, "oidc-issuer", "", "trust bearer tokens of this OIDC issuer (and offer it to `modelx login`)")
+	str(&issuer.Audience, "oidc-audience", "", "the audience (client ID) tokens of --oidc-issuer must carry")
+	str(&issuer.UsernameClaim, "oidc-username-claim", "email", "the claim that names the user")
+	str(&issuer.GroupsClaim, "oidc-groups-claim", "groups", "the claim that lists the user's groups")
+	str(&authConfig, "auth-config", "", "YAML file of trusted issuers (people, Kubernetes clusters) and robot tokens")
+	str(&cfg.PolicyFile, "policy", "", "YAML authorization policy (default: authenticated users pull and push)")
 	boolean := func(p *bool, name string, def bool, usage string) error {
 		v, err := envBool(name, def)
 		fs.BoolVar(p, name, v, usage)
@@ -71,6 +80,7 @@ func parseFlags(args []string) (registry.Config, string, error) {
 	for _, err := range []error{
 		boolean(&cfg.S3.PathStyle, "s3-path-style", false, "address the bucket in the URL path (most S3-compatible servers)"),
 		boolean(&cfg.Options.EnableRedirect, "enable-redirect", false, "answer blob GET/PUT with 302 to a presigned S3 URL"),
+		boolean(&cfg.AnonymousPull, "anonymous-pull", false, "let requests without a token pull"),
 		duration(&cfg.Options.PresignExpiry, "s3-presign-expire", 15*time.Minute, "validity of presigned URLs"),
 		duration(&cfg.GCInterval, "gc-interval", 0, "run garbage collection this often (0: only on request)"),
 		duration(&cfg.Options.GCGracePeriod, "gc-grace", time.Hour, "never collect blobs or manifests younger than this"),
@@ -80,11 +90,24 @@ func parseFlags(args []string) (registry.Config, string, error) {
 			return cfg, "", err
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return cfg, "", err
 	}
 	if fs.NArg() > 0 {
 		return cfg, "", fmt.Errorf("unexpected argument %q: modelxd takes only flags (see --help)", fs.Arg(0))
+	}
+	if authConfig != "" {
+		if cfg.Auth, err = auth.LoadConfig(authConfig); err != nil {
+			return cfg, "", err
+		}
+	}
+	if issuer.Issuer != "" || issuer.Audience != "" {
+		if issuer.Issuer == "" || issuer.Audience == "" {
+			return cfg, "", errors.New("--oidc-issuer and --oidc-audience go together")
+		}
+		issuer.Login = true
+		cfg.Auth.Issuers = append([]auth.IssuerConfig{issuer}, cfg.Auth.Issuers...)
 	}
 	if logFormat != "text" && logFormat != "json" {
 		return cfg, "", fmt.Errorf("--log-format %q: use text or json", logFormat)
