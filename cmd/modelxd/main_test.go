@@ -176,6 +176,44 @@ func TestModelxdBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("oidc", func(t *testing.T) {
+		dex := testenv.StartDex(t, testenv.DexOptions{})
+		policy := filepath.Join(t.TempDir(), "policy.yaml")
+		os.WriteFile(policy, []byte("rules:\n- repositories: [\"*\"]\n  actions: [admin]\n  users: [alice@example.com]\n"), 0o600)
+		url, cmd, logs := startModelxd(t, bin, []string{"MODELXD_DATA_DIR=" + t.TempDir()},
+			"--oidc-issuer", dex.Issuer, "--oidc-audience", "modelx", "--policy", policy)
+		resp, err := http.Get(url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "Bearer realm=") {
+			t.Fatalf("anonymous GET /: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		for who, want := range map[string]int{"alice@example.com": http.StatusOK, "bob@example.com": http.StatusForbidden} {
+			req, _ := http.NewRequest(http.MethodPost, url+"/nlp/bert/garbage-collect", nil)
+			req.Header.Set("Authorization", "Bearer "+dex.Token(t, "modelx", who))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("gc as %s: %d, want %d", who, resp.StatusCode, want)
+			}
+		}
+		resp, err = http.Get(url + "/.well-known/modelx-configuration")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), dex.Issuer) || !strings.Contains(string(body), `"clientID":"modelx"`) {
+			t.Fatalf("configuration %s", body)
+		}
+		stop(t, cmd, logs)
+	})
+
 	t.Run("bad-config", func(t *testing.T) {
 		for _, tc := range []struct {
 			args []string
@@ -184,6 +222,9 @@ func TestModelxdBinary(t *testing.T) {
 			{[]string{"--enable-redirect"}, "--enable-redirect needs the S3 backend"},
 			{[]string{"--tls-cert", "x.pem"}, "--tls-key"},
 			{[]string{"--s3-url", "http://127.0.0.1:1", "--s3-bucket", "b", "--s3-access-key", "k"}, "secret key"},
+			{[]string{"--policy", "p.yaml"}, "need authentication"},
+			{[]string{"--oidc-issuer", "https://idp"}, "go together"},
+			{[]string{"--auth-config", "/nonexistent.yaml"}, "nonexistent"},
 		} {
 			out, err := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)...).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tc.want) {
