@@ -319,3 +319,36 @@ func (e *authEnv) do(t *testing.T, who, method, path string, body []byte) (int, 
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header
 }
+
+// TestRedirectCarriesNoToken: with S3 redirects and auth on, the presigned
+// URL is issued only to an allowed caller and never carries its token.
+func TestRedirectCarriesNoToken(t *testing.T) {
+	b := backends(t)
+	sum := sha256.Sum256([]byte(robotToken))
+	authn, err := auth.New(auth.Config{Robots: []auth.Robot{{Name: "ci", TokenSHA256: hex.EncodeToString(sum[:])}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, b[2], registry.Options{Authenticator: authn, Policy: auth.DefaultPolicy(false)})
+	data := []byte("secret weights")
+	d := digest.FromBytes(data)
+	auth := http.Header{"Authorization": {"Bearer " + robotToken}}
+	// Anonymous: refused before any URL is signed.
+	r := h.do(http.MethodPut, "/ci/m/blobs/"+string(d), data, nil)
+	if r.status != http.StatusUnauthorized || r.header.Get("Location") != "" {
+		t.Fatalf("anonymous upload: %d Location %q", r.status, r.header.Get("Location"))
+	}
+	r = h.do(http.MethodPut, "/ci/m/blobs/"+string(d), data, auth)
+	loc := r.header.Get("Location")
+	if r.status != http.StatusFound || strings.Contains(loc, robotToken) || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("upload redirect: %d %q", r.status, loc)
+	}
+	c := client.New(client.Options{Token: func(string) (string, error) { return robotToken, nil }})
+	if err := c.API(h.url).PutBlob(context.Background(), "ci", "m", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
+		t.Fatal(err)
+	}
+	r = h.do(http.MethodGet, "/ci/m/blobs/"+string(d), nil, auth)
+	if loc := r.header.Get("Location"); r.status != http.StatusFound || strings.Contains(loc, robotToken) {
+		t.Fatalf("download redirect: %d %q", r.status, loc)
+	}
+}
