@@ -13,6 +13,7 @@ VERSITYGW_VERSION := v1.8.0
 VERSITYGW := $(TOOLS_DIR)/versitygw-$(VERSITYGW_VERSION)/versitygw
 DEX_VERSION := v2.45.1
 DEX := $(TOOLS_DIR)/dex-$(DEX_VERSION)/dex
+include tools/kube.mk
 
 TEST_FLAGS ?= -race -timeout 30m
 
@@ -29,7 +30,7 @@ run:
 test: tools
 	$(GO) test $(TEST_FLAGS) ./...
 
-tools: $(VERSITYGW) $(DEX)
+tools: $(VERSITYGW) $(DEX) $(KUBE_TOOLS)
 
 # The version in the path names the build; an existing binary is reused.
 $(VERSITYGW):

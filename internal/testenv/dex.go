@@ -49,7 +49,7 @@ type Dex struct {
 // StartDex starts Dex with in-memory storage and stops it when the test ends.
 func StartDex(t testing.TB, opts DexOptions) *Dex {
 	t.Helper()
-	bin := requireBinary(t, "dex", DexVersion)
+	bin := RequireBinary(t, "dex", DexVersion)
 	if len(opts.Users) == 0 {
 		for _, n := range []string{"alice", "bob", "carol"} {
 			opts.Users = append(opts.Users, DexUser{Email: n + "@example.com", Username: n, Password: "password"})

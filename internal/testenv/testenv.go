@@ -36,9 +36,9 @@ func ToolsDir() string {
 	return filepath.Join(home, ".cache", "modelx", "tools")
 }
 
-// requireBinary returns the path of a tool binary or ends the test: Fatal
+// RequireBinary returns the path of a tool binary or ends the test: Fatal
 // in CI, Skip elsewhere.
-func requireBinary(t testing.TB, name, version string) string {
+func RequireBinary(t testing.TB, name, version string) string {
 	t.Helper()
 	p := filepath.Join(ToolsDir(), name+"-"+version, name)
 	if _, err := os.Stat(p); err != nil {
@@ -81,7 +81,7 @@ type S3Server struct {
 // test ends. Buckets are made with CreateBucket by the caller.
 func StartS3(t testing.TB) *S3Server {
 	t.Helper()
-	bin := requireBinary(t, "versitygw", VersitygwVersion)
+	bin := RequireBinary(t, "versitygw", VersitygwVersion)
 	dir := t.TempDir()
 	srv := &S3Server{AccessKey: "AK" + randomHex(8), SecretKey: randomHex(20), Region: "us-east-1"}
 	var lastErr error
