@@ -31,7 +31,7 @@ func (reg *Registry) authenticate(next http.Handler) http.Handler {
 		if err != nil {
 			if errors.Is(err, auth.ErrInvalidToken) {
 				reg.challenge(w, r, `error="invalid_token"`)
-				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "the bearer token is not valid (%s); run `modelx login` again", trimTokenError(err)))
+				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "the bearer token is not valid (%s); log in again", trimTokenError(err)))
 				return
 			}
 			reg.log.ErrorContext(r.Context(), "authentication failed", "error", err)
@@ -82,7 +82,7 @@ func (reg *Registry) authorize(action auth.Action) func(http.Handler) http.Handl
 			}
 			if id == nil {
 				reg.challenge(w, r, "")
-				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required to %s %s; run `modelx login` for this registry", action, model))
+				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required to %s %s", action, model))
 				return
 			}
 			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s %s", id.Name, action, model))
@@ -107,7 +107,7 @@ func (reg *Registry) authorizeAny(actions ...auth.Action) func(http.Handler) htt
 			}
 			if id == nil {
 				reg.challenge(w, r, "")
-				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required; run `modelx login` for this registry"))
+				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required"))
 				return
 			}
 			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not collect garbage here: it needs %v on %s", id.Name, actions, model))

@@ -144,7 +144,7 @@ func (reg *Registry) getGlobalIndex(w http.ResponseWriter, r *http.Request) erro
 		id := identityOf(r.Context())
 		if id == nil && !reg.opts.Policy.AnyAnonymous() {
 			reg.challenge(w, r, "")
-			return spec.Errorf(spec.ErrorUnauthorized, "authentication required; run `modelx login` for this registry")
+			return spec.Errorf(spec.ErrorUnauthorized, "authentication required")
 		}
 		// List only the models the caller may pull.
 		visible := idx.Manifests[:0:0]

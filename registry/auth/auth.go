@@ -11,6 +11,8 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -76,6 +78,8 @@ type IssuerConfig struct {
 	// JWKSFile verifies with these keys instead of discovery, for clusters
 	// whose discovery endpoint is not reachable.
 	JWKSFile string `json:"jwksFile,omitempty"`
+	// CAFile is a PEM bundle to trust for discovery, e.g. a cluster's CA.
+	CAFile string `json:"caFile,omitempty"`
 	// Login marks the issuer `modelx login` uses (the device flow). The
 	// first issuer is the login issuer when none is marked.
 	Login bool `json:"login,omitempty"`
@@ -146,6 +150,7 @@ func New(cfg Config, httpClient *http.Client) (*Authenticator, error) {
 		httpClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	a := &Authenticator{issuers: map[string]*issuer{}, robots: map[[32]byte]Robot{}}
+	var err error
 	for i, is := range cfg.Issuers {
 		if is.Issuer == "" || is.Audience == "" {
 			return nil, fmt.Errorf("issuers[%d]: issuer and audience are both required", i)
@@ -157,12 +162,17 @@ func New(cfg Config, httpClient *http.Client) (*Authenticator, error) {
 			is.GroupsClaim = "groups"
 		}
 		iss := &issuer{cfg: is, client: httpClient}
+		if is.CAFile != "" {
+			if iss.client, err = clientTrusting(is.CAFile); err != nil {
+				return nil, fmt.Errorf("issuers[%d] (%s): %w", i, is.Issuer, err)
+			}
+		}
 		if is.JWKSFile != "" {
 			keys, err := loadJWKS(is.JWKSFile)
 			if err != nil {
 				return nil, fmt.Errorf("issuers[%d] (%s): %w", i, is.Issuer, err)
 			}
-			iss.verifier = oidc.NewVerifier(is.Issuer, &oidc.StaticKeySet{PublicKeys: keys}, &oidc.Config{ClientID: is.Audience})
+			iss.verifier = oidc.NewVerifier(is.Issuer, &oidc.StaticKeySet{PublicKeys: keys}, &oidc.Config{ClientID: is.Audience, SupportedSigningAlgs: asymmetricAlgs})
 		}
 		a.issuers[is.Issuer] = iss
 	}
@@ -174,6 +184,29 @@ func New(cfg Config, httpClient *http.Client) (*Authenticator, error) {
 		a.robots[[32]byte(sum)] = r
 	}
 	return a, nil
+}
+
+// asymmetricAlgs are the signing algorithms accepted with a JWKS file
+// (discovery tells them otherwise); the key set itself decides which verify.
+var asymmetricAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
+
+// clientTrusting returns an HTTP client that trusts the CAs in a PEM file
+// besides the system's.
+func clientTrusting(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}, nil
 }
 
 func loadJWKS(path string) ([]crypto.PublicKey, error) {
