@@ -267,19 +267,9 @@ func (a *API) Index(ctx context.Context, repo, name, search string) (spec.Index,
 	return idx, err
 }
 
-// GCResult reports a garbage collection.
-type GCResult struct {
-	ManifestsKept    int     `json:"manifestsKept"`
-	ManifestsDeleted int     `json:"manifestsDeleted"`
-	BlobsKept        int     `json:"blobsKept"`
-	BlobsDeleted     int     `json:"blobsDeleted"`
-	BytesFreed       int64   `json:"bytesFreed"`
-	DurationSeconds  float64 `json:"durationSeconds"`
-}
-
 // GarbageCollect asks the registry to collect garbage now.
-func (a *API) GarbageCollect(ctx context.Context, repo, name string) (GCResult, error) {
-	var res GCResult
+func (a *API) GarbageCollect(ctx context.Context, repo, name string) (spec.GCResult, error) {
+	var res spec.GCResult
 	err := a.expect(ctx, http.MethodPost, modelPath(repo, name)+"/garbage-collect", http.StatusOK, &res)
 	return res, err
 }

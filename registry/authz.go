@@ -66,32 +66,9 @@ func (reg *Registry) challenge(w http.ResponseWriter, r *http.Request, extra str
 	w.Header().Set("WWW-Authenticate", v)
 }
 
-// authorize refuses a request the policy does not allow: 401 when it
-// carries no identity, 403 DENIED when it does.
-func (reg *Registry) authorize(action auth.Action) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		if reg.opts.Policy == nil {
-			return next
-		}
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			model := chi.URLParam(r, "repository") + "/" + chi.URLParam(r, "name")
-			id := identityOf(r.Context())
-			if reg.opts.Policy.Allowed(id, action, model) {
-				next.ServeHTTP(w, r)
-				return
-			}
-			if id == nil {
-				reg.challenge(w, r, "")
-				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required to %s %s", action, model))
-				return
-			}
-			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s %s", id.Name, action, model))
-		})
-	}
-}
-
-// gcAction is what garbage collection needs: delete or admin on the path.
-func (reg *Registry) authorizeAny(actions ...auth.Action) func(http.Handler) http.Handler {
+// authorize refuses a request the policy does not allow with any of
+// actions: 401 when it carries no identity, 403 DENIED when it does.
+func (reg *Registry) authorize(actions ...auth.Action) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		if reg.opts.Policy == nil {
 			return next
@@ -105,12 +82,16 @@ func (reg *Registry) authorizeAny(actions ...auth.Action) func(http.Handler) htt
 					return
 				}
 			}
+			what := string(actions[0])
+			for _, a := range actions[1:] {
+				what += " or " + string(a)
+			}
 			if id == nil {
 				reg.challenge(w, r, "")
-				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required"))
+				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required to %s %s", what, model))
 				return
 			}
-			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not collect garbage here: it needs %v on %s", id.Name, actions, model))
+			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s %s", id.Name, what, model))
 		})
 	}
 }

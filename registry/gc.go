@@ -14,16 +14,6 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// GCResult reports what one garbage collection did.
-type GCResult struct {
-	ManifestsKept    int     `json:"manifestsKept"`
-	ManifestsDeleted int     `json:"manifestsDeleted"`
-	BlobsKept        int     `json:"blobsKept"`
-	BlobsDeleted     int     `json:"blobsDeleted"`
-	BytesFreed       int64   `json:"bytesFreed"`
-	DurationSeconds  float64 `json:"durationSeconds"`
-}
-
 // manifestObject is a stored manifest found by listing.
 type manifestObject struct {
 	key     string
@@ -35,10 +25,10 @@ type manifestObject struct {
 // uploads its blobs, then its manifest, then its tag, and each of those
 // steps may be in flight. Blobs are shared by every model, so collection
 // always covers the whole registry.
-func (reg *Registry) CollectGarbage(ctx context.Context) (GCResult, error) {
+func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) {
 	start := nowFunc()
 	cutoff := start.Add(-reg.opts.GCGracePeriod)
-	var res GCResult
+	var res spec.GCResult
 
 	// Mark: every manifest a tag points to, or too young to judge.
 	tagged := map[string]bool{} // manifest keys some tag points to

@@ -112,7 +112,7 @@ func (reg *Registry) Handler() http.Handler {
 			r.With(pull).Head("/blobs/{digest}", reg.handle(reg.headBlob))
 			r.With(pull).Get("/blobs/{digest}", reg.handle(reg.getBlob))
 			r.With(push).Put("/blobs/{digest}", reg.handle(reg.putBlob))
-			r.With(reg.authorizeAny(auth.Delete, auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollect))
+			r.With(reg.authorize(auth.Delete, auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollect))
 		})
 	})
 	return r

@@ -566,7 +566,7 @@ func testGC(t *testing.T, b backend) {
 
 	r := h.do(http.MethodPost, "/gc/model/garbage-collect", nil, nil)
 	h.expect(r, http.StatusOK, "")
-	var res registry.GCResult
+	var res spec.GCResult
 	if err := json.Unmarshal(r.body, &res); err != nil {
 		t.Fatal(err)
 	}

@@ -118,3 +118,13 @@ func (idx *Index) Find(name string) int {
 	}
 	return -1
 }
+
+// GCResult reports what one garbage collection did.
+type GCResult struct {
+	ManifestsKept    int     `json:"manifestsKept"`
+	ManifestsDeleted int     `json:"manifestsDeleted"`
+	BlobsKept        int     `json:"blobsKept"`
+	BlobsDeleted     int     `json:"blobsDeleted"`
+	BytesFreed       int64   `json:"bytesFreed"`
+	DurationSeconds  float64 `json:"durationSeconds"`
+}

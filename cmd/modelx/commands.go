@@ -68,14 +68,7 @@ func (a *app) pushCommand() *cobra.Command {
 		Short: "Push DIR (default .) as the model version REF",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			ref, err := a.parseRef(cfg, args[0])
+			cfg, ref, err := a.configAndRef(args[0])
 			if err != nil {
 				return err
 			}
@@ -112,14 +105,7 @@ interrupted pull resumes where it stopped. As a storage initializer:
   modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			ref, err := a.parseRef(cfg, args[0])
+			cfg, ref, err := a.configAndRef(args[0])
 			if err != nil {
 				return err
 			}
@@ -145,6 +131,20 @@ interrupted pull resumes where it stopped. As a storage initializer:
 	a.addOutputFlag(cmd)
 	a.addConcurrencyFlag(cmd)
 	return cmd
+}
+
+// configAndRef checks -o, loads the config and parses the reference
+// argument: the start of every command that names a model.
+func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error) {
+	if err := a.checkOutput(); err != nil {
+		return nil, client.Reference{}, err
+	}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, client.Reference{}, err
+	}
+	ref, err := a.parseRef(cfg, arg)
+	return cfg, ref, err
 }
 
 // modelArg parses REF, allowing a model without tag; it says whether a
@@ -235,14 +235,7 @@ func (a *app) infoCommand() *cobra.Command {
 		Short: "Show a model version: digest, metadata and files",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			ref, err := a.parseRef(cfg, args[0])
+			cfg, ref, err := a.configAndRef(args[0])
 			if err != nil {
 				return err
 			}
@@ -356,14 +349,7 @@ func (a *app) gcCommand() *cobra.Command {
 		Short: "Collect unreferenced manifests and blobs on the registry now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			ref, _, err := a.modelArg(cfg, args[0])
+			cfg, ref, err := a.configAndRef(args[0])
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,190 @@
+package kubeenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// The third-party modules whose CRDs the tests install. They are fetched
+// into the module cache with `go mod download`; the main module does not
+// require them.
+const (
+	seldonModule  = "github.com/seldonio/seldon-core/operator"
+	SeldonVersion = "v1.19.0"
+	istioModule   = "istio.io/api"
+	IstioVersion  = "v1.31.1"
+)
+
+// SeldonCRD returns the path of the SeldonDeployment CRD
+// (machinelearning.seldon.io/v1) shipped in seldon-core/operator at
+// SeldonVersion, the bundle/manifests copy (the apiserver rejects the
+// config/crd* ones). The file is in the read-only module cache.
+func SeldonCRD(t testing.TB) string {
+	t.Helper()
+	dir := requireModule(t, seldonModule, SeldonVersion)
+	p := filepath.Join(dir, "bundle", "manifests", "machinelearning.seldon.io_seldondeployments.yaml")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("Seldon CRD: %v", err)
+	}
+	return p
+}
+
+// IstioCRDs returns the path of a file, in a temp dir of t, holding the
+// networking.istio.io CRDs (VirtualService, Gateway, DestinationRule, ...)
+// of istio.io/api at IstioVersion, from
+// kubernetes/customresourcedefinitions.gen.yaml.
+func IstioCRDs(t testing.TB) string {
+	t.Helper()
+	dir := requireModule(t, istioModule, IstioVersion)
+	istioNetworking.once.Do(func() {
+		src := filepath.Join(dir, "kubernetes", "customresourcedefinitions.gen.yaml")
+		istioNetworking.docs, istioNetworking.err = crdsOfGroup(src, "networking.istio.io")
+	})
+	if istioNetworking.err != nil {
+		t.Fatalf("Istio CRDs: %v", istioNetworking.err)
+	}
+	p := filepath.Join(t.TempDir(), "istio-networking-crds.yaml")
+	if err := os.WriteFile(p, istioNetworking.docs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// istioNetworking caches, per process, the manifest IstioCRDs writes.
+var istioNetworking struct {
+	once sync.Once
+	docs []byte
+	err  error
+}
+
+// crdsOfGroup reads a multi-document YAML file and returns its
+// CustomResourceDefinitions of the API group, as YAML documents joined by
+// "---" separators.
+func crdsOfGroup(path, group string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out bytes.Buffer
+	found := 0
+	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		var head struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Group string `json:"group"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal(doc, &head); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", path, found+1, err)
+		}
+		if head.Kind != "CustomResourceDefinition" || head.Spec.Group != group {
+			continue
+		}
+		out.WriteString("---\n")
+		out.Write(doc)
+		if !bytes.HasSuffix(doc, []byte("\n")) {
+			out.WriteByte('\n')
+		}
+		found++
+	}
+	if found == 0 {
+		return nil, fmt.Errorf("%s: no CustomResourceDefinition of group %s", path, group)
+	}
+	return out.Bytes(), nil
+}
+
+// requireModule returns the module-cache directory of module@version,
+// downloading it once per process. When the download fails the test fails
+// in CI (CI=true) and is skipped elsewhere.
+func requireModule(t testing.TB, module, version string) string {
+	t.Helper()
+	dir, err := moduleDir(module, version)
+	if err != nil {
+		msg := fmt.Sprintf("%s@%s not available: %v", module, version, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return dir
+}
+
+// download is the outcome of one `go mod download`.
+type download struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+var downloads sync.Map // "module@version" -> *download
+
+// moduleDir runs `go mod download -json module@version` once per process
+// and returns the module's directory in the module cache.
+func moduleDir(module, version string) (string, error) {
+	v, _ := downloads.LoadOrStore(module+"@"+version, new(download))
+	d := v.(*download)
+	d.once.Do(func() { d.dir, d.err = goModDownload(module, version) })
+	return d.dir, d.err
+}
+
+// goModDownload runs `go mod download` outside any module (in an empty
+// temp dir, with GOFLAGS and GOWORK cleared), so that the main module's
+// go.mod neither constrains nor records the download.
+func goModDownload(module, version string) (string, error) {
+	work, err := os.MkdirTemp("", "kubeenv-mod-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(work)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", module+"@"+version)
+	cmd.Dir = work
+	cmd.Env = append(os.Environ(), "GO111MODULE=on", "GOFLAGS=", "GOWORK=off")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+
+	// On failure the JSON, if any, carries the reason in "Error".
+	var info struct {
+		Dir   string
+		Error string
+	}
+	jsonErr := json.Unmarshal(stdout.Bytes(), &info)
+	switch {
+	case info.Error != "":
+		return "", fmt.Errorf("go mod download: %s", info.Error)
+	case runErr != nil:
+		return "", fmt.Errorf("go mod download: %w: %s", runErr, strings.TrimSpace(stderr.String()))
+	case jsonErr != nil:
+		return "", fmt.Errorf("go mod download: decode output: %w", jsonErr)
+	case info.Dir == "":
+		return "", fmt.Errorf("go mod download: no Dir in output")
+	}
+	return info.Dir, nil
+}
