@@ -13,11 +13,13 @@ VERSITYGW_VERSION := v1.8.0
 VERSITYGW := $(TOOLS_DIR)/versitygw-$(VERSITYGW_VERSION)/versitygw
 DEX_VERSION := v2.45.1
 DEX := $(TOOLS_DIR)/dex-$(DEX_VERSION)/dex
+CONTROLLER_GEN_VERSION := v0.23.0
+CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 include tools/kube.mk
 
 TEST_FLAGS ?= -race -timeout 30m
 
-.PHONY: all build run test tools lint fmt clean
+.PHONY: all build run test tools lint fmt clean generate
 
 all: lint build test
 
@@ -43,6 +45,18 @@ $(DEX):
 	@mkdir -p $(dir $@)
 	cd tools/dex && CGO_ENABLED=0 $(GO) build -o $@.tmp github.com/dexidp/dex/cmd/dex
 	mv $@.tmp $@
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(dir $@)
+	cd tools/controller-gen && CGO_ENABLED=0 $(GO) build -o $@.tmp sigs.k8s.io/controller-tools/cmd/controller-gen
+	mv $@.tmp $@
+
+# Regenerate deepcopy code, the CRD and the RBAC role from the markers in
+# deploy-controller/; the output is committed.
+generate: $(CONTROLLER_GEN)
+	$(CONTROLLER_GEN) object paths=./deploy-controller/api/...
+	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./deploy-controller/api/... output:crd:artifacts:config=deploy-controller/config/crd
+	$(CONTROLLER_GEN) rbac:roleName=modelx-controller paths=./deploy-controller/controller/... output:rbac:artifacts:config=deploy-controller/config/rbac
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

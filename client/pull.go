@@ -29,6 +29,9 @@ type PullOptions struct {
 	Files []string
 	// ModelFiles pulls only the files modelx.yaml lists in modelFiles.
 	ModelFiles bool
+	// ModelFilesIfListed pulls the modelFiles when modelx.yaml lists any,
+	// else every file.
+	ModelFilesIfListed bool
 }
 
 // PullResult reports a pull.
@@ -158,7 +161,7 @@ func (p *puller) selectTargets(ctx context.Context, m *spec.Manifest, targets []
 		}
 	}
 	var prefixes []string
-	if opts.ModelFiles {
+	if opts.ModelFiles || opts.ModelFilesIfListed {
 		rc, err := p.api.GetBlob(ctx, p.ref.Repository, p.ref.Name, m.Config.Digest, 0, -1)
 		if err != nil {
 			return nil, err
@@ -174,6 +177,9 @@ func (p *puller) selectTargets(ctx context.Context, m *spec.Manifest, targets []
 		cfg, err := spec.ParseModelConfig(data)
 		if err != nil {
 			return nil, err
+		}
+		if len(cfg.ModelFiles) == 0 && opts.ModelFilesIfListed && !opts.ModelFiles {
+			return targets, nil
 		}
 		if len(cfg.ModelFiles) == 0 {
 			return nil, fmt.Errorf("--model-files: %s of %s lists no modelFiles; pull without --model-files, or name files with --file", spec.ConfigFileName, p.ref)

@@ -38,6 +38,12 @@ type Reference struct {
 	Tag string
 	// Digest pins the version by manifest digest, for "@sha256:..." references.
 	Digest digest.Digest
+	// Files and ModelFiles select what a pull writes. They come from the
+	// query of a modelx:// URI (file=GLOB, repeatable; model-files=true or
+	// auto, auto meaning modelFiles when modelx.yaml lists any), so the
+	// storage-initializer form can carry the selection.
+	Files      []string
+	ModelFiles string
 }
 
 // ParseReference parses a model reference. It accepts
@@ -64,6 +70,10 @@ func ParseReference(s string, cfg *Config) (Reference, error) {
 			return Reference{}, err
 		}
 		ref.Registry = base
+		if parts.scheme == "modelx" {
+			q, _ := url.ParseQuery(parts.query) // validated by refRegistryFromParts
+			ref.Files, ref.ModelFiles = q["file"], q.Get("model-files")
+		}
 		path = strings.TrimPrefix(parts.path, "/")
 		if path == "" {
 			return Reference{}, refErrorf(nil, "reference %q names no model: %s", s, refUsage)
@@ -264,15 +274,25 @@ func refRegistryFromParts(p refURLParts, allowModelx bool) (string, error) {
 	return refCanonicalBase(scheme, p.authority)
 }
 
-// refParseModelxQuery reads the only query parameter modelx:// takes.
+// refParseModelxQuery checks the query of a modelx:// URI and reads insecure.
 func refParseModelxQuery(p refURLParts) (insecure bool, err error) {
+	const params = "insecure=true, file=GLOB and model-files=true|auto"
 	q, err := url.ParseQuery(p.query)
 	if err != nil {
-		return false, refErrorf(nil, "modelx://%s has a malformed query: the only parameter is insecure=true", p.authority)
+		return false, refErrorf(nil, "modelx://%s has a malformed query: the parameters are %s", p.authority, params)
 	}
 	for key, values := range q {
-		if key != "insecure" {
-			return false, refErrorf(nil, "modelx://%s has an unknown query parameter %q: the only parameter is insecure=true", p.authority, key)
+		switch key {
+		case "file":
+			continue
+		case "model-files":
+			if len(values) != 1 || (values[0] != "true" && values[0] != "auto" && values[0] != "false") {
+				return false, refErrorf(nil, "modelx://%s has model-files=%q: use model-files=true or model-files=auto, once", p.authority, values)
+			}
+			continue
+		case "insecure":
+		default:
+			return false, refErrorf(nil, "modelx://%s has an unknown query parameter %q: the parameters are %s", p.authority, key, params)
 		}
 		if len(values) != 1 {
 			return false, refErrorf(nil, "modelx://%s gives insecure more than once: give it once", p.authority)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -50,6 +51,8 @@ func TestParseReference(t *testing.T) {
 		{"local/repo/name:v2", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "v2"}},
 		{"local/repo/name@v2", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "v2"}},
 		{"local/repo/name", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "latest"}},
+		{"modelx://h:8080/repo/name@sha256:" + refTestHex + "?insecure=true&file=a%2F%2A&file=b&model-files=auto",
+			Reference{Registry: "http://h:8080", Repository: "repo", Name: "name", Digest: refTestDigest, Files: []string{"a/*", "b"}, ModelFiles: "auto"}},
 		{"my.reg-1/repo/name@sha256:" + refTestHex, Reference{Registry: "https://models.example.com", Repository: "repo", Name: "name", Digest: refTestDigest}},
 	}
 	for _, tt := range tests {
@@ -58,7 +61,7 @@ func TestParseReference(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseReference: %v", err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 			// The canonical form parses back to the same reference, without aliases.
@@ -66,7 +69,8 @@ func TestParseReference(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseReference(String() = %q): %v", got.String(), err)
 			}
-			if again != got {
+			got.Files, got.ModelFiles = nil, "" // the selection is not part of String()
+			if !reflect.DeepEqual(again, got) {
 				t.Fatalf("round trip through %q: got %+v, want %+v", got.String(), again, got)
 			}
 		})

@@ -113,6 +113,10 @@ interrupted pull resumes where it stopped. As a storage initializer:
 			if len(args) == 2 {
 				dir = args[1]
 			}
+			// A modelx:// URI may carry the selection (storage-initializer form).
+			opts.Files = append(opts.Files, ref.Files...)
+			opts.ModelFiles = opts.ModelFiles || ref.ModelFiles == "true"
+			opts.ModelFilesIfListed = ref.ModelFiles == "auto"
 			res, err := a.newClient(cfg).Pull(cmd.Context(), ref, dir, opts)
 			a.stopProgress()
 			if err != nil {

@@ -101,6 +101,13 @@ func TestCLI(t *testing.T) {
 	// The storage-initializer form: modelx:// with ?insecure=true for http.
 	host := strings.TrimPrefix(url, "http://")
 	mustRun(t, "pull", "modelx://"+host+"/nlp/bert@"+push.Digest+"?insecure=true", filepath.Join(t.TempDir(), "mnt"))
+	// The URI can carry the file selection, as the deploy controller renders it.
+	sel := filepath.Join(t.TempDir(), "sel")
+	mustRun(t, "pull", "modelx://"+host+"/nlp/bert@"+push.Digest+"?insecure=true&file=README.md", sel)
+	if entries, _ := os.ReadDir(sel); len(entries) != 3 { // modelx.yaml, README.md, .modelx
+		t.Fatalf("selective storage-initializer pull wrote %d entries", len(entries))
+	}
+	mustRun(t, "pull", "modelx://"+host+"/nlp/bert@"+push.Digest+"?insecure=true&model-files=auto", filepath.Join(t.TempDir(), "auto"))
 
 	if out := mustRun(t, "list", "local"); strings.TrimSpace(out) != "nlp/bert" {
 		t.Fatalf("list registry: %q", out)

@@ -1,13 +1,10 @@
 package kubeenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,19 +12,20 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 )
 
-// The third-party modules whose CRDs the tests install. They are fetched
-// into the module cache with `go mod download`; the main module does not
-// require them.
+// SeldonVersion and IstioVersion are the releases of seldon-core/operator
+// and istio.io/api whose CRDs SeldonCRD and IstioCRDs return. They are
+// fetched into the module cache with `go mod download`; the main module
+// does not require them.
 const (
-	seldonModule  = "github.com/seldonio/seldon-core/operator"
 	SeldonVersion = "v1.19.0"
-	istioModule   = "istio.io/api"
 	IstioVersion  = "v1.31.1"
+)
+
+const (
+	seldonModule = "github.com/seldonio/seldon-core/operator"
+	istioModule  = "istio.io/api"
 )
 
 // SeldonCRD returns the path of the SeldonDeployment CRD
@@ -44,77 +42,18 @@ func SeldonCRD(t testing.TB) string {
 	return p
 }
 
-// IstioCRDs returns the path of a file, in a temp dir of t, holding the
-// networking.istio.io CRDs (VirtualService, Gateway, DestinationRule, ...)
-// of istio.io/api at IstioVersion, from
-// kubernetes/customresourcedefinitions.gen.yaml.
+// IstioCRDs returns the path of istio.io/api's
+// kubernetes/customresourcedefinitions.gen.yaml at IstioVersion: every
+// Istio CRD, among them the networking.istio.io ones (VirtualService,
+// Gateway, DestinationRule, ...). The file is in the read-only module cache.
 func IstioCRDs(t testing.TB) string {
 	t.Helper()
 	dir := requireModule(t, istioModule, IstioVersion)
-	istioNetworking.once.Do(func() {
-		src := filepath.Join(dir, "kubernetes", "customresourcedefinitions.gen.yaml")
-		istioNetworking.docs, istioNetworking.err = crdsOfGroup(src, "networking.istio.io")
-	})
-	if istioNetworking.err != nil {
-		t.Fatalf("Istio CRDs: %v", istioNetworking.err)
-	}
-	p := filepath.Join(t.TempDir(), "istio-networking-crds.yaml")
-	if err := os.WriteFile(p, istioNetworking.docs, 0o644); err != nil {
-		t.Fatal(err)
+	p := filepath.Join(dir, "kubernetes", "customresourcedefinitions.gen.yaml")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("Istio CRDs: %v", err)
 	}
 	return p
-}
-
-// istioNetworking caches, per process, the manifest IstioCRDs writes.
-var istioNetworking struct {
-	once sync.Once
-	docs []byte
-	err  error
-}
-
-// crdsOfGroup reads a multi-document YAML file and returns its
-// CustomResourceDefinitions of the API group, as YAML documents joined by
-// "---" separators.
-func crdsOfGroup(path, group string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out bytes.Buffer
-	found := 0
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		var head struct {
-			Kind string `json:"kind"`
-			Spec struct {
-				Group string `json:"group"`
-			} `json:"spec"`
-		}
-		if err := yaml.Unmarshal(doc, &head); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, found+1, err)
-		}
-		if head.Kind != "CustomResourceDefinition" || head.Spec.Group != group {
-			continue
-		}
-		out.WriteString("---\n")
-		out.Write(doc)
-		if !bytes.HasSuffix(doc, []byte("\n")) {
-			out.WriteByte('\n')
-		}
-		found++
-	}
-	if found == 0 {
-		return nil, fmt.Errorf("%s: no CustomResourceDefinition of group %s", path, group)
-	}
-	return out.Bytes(), nil
 }
 
 // requireModule returns the module-cache directory of module@version,

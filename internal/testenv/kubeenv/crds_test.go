@@ -239,16 +239,3 @@ func diffJSON(path string, want, got any) []string {
 		return nil
 	}
 }
-
-func TestCRDScratchFullIstio(t *testing.T) {
-	kubeenv.SeldonCRD(t)
-	kubeenv.StartKube(t, "/root/go/pkg/mod/istio.io/api@v1.31.1/kubernetes/customresourcedefinitions.gen.yaml")
-}
-
-func TestCRDScratchSeldonConfig(t *testing.T) {
-	for _, p := range []string{"config/crd/bases", "config/crd_v1/bases", "config/crd_v1_small/bases"} {
-		t.Run(p, func(t *testing.T) {
-			kubeenv.StartKube(t, "/root/go/pkg/mod/github.com/seldonio/seldon-core/operator@v1.19.0/"+p)
-		})
-	}
-}

@@ -1,0 +1,215 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ServerType selects the inference server.
+// +kubebuilder:validation:Enum=mlserver;triton
+type ServerType string
+
+// The inference servers a ModelDeployment can run.
+const (
+	ServerMLServer ServerType = "mlserver"
+	ServerTriton   ServerType = "triton"
+)
+
+// ModelSource names the model version to serve.
+// +kubebuilder:validation:XValidation:rule="has(self.tag) != has(self.digest)",message="set exactly one of tag and digest"
+type ModelSource struct {
+	// Registry is the modelxd base URL, e.g. http://modelxd.modelx.svc:8080.
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#]+/?$`
+	Registry string `json:"registry"`
+	// Name is REPOSITORY/NAME, e.g. nlp/bert.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+([._-][a-z0-9]+)*/[a-z0-9]+([._-][a-z0-9]+)*$`
+	Name string `json:"name"`
+	// Tag to serve, e.g. prod. With followTag the deployment follows it.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`
+	// +optional
+	Tag string `json:"tag,omitempty"`
+	// Digest pins one version (sha256:…).
+	// +kubebuilder:validation:Pattern=`^sha256:[a-f0-9]{64}$`
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// Files to pull (globs). Default: the modelFiles of modelx.yaml, or all files.
+	// +optional
+	Files []string `json:"files,omitempty"`
+}
+
+// FollowTag keeps the deployment on the version a tag points to.
+type FollowTag struct {
+	// Enabled turns tag following on.
+	Enabled bool `json:"enabled"`
+	// Interval between checks of the tag.
+	// +kubebuilder:default="1m"
+	// +optional
+	Interval metav1.Duration `json:"interval,omitempty"`
+	// CanaryPercent, when above 0, runs a new version as a second predictor
+	// with this share of traffic and promotes it once it is Ready.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=99
+	// +optional
+	CanaryPercent int32 `json:"canaryPercent,omitempty"`
+}
+
+// Server configures the inference server.
+type Server struct {
+	// Type is mlserver or triton.
+	// +kubebuilder:default=mlserver
+	Type ServerType `json:"type"`
+	// Implementation is MLServer's runtime class, e.g.
+	// mlserver_sklearn.SKLearnModel; default from modelx.yaml or model-settings.json.
+	// +optional
+	Implementation string `json:"implementation,omitempty"`
+	// Image overrides the server image.
+	// +optional
+	Image string `json:"image,omitempty"`
+	// Protocol is the inference protocol.
+	// +kubebuilder:default=v2
+	// +kubebuilder:validation:Enum=v2;seldon;tensorflow
+	// +optional
+	Protocol string `json:"protocol,omitempty"`
+	// Env adds environment variables to the server container.
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// Resources of the server container.
+type Resources struct {
+	// +optional
+	CPU *resource.Quantity `json:"cpu,omitempty"`
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+	// GPU is the number of nvidia.com/gpu to request.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	GPU int32 `json:"gpu,omitempty"`
+}
+
+// Credentials let the pod pull from an authenticated registry.
+// +kubebuilder:validation:XValidation:rule="!(has(self.secretName) && has(self.serviceAccountToken))",message="use either secretName or serviceAccountToken"
+type Credentials struct {
+	// SecretName names a Secret whose MODELX_TOKEN key is the token.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// ServiceAccountToken uses the pod's projected service-account token.
+	// +optional
+	ServiceAccountToken *ServiceAccountToken `json:"serviceAccountToken,omitempty"`
+}
+
+// ServiceAccountToken is a projected token for modelxd, no Secret needed.
+type ServiceAccountToken struct {
+	// ServiceAccountName runs the pod as this service account.
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// Audience of the token; modelxd must trust it.
+	// +kubebuilder:default=modelx
+	Audience string `json:"audience,omitempty"`
+}
+
+// Expose routes traffic to the model through Istio.
+type Expose struct {
+	// Hosts the VirtualService answers for.
+	// +kubebuilder:validation:MinItems=1
+	Hosts []string `json:"hosts"`
+	// Gateway is an existing Istio Gateway (NAMESPACE/NAME); empty with
+	// createGateway makes one.
+	// +optional
+	Gateway string `json:"gateway,omitempty"`
+	// CreateGateway makes a Gateway for the hosts on port 80.
+	// +optional
+	CreateGateway bool `json:"createGateway,omitempty"`
+	// PathPrefix routes only this prefix.
+	// +kubebuilder:default="/"
+	// +optional
+	PathPrefix string `json:"pathPrefix,omitempty"`
+}
+
+// ModelDeploymentSpec is the desired deployment.
+// +kubebuilder:validation:XValidation:rule="!has(self.followTag) || !self.followTag.enabled || has(self.model.tag)",message="followTag needs model.tag"
+// +kubebuilder:validation:XValidation:rule="!has(self.expose) || !self.expose.createGateway || !has(self.expose.gateway)",message="set expose.gateway or expose.createGateway, not both"
+type ModelDeploymentSpec struct {
+	Model ModelSource `json:"model"`
+	// +optional
+	FollowTag *FollowTag `json:"followTag,omitempty"`
+	Server    Server     `json:"server"`
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+	// +optional
+	Resources Resources `json:"resources,omitempty"`
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// +optional
+	Credentials *Credentials `json:"credentials,omitempty"`
+	// +optional
+	Expose *Expose `json:"expose,omitempty"`
+}
+
+// Condition types of a ModelDeployment.
+const (
+	// ConditionResolved is True when the model reference resolved to a digest.
+	ConditionResolved = "Resolved"
+	// ConditionReady is True when the served version answers.
+	ConditionReady = "Ready"
+)
+
+// ModelDeploymentStatus is what the controller observed.
+type ModelDeploymentStatus struct {
+	// ObservedGeneration is the spec generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Digest is the manifest digest being served.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// ShortDigest is Digest shortened for display.
+	// +optional
+	ShortDigest string `json:"shortDigest,omitempty"`
+	// CanaryDigest is the new version under canary, if any.
+	// +optional
+	CanaryDigest string `json:"canaryDigest,omitempty"`
+	// URL is where the model answers.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// Conditions: Resolved, Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ModelDeployment serves a model version from a modelx registry.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mdep,categories=modelx
+// +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model.name`
+// +kubebuilder:printcolumn:name="Tag",type=string,JSONPath=`.spec.model.tag`
+// +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.shortDigest`
+// +kubebuilder:printcolumn:name="Server",type=string,JSONPath=`.spec.server.type`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ModelDeployment struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ModelDeploymentSpec   `json:"spec,omitempty"`
+	Status ModelDeploymentStatus `json:"status,omitempty"`
+}
+
+// ModelDeploymentList is a list of ModelDeployments.
+// +kubebuilder:object:root=true
+type ModelDeploymentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ModelDeployment `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ModelDeployment{}, &ModelDeploymentList{})
+}
