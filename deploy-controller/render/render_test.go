@@ -90,7 +90,9 @@ func TestRenderSeldonDeployment(t *testing.T) {
 				t.Fatalf("env %+v", env)
 			}
 		}},
-		{"secret credentials", func(md *v1alpha1.ModelDeployment) { md.Spec.Credentials = &v1alpha1.Credentials{SecretName: "modelx-token"} }, in, func(t *testing.T, sd *SeldonDeployment) {
+		{"secret credentials", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Credentials = &v1alpha1.Credentials{SecretName: "modelx-token"}
+		}, in, func(t *testing.T, sd *SeldonDeployment) {
 			if sd.Spec.Predictors[0].Graph.EnvSecretRefName != "modelx-token" {
 				t.Fatalf("graph %+v", sd.Spec.Predictors[0].Graph)
 			}
@@ -110,7 +112,9 @@ func TestRenderSeldonDeployment(t *testing.T) {
 				t.Fatalf("audience %q", aud)
 			}
 		}},
-		{"canary", func(md *v1alpha1.ModelDeployment) { md.Spec.FollowTag = &v1alpha1.FollowTag{Enabled: true, CanaryPercent: 20} },
+		{"canary", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.FollowTag = &v1alpha1.FollowTag{Enabled: true, CanaryPercent: 20}
+		},
 			Inputs{Digest: digestA, CanaryDigest: digestB, InitializerImage: "modelx:1.0"}, func(t *testing.T, sd *SeldonDeployment) {
 				p := sd.Spec.Predictors
 				if len(p) != 2 || p[0].Traffic != 80 || p[1].Traffic != 20 || p[1].Name != CanaryPredictor || !strings.Contains(p[1].Graph.ModelURI, digestB) || !strings.Contains(p[0].Graph.ModelURI, digestA) {
