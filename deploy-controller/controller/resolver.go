@@ -1,0 +1,80 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"modelx.io/modelx/client"
+	"modelx.io/modelx/deploy-controller/api/v1alpha1"
+	"modelx.io/modelx/spec"
+)
+
+// Resolver turns a model reference into the digest of its manifest.
+type Resolver interface {
+	Resolve(ctx context.Context, src v1alpha1.ModelSource) (string, error)
+}
+
+// Reasons of the Resolved condition, each naming what a person can do.
+const (
+	ReasonResolved            = "Resolved"
+	ReasonModelNotFound       = "ModelNotFound"
+	ReasonRegistryUnreachable = "RegistryUnreachable"
+	ReasonUnauthorized        = "Unauthorized"
+	ReasonInvalidReference    = "InvalidReference"
+)
+
+// ResolveError is a failed resolution with the condition reason it maps to.
+type ResolveError struct {
+	Reason string
+	Err    error
+}
+
+// Error describes the failure.
+func (e *ResolveError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *ResolveError) Unwrap() error { return e.Err }
+
+// RegistryResolver asks modelxd, with the controller's own token.
+type RegistryResolver struct {
+	// HTTPClient carries the requests; default client.DefaultHTTPClient().
+	HTTPClient *http.Client
+	// Token returns the bearer token for a registry; nil for none.
+	Token func(registry string) (string, error)
+}
+
+// Resolve implements Resolver.
+func (r *RegistryResolver) Resolve(ctx context.Context, src v1alpha1.ModelSource) (string, error) {
+	ref, err := client.ParseReference(src.Registry+"/"+src.Name+"@"+refOf(src), nil)
+	if err != nil {
+		return "", &ResolveError{Reason: ReasonInvalidReference, Err: err}
+	}
+	var token func() (string, error)
+	if r.Token != nil {
+		token = func() (string, error) { return r.Token(ref.Registry) }
+	}
+	api := client.NewAPI(ref.Registry, r.HTTPClient, token)
+	_, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
+	if err == nil {
+		return string(d), nil
+	}
+	var apiErr *client.Error
+	switch {
+	case errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden):
+		return "", &ResolveError{Reason: ReasonUnauthorized, Err: fmt.Errorf("%s refused the controller (%s): grant it pull on %s", ref.Registry, apiErr.API.Code, src.Name)}
+	case client.Code(err) == spec.ErrorManifestUnknown || client.Code(err) == spec.ErrorIndexUnknown:
+		return "", &ResolveError{Reason: ReasonModelNotFound, Err: fmt.Errorf("%s has no %s@%s: push it, or fix spec.model", ref.Registry, src.Name, refOf(src))}
+	case errors.As(err, &apiErr) && apiErr.Status < 500:
+		return "", &ResolveError{Reason: ReasonInvalidReference, Err: err}
+	}
+	return "", &ResolveError{Reason: ReasonRegistryUnreachable, Err: err}
+}
+
+func refOf(src v1alpha1.ModelSource) string {
+	if src.Digest != "" {
+		return src.Digest
+	}
+	return src.Tag
+}
