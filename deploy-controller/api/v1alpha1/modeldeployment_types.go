@@ -129,7 +129,7 @@ type Expose struct {
 
 // ModelDeploymentSpec is the desired deployment.
 // +kubebuilder:validation:XValidation:rule="!has(self.followTag) || !self.followTag.enabled || has(self.model.tag)",message="followTag needs model.tag"
-// +kubebuilder:validation:XValidation:rule="!has(self.expose) || !self.expose.createGateway || !has(self.expose.gateway)",message="set expose.gateway or expose.createGateway, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.expose) || !has(self.expose.createGateway) || !self.expose.createGateway || !has(self.expose.gateway)",message="set expose.gateway or expose.createGateway, not both"
 type ModelDeploymentSpec struct {
 	Model ModelSource `json:"model"`
 	// +optional

@@ -1,0 +1,352 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	modelx "modelx.io/modelx/client"
+	"modelx.io/modelx/deploy-controller/api/v1alpha1"
+	"modelx.io/modelx/deploy-controller/controller"
+	"modelx.io/modelx/deploy-controller/render"
+	"modelx.io/modelx/internal/testenv/kubeenv"
+	"modelx.io/modelx/registry"
+	"modelx.io/modelx/storage/fs"
+)
+
+type suite struct {
+	t        *testing.T
+	k8s      client.Client
+	registry string
+	push     func(tag, content string) string
+}
+
+func startSuite(t *testing.T) *suite {
+	t.Helper()
+	kube := kubeenv.StartKube(t, filepath.Join("..", "config", "crd"), kubeenv.SeldonCRD(t), kubeenv.IstioCRDs(t))
+
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(srv.Close)
+	mx := modelx.New(modelx.Options{})
+	push := func(tag, content string) string {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte("description: bert\nmodelFiles: [model.onnx]\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "model.onnx"), []byte(content), 0o644)
+		ref, _ := modelx.ParseReference(srv.URL+"/nlp/bert:"+tag, nil)
+		res, err := mx.Push(context.Background(), ref, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(res.Digest)
+	}
+
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
+		Resolver: &controller.RegistryResolver{}, InitializerImage: "modelx:test", RetryAfter: 500 * time.Millisecond}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	k8s, err := client.New(kube.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &suite{t: t, k8s: k8s, registry: srv.URL, push: push}
+	s.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}})
+	return s
+}
+
+func (s *suite) create(obj client.Object) {
+	s.t.Helper()
+	if err := s.k8s.Create(context.Background(), obj); err != nil {
+		s.t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// eventually polls cond until it holds, or fails after a generous bound.
+func (s *suite) eventually(what string, cond func() error) {
+	s.t.Helper()
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = cond(); err == nil {
+			return
+		}
+	}
+	s.t.Fatalf("%s: %v", what, err)
+}
+
+func (s *suite) get(gvk schema.GroupVersionKind, name string) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	return u, s.k8s.Get(context.Background(), client.ObjectKey{Namespace: "ml", Name: name}, u)
+}
+
+func (s *suite) md(name string) *v1alpha1.ModelDeployment {
+	md := &v1alpha1.ModelDeployment{}
+	if err := s.k8s.Get(context.Background(), client.ObjectKey{Namespace: "ml", Name: name}, md); err != nil {
+		s.t.Fatal(err)
+	}
+	return md
+}
+
+func predictors(sd *unstructured.Unstructured) []map[string]any {
+	ps, _, _ := unstructured.NestedSlice(sd.Object, "spec", "predictors")
+	var out []map[string]any
+	for _, p := range ps {
+		out = append(out, p.(map[string]any))
+	}
+	return out
+}
+
+func modelURI(p map[string]any) string {
+	uri, _, _ := unstructured.NestedString(p, "graph", "modelUri")
+	return uri
+}
+
+// setSeldonState plays Seldon's operator: it reports the deployment's state.
+func (s *suite) setSeldonState(name, state string) {
+	s.t.Helper()
+	sd, err := s.get(render.SeldonDeploymentGVK, name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	unstructured.SetNestedField(sd.Object, state, "status", "state")
+	if err := s.k8s.Status().Update(context.Background(), sd); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func condition(md *v1alpha1.ModelDeployment, t string) *metav1.Condition {
+	return meta.FindStatusCondition(md.Status.Conditions, t)
+}
+
+func TestController(t *testing.T) {
+	s := startSuite(t)
+	v1 := s.push("prod", "weights v1")
+
+	t.Run("TritonOnGPUBehindIstio", func(t *testing.T) {
+		s.t = t
+		md := &v1alpha1.ModelDeployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "bert", Namespace: "ml"},
+			Spec: v1alpha1.ModelDeploymentSpec{
+				Model:     v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "prod"},
+				FollowTag: &v1alpha1.FollowTag{Enabled: true, Interval: metav1.Duration{Duration: 300 * time.Millisecond}},
+				Server:    v1alpha1.Server{Type: v1alpha1.ServerTriton},
+				Resources: v1alpha1.Resources{GPU: 1},
+				Replicas:  ptr.To[int32](2),
+				Expose:    &v1alpha1.Expose{Hosts: []string{"bert.models.example.com"}, CreateGateway: true},
+			},
+		}
+		s.create(md)
+		s.eventually("SeldonDeployment with the pinned digest", func() error {
+			sd, err := s.get(render.SeldonDeploymentGVK, "bert")
+			if err != nil {
+				return err
+			}
+			p := predictors(sd)
+			if len(p) != 1 || !strings.Contains(modelURI(p[0]), "@"+v1) {
+				return fmt.Errorf("predictors %v", p)
+			}
+			if !metav1.IsControlledBy(sd, md) {
+				return fmt.Errorf("owner references %v", sd.GetOwnerReferences())
+			}
+			return nil
+		})
+		sd, _ := s.get(render.SeldonDeploymentGVK, "bert")
+		containers, _, _ := unstructured.NestedSlice(predictors(sd)[0], "componentSpecs")
+		c := containers[0].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+		if gpu, _, _ := unstructured.NestedString(c, "resources", "limits", "nvidia.com/gpu"); gpu != "1" {
+			t.Fatalf("GPU limit %q in %v", gpu, c)
+		}
+		if impl, _, _ := unstructured.NestedString(predictors(sd)[0], "graph", "implementation"); impl != render.ImplementationTriton {
+			t.Fatalf("implementation %q", impl)
+		}
+		for _, gvk := range []schema.GroupVersionKind{render.VirtualServiceGVK, render.GatewayGVK} {
+			obj, err := s.get(gvk, "bert")
+			if err != nil {
+				t.Fatalf("%s: %v", gvk.Kind, err)
+			}
+			refs := obj.GetOwnerReferences()
+			if len(refs) != 1 || refs[0].Kind != "ModelDeployment" || !ptr.Deref(refs[0].Controller, false) || !ptr.Deref(refs[0].BlockOwnerDeletion, false) {
+				t.Fatalf("%s owner references %+v: deleting the ModelDeployment must remove it", gvk.Kind, refs)
+			}
+		}
+		s.eventually("status resolved, not yet ready", func() error {
+			md := s.md("bert")
+			r, rd := condition(md, v1alpha1.ConditionResolved), condition(md, v1alpha1.ConditionReady)
+			if md.Status.Digest != v1 || md.Status.ShortDigest != v1[:19] || md.Status.URL != "http://bert.models.example.com/" || r == nil || r.Status != metav1.ConditionTrue || rd == nil || rd.Reason != controller.ReasonRollingOut {
+				return fmt.Errorf("status %+v", md.Status)
+			}
+			return nil
+		})
+		s.setSeldonState("bert", "Available")
+		s.eventually("Ready from Seldon's state", func() error {
+			if c := condition(s.md("bert"), v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+				return fmt.Errorf("ready %+v", c)
+			}
+			return nil
+		})
+	})
+
+	t.Run("TagMoveRollsOut", func(t *testing.T) {
+		s.t = t
+		v2 := s.push("prod", "weights v2")
+		s.eventually("rolled out to the new digest", func() error {
+			sd, err := s.get(render.SeldonDeploymentGVK, "bert")
+			if err != nil {
+				return err
+			}
+			if p := predictors(sd); len(p) != 1 || !strings.Contains(modelURI(p[0]), "@"+v2) {
+				return fmt.Errorf("predictors %v", p)
+			}
+			if md := s.md("bert"); md.Status.Digest != v2 {
+				return fmt.Errorf("status digest %s", md.Status.Digest)
+			}
+			return nil
+		})
+	})
+
+	t.Run("CanaryThenPromote", func(t *testing.T) {
+		s.t = t
+		s.create(&v1alpha1.ModelDeployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "canary", Namespace: "ml"},
+			Spec: v1alpha1.ModelDeploymentSpec{
+				Model:     v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "prod"},
+				FollowTag: &v1alpha1.FollowTag{Enabled: true, Interval: metav1.Duration{Duration: 300 * time.Millisecond}, CanaryPercent: 25},
+				Server:    v1alpha1.Server{Type: v1alpha1.ServerMLServer},
+				Expose:    &v1alpha1.Expose{Hosts: []string{"canary.example.com"}, Gateway: "istio-system/public"},
+			},
+		})
+		var old string
+		s.eventually("serving the current digest", func() error {
+			old = s.md("canary").Status.Digest
+			if old == "" {
+				return fmt.Errorf("no digest yet")
+			}
+			return nil
+		})
+		v3 := s.push("prod", "weights v3")
+		s.eventually("canary predictor with a traffic split", func() error {
+			sd, err := s.get(render.SeldonDeploymentGVK, "canary")
+			if err != nil {
+				return err
+			}
+			p := predictors(sd)
+			if len(p) != 2 || !strings.Contains(modelURI(p[0]), old) || !strings.Contains(modelURI(p[1]), v3) || p[0]["traffic"] != int64(75) || p[1]["traffic"] != int64(25) {
+				return fmt.Errorf("predictors %v", p)
+			}
+			vs, err := s.get(render.VirtualServiceGVK, "canary")
+			if err != nil {
+				return err
+			}
+			routes, _, _ := unstructured.NestedSlice(vs.Object, "spec", "http")
+			dests := routes[0].(map[string]any)["route"].([]any)
+			if len(dests) != 2 || dests[1].(map[string]any)["weight"] != int64(25) {
+				return fmt.Errorf("routes %v", dests)
+			}
+			return nil
+		})
+		s.setSeldonState("canary", "Available")
+		s.eventually("canary promoted", func() error {
+			sd, err := s.get(render.SeldonDeploymentGVK, "canary")
+			if err != nil {
+				return err
+			}
+			p := predictors(sd)
+			md := s.md("canary")
+			if len(p) != 1 || !strings.Contains(modelURI(p[0]), v3) || md.Status.Digest != v3 || md.Status.CanaryDigest != "" {
+				return fmt.Errorf("predictors %v status %+v", p, md.Status)
+			}
+			return nil
+		})
+	})
+
+	t.Run("BadReference", func(t *testing.T) {
+		s.t = t
+		s.create(&v1alpha1.ModelDeployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "missing", Namespace: "ml"},
+			Spec: v1alpha1.ModelDeploymentSpec{
+				Model:  v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "no-such-tag"},
+				Server: v1alpha1.Server{Type: v1alpha1.ServerMLServer},
+			},
+		})
+		s.eventually("a condition that says what is wrong", func() error {
+			md := s.md("missing")
+			c := condition(md, v1alpha1.ConditionResolved)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != controller.ReasonModelNotFound || !strings.Contains(c.Message, "no-such-tag") {
+				return fmt.Errorf("conditions %+v", md.Status.Conditions)
+			}
+			return nil
+		})
+		if _, err := s.get(render.SeldonDeploymentGVK, "missing"); err == nil {
+			t.Fatal("a SeldonDeployment was created for a reference that does not resolve")
+		}
+		// Breaking the reference of a running deployment changes nothing it serves.
+		md := s.md("bert")
+		serving := md.Status.Digest
+		md.Spec.Model.Tag = "gone"
+		if err := s.k8s.Update(context.Background(), md); err != nil {
+			t.Fatal(err)
+		}
+		s.eventually("condition on the running deployment", func() error {
+			if c := condition(s.md("bert"), v1alpha1.ConditionResolved); c == nil || c.Status != metav1.ConditionFalse {
+				return fmt.Errorf("resolved %+v", c)
+			}
+			return nil
+		})
+		sd, _ := s.get(render.SeldonDeploymentGVK, "bert")
+		if p := predictors(sd); !strings.Contains(modelURI(p[0]), serving) {
+			t.Fatalf("a bad reference changed what is served: %v", modelURI(p[0]))
+		}
+	})
+
+	t.Run("SchemaValidation", func(t *testing.T) {
+		s.t = t
+		bad := []v1alpha1.ModelDeploymentSpec{
+			{Model: v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert"}, Server: v1alpha1.Server{Type: "mlserver"}},                                                            // neither tag nor digest
+			{Model: v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "a", Digest: v1}, Server: v1alpha1.Server{Type: "mlserver"}},                                      // both
+			{Model: v1alpha1.ModelSource{Registry: s.registry, Name: "NLP/bert", Tag: "a"}, Server: v1alpha1.Server{Type: "mlserver"}},                                                  // bad name
+			{Model: v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "a"}, Server: v1alpha1.Server{Type: "tfserving"}},                                                 // bad server
+			{Model: v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Digest: v1}, Server: v1alpha1.Server{Type: "mlserver"}, FollowTag: &v1alpha1.FollowTag{Enabled: true}}, // follow without tag
+		}
+		for i, spec := range bad {
+			err := s.k8s.Create(context.Background(), &v1alpha1.ModelDeployment{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bad-%d", i), Namespace: "ml"}, Spec: spec})
+			if err == nil {
+				t.Errorf("invalid spec %d was accepted", i)
+			}
+		}
+	})
+}
