@@ -2,15 +2,20 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/client-go/rest"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -36,6 +41,7 @@ import (
 type suite struct {
 	t        *testing.T
 	k8s      client.Client
+	kube     *kubeenv.Kube
 	registry string
 	push     func(tag, content string) string
 }
@@ -84,7 +90,7 @@ func startSuite(t *testing.T) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &suite{t: t, k8s: k8s, registry: srv.URL, push: push}
+	s := &suite{t: t, k8s: k8s, kube: kube, registry: srv.URL, push: push}
 	s.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}})
 	return s
 }
@@ -147,6 +153,33 @@ func (s *suite) setSeldonState(name, state string) {
 	if err := s.k8s.Status().Update(context.Background(), sd); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// printerRow reads a ModelDeployment as a server-side table, the way
+// kubectl get prints it, and returns its cells by column name.
+func (s *suite) printerRow(name string) map[string]string {
+	s.t.Helper()
+	hc, err := rest.HTTPClientFor(s.kube.Config)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, strings.TrimSuffix(s.kube.Config.Host, "/")+"/apis/deploy.modelx.io/v1alpha1/namespaces/ml/modeldeployments/"+name, nil)
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := hc.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var table metav1.Table
+	if err := json.Unmarshal(body, &table); err != nil || len(table.Rows) != 1 {
+		s.t.Fatalf("table: %v (%d rows): HTTP %d %.300s", err, len(table.Rows), resp.StatusCode, body)
+	}
+	out := map[string]string{}
+	for i, col := range table.ColumnDefinitions {
+		out[col.Name] = fmt.Sprint(table.Rows[0].Cells[i])
+	}
+	return out
 }
 
 func condition(md *v1alpha1.ModelDeployment, t string) *metav1.Condition {
@@ -219,6 +252,17 @@ func TestController(t *testing.T) {
 			}
 			return nil
 		})
+		// kubectl's columns, as the apiserver prints them.
+		cells := s.printerRow("bert")
+		want := map[string]string{"Model": "nlp/bert", "Tag": "prod", "Digest": v1[:19], "Server": "triton", "Ready": "True", "URL": "http://bert.models.example.com/"}
+		for col, v := range want {
+			if cells[col] != v {
+				t.Fatalf("printer column %s = %q, want %q (row %v)", col, cells[col], v, cells)
+			}
+		}
+		if _, ok := cells["Age"]; !ok {
+			t.Fatalf("no Age column: %v", cells)
+		}
 	})
 
 	t.Run("TagMoveRollsOut", func(t *testing.T) {
@@ -236,6 +280,18 @@ func TestController(t *testing.T) {
 				return fmt.Errorf("status digest %s", md.Status.Digest)
 			}
 			return nil
+		})
+		s.eventually("a rollout event", func() error {
+			var list eventsv1.EventList
+			if err := s.k8s.List(context.Background(), &list, client.InNamespace("ml")); err != nil {
+				return err
+			}
+			for _, e := range list.Items {
+				if e.Regarding.Name == "bert" && e.Reason == controller.ReasonRollingOut && strings.Contains(e.Note, v2[:19]) {
+					return nil
+				}
+			}
+			return fmt.Errorf("%d events, none a rollout of %s", len(list.Items), v2[:19])
 		})
 	})
 
