@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
 
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/client-go/rest"
@@ -405,4 +408,54 @@ func TestController(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestManifestsAreAccepted sends every shipped manifest (RBAC, the
+// controller Deployment, the examples' ModelDeployments) to a real
+// apiserver with the CRDs installed, as a server-side dry run.
+func TestManifestsAreAccepted(t *testing.T) {
+	kube := kubeenv.StartKube(t, filepath.Join("..", "config", "crd"))
+	k8s, err := client.New(kube.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "config", "rbac", "*.yaml"))
+	manager, _ := filepath.Glob(filepath.Join("..", "config", "manager", "*.yaml"))
+	examples, _ := filepath.Glob(filepath.Join("..", "..", "examples", "*", "deploy.yaml"))
+	files = append(append(files, manager...), examples...)
+	if len(manager) == 0 {
+		t.Fatal("no controller manifests found")
+	}
+	ctx := context.Background()
+	for _, ns := range []string{"modelx-system", "ml", "models", "default"} {
+		_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
+	count := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yamlutil.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			var u unstructured.Unstructured
+			if err := dec.Decode(&u.Object); err != nil {
+				if err == io.EOF {
+					break
+				}
+				t.Fatalf("%s: %v", f, err)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			if u.GetKind() == "Namespace" {
+				continue // created above
+			}
+			if err := k8s.Create(ctx, &u, client.DryRunAll); err != nil {
+				t.Fatalf("%s: %s %s rejected: %v", f, u.GetKind(), u.GetName(), err)
+			}
+			count++
+		}
+	}
+	t.Logf("%d objects from %d files accepted", count, len(files))
 }
