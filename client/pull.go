@@ -32,6 +32,11 @@ type PullOptions struct {
 	// ModelFilesIfListed pulls the modelFiles when modelx.yaml lists any,
 	// else every file.
 	ModelFilesIfListed bool
+	// DropState removes DIR/.modelx (hash cache, partial downloads) after a
+	// successful pull, so the directory holds only the model: what a model
+	// server that scans its directory (Triton) needs. A failed pull keeps
+	// it, so a retry resumes.
+	DropState bool
 }
 
 // PullResult reports a pull.
@@ -110,6 +115,14 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		return nil, err
 	}
 	_ = p.cache.save()
+	if opts.DropState {
+		if err := os.RemoveAll(filepath.Join(abs, stateDir)); err != nil {
+			return nil, err
+		}
+		p.res.Files = len(targets)
+		p.res.DurationSeconds = time.Since(start).Seconds()
+		return p.res, nil
+	}
 	// Every partial download is now complete: drop what older pulls left.
 	if entries, err := os.ReadDir(p.tmp); err == nil {
 		for _, e := range entries {

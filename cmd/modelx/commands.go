@@ -117,6 +117,8 @@ interrupted pull resumes where it stopped. As a storage initializer:
 			opts.Files = append(opts.Files, ref.Files...)
 			opts.ModelFiles = opts.ModelFiles || ref.ModelFiles == "true"
 			opts.ModelFilesIfListed = ref.ModelFiles == "auto"
+			// The storage-initializer form leaves only the model behind.
+			opts.DropState = opts.DropState || strings.HasPrefix(args[0], "modelx://")
 			res, err := a.newClient(cfg).Pull(cmd.Context(), ref, dir, opts)
 			a.stopProgress()
 			if err != nil {
@@ -132,6 +134,7 @@ interrupted pull resumes where it stopped. As a storage initializer:
 	}
 	cmd.Flags().StringArrayVar(&opts.Files, "file", nil, "pull only files matching this glob (repeatable; matches the path or its base name)")
 	cmd.Flags().BoolVar(&opts.ModelFiles, "model-files", false, "pull only the files modelx.yaml lists in modelFiles")
+	cmd.Flags().BoolVar(&opts.DropState, "no-state", false, "remove DIR/.modelx (hash cache) after a successful pull; the default for modelx:// URIs")
 	a.addOutputFlag(cmd)
 	a.addConcurrencyFlag(cmd)
 	return cmd

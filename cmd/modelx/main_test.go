@@ -104,7 +104,7 @@ func TestCLI(t *testing.T) {
 	// The URI can carry the file selection, as the deploy controller renders it.
 	sel := filepath.Join(t.TempDir(), "sel")
 	mustRun(t, "pull", "modelx://"+host+"/nlp/bert@"+push.Digest+"?insecure=true&file=README.md", sel)
-	if entries, _ := os.ReadDir(sel); len(entries) != 3 { // modelx.yaml, README.md, .modelx
+	if entries, _ := os.ReadDir(sel); len(entries) != 2 { // modelx.yaml, README.md; no .modelx state
 		t.Fatalf("selective storage-initializer pull wrote %d entries", len(entries))
 	}
 	mustRun(t, "pull", "modelx://"+host+"/nlp/bert@"+push.Digest+"?insecure=true&model-files=auto", filepath.Join(t.TempDir(), "auto"))
