@@ -1,5 +1,6 @@
-# etcd and kube-apiserver for the envtest-style tests (internal/testenv/kube.go),
-# built from the pinned modules in tools/etcd and tools/kube-apiserver into the
+# etcd, kube-apiserver and kube-controller-manager for the envtest-style tests
+# (internal/testenv/kubeenv), built from the pinned modules in tools/etcd and
+# tools/kube-apiserver (which also holds kube-controller-manager) into the
 # version-named cache. Included from the Makefile, which defines TOOLS_DIR and GO.
 # Keep the versions in step with those go.mod files and with
 # testenv.EtcdVersion / testenv.KubeVersion.
@@ -8,8 +9,9 @@ ETCD_VERSION := v3.7.3
 KUBE_VERSION := v1.37.2
 ETCD := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)/etcd
 KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
+KUBE_CONTROLLER_MANAGER := $(TOOLS_DIR)/kube-controller-manager-$(KUBE_VERSION)/kube-controller-manager
 
-KUBE_TOOLS := $(ETCD) $(KUBE_APISERVER)
+KUBE_TOOLS := $(ETCD) $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER)
 
 # Stamp the release into the binary, as Kubernetes' own build does, so that
 # /version and --version name it instead of v0.0.0-master.
@@ -29,4 +31,12 @@ $(ETCD):
 $(KUBE_APISERVER):
 	@mkdir -p $(dir $@)
 	cd tools/kube-apiserver && CGO_ENABLED=0 $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
+	mv $@.tmp $@
+
+# kube-controller-manager runs only the garbage collector and namespace
+# controller in tests (kubeenv.Kube.StartGarbageCollector); it shares most of
+# its dependencies with kube-apiserver, so the second build is quicker.
+$(KUBE_CONTROLLER_MANAGER):
+	@mkdir -p $(dir $@)
+	cd tools/kube-apiserver && CGO_ENABLED=0 $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-controller-manager
 	mv $@.tmp $@

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
 
 	eventsv1 "k8s.io/api/events/v1"
@@ -52,6 +54,7 @@ type suite struct {
 func startSuite(t *testing.T) *suite {
 	t.Helper()
 	kube := kubeenv.StartKube(t, filepath.Join("..", "config", "crd"), kubeenv.SeldonCRD(t), kubeenv.IstioCRDs(t))
+	kube.StartGarbageCollector(t) // deleting a ModelDeployment deletes what it owns
 
 	st, err := fs.New(t.TempDir())
 	if err != nil {
@@ -390,6 +393,24 @@ func TestController(t *testing.T) {
 		if p := predictors(sd); !strings.Contains(modelURI(p[0]), serving) {
 			t.Fatalf("a bad reference changed what is served: %v", modelURI(p[0]))
 		}
+	})
+
+	t.Run("DeleteRemovesEverything", func(t *testing.T) {
+		s.t = t
+		md := s.md("bert")
+		if err := s.k8s.Delete(context.Background(), md, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+			t.Fatal(err)
+		}
+		s.eventually("owned objects gone", func() error {
+			for _, gvk := range []schema.GroupVersionKind{render.SeldonDeploymentGVK, render.VirtualServiceGVK, render.GatewayGVK} {
+				if _, err := s.get(gvk, "bert"); err == nil {
+					return fmt.Errorf("%s bert still exists", gvk.Kind)
+				} else if !apierrors.IsNotFound(err) {
+					return err
+				}
+			}
+			return nil
+		})
 	})
 
 	t.Run("SchemaValidation", func(t *testing.T) {

@@ -29,16 +29,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// EtcdVersion and KubeVersion are the etcd and kube-apiserver releases the
-// tests run against; keep them in step with tools/etcd/go.mod,
-// tools/kube-apiserver/go.mod and tools/kube.mk.
+// EtcdVersion and KubeVersion are the etcd and kube-apiserver (and
+// kube-controller-manager) releases the tests run against; keep them in step
+// with tools/etcd/go.mod, tools/kube-apiserver/go.mod and tools/kube.mk.
 const (
 	EtcdVersion = "v3.7.3"
 	KubeVersion = "v1.37.2"
 )
 
 // Kube is a running etcd + kube-apiserver on 127.0.0.1, without controllers
-// (no namespace, service-account or garbage-collection controllers run).
+// (no namespace, service-account or garbage-collection controllers run);
+// StartGarbageCollector adds the garbage-collection and namespace ones.
 type Kube struct {
 	// Config is admin (system:masters) access over TLS with a client cert.
 	Config *rest.Config
