@@ -72,6 +72,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if errors.As(err, &re) {
 			reason = re.Reason
 		}
+		delay := r.backoff(&md)
 		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionFalse, Reason: reason, Message: err.Error(), ObservedGeneration: md.Generation})
 		if md.Status.Digest == "" {
 			meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonNotResolved, Message: "nothing is served until the model resolves", ObservedGeneration: md.Generation})
@@ -81,7 +82,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, serr
 		}
 		// Nothing rendered changes: the objects keep serving the last good digest.
-		return ctrl.Result{RequeueAfter: r.retryAfter()}, nil
+		return ctrl.Result{RequeueAfter: delay}, nil
 	}
 	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionTrue, Reason: ReasonResolved, Message: fmt.Sprintf("%s@%s is %s", md.Spec.Model.Name, refOf(md.Spec.Model), short(digest)), ObservedGeneration: md.Generation})
 	if digest != md.Status.Digest {
@@ -118,11 +119,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
-func (r *Reconciler) retryAfter() time.Duration {
-	if r.RetryAfter > 0 {
-		return r.RetryAfter
+// maxRetryAfter caps the backoff of a failing resolution.
+const maxRetryAfter = 5 * time.Minute
+
+// backoff is the pause before the next resolution attempt: RetryAfter at
+// first, then as long as the failure has lasted (so it roughly doubles),
+// at most maxRetryAfter.
+func (r *Reconciler) backoff(md *v1alpha1.ModelDeployment) time.Duration {
+	base := r.RetryAfter
+	if base <= 0 {
+		base = 30 * time.Second
 	}
-	return 30 * time.Second
+	c := meta.FindStatusCondition(md.Status.Conditions, v1alpha1.ConditionResolved)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return base
+	}
+	return min(max(base, time.Since(c.LastTransitionTime.Time)), maxRetryAfter)
 }
 
 func short(d string) string {

@@ -1,0 +1,64 @@
+package controller_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	modelx "modelx.io/modelx/client"
+	"modelx.io/modelx/deploy-controller/api/v1alpha1"
+	"modelx.io/modelx/deploy-controller/controller"
+	"modelx.io/modelx/registry"
+	"modelx.io/modelx/registry/auth"
+	"modelx.io/modelx/storage/fs"
+)
+
+// TestResolverAuthenticates resolves through a registry that requires a
+// token, and maps each failure to the reason a person can act on.
+func TestResolverAuthenticates(t *testing.T) {
+	sum := sha256.Sum256([]byte("controller-token"))
+	authn, err := auth.New(auth.Config{Robots: []auth.Robot{{Name: "controller", TokenSHA256: hex.EncodeToString(sum[:])}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := fs.New(t.TempDir())
+	reg, _ := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Authenticator: authn, Policy: auth.DefaultPolicy(false)})
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte("description: x\n"), 0o644)
+	ref, _ := modelx.ParseReference(srv.URL+"/nlp/bert:prod", nil)
+	token := func(string) (string, error) { return "controller-token", nil }
+	res, err := modelx.New(modelx.Options{Token: token}).Push(context.Background(), ref, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Tag: "prod"}
+	r := &controller.RegistryResolver{Token: token}
+	if d, err := r.Resolve(context.Background(), src); err != nil || d != string(res.Digest) {
+		t.Fatalf("Resolve = %s, %v; want %s", d, err, res.Digest)
+	}
+	for _, tc := range []struct {
+		resolver *controller.RegistryResolver
+		src      v1alpha1.ModelSource
+		reason   string
+	}{
+		{&controller.RegistryResolver{}, src, controller.ReasonUnauthorized},
+		{r, v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Tag: "nope"}, controller.ReasonModelNotFound},
+		{r, v1alpha1.ModelSource{Registry: "http://127.0.0.1:1", Name: "nlp/bert", Tag: "prod"}, controller.ReasonRegistryUnreachable},
+		{r, v1alpha1.ModelSource{Registry: srv.URL, Name: "Not Valid", Tag: "prod"}, controller.ReasonInvalidReference},
+	} {
+		_, err := tc.resolver.Resolve(context.Background(), tc.src)
+		var re *controller.ResolveError
+		if !errors.As(err, &re) || re.Reason != tc.reason {
+			t.Errorf("Resolve(%+v): %v, want reason %s", tc.src, err, tc.reason)
+		}
+	}
+}
