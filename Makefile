@@ -19,7 +19,7 @@ include tools/kube.mk
 
 TEST_FLAGS ?= -race -timeout 30m
 
-.PHONY: all build run test tools lint fmt clean generate
+.PHONY: all build run test tools lint fmt clean generate bench
 
 all: lint build test
 
@@ -31,6 +31,11 @@ run:
 
 test: tools
 	$(GO) test $(TEST_FLAGS) ./...
+
+# Transfer benchmark against real servers on 127.0.0.1 (see docs/benchmarks.md);
+# e.g. make bench BENCH_FLAGS='-size 1GiB -out /tmp/bench.json'.
+bench: tools
+	$(GO) run ./bench $(BENCH_FLAGS)
 
 tools: $(VERSITYGW) $(DEX) $(KUBE_TOOLS)
 

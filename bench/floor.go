@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"modelx.io/modelx/storage"
+	"modelx.io/modelx/storage/s3"
+)
+
+// The floor cuts the model's bytes into objects of at least floorMinObject:
+// large files into floorLargePiece pieces, small files concatenated.
+const (
+	floorLargePiece = 16 << 20
+	floorMinObject  = 8 << 20
+)
+
+// segment is a byte range of one file.
+type segment struct {
+	path      string
+	off, size int64
+}
+
+// floorObject is one object of the floor: segments laid end to end.
+type floorObject struct {
+	key  string
+	segs []segment
+	size int64
+	sum  []byte // sha256, set by the push
+}
+
+// planFloor cuts files into objects: files of floorMinObject or more into
+// 16 MiB pieces (a short tail joins the previous piece), the others
+// concatenated in path order into objects of about 8 MiB (a short last
+// object joins the previous one).
+func planFloor(prefix string, files []fileEntry) []*floorObject {
+	var objs []*floorObject
+	add := func(o *floorObject) {
+		o.key = fmt.Sprintf("%s/%06d", prefix, len(objs))
+		objs = append(objs, o)
+	}
+	var smallObjs []*floorObject
+	cur := &floorObject{}
+	for _, f := range files {
+		if f.size >= floorMinObject {
+			for off := int64(0); off < f.size; {
+				n := min(int64(floorLargePiece), f.size-off)
+				if rest := f.size - off - n; rest > 0 && rest < floorMinObject {
+					n += rest
+				}
+				add(&floorObject{segs: []segment{{f.path, off, n}}, size: n})
+				off += n
+			}
+			continue
+		}
+		cur.segs = append(cur.segs, segment{f.path, 0, f.size})
+		cur.size += f.size
+		if cur.size >= floorMinObject {
+			smallObjs = append(smallObjs, cur)
+			cur = &floorObject{}
+		}
+	}
+	if cur.size > 0 {
+		if len(smallObjs) > 0 {
+			last := smallObjs[len(smallObjs)-1]
+			last.segs = append(last.segs, cur.segs...)
+			last.size += cur.size
+		} else {
+			smallObjs = append(smallObjs, cur)
+		}
+	}
+	for _, o := range smallObjs {
+		add(o)
+	}
+	return objs
+}
+
+// segReader reads segments in order, opening each file only while it is read.
+type segReader struct {
+	segs []segment
+	f    *os.File
+	r    io.Reader
+}
+
+func (s *segReader) Read(p []byte) (int, error) {
+	for {
+		if s.r == nil {
+			if len(s.segs) == 0 {
+				return 0, io.EOF
+			}
+			f, err := os.Open(s.segs[0].path)
+			if err != nil {
+				return 0, err
+			}
+			s.f, s.r = f, io.NewSectionReader(f, s.segs[0].off, s.segs[0].size)
+			s.segs = s.segs[1:]
+		}
+		n, err := s.r.Read(p)
+		if err == io.EOF {
+			s.f.Close()
+			s.f, s.r = nil, nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (s *segReader) Close() error {
+	if s.f != nil {
+		return s.f.Close()
+	}
+	return nil
+}
+
+// floorResult is one floor measurement.
+type floorResult struct {
+	Seconds  float64 `json:"seconds"`
+	Bytes    int64   `json:"bytes"`
+	Objects  int     `json:"objects"`
+	Requests int     `json:"requests"`
+}
+
+// floor measures the best the object store allows for a model's bytes:
+// presigned PUTs with x-amz-checksum-sha256 (the sha256 computed just
+// before each PUT), then presigned GETs hashed on the fly, both with the
+// client's concurrency.
+type floor struct {
+	store       *s3.Store
+	hc          *http.Client
+	concurrency int
+}
+
+func newFloor(ctx context.Context, srv *s3Server, bucket string, hc *http.Client, concurrency int) (*floor, error) {
+	st, err := s3.New(ctx, s3.Config{Endpoint: srv.url, Bucket: bucket, Region: srv.region,
+		AccessKey: srv.accessKey, SecretKey: srv.secretKey, PathStyle: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.CreateBucket(ctx); err != nil {
+		return nil, err
+	}
+	return &floor{store: st, hc: hc, concurrency: concurrency}, nil
+}
+
+func (fl *floor) push(ctx context.Context, objs []*floorObject) (time.Duration, error) {
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fl.concurrency)
+	for _, o := range objs {
+		g.Go(func() error { return fl.put(gctx, o) })
+	}
+	err := g.Wait()
+	return time.Since(start), err
+}
+
+func (fl *floor) put(ctx context.Context, o *floorObject) error {
+	h := sha256.New()
+	r := &segReader{segs: o.segs}
+	_, err := io.Copy(h, r)
+	r.Close()
+	if err != nil {
+		return err
+	}
+	o.sum = h.Sum(nil)
+	pr, err := fl.store.PresignPut(ctx, o.key, o.size, o.sum, 15*time.Minute)
+	if err != nil {
+		return err
+	}
+	body := &segReader{segs: o.segs}
+	defer body.Close()
+	req, err := http.NewRequestWithContext(ctx, pr.Method, pr.URL, body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = o.size
+	for k, v := range pr.Header {
+		if http.CanonicalHeaderKey(k) == "Content-Length" || http.CanonicalHeaderKey(k) == "Host" {
+			continue // carried by req.ContentLength and the URL
+		}
+		req.Header[http.CanonicalHeaderKey(k)] = v
+	}
+	if req.Header.Get(storage.ChecksumHeader) == "" {
+		req.Header.Set(storage.ChecksumHeader, base64.StdEncoding.EncodeToString(o.sum))
+	}
+	resp, err := fl.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("floor PUT %s: %w", o.key, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		return fmt.Errorf("floor PUT %s: HTTP %d: %s", o.key, resp.StatusCode, msg)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
+
+// pull fetches every object. With dir set, each object is also written to
+// its own file in dir and fsynced once, the least a pull that keeps the
+// bytes must do.
+func (fl *floor) pull(ctx context.Context, objs []*floorObject, dir string) (time.Duration, error) {
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fl.concurrency)
+	for i, o := range objs {
+		dst := ""
+		if dir != "" {
+			dst = filepath.Join(dir, fmt.Sprintf("%06d", i))
+		}
+		g.Go(func() error { return fl.get(gctx, o, dst) })
+	}
+	err := g.Wait()
+	return time.Since(start), err
+}
+
+func (fl *floor) get(ctx context.Context, o *floorObject, dst string) error {
+	pr, err := fl.store.PresignGet(ctx, o.key, 15*time.Minute)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, pr.Method, pr.URL, nil)
+	if err != nil {
+		return err
+	}
+	for k, v := range pr.Header {
+		if http.CanonicalHeaderKey(k) != "Host" {
+			req.Header[http.CanonicalHeaderKey(k)] = v
+		}
+	}
+	resp, err := fl.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("floor GET %s: %w", o.key, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("floor GET %s: HTTP %d", o.key, resp.StatusCode)
+	}
+	h := sha256.New()
+	var w io.Writer = h
+	var f *os.File
+	if dst != "" {
+		if f, err = os.Create(dst); err != nil {
+			return err
+		}
+		defer f.Close()
+		w = io.MultiWriter(f, h)
+	}
+	n, err := io.CopyBuffer(w, resp.Body, make([]byte, 1<<20))
+	if err != nil {
+		return fmt.Errorf("floor GET %s: %w", o.key, err)
+	}
+	if f != nil {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	if n != o.size || !bytes.Equal(h.Sum(nil), o.sum) {
+		return fmt.Errorf("floor GET %s: got %d bytes that do not match what was put", o.key, n)
+	}
+	return nil
+}
