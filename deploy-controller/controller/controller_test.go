@@ -151,14 +151,14 @@ func modelURI(p map[string]any) string {
 // setSeldonState plays Seldon's operator: it reports the deployment's state.
 func (s *suite) setSeldonState(name, state string) {
 	s.t.Helper()
-	sd, err := s.get(render.SeldonDeploymentGVK, name)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	unstructured.SetNestedField(sd.Object, state, "status", "state")
-	if err := s.k8s.Status().Update(context.Background(), sd); err != nil {
-		s.t.Fatal(err)
-	}
+	s.eventually("set the SeldonDeployment's state", func() error { // retried on conflicts with the controller's writes
+		sd, err := s.get(render.SeldonDeploymentGVK, name)
+		if err != nil {
+			return err
+		}
+		unstructured.SetNestedField(sd.Object, state, "status", "state")
+		return s.k8s.Status().Update(context.Background(), sd)
+	})
 }
 
 // printerRow reads a ModelDeployment as a server-side table, the way
@@ -233,16 +233,20 @@ func TestController(t *testing.T) {
 		if impl, _, _ := unstructured.NestedString(predictors(sd)[0], "graph", "implementation"); impl != render.ImplementationTriton {
 			t.Fatalf("implementation %q", impl)
 		}
-		for _, gvk := range []schema.GroupVersionKind{render.VirtualServiceGVK, render.GatewayGVK} {
-			obj, err := s.get(gvk, "bert")
-			if err != nil {
-				t.Fatalf("%s: %v", gvk.Kind, err)
+		// The Istio objects are applied right after the SeldonDeployment.
+		s.eventually("VirtualService and Gateway owned by the ModelDeployment", func() error {
+			for _, gvk := range []schema.GroupVersionKind{render.VirtualServiceGVK, render.GatewayGVK} {
+				obj, err := s.get(gvk, "bert")
+				if err != nil {
+					return fmt.Errorf("%s: %w", gvk.Kind, err)
+				}
+				refs := obj.GetOwnerReferences()
+				if len(refs) != 1 || refs[0].Kind != "ModelDeployment" || !ptr.Deref(refs[0].Controller, false) || !ptr.Deref(refs[0].BlockOwnerDeletion, false) {
+					return fmt.Errorf("%s owner references %+v: deleting the ModelDeployment must remove it", gvk.Kind, refs)
+				}
 			}
-			refs := obj.GetOwnerReferences()
-			if len(refs) != 1 || refs[0].Kind != "ModelDeployment" || !ptr.Deref(refs[0].Controller, false) || !ptr.Deref(refs[0].BlockOwnerDeletion, false) {
-				t.Fatalf("%s owner references %+v: deleting the ModelDeployment must remove it", gvk.Kind, refs)
-			}
-		}
+			return nil
+		})
 		s.eventually("status resolved, not yet ready", func() error {
 			md := s.md("bert")
 			r, rd := condition(md, v1alpha1.ConditionResolved), condition(md, v1alpha1.ConditionReady)
