@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/config"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
@@ -79,7 +81,8 @@ func startSuite(t *testing.T) *suite {
 	scheme := runtime.NewScheme()
 	clientgoscheme.AddToScheme(scheme)
 	v1alpha1.AddToScheme(scheme)
-	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}) // -count=N builds the controller again
 	if err != nil {
 		t.Fatal(err)
 	}
