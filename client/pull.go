@@ -459,7 +459,9 @@ func (p *puller) fetchInto(ctx context.Context, d digest.Digest, offset, length 
 		return err
 	}
 	defer rc.Close()
-	n, err := io.Copy(w, &countingReadCloser{ReadCloser: io.NopCloser(io.LimitReader(rc, length)), add: func(n int64) { tracker.Add(n); p.count(n) }})
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	n, err := io.CopyBuffer(w, &countingReadCloser{ReadCloser: io.NopCloser(io.LimitReader(rc, length)), add: func(n int64) { tracker.Add(n); p.count(n) }}, *buf)
 	if err != nil {
 		return fmt.Errorf("download %s: %w", d, err)
 	}
@@ -468,3 +470,6 @@ func (p *puller) fetchInto(ctx context.Context, d digest.Digest, offset, length 
 	}
 	return nil
 }
+
+// copyBuffers hold 1 MiB copy buffers: large writes, few syscalls.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}

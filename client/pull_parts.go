@@ -70,10 +70,14 @@ func (p *puller) chunkedJobs(t target) ([]func(context.Context) error, error) {
 	for i, ch := range t.blob.Chunks {
 		off := offset
 		offset += ch.Size
-		if c.done[i] {
+		// A chunk an earlier pull recorded as done is checked again: the
+		// part file is synced once at the end, not after every chunk, so a
+		// crash may have lost recorded bytes.
+		if c.done[i] && chunkAt(f, off, ch) {
 			p.skip(ch.Size)
 			continue
 		}
+		delete(c.done, i)
 		if old != nil && copyIfMatches(old, f, off, ch) {
 			c.done[i] = true
 			p.skip(ch.Size)
@@ -95,6 +99,15 @@ func (p *puller) skip(n int64) {
 	p.mu.Lock()
 	p.res.SkippedBytes += n
 	p.mu.Unlock()
+}
+
+// chunkAt reports whether f holds the chunk at offset.
+func chunkAt(f *os.File, offset int64, ch spec.Chunk) bool {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, offset, ch.Size)); err != nil {
+		return false
+	}
+	return digest.NewDigest(digest.SHA256, h) == ch.Digest
 }
 
 // copyIfMatches copies a chunk from the old local file when the bytes at
@@ -125,9 +138,6 @@ func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Ch
 		return err
 	}
 	c.p.countBlob()
-	if err := c.f.Sync(); err != nil {
-		return err
-	}
 	c.mu.Lock()
 	c.done[i] = true
 	c.remaining--

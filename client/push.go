@@ -94,7 +94,7 @@ func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResu
 
 	api := c.API(ref.Registry)
 	res := &PushResult{Reference: ref.String(), Files: len(files) + 1}
-	missing, err := c.missingBlobs(ctx, api, ref, uploads, res)
+	missing, current, err := c.missingBlobs(ctx, api, ref, uploads, res)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,11 @@ func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResu
 	if err != nil {
 		return nil, err
 	}
-	if res.Digest, err = api.PutManifest(ctx, ref.Repository, ref.Name, ref.Tag, data); err != nil {
+	if d := digest.FromBytes(data); d == current && len(missing) == 0 {
+		// The tag already names exactly this manifest, and every blob was
+		// there: nothing to write (and no blob re-check on the registry).
+		res.Digest = d
+	} else if res.Digest, err = api.PutManifest(ctx, ref.Repository, ref.Name, ref.Tag, data); err != nil {
 		return nil, fmt.Errorf("push manifest: %w", err)
 	}
 	names := map[string]bool{}
@@ -296,16 +300,19 @@ func sectionOpener(path string, offset, size int64) func() (io.ReadCloser, error
 	}
 }
 
-// missingBlobs returns the uploads the registry lacks. Blobs the tag's
-// current manifest names are known present; the rest are asked with HEAD.
-func (c *Client) missingBlobs(ctx context.Context, api *API, ref Reference, uploads []upload, res *PushResult) ([]upload, error) {
+// missingBlobs returns the uploads the registry lacks, and the digest of
+// the manifest the tag names now ("" if none). Blobs that manifest names are
+// known present; the rest are asked with HEAD.
+func (c *Client) missingBlobs(ctx context.Context, api *API, ref Reference, uploads []upload, res *PushResult) ([]upload, digest.Digest, error) {
 	known := map[digest.Digest]bool{}
-	if cur, _, _, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.Tag); err == nil {
+	var current digest.Digest
+	if cur, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.Tag); err == nil {
+		current = d
 		for _, d := range cur.Referenced() {
 			known[d.Digest] = true
 		}
 	} else if code := Code(err); code != spec.ErrorManifestUnknown && code != spec.ErrorIndexUnknown {
-		return nil, err
+		return nil, "", err
 	}
 	seen := map[digest.Digest]bool{}
 	var unique []upload
@@ -330,7 +337,7 @@ func (c *Client) missingBlobs(ctx context.Context, api *API, ref Reference, uplo
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var missing []upload
 	for i, u := range unique {
@@ -341,7 +348,7 @@ func (c *Client) missingBlobs(ctx context.Context, api *API, ref Reference, uplo
 			missing = append(missing, u)
 		}
 	}
-	return missing, nil
+	return missing, current, nil
 }
 
 func (c *Client) uploadAll(ctx context.Context, api *API, ref Reference, missing []upload, res *PushResult) error {
