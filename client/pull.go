@@ -99,8 +99,9 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	if targets, err = p.selectTargets(ctx, m, targets, opts); err != nil {
 		return nil, err
 	}
+	verified := map[string]bool{}
 	for _, t := range targets {
-		if err := safeTarget(abs, t.name, t.blob.MediaType == spec.MediaTypeDirectoryTarGz); err != nil {
+		if err := safeTargetIn(abs, t.name, t.blob.MediaType == spec.MediaTypeDirectoryTarGz, verified); err != nil {
 			return nil, err
 		}
 	}
@@ -242,6 +243,13 @@ func underAny(name string, prefixes []string) bool {
 // symbolic link or a non-directory, so no write can land outside dir. The
 // manifest's names were already checked to be clean relative paths.
 func safeTarget(dir, name string, isDir bool) error {
+	return safeTargetIn(dir, name, isDir, nil)
+}
+
+// safeTargetIn is safeTarget that skips parents already found to be real
+// directories, recorded in verified (nil: check every element). Only for a
+// pass that writes nothing; writes check again in full.
+func safeTargetIn(dir, name string, isDir bool, verified map[string]bool) error {
 	if err := spec.ValidatePath(name); err != nil {
 		return fmt.Errorf("refusing to write %q: %v", name, err)
 	}
@@ -252,6 +260,10 @@ func safeTarget(dir, name string, isDir bool) error {
 	cur := dir
 	for i, e := range elems {
 		cur = filepath.Join(cur, e)
+		last := i == len(elems)-1
+		if !last && verified[cur] {
+			continue
+		}
 		fi, err := os.Lstat(cur)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -259,7 +271,6 @@ func safeTarget(dir, name string, isDir bool) error {
 		if err != nil {
 			return err
 		}
-		last := i == len(elems)-1
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0 && !last:
 			return fmt.Errorf("refusing to write %q: %s is a symbolic link, which could lead outside %s", name, cur, dir)
@@ -267,6 +278,9 @@ func safeTarget(dir, name string, isDir bool) error {
 			return fmt.Errorf("refusing to write %q: %s is a file, not a directory", name, cur)
 		case last && fi.IsDir() && !isDir:
 			return fmt.Errorf("refusing to write %q: a directory is in the way", name)
+		}
+		if !last && verified != nil {
+			verified[cur] = true
 		}
 	}
 	return nil

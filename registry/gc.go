@@ -97,6 +97,7 @@ func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) 
 		if err := reg.store.Delete(ctx, mo.key); err != nil {
 			return res, internal("delete manifest", err)
 		}
+		reg.manifests.remove(mo.key)
 		res.ManifestsDeleted++
 	}
 

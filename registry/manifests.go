@@ -57,12 +57,20 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	data, _, err := storage.ReadAll(r.Context(), reg.store, manifestKey(repo, name, d), reg.opts.MaxManifestSize)
-	if errors.Is(err, storage.ErrNotFound) {
-		return spec.Errorf(spec.ErrorManifestUnknown, "model %s/%s has no manifest %s", repo, name, d)
+	key := manifestKey(repo, name, d)
+	data, cached := []byte(nil), false
+	if ref.Tag != "" { // the index just named it: it is referenced, serve from memory
+		data, cached = reg.manifests.get(key)
 	}
-	if err != nil {
-		return internal("read manifest", err)
+	if !cached {
+		data, _, err = storage.ReadAll(r.Context(), reg.store, key, reg.opts.MaxManifestSize)
+		if errors.Is(err, storage.ErrNotFound) {
+			return spec.Errorf(spec.ErrorManifestUnknown, "model %s/%s has no manifest %s", repo, name, d)
+		}
+		if err != nil {
+			return internal("read manifest", err)
+		}
+		reg.manifests.put(key, data)
 	}
 	h := w.Header()
 	h.Set("Content-Type", spec.MediaTypeManifest)

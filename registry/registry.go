@@ -53,10 +53,11 @@ type Options struct {
 
 // Registry serves the modelx HTTP API from a storage backend.
 type Registry struct {
-	store   Backend
-	presign storage.Presigner
-	opts    Options
-	log     *slog.Logger
+	store     Backend
+	presign   storage.Presigner
+	opts      Options
+	log       *slog.Logger
+	manifests manifestCache
 }
 
 // New returns a registry on store. It fails if redirects are asked of a
