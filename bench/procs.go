@@ -16,31 +16,16 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"modelx.io/modelx/internal/testenv"
 )
-
-// versitygwVersion is the versitygw release `make tools` builds; keep it in
-// step with the Makefile and internal/testenv.
-const versitygwVersion = "v1.8.0"
-
-// toolsDir is where `make tools` puts binaries: $MODELX_TOOLS_DIR, else
-// $XDG_CACHE_HOME/modelx/tools, else ~/.cache/modelx/tools.
-func toolsDir() string {
-	if d := os.Getenv("MODELX_TOOLS_DIR"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "modelx", "tools")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "modelx", "tools")
-}
 
 // versitygwBinary returns the cached versitygw or an error that says how
 // to build it.
 func versitygwBinary() (string, error) {
-	p := filepath.Join(toolsDir(), "versitygw-"+versitygwVersion, "versitygw")
+	p := testenv.BinaryPath("versitygw", testenv.VersitygwVersion)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("versitygw %s not found at %s: run `make tools` to build it", versitygwVersion, p)
+		return "", fmt.Errorf("versitygw %s not found at %s: run `make tools` to build it", testenv.VersitygwVersion, p)
 	}
 	return p, nil
 }

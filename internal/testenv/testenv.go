@@ -36,11 +36,16 @@ func ToolsDir() string {
 	return filepath.Join(home, ".cache", "modelx", "tools")
 }
 
+// BinaryPath is where `make tools` puts a tool's binary.
+func BinaryPath(name, version string) string {
+	return filepath.Join(ToolsDir(), name+"-"+version, name)
+}
+
 // RequireBinary returns the path of a tool binary or ends the test: Fatal
 // in CI, Skip elsewhere.
 func RequireBinary(t testing.TB, name, version string) string {
 	t.Helper()
-	p := filepath.Join(ToolsDir(), name+"-"+version, name)
+	p := BinaryPath(name, version)
 	if _, err := os.Stat(p); err != nil {
 		msg := fmt.Sprintf("%s %s not found at %s: run `make tools` to build it", name, version, p)
 		if os.Getenv("CI") == "true" {
