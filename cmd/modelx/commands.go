@@ -154,6 +154,17 @@ func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error)
 	return cfg, ref, err
 }
 
+// configAndRegistry loads the config and parses a REGISTRY argument (a URL
+// or an alias): the start of login and logout.
+func (a *app) configAndRegistry(arg string) (*client.Config, string, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	registry, err := client.ParseRegistry(arg, cfg)
+	return cfg, registry, err
+}
+
 // modelArg parses REF, allowing a model without tag; it says whether a
 // tag or digest was written.
 func (a *app) modelArg(cfg *client.Config, s string) (client.Reference, bool, error) {
@@ -435,11 +446,7 @@ func (a *app) loginCommand() *cobra.Command {
 		Short: "Log in to a registry (OIDC device flow, or a static token)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			registry, err := client.ParseRegistry(args[0], cfg)
+			cfg, registry, err := a.configAndRegistry(args[0])
 			if err != nil {
 				return err
 			}
@@ -531,11 +538,7 @@ func (a *app) logoutCommand() *cobra.Command {
 		Short: "Forget the stored token of a registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			registry, err := client.ParseRegistry(args[0], cfg)
+			cfg, registry, err := a.configAndRegistry(args[0])
 			if err != nil {
 				return err
 			}
