@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,7 +173,7 @@ func startProc(ctx context.Context, name, bin, logPath string, args, env []strin
 		}
 		p := &proc{name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd, log: logFile, exited: make(chan struct{})}
 		go func() { _ = cmd.Wait(); close(p.exited) }()
-		if lastErr = waitHealthy(ctx, p.url+healthPath, p.exited); lastErr == nil {
+		if lastErr = testenv.WaitHealthy(ctx, p.url+healthPath, p.exited); lastErr == nil {
 			return p, nil
 		}
 		_ = cmd.Process.Kill()
@@ -204,28 +203,6 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-func waitHealthy(ctx context.Context, url string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("the process exited")
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("no healthy answer from %s within 30s", url)
 }
 
 // s3Server is a running versitygw.

@@ -33,12 +33,16 @@ func blobParams(r *http.Request) (digest.Digest, error) {
 func (reg *Registry) statBlob(r *http.Request, d digest.Digest) (storage.Info, error) {
 	info, err := reg.store.Stat(r.Context(), blobKey(d))
 	if errors.Is(err, storage.ErrNotFound) {
-		return info, spec.Errorf(spec.ErrorBlobUnknown, "blob %s is not in the registry", d)
+		return info, blobUnknown(d)
 	}
 	if err != nil {
 		return info, internal("stat blob", err)
 	}
 	return info, nil
+}
+
+func blobUnknown(d digest.Digest) error {
+	return spec.Errorf(spec.ErrorBlobUnknown, "blob %s is not in the registry", d)
 }
 
 func setBlobHeaders(h http.Header, d digest.Digest) {
@@ -91,8 +95,8 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rc, info, err := reg.store.Reader(r.Context(), blobKey(d), offset, length)
-	if errors.Is(err, storage.ErrNotFound) {
-		return spec.Errorf(spec.ErrorBlobUnknown, "blob %s is not in the registry", d)
+	if errors.Is(err, storage.ErrNotFound) { // deleted since the stat
+		return blobUnknown(d)
 	}
 	if err != nil {
 		return internal("open blob", err)

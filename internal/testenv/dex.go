@@ -113,7 +113,7 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cancel(); <-exited; logFile.Close() })
-	if err := waitHealthy(d.Issuer+"/.well-known/openid-configuration", exited); err != nil {
+	if err := WaitHealthy(context.Background(), d.Issuer+"/.well-known/openid-configuration", exited); err != nil {
 		b, _ := os.ReadFile(logFile.Name())
 		t.Fatalf("dex did not start: %v\n%s", err, b)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -108,7 +109,7 @@ func StartS3(t testing.TB) *S3Server {
 		}
 		exited := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(exited) }()
-		if lastErr = waitHealthy(srv.URL+"/health", exited); lastErr == nil {
+		if lastErr = WaitHealthy(context.Background(), srv.URL+"/health", exited); lastErr == nil {
 			t.Cleanup(func() {
 				cancel()
 				<-exited
@@ -127,12 +128,16 @@ func StartS3(t testing.TB) *S3Server {
 	return nil
 }
 
-func waitHealthy(url string, exited <-chan struct{}) error {
+// WaitHealthy polls url until it answers 200, for at most 30 s; it stops
+// early when exited closes (the process died) or ctx ends.
+func WaitHealthy(ctx context.Context, url string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return fmt.Errorf("versitygw exited")
+			return errors.New("the process exited")
+		case <-ctx.Done():
+			return ctx.Err()
 		default:
 		}
 		resp, err := http.Get(url)
