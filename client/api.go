@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -88,10 +89,40 @@ func DefaultHTTPClient() *http.Client {
 	return &http.Client{Transport: t}
 }
 
-// body opens a request body afresh for every attempt.
+// body opens a request body afresh for every attempt, on the first read:
+// a request the server answers before asking for the body (Expect:
+// 100-continue) never opens it.
 type body struct {
-	open func() (io.ReadCloser, error)
-	size int64
+	open   func() (io.ReadCloser, error)
+	size   int64
+	opened atomic.Bool // some attempt read the body
+}
+
+// lazyBody is one attempt's request body.
+type lazyBody struct {
+	b       *body
+	rc      io.ReadCloser
+	openErr error
+}
+
+func (l *lazyBody) Read(p []byte) (int, error) {
+	if l.rc == nil {
+		if l.openErr != nil {
+			return 0, l.openErr
+		}
+		if l.rc, l.openErr = l.b.open(); l.openErr != nil {
+			return 0, l.openErr
+		}
+		l.b.opened.Store(true)
+	}
+	return l.rc.Read(p)
+}
+
+func (l *lazyBody) Close() error {
+	if l.rc == nil {
+		return nil
+	}
+	return l.rc.Close()
 }
 
 func bytesBody(b []byte) *body {
@@ -116,24 +147,17 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 			case <-time.After(backoff/2 + rand.N(backoff)):
 			}
 		}
-		var rd io.ReadCloser
-		if b != nil {
-			var err error
-			if rd, err = b.open(); err != nil {
-				return nil, err
-			}
-		}
-		req, err := http.NewRequestWithContext(ctx, method, target, rd)
+		req, err := http.NewRequestWithContext(ctx, method, target, nil)
 		if err != nil {
-			if rd != nil {
-				rd.Close()
-			}
 			return nil, err
 		}
+		var rd *lazyBody
 		if b != nil {
 			req.ContentLength = b.size
-			if b.size == 0 {
-				req.Body = http.NoBody
+			req.Body = http.NoBody
+			if b.size > 0 {
+				rd = &lazyBody{b: b}
+				req.Body = rd
 			}
 		}
 		for k, v := range header {
@@ -152,6 +176,9 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			if rd != nil && rd.openErr != nil {
+				return nil, rd.openErr // a local file, not the network: no retry
 			}
 			lastErr = a.networkError(err)
 			continue
@@ -308,41 +335,44 @@ func (a *API) BlobExists(ctx context.Context, repo, name string, d digest.Digest
 	return false, &Error{Status: resp.StatusCode, Registry: a.base, API: spec.Error{Code: spec.ErrorCode("HTTP_" + strconv.Itoa(resp.StatusCode)), Message: "HEAD blob " + string(d) + ": " + http.StatusText(resp.StatusCode)}}
 }
 
-// PutBlob uploads a blob. open is called for each attempt. When the
-// registry redirects, the bytes go to the presigned URL with the length and
-// the sha256 checksum the signature binds.
-func (a *API) PutBlob(ctx context.Context, repo, name string, d digest.Digest, size int64, open func() (io.ReadCloser, error)) error {
+// PutBlob uploads a blob and reports whether its bytes were sent: a blob
+// the registry already stores costs no body, because the PUT asks with
+// Expect: 100-continue and the registry answers 201 at once. open is called
+// for each attempt that sends the bytes. When the registry redirects, the
+// bytes go to the presigned URL with the length and the sha256 checksum the
+// signature binds.
+func (a *API) PutBlob(ctx context.Context, repo, name string, d digest.Digest, size int64, open func() (io.ReadCloser, error)) (sent bool, err error) {
 	b := &body{open: open, size: size}
 	resp, err := a.do(ctx, http.MethodPut, modelPath(repo, name)+"/blobs/"+string(d), b,
 		http.Header{"Expect": {"100-continue"}, "Content-Type": {"application/octet-stream"}})
 	if err != nil {
-		return err
+		return false, err
 	}
 	switch resp.StatusCode {
 	case http.StatusCreated:
 		resp.Body.Close()
-		return nil
+		return b.opened.Load() || size == 0, nil
 	case http.StatusFound, http.StatusTemporaryRedirect, http.StatusSeeOther:
 		resp.Body.Close()
 		loc := resp.Header.Get("Location")
 		if loc == "" {
-			return fmt.Errorf("%s: redirect without Location for blob %s", a.base, d)
+			return false, fmt.Errorf("%s: redirect without Location for blob %s", a.base, d)
 		}
 		sum, err := hex.DecodeString(d.Encoded())
 		if err != nil {
-			return err
+			return false, err
 		}
 		resp, err = a.do(ctx, http.MethodPut, loc, b, http.Header{checksumHeader: {base64.StdEncoding.EncodeToString(sum)}})
 		if err != nil {
-			return err
+			return false, err
 		}
 		if resp.StatusCode/100 != 2 {
-			return a.errorFrom(resp, loc, true)
+			return false, a.errorFrom(resp, loc, true)
 		}
 		resp.Body.Close()
-		return nil
+		return true, nil
 	}
-	return a.errorFrom(resp, "", false)
+	return false, a.errorFrom(resp, "", false)
 }
 
 // GetBlob opens a blob from offset for length bytes (length < 0: to the

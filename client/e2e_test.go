@@ -613,7 +613,7 @@ func TestLegacyManifest(t *testing.T) {
 	api := c.API(e.url)
 	put := func(data []byte) digest.Digest {
 		d := digest.FromBytes(data)
-		if err := api.PutBlob(ctx, "old", "model", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
+		if _, err := api.PutBlob(ctx, "old", "model", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
 			t.Fatal(err)
 		}
 		return d

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,22 +36,19 @@ type PushResult struct {
 
 // upload is one blob a push may send.
 type upload struct {
-	label  string
-	digest digest.Digest
-	size   int64
-	open   func() (io.ReadCloser, error)
+	label   string
+	digest  digest.Digest
+	size    int64
+	open    func() (io.ReadCloser, error)
+	release func() // if set, called once the upload is over
 }
 
-// hashedFile is a scanned file with its content identity.
-type hashedFile struct {
-	localFile
-	digest digest.Digest
-	chunks []spec.Chunk // more than one: a chunked file
-}
-
-// Push uploads the model in dir as ref (which must name a tag): blobs the
-// registry lacks first, in parallel, then the manifest. Unchanged files are
-// not read again (hash cache), and blobs the registry has are not sent.
+// Push uploads the model in dir as ref (which must name a tag), then its
+// manifest. Hashing and uploading overlap: each blob is sent as soon as its
+// digest is known, while later files are still being read. Unchanged files
+// are not read again (hash cache), blobs the tag's current manifest names
+// are not offered, and blobs the registry stores anyway cost one body-less
+// request.
 func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResult, error) {
 	start := time.Now()
 	if ref.Digest != "" {
@@ -76,44 +72,37 @@ func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResu
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 
-	cache := loadCache(dir, c.opts.Chunker)
-	hashed, err := c.hashFiles(ctx, files, cache)
-	if err != nil {
-		return nil, err
-	}
-	tmpDir := filepath.Join(dir, stateDir, "tmp")
-	m, uploads, packKeys, err := c.plan(ctx, hashed, cache, tmpDir)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanupPacks(tmpDir)
-	configDigest := digest.FromBytes(configData)
-	m.Config = spec.Descriptor{Name: spec.ConfigFileName, MediaType: spec.MediaTypeConfig, Digest: configDigest, Size: int64(len(configData)), Mode: configFile.info.Mode().Perm()}
-	uploads = append([]upload{{label: spec.ConfigFileName, digest: configDigest, size: int64(len(configData)),
-		open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(configData)), nil }}}, uploads...)
-
-	api := c.API(ref.Registry)
 	res := &PushResult{Reference: ref.String(), Files: len(files) + 1}
-	missing, current, err := c.missingBlobs(ctx, api, ref, uploads, res)
-	if err != nil {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s := c.newSender(ctx, cancel, c.API(ref.Registry), ref, res)
+	go s.loadCurrent()
+
+	configDigest := digest.FromBytes(configData)
+	s.send(upload{label: spec.ConfigFileName, digest: configDigest, size: int64(len(configData)),
+		open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(configData)), nil }})
+	cache := loadCache(dir, c.opts.Chunker)
+	m, packKeys, buildErr := c.buildManifest(ctx, cancel, files, cache, s)
+	if err := s.wait(); err != nil {
 		return nil, err
 	}
-	if err := c.uploadAll(ctx, api, ref, missing, res); err != nil {
-		return nil, err
+	if buildErr != nil {
+		return nil, buildErr
 	}
+	m.Config = spec.Descriptor{Name: spec.ConfigFileName, MediaType: spec.MediaTypeConfig, Digest: configDigest, Size: int64(len(configData)), Mode: configFile.info.Mode().Perm()}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	if d := digest.FromBytes(data); d == current && len(missing) == 0 {
+	if d := digest.FromBytes(data); d == s.currentDigest && res.BlobsTransferred == 0 {
 		// The tag already names exactly this manifest, and every blob was
 		// there: nothing to write (and no blob re-check on the registry).
 		res.Digest = d
-	} else if res.Digest, err = api.PutManifest(ctx, ref.Repository, ref.Name, ref.Tag, data); err != nil {
+	} else if res.Digest, err = s.api.PutManifest(ctx, ref.Repository, ref.Name, ref.Tag, data); err != nil {
 		return nil, fmt.Errorf("push manifest: %w", err)
 	}
 	names := map[string]bool{}
-	for _, f := range hashed {
+	for _, f := range files {
 		names[f.name] = true
 	}
 	cache.prune(names, packKeys)
@@ -122,125 +111,199 @@ func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResu
 	return res, nil
 }
 
-// hashFiles finds each file's digest (small files) or chunks (large files),
-// from the cache when the file is unchanged, else by reading it once.
-func (c *Client) hashFiles(ctx context.Context, files []localFile, cache *hashCache) ([]hashedFile, error) {
-	out := make([]hashedFile, len(files))
-	g, gctx := errgroup.WithContext(ctx)
+// buildManifest hashes the files (large ones into chunks, small ones into
+// packs, both from the cache when unchanged) and hands every blob to s as
+// soon as it is known. Files are worked on Concurrency at a time; a full
+// sender holds them back, so memory stays bounded.
+func (c *Client) buildManifest(ctx context.Context, cancel context.CancelCauseFunc, files []localFile, cache *hashCache, s *sender) (*spec.Manifest, map[string]bool, error) {
+	var large []localFile
+	var small []pack.Entry
+	byName := map[string]localFile{}
+	for _, f := range files {
+		if f.info.Size() >= c.opts.SmallFileThreshold {
+			large = append(large, f)
+			continue
+		}
+		byName[f.name] = f
+		e := pack.Entry{Name: f.name, Mode: f.info.Mode().Perm(), Size: f.info.Size()}
+		if cf, ok := cache.file(f.name, f.info); ok {
+			e.Digest = cf.Digest
+		}
+		small = append(small, e)
+	}
+	groups := pack.Group(small)
+	blobs := make([]spec.Descriptor, len(large)+len(groups))
+	packKeys := make([]string, len(groups))
+
+	var g errgroup.Group
 	g.SetLimit(c.opts.Concurrency)
-	for i, f := range files {
+	work := func(f func() error) {
 		g.Go(func() error {
-			if cf, ok := cache.file(f.name, f.info); ok {
-				out[i] = hashedFile{localFile: f, digest: cf.Digest, chunks: cf.Chunks}
-				return nil
+			if err := ctx.Err(); err != nil {
+				return context.Cause(ctx)
 			}
-			h, err := c.hashFile(gctx, f)
+			err := f()
 			if err != nil {
-				return err
+				cancel(err)
 			}
-			out[i] = h
-			cache.putFile(f.name, cachedFile{Key: keyOf(f.info), Digest: h.digest, Chunks: h.chunks})
-			return nil
+			return err
 		})
 	}
-	return out, g.Wait()
+	for i, f := range large {
+		work(func() (err error) {
+			blobs[i], err = c.pushLargeFile(ctx, f, cache, s)
+			return err
+		})
+	}
+	open := func(name string) (io.ReadCloser, error) { return os.Open(byName[name].path) }
+	for i, group := range groups {
+		work(func() (err error) {
+			name := fmt.Sprintf("pack-%04d", i)
+			blobs[len(large)+i], packKeys[i], err = c.pushPack(name, group, byName, open, cache, s)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	keys := map[string]bool{}
+	for _, k := range packKeys {
+		keys[k] = true
+	}
+	return &spec.Manifest{SchemaVersion: spec.SchemaVersion, MediaType: spec.MediaTypeManifest, Blobs: blobs}, keys, nil
 }
 
-func (c *Client) hashFile(ctx context.Context, f localFile) (hashedFile, error) {
+// pushLargeFile sends a large file's chunks as they are found (or, from
+// the cache, at once) and returns its descriptor.
+func (c *Client) pushLargeFile(ctx context.Context, f localFile, cache *hashCache, s *sender) (spec.Descriptor, error) {
+	chunks, err := c.fileChunks(ctx, f, cache, s)
+	if err != nil {
+		return spec.Descriptor{}, err
+	}
+	d := spec.Descriptor{Name: f.name, MediaType: spec.MediaTypeFile, Digest: chunks[0].Digest, Size: f.info.Size(), Mode: f.info.Mode().Perm()}
+	if len(chunks) > 1 {
+		d.MediaType, d.Digest, d.Chunks = spec.MediaTypeChunkedFile, spec.ChunkListDigest(chunks), chunks
+	}
+	return d, nil
+}
+
+// fileChunks returns a large file's chunks, sending each to s.
+func (c *Client) fileChunks(ctx context.Context, f localFile, cache *hashCache, s *sender) ([]spec.Chunk, error) {
+	emit := func(chunks []spec.Chunk, offset int64) {
+		ch := chunks[len(chunks)-1]
+		label := fmt.Sprintf("%s [%d]", f.name, len(chunks))
+		s.send(upload{label: label, digest: ch.Digest, size: ch.Size, open: sectionOpener(f.path, offset, ch.Size)})
+	}
+	if cf, ok := cache.file(f.name, f.info); ok && len(cf.Chunks) > 0 {
+		var offset int64
+		for i := range cf.Chunks {
+			emit(cf.Chunks[:i+1], offset)
+			offset += cf.Chunks[i].Size
+		}
+		return cf.Chunks, nil
+	}
 	fh, err := os.Open(f.path)
 	if err != nil {
-		return hashedFile{}, err
+		return nil, err
 	}
 	defer fh.Close()
-	if f.info.Size() < c.opts.SmallFileThreshold {
-		h := sha256.New()
-		if _, err := io.Copy(h, fh); err != nil {
-			return hashedFile{}, fmt.Errorf("read %s: %w", f.name, err)
-		}
-		return hashedFile{localFile: f, digest: digest.NewDigest(digest.SHA256, h)}, nil
-	}
-	ck, err := chunker.New(fh, c.opts.Chunker)
+	sp, err := chunker.NewSplitter(c.opts.Chunker)
 	if err != nil {
-		return hashedFile{}, err
+		return nil, err
 	}
+	// One read of the file, in 1 MiB blocks, feeds both the boundary search
+	// and the chunk's sha256; no chunk is held in memory.
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	h := sha256.New()
 	var chunks []spec.Chunk
+	var offset, size int64
+	cut := func() {
+		chunks = append(chunks, spec.Chunk{Digest: digest.NewDigest(digest.SHA256, h), Size: size})
+		emit(chunks, offset)
+		h.Reset()
+		offset += size
+		size = 0
+	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return hashedFile{}, err
+			return nil, context.Cause(ctx)
 		}
-		ch, err := ck.Next()
+		n, err := fh.Read(*buf)
+		for block := (*buf)[:n]; len(block) > 0; {
+			k, end := sp.Split(block)
+			h.Write(block[:k])
+			size += int64(k)
+			block = block[k:]
+			if end {
+				cut()
+			}
+		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return hashedFile{}, fmt.Errorf("read %s: %w", f.name, err)
+			return nil, fmt.Errorf("read %s: %w", f.name, err)
 		}
-		chunks = append(chunks, spec.Chunk{Digest: digest.FromBytes(ch.Data), Size: int64(len(ch.Data))})
 	}
-	h := hashedFile{localFile: f, chunks: chunks}
-	if len(chunks) == 1 {
-		h.digest = chunks[0].Digest
-	} else {
-		h.digest = spec.ChunkListDigest(chunks)
+	if size > 0 {
+		cut()
 	}
-	return h, nil
+	if len(chunks) == 0 { // emptied since the scan
+		return nil, fmt.Errorf("%s changed while it was being pushed (now empty); push again", f.name)
+	}
+	cache.putFile(f.name, cachedFile{Key: keyOf(f.info), Digest: chunkedDigest(chunks), Chunks: chunks})
+	return chunks, nil
 }
 
-// plan builds the manifest's blob list and the uploads behind it.
-func (c *Client) plan(ctx context.Context, files []hashedFile, cache *hashCache, tmpDir string) (*spec.Manifest, []upload, map[string]bool, error) {
-	m := &spec.Manifest{SchemaVersion: spec.SchemaVersion, MediaType: spec.MediaTypeManifest, Blobs: []spec.Descriptor{}}
-	var uploads []upload
-	byName := map[string]hashedFile{}
-	var small []pack.Entry
-	for _, f := range files {
-		mode := f.info.Mode().Perm()
-		if f.info.Size() < c.opts.SmallFileThreshold {
-			byName[f.name] = f
-			small = append(small, pack.Entry{Name: f.name, Mode: mode, Size: f.info.Size(), Digest: f.digest})
-			continue
-		}
-		if len(f.chunks) == 1 {
-			m.Blobs = append(m.Blobs, spec.Descriptor{Name: f.name, MediaType: spec.MediaTypeFile, Digest: f.digest, Size: f.info.Size(), Mode: mode})
-		} else {
-			m.Blobs = append(m.Blobs, spec.Descriptor{Name: f.name, MediaType: spec.MediaTypeChunkedFile, Digest: f.digest, Size: f.info.Size(), Mode: mode, Chunks: f.chunks})
-		}
-		var offset int64
-		for i, ch := range f.chunks {
-			label := f.name
-			if len(f.chunks) > 1 {
-				label = fmt.Sprintf("%s [%d/%d]", f.name, i+1, len(f.chunks))
-			}
-			uploads = append(uploads, upload{label: label, digest: ch.Digest, size: ch.Size, open: sectionOpener(f.path, offset, ch.Size)})
-			offset += ch.Size
-		}
+// chunkedDigest is a large file's digest: its one chunk's, or the digest of
+// its chunk list.
+func chunkedDigest(chunks []spec.Chunk) digest.Digest {
+	if len(chunks) == 1 {
+		return chunks[0].Digest
 	}
-	open := func(name string) (io.ReadCloser, error) { return os.Open(byName[name].path) }
-	packKeys := map[string]bool{}
-	for i, group := range pack.Group(small) {
-		key := groupKey(group)
-		packKeys[key] = true
-		p, ok := cache.pack(key)
-		if !ok {
-			if err := ctx.Err(); err != nil {
-				return nil, nil, nil, err
-			}
-			data, recs, err := pack.Build(group, open)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			p = cachedPack{Digest: digest.FromBytes(data), Size: int64(len(data)), Files: recs}
-			if err := writeTempPack(tmpDir, p.Digest, data); err != nil {
-				return nil, nil, nil, err
-			}
-			cache.putPack(key, p)
-		}
-		name := fmt.Sprintf("pack-%04d", i)
-		m.Blobs = append(m.Blobs, spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: p.Files})
-		uploads = append(uploads, upload{label: fmt.Sprintf("%s (%d files)", name, len(group)), digest: p.Digest, size: p.Size,
-			open: packOpener(tmpDir, p.Digest, group, open)})
-	}
-	return m, uploads, packKeys, nil
+	return spec.ChunkListDigest(chunks)
 }
+
+// pushPack sends the pack of one group of small files and returns its
+// descriptor and cache key. A group whose files and pack are all in the
+// cache is not read; its pack is built again only if the registry asks for
+// the bytes. Otherwise each file is read once, to hash and compress it.
+func (c *Client) pushPack(name string, group []pack.Entry, byName map[string]localFile, open func(string) (io.ReadCloser, error), cache *hashCache, s *sender) (spec.Descriptor, string, error) {
+	label := fmt.Sprintf("%s (%d files)", name, len(group))
+	known := !slices.ContainsFunc(group, func(e pack.Entry) bool { return e.Digest == "" })
+	if known {
+		key := groupKey(group)
+		if p, ok := cache.pack(key); ok {
+			s.send(upload{label: label, digest: p.Digest, size: p.Size, open: packBuilder(p.Digest, group, open)})
+			return spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: p.Files}, key, nil
+		}
+	}
+	buf := packBuffers.Get().(*[]byte)
+	data, recs, err := pack.Build(*buf, group, open)
+	if err != nil {
+		packBuffers.Put(buf)
+		return spec.Descriptor{}, "", err
+	}
+	for i, r := range recs {
+		if group[i].Digest == "" {
+			f := byName[r.Name]
+			cache.putFile(r.Name, cachedFile{Key: keyOf(f.info), Digest: r.Digest})
+			group[i].Digest = r.Digest
+		}
+	}
+	p := cachedPack{Digest: digest.FromBytes(data), Size: int64(len(data)), Files: recs}
+	key := groupKey(group)
+	cache.putPack(key, p)
+	s.send(upload{label: label, digest: p.Digest, size: p.Size,
+		open:    func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		release: func() { *buf = data[:0]; packBuffers.Put(buf) }})
+	return spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: recs}, key, nil
+}
+
+// packBuffers hold the memory of packs between building and sending them:
+// fresh memory costs the kernel's zeroing.
+var packBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // groupKey identifies a group's content: names, digests and modes.
 func groupKey(group []pack.Entry) string {
@@ -251,32 +314,11 @@ func groupKey(group []pack.Entry) string {
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
-func tempPackPath(tmpDir string, d digest.Digest) string {
-	return filepath.Join(tmpDir, "pack-"+d.Encoded())
-}
-
-func writeTempPack(tmpDir string, d digest.Digest, data []byte) error {
-	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(tempPackPath(tmpDir, d), data, 0o644)
-}
-
-func cleanupPacks(tmpDir string) {
-	matches, _ := filepath.Glob(filepath.Join(tmpDir, "pack-*"))
-	for _, p := range matches {
-		os.Remove(p)
-	}
-}
-
-// packOpener reads the pack built during planning, or builds it again
-// (deterministically) when planning found it in the cache.
-func packOpener(tmpDir string, d digest.Digest, group []pack.Entry, open func(string) (io.ReadCloser, error)) func() (io.ReadCloser, error) {
+// packBuilder builds a cached group's pack again (deterministically) when
+// the registry asks for its bytes.
+func packBuilder(d digest.Digest, group []pack.Entry, open func(string) (io.ReadCloser, error)) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
-		if f, err := os.Open(tempPackPath(tmpDir, d)); err == nil {
-			return f, nil
-		}
-		data, _, err := pack.Build(group, open)
+		data, _, err := pack.Build(nil, group, open)
 		if err != nil {
 			return nil, err
 		}
@@ -300,89 +342,191 @@ func sectionOpener(path string, offset, size int64) func() (io.ReadCloser, error
 	}
 }
 
-// missingBlobs returns the uploads the registry lacks, and the digest of
-// the manifest the tag names now ("" if none). Blobs that manifest names are
-// known present; the rest are asked with HEAD.
-func (c *Client) missingBlobs(ctx context.Context, api *API, ref Reference, uploads []upload, res *PushResult) ([]upload, digest.Digest, error) {
-	known := map[digest.Digest]bool{}
-	var current digest.Digest
-	if cur, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.Tag); err == nil {
-		current = d
-		for _, d := range cur.Referenced() {
-			known[d.Digest] = true
-		}
-	} else if code := Code(err); code != spec.ErrorManifestUnknown && code != spec.ErrorIndexUnknown {
-		return nil, "", err
-	}
-	seen := map[digest.Digest]bool{}
-	var unique []upload
-	for _, u := range uploads {
-		if !seen[u.digest] {
-			seen[u.digest] = true
-			unique = append(unique, u)
-		}
-	}
-	present := make([]bool, len(unique))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4 * c.opts.Concurrency)
-	for i, u := range unique {
-		if known[u.digest] {
-			present[i] = true
-			continue
-		}
-		g.Go(func() error {
-			ok, err := api.BlobExists(gctx, ref.Repository, ref.Name, u.digest, u.size)
-			present[i] = ok
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, "", err
-	}
-	var missing []upload
-	for i, u := range unique {
-		if present[i] {
-			res.BlobsSkipped++
-			res.SkippedBytes += u.size
-		} else {
-			missing = append(missing, u)
-		}
-	}
-	return missing, current, nil
+// sender uploads the blobs of one push as they become known: each digest
+// once, none that the tag's current manifest names, Concurrency at a time.
+// send blocks while that many uploads run, which holds back hashing.
+type sender struct {
+	c      *Client
+	api    *API
+	ref    Reference
+	res    *PushResult
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	g      errgroup.Group
+
+	ready         chan struct{} // closed once known and currentDigest are set
+	known         map[digest.Digest]bool
+	currentDigest digest.Digest
+	currentErr    error
+
+	mu   sync.Mutex
+	seen map[digest.Digest]bool
 }
 
-func (c *Client) uploadAll(ctx context.Context, api *API, ref Reference, missing []upload, res *PushResult) error {
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.opts.Concurrency)
-	for _, u := range missing {
-		g.Go(func() error {
-			tracker := c.opts.Progress.Start(u.label, u.size)
-			var sent atomic.Int64
-			open := func() (io.ReadCloser, error) {
-				tracker.Add(-sent.Swap(0)) // a retry starts over
-				rc, err := u.open()
-				if err != nil {
-					return nil, err
-				}
-				return &countingReadCloser{ReadCloser: rc, add: func(n int64) { sent.Add(n); tracker.Add(n) }}, nil
-			}
-			err := api.PutBlob(gctx, ref.Repository, ref.Name, u.digest, u.size, open)
-			tracker.Done(err)
-			if err != nil {
-				if Code(err) == spec.ErrorDigestInvalid {
-					return fmt.Errorf("upload %s: %w (did the file change during the push?)", u.label, err)
-				}
-				return fmt.Errorf("upload %s: %w", u.label, err)
-			}
-			mu.Lock()
-			res.BlobsTransferred++
-			res.UploadedBytes += u.size
-			mu.Unlock()
-			return nil
-		})
+func (c *Client) newSender(ctx context.Context, cancel context.CancelCauseFunc, api *API, ref Reference, res *PushResult) *sender {
+	s := &sender{c: c, api: api, ref: ref, res: res, ctx: ctx, cancel: cancel, ready: make(chan struct{}), seen: map[digest.Digest]bool{}}
+	s.g.SetLimit(c.opts.Concurrency)
+	return s
+}
+
+// loadCurrent fetches the manifest the tag names now or, for a new tag,
+// the model's most recently tagged one: the blobs it names are stored and
+// need not be offered.
+func (s *sender) loadCurrent() {
+	defer close(s.ready)
+	s.known = map[digest.Digest]bool{}
+	base, _, d, err := s.api.GetManifest(s.ctx, s.ref.Repository, s.ref.Name, s.ref.Tag)
+	if err == nil {
+		s.currentDigest = d
+	} else if Code(err) == spec.ErrorManifestUnknown {
+		// Only a shortcut: without it every blob is offered.
+		base, err = s.latestManifest()
+		if err != nil {
+			base, err = nil, nil
+		}
 	}
-	return g.Wait()
+	if err != nil {
+		if code := Code(err); code != spec.ErrorManifestUnknown && code != spec.ErrorIndexUnknown {
+			s.currentErr = err
+			s.cancel(err)
+		}
+		return
+	}
+	if base != nil {
+		for _, b := range base.Referenced() {
+			s.known[b.Digest] = true
+		}
+	}
+}
+
+// latestManifest returns the manifest of the model's most recently tagged
+// version, or nil when the model has none.
+func (s *sender) latestManifest() (*spec.Manifest, error) {
+	idx, err := s.api.Index(s.ctx, s.ref.Repository, s.ref.Name, "")
+	if err != nil || len(idx.Manifests) == 0 {
+		return nil, err
+	}
+	latest := idx.Manifests[0]
+	for _, t := range idx.Manifests[1:] {
+		if t.Annotations[spec.AnnotationTagged] > latest.Annotations[spec.AnnotationTagged] {
+			latest = t
+		}
+	}
+	m, _, _, err := s.api.GetManifest(s.ctx, s.ref.Repository, s.ref.Name, string(latest.Digest))
+	return m, err
+}
+
+func (s *sender) send(u upload) {
+	s.mu.Lock()
+	dup := s.seen[u.digest]
+	s.seen[u.digest] = true
+	s.mu.Unlock()
+	if dup {
+		if u.release != nil {
+			u.release()
+		}
+		return
+	}
+	s.g.Go(func() error {
+		if u.release != nil {
+			defer u.release()
+		}
+		if err := s.upload(u); err != nil {
+			s.cancel(err)
+			return err
+		}
+		return nil
+	})
+}
+
+func (s *sender) upload(u upload) error {
+	select {
+	case <-s.ready:
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+	if s.currentErr != nil {
+		return s.currentErr
+	}
+	if err := s.ctx.Err(); err != nil {
+		return context.Cause(s.ctx)
+	}
+	if s.known[u.digest] {
+		s.count(u, false)
+		return nil
+	}
+	// The body is opened on the HTTP transport's goroutine, and only when
+	// the registry wants the bytes: the progress bar starts there too.
+	// The transport may close a body after PutBlob returns; u's memory
+	// is released only once every body opened is closed.
+	var mu sync.Mutex
+	var tracker Tracker
+	var moved atomic.Int64
+	var open sync.WaitGroup
+	defer open.Wait()
+	body := func() (io.ReadCloser, error) {
+		mu.Lock()
+		if tracker == nil {
+			tracker = s.c.opts.Progress.Start(u.label, u.size)
+		}
+		tracker.Add(-moved.Swap(0)) // a retry starts over
+		mu.Unlock()
+		rc, err := u.open()
+		if err != nil {
+			return nil, err
+		}
+		open.Add(1)
+		return &countingReadCloser{ReadCloser: &closeOnce{ReadCloser: rc, done: open.Done}, add: func(n int64) { moved.Add(n); tracker.Add(n) }}, nil
+	}
+	sent, err := s.api.PutBlob(s.ctx, s.ref.Repository, s.ref.Name, u.digest, u.size, body)
+	mu.Lock()
+	if tracker != nil {
+		tracker.Done(err)
+	}
+	mu.Unlock()
+	if err != nil {
+		if Code(err) == spec.ErrorDigestInvalid {
+			return fmt.Errorf("upload %s: %w (did the file change during the push?)", u.label, err)
+		}
+		return fmt.Errorf("upload %s: %w", u.label, err)
+	}
+	s.count(u, sent)
+	return nil
+}
+
+func (s *sender) count(u upload, sent bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sent {
+		s.res.BlobsTransferred++
+		s.res.UploadedBytes += u.size
+	} else {
+		s.res.BlobsSkipped++
+		s.res.SkippedBytes += u.size
+	}
+}
+
+// wait waits for every upload and returns the first failure.
+func (s *sender) wait() error {
+	err := s.g.Wait()
+	<-s.ready
+	if err == nil && s.currentErr != nil {
+		err = s.currentErr
+	}
+	return err
+}
+
+// closeOnce calls done after the first Close.
+type closeOnce struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (c *closeOnce) Close() error {
+	err := c.ReadCloser.Close()
+	c.once.Do(c.done)
+	return err
 }
 
 type countingReadCloser struct {

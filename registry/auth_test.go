@@ -344,7 +344,7 @@ func TestRedirectCarriesNoToken(t *testing.T) {
 		t.Fatalf("upload redirect: %d %q", r.status, loc)
 	}
 	c := client.New(client.Options{Token: func(string) (string, error) { return robotToken, nil }})
-	if err := c.API(h.url).PutBlob(context.Background(), "ci", "m", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
+	if _, err := c.API(h.url).PutBlob(context.Background(), "ci", "m", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
 		t.Fatal(err)
 	}
 	r = h.do(http.MethodGet, "/ci/m/blobs/"+string(d), nil, auth)

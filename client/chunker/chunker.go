@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sync"
 )
 
 // Params bound chunk sizes in bytes.
@@ -100,21 +101,16 @@ type Chunk struct {
 
 // Chunker splits a stream. It is not safe for concurrent use.
 type Chunker struct {
-	r io.Reader
-	p Params
-
-	// maskS applies to chunk lengths in [Min, Avg), maskL to [Avg, Max).
-	// Both select high bits of the hash, which depend on the most bytes.
-	maskS, maskL uint64
+	r  io.Reader
+	p  Params
+	sp Splitter
 
 	// buf[start:end] is data read but not yet returned; the chunk being
-	// searched starts at start and its first pos bytes have been scanned,
-	// leaving the hash in h. bufMax is the size buf may grow to.
+	// searched starts at start and its first sp.Len() bytes have been
+	// scanned. bufMax is the size buf may grow to.
 	buf        []byte
 	bufMax     int
 	start, end int
-	pos        int
-	h          uint64
 	off        int64 // input offset of buf[start]
 
 	err error // sticky error from r (io.EOF at end of input)
@@ -126,18 +122,43 @@ func New(r io.Reader, p Params) (*Chunker, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	b := bits.TrailingZeros64(uint64(p.Avg)) // log2(Avg), at least 7
-	c := &Chunker{
-		r:      r,
-		p:      p,
-		maskS:  ^uint64(0) << (64 - (b + 1)),
-		maskL:  ^uint64(0) << (64 - (b - 1)),
-		bufMax: p.Max + readMin,
-	}
+	c := &Chunker{r: r, p: p, sp: newSplitter(p), bufMax: p.Max + readMin}
 	if p.Max > int(^uint(0)>>1)-readMin {
 		c.bufMax = p.Max // no room for slack; reads may then be short
 	}
 	return c, nil
+}
+
+// Close hands the chunker's buffer on to later chunkers with the same
+// Params. The chunker, and the Data of every chunk it returned, must not be
+// used afterwards. Calling Close is optional; it makes chunking many files
+// faster.
+func (c *Chunker) Close() {
+	if len(c.buf) >= readMin {
+		p, _ := buffers.LoadOrStore(c.bufMax, &sync.Pool{})
+		b := c.buf
+		p.(*sync.Pool).Put(&b)
+	}
+	c.buf, c.r, c.err = nil, nil, errClosed
+	c.start, c.end = 0, 0
+	c.sp.reset()
+}
+
+var errClosed = errors.New("chunker: Next after Close")
+
+// buffers holds released buffers: a *sync.Pool for each Params.Max+readMin.
+var buffers sync.Map
+
+// takeBuffer returns a released buffer of at least size bytes, or nil.
+func (c *Chunker) takeBuffer(size int) []byte {
+	p, ok := buffers.Load(c.bufMax)
+	if !ok {
+		return nil
+	}
+	if b, ok := p.(*sync.Pool).Get().(*[]byte); ok && len(*b) >= size {
+		return *b
+	}
+	return nil
 }
 
 // Next returns the next chunk, or io.EOF after the last one. An empty input
@@ -170,8 +191,7 @@ func (c *Chunker) emit(n int) Chunk {
 	ch := Chunk{Offset: c.off, Data: c.buf[c.start : c.start+n : c.start+n]}
 	c.start += n
 	c.off += int64(n)
-	c.pos = 0
-	c.h = 0
+	c.sp.reset()
 	return ch
 }
 
@@ -186,9 +206,14 @@ func (c *Chunker) fill() bool {
 			// The buffer starts small and doubles only while the chunk
 			// in progress fills half of it, so short inputs and inputs
 			// whose chunks stay well below Max never pay for a full-size
-			// buffer.
+			// buffer. A buffer released by an earlier chunker is taken
+			// instead when there is one large enough: fresh memory costs
+			// the kernel's zeroing, a third of the chunker's time.
 			size := min(max(2*len(c.buf), partial+readMin), c.bufMax)
-			nb := make([]byte, size)
+			nb := c.takeBuffer(size)
+			if nb == nil {
+				nb = make([]byte, size)
+			}
 			copy(nb, c.buf[c.start:c.end])
 			c.buf = nb
 		} else {
@@ -213,54 +238,107 @@ func (c *Chunker) fill() bool {
 }
 
 // scan continues the search for a boundary in the buffered data. It returns
-// the length of the chunk if a boundary was found, or 0 after saving its
-// progress in c.pos and c.h.
+// the length of the chunk if a boundary was found, or 0.
+func (c *Chunker) scan() int {
+	data := c.buf[c.start:c.end]
+	done := c.sp.n
+	if done >= len(data) {
+		return 0
+	}
+	if n, cut := c.sp.Split(data[done:]); cut {
+		return done + n
+	}
+	return 0
+}
+
+// Splitter finds chunk boundaries in input fed to it block by block, for a
+// caller that keeps no chunk in memory: it hashes or sends each block's
+// bytes itself, up to the boundaries Split reports. The boundaries are
+// those a Chunker finds in the same input, however the input is cut into
+// blocks.
+type Splitter struct {
+	p Params
+	// maskS applies to chunk lengths in [Min, Avg), maskL to [Avg, Max).
+	// Both select high bits of the hash, which depend on the most bytes.
+	maskS, maskL uint64
+	n            int    // bytes of the chunk in progress seen so far
+	h            uint64 // the gear hash after them
+}
+
+// NewSplitter returns a Splitter for p, or p.Validate's error.
+func NewSplitter(p Params) (*Splitter, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	s := newSplitter(p)
+	return &s, nil
+}
+
+func newSplitter(p Params) Splitter {
+	b := bits.TrailingZeros64(uint64(p.Avg)) // log2(Avg), at least 7
+	return Splitter{p: p, maskS: ^uint64(0) << (64 - (b + 1)), maskL: ^uint64(0) << (64 - (b - 1))}
+}
+
+func (s *Splitter) reset() { s.n, s.h = 0, 0 }
+
+// Len is the length of the chunk in progress: the bytes fed since the last
+// boundary.
+func (s *Splitter) Len() int { return s.n }
+
+// Split takes the next bytes of the input. It returns how many of them
+// belong to the chunk in progress and whether the chunk ends after them;
+// when it does, the rest of block starts the next chunk and is fed again.
+// The last chunk ends with the input, which the caller knows and Split
+// does not: a final Len() > 0 is one more chunk.
 //
 // With the chunk's bytes numbered from 0, byte i is where a chunk of length
 // i+1 would end. Bytes below Min-64 are skipped; bytes Min-64 .. Min-2 are
 // hashed without testing, so that at the first test the hash covers a full
 // 64-byte window and is therefore independent of where the chunk began.
-func (c *Chunker) scan() int {
-	minSize, avgSize, maxSize := c.p.Min, c.p.Avg, c.p.Max
-	data := c.buf[c.start:c.end]
-	if len(data) > maxSize {
-		data = data[:maxSize]
+func (s *Splitter) Split(block []byte) (int, bool) {
+	minSize, avgSize, maxSize := s.p.Min, s.p.Avg, s.p.Max
+	base := s.n // chunk position of block[0]
+	if len(block) > maxSize-base {
+		block = block[:maxSize-base]
 	}
-	n := len(data)
-	i, h := c.pos, c.h
+	end := base + len(block)
+	i, h := base, s.h
 
 	// Skip: no boundary is possible and the hash would be shifted out.
 	if i < minSize-window {
-		i = min(minSize-window, n)
+		i = min(minSize-window, end)
 	}
 	// Warm up the hash.
-	if lim := min(minSize-1, n); i < lim {
-		for _, b := range data[i:lim] {
+	if lim := min(minSize-1, end); i < lim {
+		for _, b := range block[i-base : lim-base] {
 			h = h<<1 + gear[b]
 		}
 		i = lim
 	}
 	// Lengths [Min, Avg): strict mask.
-	if lim := min(avgSize-1, n); i < lim {
+	if lim := min(avgSize-1, end); i < lim {
 		var k int
-		if k, h = gearScan(data[i:lim], h, c.maskS); k > 0 {
-			return i + k
+		if k, h = gearScan(block[i-base:lim-base], h, s.maskS); k > 0 {
+			s.reset()
+			return i - base + k, true
 		}
 		i = lim
 	}
 	// Lengths [Avg, Max): loose mask.
-	if lim := min(maxSize-1, n); i < lim {
+	if lim := min(maxSize-1, end); i < lim {
 		var k int
-		if k, h = gearScan(data[i:lim], h, c.maskL); k > 0 {
-			return i + k
+		if k, h = gearScan(block[i-base:lim-base], h, s.maskL); k > 0 {
+			s.reset()
+			return i - base + k, true
 		}
 		i = lim
 	}
-	if n == maxSize {
-		return maxSize
+	if end == maxSize {
+		s.reset()
+		return len(block), true
 	}
-	c.pos, c.h = i, h
-	return 0
+	s.n, s.h = end, h
+	return len(block), false
 }
 
 // gearScan feeds the bytes of d into the gear hash h until h&mask == 0. It

@@ -487,13 +487,14 @@ func (r *cycleReader) Read(p []byte) (int, error) {
 }
 
 // BenchmarkChunker measures chunking 64 MiB of random data with DefaultParams.
-// "file" starts a new Chunker, and so a new buffer, for each pass, as a client
-// does per file; "stream" keeps one Chunker with a full-size buffer running
+// "file" starts a new Chunker for each pass, as a client does per file, and
+// closes it, so the next one reuses its buffer; "file-unreleased" does not
+// close it and so pays for a fresh buffer each time; "stream" keeps one Chunker with a full-size buffer running
 // over an endless stream and so measures the steady state: reads into the
 // buffer, moving the unfinished chunk to its front, and the boundary scan.
 func BenchmarkChunker(b *testing.B) {
 	data := randBytes(18, 64<<20)
-	b.Run("file", func(b *testing.B) {
+	file := func(b *testing.B, release bool) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
 		for b.Loop() {
@@ -508,8 +509,13 @@ func BenchmarkChunker(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			if release {
+				c.Close()
+			}
 		}
-	})
+	}
+	b.Run("file", func(b *testing.B) { file(b, true) })
+	b.Run("file-unreleased", func(b *testing.B) { file(b, false) })
 	b.Run("stream", func(b *testing.B) {
 		c, err := New(&cycleReader{d: data}, DefaultParams)
 		if err != nil {
@@ -534,4 +540,122 @@ func BenchmarkChunker(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCloseReusesBuffer checks that a chunker started after another was
+// closed chunks the same input to the same boundaries (the reused buffer's
+// old bytes must not leak into the new stream) and that Next after Close
+// fails.
+func TestCloseReusesBuffer(t *testing.T) {
+	p := Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
+	a, b := randBytes(31, 200<<10), randBytes(32, 150<<10)
+	want := func(data []byte) []int {
+		c, err := New(bytes.NewReader(data), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for {
+			ch, err := c.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(ch.Data, data[ch.Offset:ch.Offset+int64(len(ch.Data))]) {
+				t.Fatalf("chunk at %d holds other bytes", ch.Offset)
+			}
+			sizes = append(sizes, len(ch.Data))
+		}
+		c.Close()
+		if _, err := c.Next(); err == nil || err == io.EOF {
+			t.Fatalf("Next after Close: %v", err)
+		}
+		return sizes
+	}
+	first := want(a)
+	want(b)
+	if again := want(a); !slices.Equal(first, again) {
+		t.Fatalf("boundaries changed after a buffer was reused: %v vs %v", first, again)
+	}
+}
+
+// TestSplitterMatchesChunker feeds the same input to a Splitter in blocks
+// of random sizes and checks it finds the Chunker's boundaries.
+func TestSplitterMatchesChunker(t *testing.T) {
+	p := Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
+	for seed := range uint64(4) {
+		data := randBytes(40+seed, 300<<10)
+		if seed == 3 {
+			data = bytes.Repeat([]byte{7}, 100<<10) // no boundary: cut at Max
+		}
+		var want []int
+		c, err := New(bytes.NewReader(data), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			ch, err := c.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, len(ch.Data))
+		}
+		sp, err := NewSplitter(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(seed, 9))
+		var got []int
+		size := 0
+		for rest := data; len(rest) > 0; {
+			block := rest[:min(len(rest), 1+r.IntN(40<<10))]
+			rest = rest[len(block):]
+			for len(block) > 0 {
+				n, cut := sp.Split(block)
+				size += n
+				block = block[n:]
+				if cut {
+					got = append(got, size)
+					size = 0
+				}
+			}
+		}
+		if sp.Len() != size {
+			t.Fatalf("Len %d, fed %d since the last boundary", sp.Len(), size)
+		}
+		if size > 0 {
+			got = append(got, size)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("seed %d: splitter cut %v, chunker %v", seed, got, want)
+		}
+	}
+	if _, err := NewSplitter(Params{Min: 10, Avg: 64, Max: 128}); err == nil {
+		t.Fatal("NewSplitter accepted Min below the window")
+	}
+}
+
+// BenchmarkSplitter measures finding the boundaries of 64 MiB of random
+// data fed in 1 MiB blocks, as a push does while it hashes and reads.
+func BenchmarkSplitter(b *testing.B) {
+	data := randBytes(18, 64<<20)
+	sp, err := NewSplitter(DefaultParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		for off := 0; off < len(data); off += 1 << 20 {
+			block := data[off : off+1<<20]
+			for len(block) > 0 {
+				n, _ := sp.Split(block)
+				block = block[n:]
+			}
+		}
+	}
 }

@@ -6,11 +6,11 @@
 package pack
 
 import (
-	"bytes"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -71,8 +71,11 @@ var (
 func codecs() (*zstd.Encoder, *zstd.Decoder) {
 	encoderOnce.Do(func() {
 		var err error
+		// Concurrency only sets how many EncodeAll calls may run at
+		// once (packs are built in parallel); each frame is encoded on
+		// one goroutine either way, so it does not change the bytes.
 		encoder, err = zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 			zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true), zstd.WithLowerEncoderMem(false),
 			zstd.WithWindowSize(1<<20))
 		if err != nil {
@@ -86,43 +89,52 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 	return encoder, decoder
 }
 
-// Write encodes the files of one group into w, reading each through open,
-// and returns their records with frame offsets. Each file's content is
-// checked against its Entry's size and digest, so a file that changed since
-// it was hashed fails the pack instead of corrupting it.
-func Write(w io.Writer, entries []Entry, open func(name string) (io.ReadCloser, error)) ([]spec.PackedFile, error) {
+// Build encodes the files of one group into a pack, reading each through
+// open, and returns the pack and the files' records with frame offsets. The
+// pack is appended to dst[:0], so a caller can reuse a buffer. Each file's
+// content is checked against its Entry's size and digest, so a file that
+// changed since it was hashed fails the pack instead of corrupting it; an
+// Entry without a Digest is hashed in the same read, and its record carries
+// the digest.
+func Build(dst []byte, entries []Entry, open func(name string) (io.ReadCloser, error)) ([]byte, []spec.PackedFile, error) {
 	enc, _ := codecs()
-	files := make([]spec.PackedFile, 0, len(entries))
-	var offset int64
-	var frame []byte
+	var bound int
 	for _, e := range entries {
-		data, err := readEntry(e, open)
-		if err != nil {
-			return nil, err
-		}
-		frame = enc.EncodeAll(data, frame[:0])
-		if _, err := w.Write(frame); err != nil {
-			return nil, err
-		}
-		files = append(files, spec.PackedFile{Name: e.Name, Digest: e.Digest, Size: e.Size, Mode: e.Mode, Offset: offset, Length: int64(len(frame))})
-		offset += int64(len(frame))
+		bound += enc.MaxEncodedSize(int(e.Size))
 	}
-	return files, nil
+	out := slices.Grow(dst[:0], bound)
+	files := make([]spec.PackedFile, 0, len(entries))
+	for _, e := range entries {
+		data, err := readEntry(&e, open)
+		if err != nil {
+			return nil, nil, err
+		}
+		offset := len(out)
+		out = enc.EncodeAll(data, out)
+		files = append(files, spec.PackedFile{Name: e.Name, Digest: e.Digest, Size: e.Size, Mode: e.Mode, Offset: int64(offset), Length: int64(len(out) - offset)})
+	}
+	return out, files, nil
 }
 
-func readEntry(e Entry, open func(string) (io.ReadCloser, error)) ([]byte, error) {
+// readEntry reads e's file, checks its size and digest, and fills in the
+// digest when e has none.
+func readEntry(e *Entry, open func(string) (io.ReadCloser, error)) ([]byte, error) {
 	rc, err := open(e.Name)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, e.Size+1))
-	if err != nil {
+	data := make([]byte, e.Size+1)
+	n, err := io.ReadFull(rc, data)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return nil, fmt.Errorf("read %s: %w", e.Name, err)
 	}
-	if int64(len(data)) != e.Size || digest.FromBytes(data) != e.Digest {
+	data = data[:n]
+	d := digest.FromBytes(data)
+	if int64(n) != e.Size || (e.Digest != "" && d != e.Digest) {
 		return nil, fmt.Errorf("%s changed while it was being pushed; push again", e.Name)
 	}
+	e.Digest = d
 	return data, nil
 }
 
@@ -151,14 +163,4 @@ func Frame(pack []byte, f spec.PackedFile) ([]byte, error) {
 		return nil, fmt.Errorf("packed file %s: frame [%d, +%d) lies outside the %d-byte pack", f.Name, f.Offset, f.Length, len(pack))
 	}
 	return pack[f.Offset : f.Offset+f.Length], nil
-}
-
-// Build writes a whole pack into memory and returns it with its records.
-func Build(entries []Entry, open func(name string) (io.ReadCloser, error)) ([]byte, []spec.PackedFile, error) {
-	var buf bytes.Buffer
-	files, err := Write(&buf, entries, open)
-	if err != nil {
-		return nil, nil, err
-	}
-	return buf.Bytes(), files, nil
 }

@@ -49,14 +49,14 @@ func TestPackRoundTripAndDeterminism(t *testing.T) {
 	fs := sample(300, 1)
 	entries := fs.entries()
 	for _, g := range Group(entries) {
-		pack, recs, err := Build(g, fs.open)
+		pack, recs, err := Build(nil, g, fs.open)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Shuffled input order within the group gives the same bytes once sorted by Group.
 		shuffled := slices.Clone(g)
 		rand.New(rand.NewPCG(2, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		again, _, err := Build(Group(shuffled)[0], fs.open)
+		again, _, err := Build(nil, Group(shuffled)[0], fs.open)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func packDigests(t *testing.T, fs files) []digest.Digest {
 	t.Helper()
 	var out []digest.Digest
 	for _, g := range Group(fs.entries()) {
-		pack, _, err := Build(g, fs.open)
+		pack, _, err := Build(nil, g, fs.open)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,14 +143,14 @@ func TestChangedFileFailsThePack(t *testing.T) {
 	fs := files{"a": []byte("one"), "b": []byte("two")}
 	entries := fs.entries()
 	fs["b"] = []byte("TWO")
-	if _, _, err := Build(Group(entries)[0], fs.open); err == nil || !strings.Contains(err.Error(), "changed") {
+	if _, _, err := Build(nil, Group(entries)[0], fs.open); err == nil || !strings.Contains(err.Error(), "changed") {
 		t.Fatalf("Build over a changed file: %v", err)
 	}
 }
 
 func TestDecodeDetectsCorruption(t *testing.T) {
 	fs := files{"a": bytes.Repeat([]byte("model "), 100)}
-	pack, recs, err := Build(fs.entries(), fs.open)
+	pack, recs, err := Build(nil, fs.entries(), fs.open)
 	if err != nil {
 		t.Fatal(err)
 	}
