@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -22,12 +21,8 @@ var knownBlobMediaTypes = map[string]bool{
 // ParseManifest decodes and validates a manifest document.
 func ParseManifest(data []byte) (*Manifest, error) {
 	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(data, &m); err != nil { // also refuses trailing data
 		return nil, Errorf(ErrorManifestInvalid, "manifest is not valid JSON: %v", err)
-	}
-	if dec.More() {
-		return nil, Errorf(ErrorManifestInvalid, "manifest has trailing data after the JSON document")
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
@@ -100,12 +95,12 @@ func validatePack(field string, b Descriptor) error {
 	}
 	var end int64
 	for j, f := range b.Files {
-		ff := fmt.Sprintf("%s (%s).files[%d]", field, b.Name, j)
-		if err := validateDescriptor(ff, Descriptor{Name: f.Name, Digest: f.Digest, Size: f.Size}); err != nil {
-			return err
+		ff := func() string { return fmt.Sprintf("%s (%s).files[%d]", field, b.Name, j) } // only for errors: packs list thousands of files
+		if err := validateDescriptor("", Descriptor{Name: f.Name, Digest: f.Digest, Size: f.Size}); err != nil {
+			return validateDescriptor(ff(), Descriptor{Name: f.Name, Digest: f.Digest, Size: f.Size})
 		}
 		if f.Offset < end || f.Length <= 0 || f.Offset+f.Length > b.Size {
-			return fmt.Errorf("%s (%s): frame at offset %d, length %d lies outside the pack or overlaps the previous file", ff, f.Name, f.Offset, f.Length)
+			return fmt.Errorf("%s (%s): frame at offset %d, length %d lies outside the pack or overlaps the previous file", ff(), f.Name, f.Offset, f.Length)
 		}
 		end = f.Offset + f.Length
 	}
