@@ -408,7 +408,7 @@ func (s *sender) latestManifest() (*spec.Manifest, error) {
 	}
 	latest := idx.Manifests[0]
 	for _, t := range idx.Manifests[1:] {
-		if t.Annotations[spec.AnnotationTagged] > latest.Annotations[spec.AnnotationTagged] {
+		if t.Modified.After(latest.Modified) {
 			latest = t
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/opencontainers/go-digest"
@@ -129,7 +128,6 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 			annotations = map[string]string{}
 		}
 		annotations[spec.AnnotationModelSize] = strconv.FormatInt(m.TotalSize(), 10)
-		annotations[spec.AnnotationTagged] = time.Now().UTC().Format(time.RFC3339)
 		if err := reg.tag(r.Context(), repo, name, ref.Tag, d, int64(len(data)), annotations); err != nil {
 			return err
 		}

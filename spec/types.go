@@ -34,10 +34,6 @@ const (
 // the total size in bytes of the version's files (decimal).
 const AnnotationModelSize = "io.modelx.model.size"
 
-// AnnotationTagged is set by the registry on each tag of a model index: when
-// the tag was last pointed at its manifest (RFC 3339, UTC).
-const AnnotationTagged = "io.modelx.tagged"
-
 // SchemaVersion is the schemaVersion written into new index and manifest documents.
 const SchemaVersion = 1
 
