@@ -98,7 +98,7 @@ func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResu
 		// The tag already names exactly this manifest, and every blob was
 		// there: nothing to write (and no blob re-check on the registry).
 		res.Digest = d
-	} else if res.Digest, err = s.api.PutManifest(ctx, ref.Repository, ref.Name, ref.Tag, data); err != nil {
+	} else if res.Digest, err = s.putManifest(ctx, data); err != nil {
 		return nil, fmt.Errorf("push manifest: %w", err)
 	}
 	names := map[string]bool{}
@@ -295,9 +295,18 @@ func (c *Client) pushPack(name string, group []pack.Entry, byName map[string]loc
 	p := cachedPack{Digest: digest.FromBytes(data), Size: int64(len(data)), Files: recs}
 	key := groupKey(group)
 	cache.putPack(key, p)
+	// The built pack is sent from memory; once that memory is released,
+	// a later attempt (the registry lost the blob) builds it again.
+	var released atomic.Bool
+	rebuild := packBuilder(p.Digest, group, open)
 	s.send(upload{label: label, digest: p.Digest, size: p.Size,
-		open:    func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
-		release: func() { *buf = data[:0]; packBuffers.Put(buf) }})
+		open: func() (io.ReadCloser, error) {
+			if released.Load() {
+				return rebuild()
+			}
+			return io.NopCloser(bytes.NewReader(data)), nil
+		},
+		release: func() { released.Store(true); *buf = data[:0]; packBuffers.Put(buf) }})
 	return spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: recs}, key, nil
 }
 
@@ -361,10 +370,11 @@ type sender struct {
 
 	mu   sync.Mutex
 	seen map[digest.Digest]bool
+	all  map[digest.Digest]upload
 }
 
 func (c *Client) newSender(ctx context.Context, cancel context.CancelCauseFunc, api *API, ref Reference, res *PushResult) *sender {
-	s := &sender{c: c, api: api, ref: ref, res: res, ctx: ctx, cancel: cancel, ready: make(chan struct{}), seen: map[digest.Digest]bool{}}
+	s := &sender{c: c, api: api, ref: ref, res: res, ctx: ctx, cancel: cancel, ready: make(chan struct{}), seen: map[digest.Digest]bool{}, all: map[digest.Digest]upload{}}
 	s.g.SetLimit(c.opts.Concurrency)
 	return s
 }
@@ -419,7 +429,10 @@ func (s *sender) latestManifest() (*spec.Manifest, error) {
 func (s *sender) send(u upload) {
 	s.mu.Lock()
 	dup := s.seen[u.digest]
-	s.seen[u.digest] = true
+	if !dup {
+		s.seen[u.digest] = true
+		s.all[u.digest] = u
+	}
 	s.mu.Unlock()
 	if dup {
 		if u.release != nil {
@@ -439,6 +452,55 @@ func (s *sender) send(u upload) {
 	})
 }
 
+// maxManifestRetries bounds how often a push uploads blobs the registry
+// found missing at the manifest (a garbage collection took them) and tries
+// the manifest again.
+const maxManifestRetries = 3
+
+// putManifest stores the manifest. When the registry answers that blobs are
+// missing, which happens when a garbage collection deleted old blobs this
+// push found stored, it uploads them and tries again.
+func (s *sender) putManifest(ctx context.Context, data []byte) (digest.Digest, error) {
+	for attempt := 0; ; attempt++ {
+		d, err := s.api.PutManifest(ctx, s.ref.Repository, s.ref.Name, s.ref.Tag, data)
+		missing := missingBlobs(err)
+		if err == nil || len(missing) == 0 || attempt == maxManifestRetries {
+			return d, err
+		}
+		var g errgroup.Group
+		g.SetLimit(s.c.opts.Concurrency)
+		for _, md := range missing {
+			s.mu.Lock()
+			u, ok := s.all[md]
+			s.mu.Unlock()
+			if !ok {
+				return "", err // not a blob of this push: nothing to do about it
+			}
+			g.Go(func() error { return s.transfer(u) })
+		}
+		if err := g.Wait(); err != nil {
+			return "", err
+		}
+	}
+}
+
+// missingBlobs returns the digests a MANIFEST_BLOB_UNKNOWN error lists.
+func missingBlobs(err error) []digest.Digest {
+	var e *Error
+	if !errors.As(err, &e) || e.API.Code != spec.ErrorManifestBlobUnknown {
+		return nil
+	}
+	detail, _ := e.API.Detail.(map[string]any)
+	list, _ := detail["missing"].([]any)
+	var out []digest.Digest
+	for _, v := range list {
+		if str, ok := v.(string); ok && spec.ValidateDigest(digest.Digest(str)) == nil {
+			out = append(out, digest.Digest(str))
+		}
+	}
+	return out
+}
+
 func (s *sender) upload(u upload) error {
 	select {
 	case <-s.ready:
@@ -455,6 +517,11 @@ func (s *sender) upload(u upload) error {
 		s.count(u, false)
 		return nil
 	}
+	return s.transfer(u)
+}
+
+// transfer offers one blob to the registry, sending its bytes if asked.
+func (s *sender) transfer(u upload) error {
 	// The body is opened on the HTTP transport's goroutine, and only when
 	// the registry wants the bytes: the progress bar starts there too.
 	// The transport may close a body after PutBlob returns; u's memory

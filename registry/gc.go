@@ -86,6 +86,22 @@ func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) 
 		res.ManifestsKept++
 	}
 
+	// From here until the last delete, pushes wait for this sweep before
+	// they tag (see gcStateKey).
+	sw, err := reg.beginSweep(ctx)
+	if errors.Is(err, errSweepRunning) {
+		return res, spec.Errorf(spec.ErrorConflict, "another garbage collection is running; try again when it has finished")
+	}
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if err := sw.end(ctx); err != nil {
+			reg.log.ErrorContext(ctx, "garbage collection could not release its sweep lease", "error", err)
+		}
+	}()
+	lost := fmt.Errorf("garbage collection stopped: its sweep lease in %s could not be renewed in time", gcStateKey)
+
 	// Sweep manifests: untagged and older than the grace period.
 	for _, mo := range manifests {
 		if tagged[mo.key] || !mo.modTime.Before(cutoff) {
@@ -93,6 +109,9 @@ func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) 
 		}
 		if !reg.stillOld(ctx, mo.key, cutoff) {
 			continue
+		}
+		if !sw.mayDelete() {
+			return res, lost
 		}
 		if err := reg.store.Delete(ctx, mo.key); err != nil {
 			return res, internal("delete manifest", err)
@@ -134,6 +153,9 @@ func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) 
 		if !reg.stillOld(ctx, info.Key, cutoff) {
 			res.BlobsKept++
 			continue
+		}
+		if !sw.mayDelete() {
+			return res, lost
 		}
 		if err := reg.store.Delete(ctx, info.Key); err != nil {
 			return res, internal("delete blob", err)

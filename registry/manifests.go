@@ -115,12 +115,21 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if ref.Digest != "" && ref.Digest != d {
 		return spec.Errorf(spec.ErrorDigestInvalid, "the manifest's digest is %s, not %s as the URL says", d, ref.Digest)
 	}
+	before, _, err := reg.readGCState(r.Context())
+	if err != nil {
+		return err
+	}
+	sweptBefore := before.sweeping(nowFunc())
 	if err := reg.checkBlobs(r.Context(), m); err != nil {
 		return err
 	}
 	sum, _ := digestSum(d)
-	if err := reg.store.Put(r.Context(), manifestKey(repo, name, d), bytes.NewReader(data), int64(len(data)), sum); err != nil {
+	key := manifestKey(repo, name, d)
+	if err := reg.store.Put(r.Context(), key, bytes.NewReader(data), int64(len(data)), sum); err != nil {
 		return internal("store manifest", err)
+	}
+	if err := reg.confirmAfterSweeps(r.Context(), before, sweptBefore, key, m); err != nil {
+		return err
 	}
 	if ref.Tag != "" {
 		annotations := maps.Clone(m.Annotations)
@@ -136,6 +145,34 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	h.Set(DigestHeader, string(d))
 	h.Set("Location", "/"+repo+"/"+name+"/manifests/"+string(d))
 	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// confirmAfterSweeps makes sure no garbage collection sweep deleted the
+// manifest just stored at key, or a blob it names, since they were checked
+// (see gcStateKey). before is the collection state read before the check.
+func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, sweptBefore bool, key string, m *spec.Manifest) error {
+	after, err := reg.afterSweeps(ctx)
+	if err != nil {
+		return err
+	}
+	if !sweptBefore && after.Generation == before.Generation {
+		return nil // no sweep overlapped the check
+	}
+	if _, err := reg.store.Stat(ctx, key); errors.Is(err, storage.ErrNotFound) {
+		return spec.Errorf(spec.ErrorConflict, "garbage collection removed the manifest while it was being pushed; push it again")
+	} else if err != nil {
+		return internal("stat manifest", err)
+	}
+	if err := reg.checkBlobs(ctx, m); err != nil {
+		// A sweep took a blob the check had found: the manifest must not
+		// stay. The client uploads the missing blobs and pushes again.
+		if derr := reg.store.Delete(ctx, key); derr != nil {
+			return internal("delete manifest", derr)
+		}
+		reg.manifests.remove(key)
+		return err
+	}
 	return nil
 }
 

@@ -1,0 +1,154 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/registry"
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage/fs"
+)
+
+// gatedStore calls hook before every Put and Delete, so a test can stop a
+// request or a collection at an exact point.
+type gatedStore struct {
+	registry.Backend
+	hook func(op, key string)
+}
+
+func (g *gatedStore) Put(ctx context.Context, key string, r io.Reader, size int64, sum []byte) error {
+	g.hook("put", key)
+	return g.Backend.Put(ctx, key, r, size, sum)
+}
+
+func (g *gatedStore) Delete(ctx context.Context, key string) error {
+	g.hook("delete", key)
+	return g.Backend.Delete(ctx, key)
+}
+
+// TestGCDuringManifestPush runs a collection in the middle of a manifest
+// push that reuses old unreferenced blobs: once between the push's blob
+// check and its manifest store, once with the push arriving while the
+// collection sweeps. The push must fail cleanly, leaving no manifest that
+// names a deleted blob, and succeed once the blobs are uploaded again.
+func TestGCDuringManifestPush(t *testing.T) {
+	for _, stage := range []string{"gc-between-check-and-store", "push-during-sweep"} {
+		t.Run(stage, func(t *testing.T) {
+			base, err := fs.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var hook func(op, key string)
+			store := &gatedStore{Backend: base, hook: func(op, key string) {
+				mu.Lock()
+				h := hook
+				mu.Unlock()
+				if h != nil {
+					h(op, key)
+				}
+			}}
+			b := backend{name: "fs-gated", open: func(*testing.T) registry.Backend { return store }}
+			h := newHarness(t, b, registry.Options{GCGracePeriod: time.Nanosecond})
+
+			// Old blobs no manifest names: garbage, until a push reuses them.
+			cfg := h.pushBlob("gc/race", []byte("description: race\n"))
+			weights := h.pushBlob("gc/race", bytes.Repeat([]byte("w"), 4096))
+			cfg.Name, cfg.MediaType = spec.ConfigFileName, spec.MediaTypeConfig
+			weights.Name, weights.MediaType = "weights.bin", spec.MediaTypeFile
+			m := spec.Manifest{SchemaVersion: spec.SchemaVersion, MediaType: spec.MediaTypeManifest, Config: cfg, Blobs: []spec.Descriptor{weights}}
+			data, _ := json.Marshal(m)
+			md := digest.FromBytes(data)
+			time.Sleep(10 * time.Millisecond)
+
+			manifestStored := make(chan struct{})
+			release := make(chan struct{})
+			var once, deleteOnce sync.Once
+			mu.Lock()
+			hook = func(op, key string) {
+				switch {
+				case stage == "gc-between-check-and-store" && op == "put" && strings.Contains(key, "/manifests/"):
+					once.Do(func() { close(manifestStored); <-release })
+				case stage == "push-during-sweep" && op == "put" && strings.Contains(key, "/manifests/"):
+					once.Do(func() { close(manifestStored) })
+				case stage == "push-during-sweep" && op == "delete" && strings.HasPrefix(key, "blobs/"):
+					deleteOnce.Do(func() { <-release })
+				}
+			}
+			mu.Unlock()
+
+			type answer struct {
+				status int
+				body   string
+			}
+			pushed := make(chan answer, 1)
+			put := func() answer {
+				req, _ := http.NewRequest(http.MethodPut, h.url+"/gc/race/manifests/v1", bytes.NewReader(data))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return answer{body: err.Error()}
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				return answer{resp.StatusCode, string(body)}
+			}
+			gcDone := make(chan error, 1)
+			switch stage {
+			case "gc-between-check-and-store":
+				go func() { pushed <- put() }()
+				<-manifestStored
+				res, err := h.reg.CollectGarbage(context.Background())
+				if err != nil || res.BlobsDeleted != 2 {
+					t.Fatalf("collection during the push: %+v, %v", res, err)
+				}
+				close(release)
+			case "push-during-sweep":
+				go func() {
+					res, err := h.reg.CollectGarbage(context.Background())
+					if err == nil && res.BlobsDeleted != 2 {
+						t.Errorf("collection deleted %d blobs, want 2", res.BlobsDeleted)
+					}
+					gcDone <- err
+				}()
+				time.Sleep(50 * time.Millisecond) // the collection is now held at its first blob delete
+				go func() { pushed <- put() }()
+				<-manifestStored
+				time.Sleep(50 * time.Millisecond) // the push now waits for the sweep
+				close(release)
+				if err := <-gcDone; err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := <-pushed
+			if a.status != http.StatusBadRequest || !strings.Contains(a.body, string(spec.ErrorManifestBlobUnknown)) {
+				t.Fatalf("push whose blobs a collection deleted: %d %s", a.status, a.body)
+			}
+			mu.Lock()
+			hook = nil
+			mu.Unlock()
+			// Nothing names the deleted blobs: no manifest, no tag.
+			h.expect(h.do(http.MethodGet, "/gc/race/manifests/"+string(md), nil, nil), http.StatusNotFound, spec.ErrorManifestUnknown)
+			if r := h.do(http.MethodGet, "/gc/race/manifests/v1", nil, nil); r.status != http.StatusNotFound {
+				t.Fatalf("tag v1 exists after a failed push: %d", r.status)
+			}
+			// The client's way out: upload the missing blobs, push again.
+			h.pushBlob("gc/race", []byte("description: race\n"))
+			h.pushBlob("gc/race", bytes.Repeat([]byte("w"), 4096))
+			if got := h.putManifest("gc/race", "v1", m); got != md {
+				t.Fatalf("manifest digest %s, want %s", got, md)
+			}
+			if r := h.getBlob("gc/race", weights.Digest, nil); r.status != http.StatusOK {
+				t.Fatalf("blob after the second push: %d", r.status)
+			}
+		})
+	}
+}
