@@ -459,12 +459,25 @@ const maxManifestRetries = 3
 
 // putManifest stores the manifest. When the registry answers that blobs are
 // missing, which happens when a garbage collection deleted old blobs this
-// push found stored, it uploads them and tries again.
+// push found stored, it uploads them and tries again; when it answers with a
+// conflict (a collection took the manifest, or the tag's index kept
+// changing), it tries again after a pause.
 func (s *sender) putManifest(ctx context.Context, data []byte) (digest.Digest, error) {
 	for attempt := 0; ; attempt++ {
 		d, err := s.api.PutManifest(ctx, s.ref.Repository, s.ref.Name, s.ref.Tag, data)
 		missing := missingBlobs(err)
-		if err == nil || len(missing) == 0 || attempt == maxManifestRetries {
+		if err == nil || attempt == maxManifestRetries {
+			return d, err
+		}
+		if Code(err) == spec.ErrorConflict {
+			select {
+			case <-ctx.Done():
+				return "", err
+			case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+			}
+			continue
+		}
+		if len(missing) == 0 {
 			return d, err
 		}
 		var g errgroup.Group

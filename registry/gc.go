@@ -102,9 +102,38 @@ func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) 
 	}()
 	lost := fmt.Errorf("garbage collection stopped: its sweep lease in %s could not be renewed in time", gcStateKey)
 
-	// Sweep manifests: untagged and older than the grace period.
+	// Sweep manifests: untagged and older than the grace period. A push
+	// may have tagged one since the mark read the indexes, so each model
+	// with candidates has its index read again, within the lease.
+	retagged := map[string]map[string]bool{} // model prefix → manifest keys tagged now
+	taggedNow := func(key string) (bool, error) {
+		repo, name, _, _ := parseModelKey(key)
+		p := modelPrefix(repo, name)
+		if retagged[p] == nil {
+			idx, _, err := reg.readIndex(ctx, modelIndexKey(repo, name))
+			if err != nil {
+				return false, err
+			}
+			retagged[p] = map[string]bool{}
+			for _, desc := range idx.Manifests {
+				if spec.ValidateDigest(desc.Digest) == nil {
+					retagged[p][manifestKey(repo, name, desc.Digest)] = true
+				}
+			}
+		}
+		return retagged[p][key], nil
+	}
 	for _, mo := range manifests {
 		if tagged[mo.key] || !mo.modTime.Before(cutoff) {
+			continue
+		}
+		if now, err := taggedNow(mo.key); err != nil {
+			return res, err
+		} else if now {
+			if err := markManifest(mo.key); err != nil {
+				return res, err
+			}
+			res.ManifestsKept++
 			continue
 		}
 		if !reg.stillOld(ctx, mo.key, cutoff) {
@@ -196,7 +225,14 @@ func (reg *Registry) RunGC(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := reg.CollectGarbage(ctx); err != nil && ctx.Err() == nil {
+			_, err := reg.CollectGarbage(ctx)
+			var apiErr *spec.Error
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case errors.As(err, &apiErr) && apiErr.Code == spec.ErrorConflict:
+				// Another replica is collecting: its run covers ours.
+				reg.log.InfoContext(ctx, "scheduled garbage collection skipped", "reason", apiErr.Message)
+			default:
 				reg.log.ErrorContext(ctx, "scheduled garbage collection failed", "error", err)
 			}
 		}

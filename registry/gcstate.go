@@ -19,15 +19,20 @@ import (
 // that store, and deletes an old unreferenced blob the new manifest reuses
 // after that check, would leave the manifest naming a missing blob.
 //
+// The same holds for an old untagged manifest that a push stores again and
+// tags while a collection deletes it.
+//
 // The protocol: a collection holds a sweep lease in the document (written
 // with compare-and-swap, so one sweep runs at a time across replicas) from
-// before its final listing of manifests until its last delete, and counts
-// finished sweeps in Generation. A push reads the document before its check
-// and again after storing its manifest, waiting while a sweep runs. If a
-// sweep was running at either read, or one finished in between, it checks
-// its blobs again before tagging. Either the sweep's listing came after the
-// store, and so kept the push's blobs, or the push's second check comes
-// after the sweep's deletes, and so sees them.
+// before its final reading of the tags and listing of manifests until its
+// last delete, and counts finished sweeps in Generation. A push reads the
+// document before its check and again after storing and tagging its
+// manifest, waiting while a sweep runs. If a sweep was running at either
+// read, or one finished in between, it checks the manifest and its blobs
+// again, and takes its tag back if anything is gone. Either the sweep's
+// final reading came after the push's tag, and so kept what it names, or
+// the push's second check comes after the sweep's deletes, and so sees
+// them.
 const gcStateKey = "gc/state.json"
 
 // sweepLease is how long a sweep lease lasts; the sweeping collection

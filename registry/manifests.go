@@ -128,9 +128,6 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err := reg.store.Put(r.Context(), key, bytes.NewReader(data), int64(len(data)), sum); err != nil {
 		return internal("store manifest", err)
 	}
-	if err := reg.confirmAfterSweeps(r.Context(), before, sweptBefore, key, m); err != nil {
-		return err
-	}
 	if ref.Tag != "" {
 		annotations := maps.Clone(m.Annotations)
 		if annotations == nil {
@@ -141,6 +138,23 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if err := reg.confirmAfterSweeps(r.Context(), before, sweptBefore, key, m); err != nil {
+		// A collection took what the push relied on: take back what it
+		// wrote, so nothing names a missing object.
+		// Any other tag on this manifest was written by a push that
+		// overlapped the same sweep, which takes its tag back too.
+		ctx := context.WithoutCancel(r.Context())
+		if ref.Tag != "" {
+			if uerr := reg.untag(ctx, repo, name, ref.Tag, d); uerr != nil {
+				return uerr
+			}
+		}
+		if derr := reg.store.Delete(ctx, key); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+			return internal("delete manifest", derr)
+		}
+		reg.manifests.remove(key)
+		return err
+	}
 	h := w.Header()
 	h.Set(DigestHeader, string(d))
 	h.Set("Location", "/"+repo+"/"+name+"/manifests/"+string(d))
@@ -149,8 +163,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 }
 
 // confirmAfterSweeps makes sure no garbage collection sweep deleted the
-// manifest just stored at key, or a blob it names, since they were checked
-// (see gcStateKey). before is the collection state read before the check.
+// manifest just stored at key and tagged, or a blob it names, since they
+// were checked (see gcStateKey). before is the collection state read before
+// the check.
 func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, sweptBefore bool, key string, m *spec.Manifest) error {
 	after, err := reg.afterSweeps(ctx)
 	if err != nil {
@@ -164,16 +179,21 @@ func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, swe
 	} else if err != nil {
 		return internal("stat manifest", err)
 	}
-	if err := reg.checkBlobs(ctx, m); err != nil {
-		// A sweep took a blob the check had found: the manifest must not
-		// stay. The client uploads the missing blobs and pushes again.
-		if derr := reg.store.Delete(ctx, key); derr != nil {
-			return internal("delete manifest", derr)
+	// The client uploads blobs this finds missing and pushes again.
+	return reg.checkBlobs(ctx, m)
+}
+
+// untag removes tag from the model's index if it still names d.
+func (reg *Registry) untag(ctx context.Context, repo, name, tag string, d digest.Digest) error {
+	_, err := reg.updateIndex(ctx, modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
+		i := idx.Find(tag)
+		if i < 0 || idx.Manifests[i].Digest != d {
+			return false, nil
 		}
-		reg.manifests.remove(key)
-		return err
-	}
-	return nil
+		idx.Manifests = slices.Delete(idx.Manifests, i, i+1)
+		return true, nil
+	})
+	return err
 }
 
 // checkBlobs verifies that every blob the manifest names is stored with the
