@@ -194,6 +194,11 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusFound)
 		return nil
 	}
+	release, err := reg.uploads.acquire(w)
+	if err != nil {
+		return err
+	}
+	defer release()
 	err = reg.store.Put(r.Context(), key, r.Body, size, sum)
 	switch {
 	case errors.Is(err, storage.ErrChecksumMismatch):

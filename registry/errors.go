@@ -29,6 +29,7 @@ var statusOf = map[spec.ErrorCode]int{
 	spec.ErrorUnsupported:         http.StatusMethodNotAllowed,
 	spec.ErrorConflict:            http.StatusConflict,
 	spec.ErrorUnavailable:         http.StatusServiceUnavailable,
+	spec.ErrorTooManyRequests:     http.StatusTooManyRequests,
 	spec.ErrorInternal:            http.StatusInternalServerError,
 }
 

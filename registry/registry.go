@@ -41,6 +41,12 @@ type Options struct {
 	GCGracePeriod time.Duration
 	// MaxManifestSize bounds a manifest PUT body; default spec.MaxManifestSize.
 	MaxManifestSize int64
+	// MaxUploads bounds the blob uploads proxied at once (not those sent
+	// to presigned URLs); more get 429 and retry. Default 64.
+	MaxUploads int
+	// IOTimeout aborts a request whose body or response makes no progress
+	// for this long. Default 1 minute.
+	IOTimeout time.Duration
 	// Logger receives request and error logs; default slog.Default().
 	Logger *slog.Logger
 	// Authenticator verifies bearer tokens; nil accepts every request as anonymous.
@@ -58,6 +64,7 @@ type Registry struct {
 	opts      Options
 	log       *slog.Logger
 	manifests manifestCache
+	uploads   uploadSlots
 }
 
 // New returns a registry on store. It fails if redirects are asked of a
@@ -75,7 +82,13 @@ func New(store Backend, opts Options) (*Registry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	reg := &Registry{store: store, opts: opts, log: opts.Logger}
+	if opts.MaxUploads <= 0 {
+		opts.MaxUploads = defaultMaxUploads
+	}
+	if opts.IOTimeout <= 0 {
+		opts.IOTimeout = defaultIOTimeout
+	}
+	reg := &Registry{store: store, opts: opts, log: opts.Logger, uploads: make(uploadSlots, opts.MaxUploads)}
 	if opts.EnableRedirect {
 		p, ok := store.(storage.Presigner)
 		if !ok {
@@ -89,7 +102,7 @@ func New(store Backend, opts Options) (*Registry, error) {
 // Handler returns the HTTP API.
 func (reg *Registry) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, requestLogger(reg.log), middleware.Recoverer)
+	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), middleware.Recoverer)
 	r.NotFound(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return spec.Errorf(spec.ErrorUnsupported, "no such endpoint: %s %s; see docs/api.md", r.Method, r.URL.Path)
 	}))

@@ -125,7 +125,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.
 	}
 	srv := &http.Server{
 		Handler:           reg.Handler(),
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second, // slow loris: headers must arrive promptly
+		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

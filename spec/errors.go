@@ -24,6 +24,7 @@ const (
 	ErrorUnsupported         ErrorCode = "UNSUPPORTED"
 	ErrorConflict            ErrorCode = "CONFLICT"
 	ErrorUnavailable         ErrorCode = "UNAVAILABLE"
+	ErrorTooManyRequests     ErrorCode = "TOO_MANY_REQUESTS"
 	ErrorInternal            ErrorCode = "INTERNAL_ERROR"
 )
 

@@ -77,7 +77,14 @@ func parseFlags(args []string) (registry.Config, string, error) {
 		fs.DurationVar(p, name, v, usage)
 		return err
 	}
+	integer := func(p *int, name string, def int, usage string) error {
+		v, err := envInt(name, def)
+		fs.IntVar(p, name, v, usage)
+		return err
+	}
 	for _, err := range []error{
+		integer(&cfg.Options.MaxUploads, "max-uploads", 64, "blob uploads proxied at once; more get 429 and retry (uploads to presigned URLs are not counted)"),
+		duration(&cfg.Options.IOTimeout, "io-timeout", time.Minute, "abort a request whose body or response makes no progress for this long"),
 		boolean(&cfg.S3.PathStyle, "s3-path-style", false, "address the bucket in the URL path (most S3-compatible servers)"),
 		boolean(&cfg.Options.EnableRedirect, "enable-redirect", false, "answer blob GET/PUT with 302 to a presigned S3 URL"),
 		boolean(&cfg.AnonymousPull, "anonymous-pull", false, "let requests without a token pull"),
@@ -148,4 +155,16 @@ func envDuration(flagName string, def time.Duration) (time.Duration, error) {
 		return def, fmt.Errorf("%s=%q: want a duration such as 15m", envName(flagName), v)
 	}
 	return d, nil
+}
+
+func envInt(flagName string, def int) (int, error) {
+	v, ok := os.LookupEnv(envName(flagName))
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q: want a whole number", envName(flagName), v)
+	}
+	return n, nil
 }
