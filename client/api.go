@@ -37,6 +37,26 @@ type API struct {
 	http    *http.Client
 	token   func() (string, error)
 	retries int
+	// stall ends a request whose body or response moves no byte for this
+	// long: a server (or proxy) that hangs mid-transfer fails the request
+	// instead of holding it forever.
+	stall time.Duration
+}
+
+// DefaultStallTimeout is how long a transfer may make no progress before
+// the client gives up on that request (and retries it).
+const DefaultStallTimeout = 2 * time.Minute
+
+// ErrStalled reports a request that stopped making progress.
+var ErrStalled = errors.New("the transfer stopped making progress")
+
+// SetStallTimeout changes how long a request may make no progress; d <= 0
+// restores DefaultStallTimeout.
+func (a *API) SetStallTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultStallTimeout
+	}
+	a.stall = d
 }
 
 // Error is a failed registry request: the status, the API error, and a
@@ -77,7 +97,7 @@ func NewAPI(base string, httpClient *http.Client, token func() (string, error)) 
 	// Redirects are followed by hand: a presigned URL must not get the token.
 	c := *httpClient
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &API{base: base, http: &c, token: token, retries: 4}
+	return &API{base: base, http: &c, token: token, retries: 4, stall: DefaultStallTimeout}
 }
 
 // DefaultHTTPClient is tuned for many parallel large transfers.
@@ -100,12 +120,14 @@ type body struct {
 
 // lazyBody is one attempt's request body.
 type lazyBody struct {
-	b       *body
-	rc      io.ReadCloser
-	openErr error
+	b        *body
+	rc       io.ReadCloser
+	openErr  error
+	progress func()
 }
 
 func (l *lazyBody) Read(p []byte) (int, error) {
+	l.progress()
 	if l.rc == nil {
 		if l.openErr != nil {
 			return 0, l.openErr
@@ -147,8 +169,11 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 			case <-time.After(backoff/2 + rand.N(backoff)):
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, method, target, nil)
+		reqCtx, cancel := context.WithCancelCause(ctx)
+		guard := newStallGuard(a.stall, cancel)
+		req, err := http.NewRequestWithContext(reqCtx, method, target, nil)
 		if err != nil {
+			guard.stop()
 			return nil, err
 		}
 		var rd *lazyBody
@@ -156,7 +181,7 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 			req.ContentLength = b.size
 			req.Body = http.NoBody
 			if b.size > 0 {
-				rd = &lazyBody{b: b}
+				rd = &lazyBody{b: b, progress: guard.progress}
 				req.Body = rd
 			}
 		}
@@ -166,6 +191,7 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 		if !presigned && a.token != nil {
 			tok, err := a.token()
 			if err != nil {
+				guard.stop()
 				return nil, err
 			}
 			if tok != "" {
@@ -174,15 +200,20 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 		}
 		resp, err := a.http.Do(req)
 		if err != nil {
+			guard.stop()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			if rd != nil && rd.openErr != nil {
 				return nil, rd.openErr // a local file, not the network: no retry
 			}
+			if errors.Is(context.Cause(reqCtx), ErrStalled) {
+				err = fmt.Errorf("%w for %s", ErrStalled, a.stall)
+			}
 			lastErr = a.networkError(err)
 			continue
 		}
+		resp.Body = &guardedBody{ReadCloser: resp.Body, guard: guard, ctx: reqCtx}
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 			lastErr = a.errorFrom(resp, target, presigned)
 			continue
@@ -190,6 +221,49 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 		return resp, nil
 	}
 	return nil, lastErr
+}
+
+// stallGuard cancels a request when progress is not called for d.
+type stallGuard struct {
+	d     time.Duration
+	timer *time.Timer
+	end   context.CancelCauseFunc
+}
+
+func newStallGuard(d time.Duration, cancel context.CancelCauseFunc) *stallGuard {
+	g := &stallGuard{d: d, end: cancel}
+	g.timer = time.AfterFunc(d, func() { cancel(ErrStalled) })
+	return g
+}
+
+func (g *stallGuard) progress() { g.timer.Reset(g.d) }
+
+func (g *stallGuard) stop() {
+	g.timer.Stop()
+	g.end(nil)
+}
+
+// guardedBody is a response body under a stallGuard; closing it ends the
+// request.
+type guardedBody struct {
+	io.ReadCloser
+	guard *stallGuard
+	ctx   context.Context
+}
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	b.guard.progress()
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), ErrStalled) {
+		err = fmt.Errorf("%w for %s", ErrStalled, b.guard.d)
+	}
+	return n, err
+}
+
+func (b *guardedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.guard.stop()
+	return err
 }
 
 func (a *API) networkError(err error) error {
@@ -240,6 +314,9 @@ func (a *API) GetManifest(ctx context.Context, repo, name, reference string) (*s
 	data, err := io.ReadAll(io.LimitReader(resp.Body, spec.MaxManifestSize+1))
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("read manifest: %w", err)
+	}
+	if len(data) > spec.MaxManifestSize {
+		return nil, nil, "", fmt.Errorf("manifest %s/%s:%s from %s is over the %d-byte limit; the registry is broken or hostile", repo, name, reference, a.base, spec.MaxManifestSize)
 	}
 	d := digest.FromBytes(data)
 	want := digest.Digest(resp.Header.Get(DigestHeader))

@@ -2,11 +2,16 @@ package client
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 func TestAPIErrors(t *testing.T) {
@@ -47,5 +52,43 @@ func TestAPIErrors(t *testing.T) {
 	}
 	if _, err := NewAPI(srv.URL, nil, nil).Index(ctx, "other", "m", ""); err == nil || !strings.Contains(err.Error(), "HTTP_418") {
 		t.Fatalf("a non-envelope error: %v", err)
+	}
+}
+
+// TestStalledTransfersFail: a registry that stops sending mid-body, or
+// never answers, fails the request with ErrStalled instead of hanging.
+func TestStalledTransfersFail(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.Contains(r.URL.Path, "/blobs/"):
+			w.Header().Set("Content-Length", "1000")
+			w.Write([]byte(strings.Repeat("x", 100)))
+			w.(http.Flusher).Flush()
+		case strings.Contains(r.URL.Path, "/manifests/"):
+			// no answer at all
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	api := NewAPI(srv.URL, nil, nil)
+	api.SetStallTimeout(100 * time.Millisecond)
+	api.retries = 1
+	ctx := context.Background()
+	rc, err := api.GetBlob(ctx, "m", "x", digest.Digest("sha256:"+strings.Repeat("a", 64)), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("reading a stalled body: %v, want ErrStalled", err)
+	}
+	if _, _, _, err := api.GetManifest(ctx, "m", "x", "v1"); !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "progress") {
+		t.Fatalf("a registry that never answers: %v, want ErrStalled", err)
 	}
 }
