@@ -18,6 +18,10 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"modelx.io/modelx/spec"
 )
@@ -170,11 +174,17 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 			}
 		}
 		reqCtx, cancel := context.WithCancelCause(ctx)
-		guard := newStallGuard(a.stall, cancel)
+		reqCtx, span := startSpan(reqCtx, method, target, presigned)
+		guard := newStallGuard(a.stall, cancel, span)
 		req, err := http.NewRequestWithContext(reqCtx, method, target, nil)
 		if err != nil {
 			guard.stop()
 			return nil, err
+		}
+		if !presigned {
+			// Registry requests carry the trace; presigned URLs get
+			// nothing that is not signed.
+			otel.GetTextMapPropagator().Inject(reqCtx, propagation.HeaderCarrier(req.Header))
 		}
 		var rd *lazyBody
 		if b != nil {
@@ -213,6 +223,7 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 			lastErr = a.networkError(err)
 			continue
 		}
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 		resp.Body = &guardedBody{ReadCloser: resp.Body, guard: guard, ctx: reqCtx}
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 			lastErr = a.errorFrom(resp, target, presigned)
@@ -223,15 +234,32 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 	return nil, lastErr
 }
 
-// stallGuard cancels a request when progress is not called for d.
+// startSpan starts the client span of one request. A presigned URL's
+// query (its signature) never goes into the span: only its host.
+func startSpan(ctx context.Context, method, target string, presigned bool) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{attribute.String("http.request.method", method)}
+	if u, err := url.Parse(target); err == nil {
+		attrs = append(attrs, attribute.String("server.address", u.Host))
+		if !presigned {
+			attrs = append(attrs, attribute.String("url.path", u.Path))
+		}
+	}
+	attrs = append(attrs, attribute.Bool("modelx.presigned", presigned))
+	return otel.GetTracerProvider().Tracer("modelx.io/modelx/client").Start(ctx, "HTTP "+method,
+		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+}
+
+// stallGuard cancels a request when progress is not called for d, and ends
+// the request's span with it.
 type stallGuard struct {
 	d     time.Duration
 	timer *time.Timer
 	end   context.CancelCauseFunc
+	span  trace.Span
 }
 
-func newStallGuard(d time.Duration, cancel context.CancelCauseFunc) *stallGuard {
-	g := &stallGuard{d: d, end: cancel}
+func newStallGuard(d time.Duration, cancel context.CancelCauseFunc, span trace.Span) *stallGuard {
+	g := &stallGuard{d: d, end: cancel, span: span}
 	g.timer = time.AfterFunc(d, func() { cancel(ErrStalled) })
 	return g
 }
@@ -241,6 +269,7 @@ func (g *stallGuard) progress() { g.timer.Reset(g.d) }
 func (g *stallGuard) stop() {
 	g.timer.Stop()
 	g.end(nil)
+	g.span.End()
 }
 
 // guardedBody is a response body under a stallGuard; closing it ends the

@@ -66,6 +66,7 @@ func (reg *Registry) headBlob(w http.ResponseWriter, r *http.Request) error {
 	setBlobHeaders(w.Header(), d)
 	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
 	w.WriteHeader(http.StatusOK)
+	reg.metrics.dedup.WithLabelValues("head").Inc()
 	return nil
 }
 
@@ -87,6 +88,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Location", pr.URL)
 		w.WriteHeader(http.StatusFound)
+		reg.metrics.redirects.WithLabelValues("download").Inc()
 		return nil
 	}
 	offset, length, partial, err := parseRange(r.Header.Get("Range"), info.Size)
@@ -111,7 +113,9 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, offset+length-1, info.Size))
 	}
 	w.WriteHeader(status)
-	if _, err := io.Copy(w, rc); err != nil {
+	n, err := io.Copy(w, rc)
+	reg.metrics.blobBytes.WithLabelValues("out").Add(float64(n))
+	if err != nil {
 		// The status is sent; the short body tells the client.
 		reg.log.WarnContext(r.Context(), "blob download interrupted", "digest", d, "error", err)
 	}
@@ -179,6 +183,7 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 	sum, _ := digestSum(d)
 	if info, err := reg.store.Stat(r.Context(), key); err == nil && info.Size == size {
 		// Already stored; the body is not needed.
+		reg.metrics.dedup.WithLabelValues("put").Inc()
 		return blobCreated(w, r, d)
 	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return internal("stat blob", err)
@@ -192,14 +197,15 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Location", pr.URL)
 		w.WriteHeader(http.StatusFound)
+		reg.metrics.redirects.WithLabelValues("upload").Inc()
 		return nil
 	}
-	release, err := reg.uploads.acquire(w)
+	release, err := reg.uploads.acquire(w, reg.metrics.uploadsInFlight)
 	if err != nil {
 		return err
 	}
 	defer release()
-	err = reg.store.Put(r.Context(), key, r.Body, size, sum)
+	err = reg.store.Put(r.Context(), key, countingReader{r.Body, reg.metrics.blobBytes.WithLabelValues("in")}, size, sum)
 	switch {
 	case errors.Is(err, storage.ErrChecksumMismatch):
 		return spec.Errorf(spec.ErrorDigestInvalid, "the uploaded bytes do not match digest %s; nothing was stored", d)

@@ -25,15 +25,15 @@ type manifestObject struct {
 // uploads its blobs, then its manifest, then its tag, and each of those
 // steps may be in flight. Blobs are shared by every model, so collection
 // always covers the whole registry.
-func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) {
+func (reg *Registry) CollectGarbage(ctx context.Context) (res spec.GCResult, err error) {
 	start := nowFunc()
+	defer func(began time.Time) { reg.metrics.recordGC(res, time.Since(began), err) }(time.Now())
 	cutoff := start.Add(-reg.opts.GCGracePeriod)
-	var res spec.GCResult
 
 	// Mark: every manifest a tag points to, or too young to judge.
 	tagged := map[string]bool{} // manifest keys some tag points to
 	var manifests []manifestObject
-	err := reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
+	err = reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
 		repo, name, rest, ok := parseModelKey(info.Key)
 		switch {
 		case !ok:

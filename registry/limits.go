@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"modelx.io/modelx/spec"
 )
 
@@ -96,10 +98,11 @@ func (w *deadlineWriter) Flush() {
 // is 429 with Retry-After, which clients retry.
 type uploadSlots chan struct{}
 
-func (s uploadSlots) acquire(w http.ResponseWriter) (release func(), err error) {
+func (s uploadSlots) acquire(w http.ResponseWriter, inFlight prometheus.Gauge) (release func(), err error) {
 	select {
 	case s <- struct{}{}:
-		return func() { <-s }, nil
+		inFlight.Inc()
+		return func() { inFlight.Dec(); <-s }, nil
 	default:
 		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfterSecs))
 		return nil, spec.Errorf(spec.ErrorTooManyRequests, "the registry is receiving %d uploads already; retry shortly", cap(s))

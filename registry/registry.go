@@ -65,6 +65,7 @@ type Registry struct {
 	log       *slog.Logger
 	manifests manifestCache
 	uploads   uploadSlots
+	metrics   *Metrics
 }
 
 // New returns a registry on store. It fails if redirects are asked of a
@@ -88,7 +89,8 @@ func New(store Backend, opts Options) (*Registry, error) {
 	if opts.IOTimeout <= 0 {
 		opts.IOTimeout = defaultIOTimeout
 	}
-	reg := &Registry{store: store, opts: opts, log: opts.Logger, uploads: make(uploadSlots, opts.MaxUploads)}
+	m := newMetrics()
+	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, uploads: make(uploadSlots, opts.MaxUploads), metrics: m}
 	if opts.EnableRedirect {
 		p, ok := store.(storage.Presigner)
 		if !ok {
@@ -99,10 +101,13 @@ func New(store Backend, opts Options) (*Registry, error) {
 	return reg, nil
 }
 
+// Metrics returns the registry's Prometheus metrics, served at /metrics.
+func (reg *Registry) Metrics() *Metrics { return reg.metrics }
+
 // Handler returns the HTTP API.
 func (reg *Registry) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), middleware.Recoverer)
+	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument, traceRequests, middleware.Recoverer)
 	r.NotFound(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return spec.Errorf(spec.ErrorUnsupported, "no such endpoint: %s %s; see docs/api.md", r.Method, r.URL.Path)
 	}))
@@ -111,6 +116,7 @@ func (reg *Registry) Handler() http.Handler {
 	}))
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", reg.handle(reg.ready))
+	r.Method(http.MethodGet, "/metrics", reg.metrics.Handler())
 	r.Get(spec.ConfigurationPath, reg.handle(reg.configuration))
 	r.Group(func(r chi.Router) {
 		r.Use(reg.authenticate)

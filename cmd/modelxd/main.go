@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"modelx.io/modelx/internal/telemetry"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
 )
@@ -33,12 +34,21 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewTextHandler(os.Stderr, nil)
-	if logFormat == "json" {
-		handler = slog.NewJSONHandler(os.Stderr, nil)
+	var handler slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
+	if logFormat == "text" || (logFormat == "auto" && isTerminal(os.Stderr)) {
+		handler = slog.NewTextHandler(os.Stderr, nil)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	shutdown, err := telemetry.Setup(ctx, "modelxd")
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(flushCtx)
+	}()
 	return registry.Run(ctx, cfg, slog.New(handler), nil)
 }
 
@@ -58,7 +68,7 @@ func parseFlags(args []string) (registry.Config, string, error) {
 	str(&cfg.S3.SecretKey, "s3-secret-key", "", "S3 secret key; prefer MODELXD_S3_SECRET_KEY, flags show in ps")
 	str(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (serve HTTPS with --tls-key)")
 	str(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file")
-	str(&logFormat, "log-format", "text", "log format: text or json")
+	str(&logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, else JSON)")
 	var issuer auth.IssuerConfig
 	var authConfig string
 	str(&issuer.Issuer, "oidc-issuer", "", "trust bearer tokens of this OIDC issuer (and offer it to `modelx login`)")
@@ -116,8 +126,8 @@ func parseFlags(args []string) (registry.Config, string, error) {
 		issuer.Login = true
 		cfg.Auth.Issuers = append([]auth.IssuerConfig{issuer}, cfg.Auth.Issuers...)
 	}
-	if logFormat != "text" && logFormat != "json" {
-		return cfg, "", fmt.Errorf("--log-format %q: use text or json", logFormat)
+	if logFormat != "text" && logFormat != "json" && logFormat != "auto" {
+		return cfg, "", fmt.Errorf("--log-format %q: use text, json or auto", logFormat)
 	}
 	return cfg, logFormat, nil
 }
@@ -167,4 +177,11 @@ func envInt(flagName string, def int) (int, error) {
 		return def, fmt.Errorf("%s=%q: want a whole number", envName(flagName), v)
 	}
 	return n, nil
+}
+
+// isTerminal reports whether f is a terminal: logs for people there, JSON
+// for log collectors everywhere else.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -1,0 +1,208 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
+
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
+)
+
+// Metrics are the Prometheus series a Registry records. Each Registry has
+// its own registry of collectors, served by its /metrics endpoint, so
+// several Registries in one process (tests, replicas) never collide.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	blobBytes       *prometheus.CounterVec
+	redirects       *prometheus.CounterVec
+	dedup           *prometheus.CounterVec
+	gcRuns          *prometheus.CounterVec
+	gcDeleted       *prometheus.CounterVec
+	gcBytes         prometheus.Counter
+	gcDuration      prometheus.Histogram
+	storageErrors   *prometheus.CounterVec
+	storageDuration *prometheus.HistogramVec
+	uploadsInFlight prometheus.Gauge
+}
+
+func newMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_http_requests_total", Help: "HTTP requests answered, by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "modelxd_http_request_duration_seconds", Help: "Time to answer HTTP requests, by route pattern and method.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"route", "method"})
+	m.blobBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_blob_bytes_total", Help: "Blob bytes moved through the registry (proxy mode): direction is in (uploads) or out (downloads).",
+	}, []string{"direction"})
+	m.redirects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_blob_redirects_total", Help: "Blob requests answered with a redirect to a presigned URL, by direction (upload, download).",
+	}, []string{"direction"})
+	m.dedup = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_blob_dedup_hits_total", Help: "Blob requests that found the blob stored: HEAD hits, and uploads answered without their body (kind head or put).",
+	}, []string{"kind"})
+	m.gcRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_gc_runs_total", Help: "Garbage collections, by result (ok, skipped, error).",
+	}, []string{"result"})
+	m.gcDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_gc_deleted_total", Help: "Objects garbage collection deleted, by kind (blob, manifest).",
+	}, []string{"kind"})
+	m.gcBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "modelxd_gc_reclaimed_bytes_total", Help: "Bytes of blobs garbage collection deleted.",
+	})
+	m.gcDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "modelxd_gc_duration_seconds", Help: "Duration of garbage collections.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+	})
+	m.storageErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_storage_errors_total", Help: "Storage operations that failed (not counting not-found and lost compare-and-swap races), by operation.",
+	}, []string{"op"})
+	m.storageDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "modelxd_storage_operation_duration_seconds", Help: "Duration of storage operations (to the call's return; reads to the opening of the stream), by operation.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
+	}, []string{"op"})
+	m.uploadsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelxd_uploads_in_flight", Help: "Blob uploads being proxied now.",
+	})
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.blobBytes, m.redirects, m.dedup, m.gcRuns, m.gcDeleted,
+		m.gcBytes, m.gcDuration, m.storageErrors, m.storageDuration, m.uploadsInFlight,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registerer is where more collectors for the same endpoint go.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
+
+// instrument records every request's route, status and duration. The
+// route is chi's pattern (e.g. /{repository}/{name}/blobs/{digest}), so
+// the series stay few however many models there are.
+func (m *Metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww, ok := w.(middleware.WrapResponseWriter)
+		if !ok {
+			ww = middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		}
+		start := time.Now()
+		next.ServeHTTP(ww, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+		m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+	})
+}
+
+// recordGC counts one garbage collection.
+func (m *Metrics) recordGC(res spec.GCResult, took time.Duration, err error) {
+	var apiErr *spec.Error
+	switch {
+	case err == nil:
+		m.gcRuns.WithLabelValues("ok").Inc()
+	case errors.As(err, &apiErr) && apiErr.Code == spec.ErrorConflict:
+		m.gcRuns.WithLabelValues("skipped").Inc()
+	default:
+		m.gcRuns.WithLabelValues("error").Inc()
+	}
+	m.gcDeleted.WithLabelValues("blob").Add(float64(res.BlobsDeleted))
+	m.gcDeleted.WithLabelValues("manifest").Add(float64(res.ManifestsDeleted))
+	m.gcBytes.Add(float64(res.BytesFreed))
+	m.gcDuration.Observe(took.Seconds())
+}
+
+// countingReader adds the bytes read to a counter.
+type countingReader struct {
+	io.Reader
+	c prometheus.Counter
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	r.c.Add(float64(n))
+	return n, err
+}
+
+// observedStore records the duration and failures of every storage call,
+// and gives each its own trace span.
+type observedStore struct {
+	Backend
+	m *Metrics
+}
+
+func (s observedStore) observe(op string, start time.Time, span trace.Span, err error) {
+	endSpan(span, err)
+	s.m.storageDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPreconditionFailed) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrChecksumMismatch) && !errors.Is(err, storage.ErrSizeMismatch) {
+		s.m.storageErrors.WithLabelValues(op).Inc()
+	}
+}
+
+func (s observedStore) Stat(ctx context.Context, key string) (info storage.Info, err error) {
+	ctx, span := storageSpan(ctx, "stat", key)
+	defer func(t time.Time) { s.observe("stat", t, span, err) }(time.Now())
+	return s.Backend.Stat(ctx, key)
+}
+
+func (s observedStore) Reader(ctx context.Context, key string, offset, length int64) (rc io.ReadCloser, info storage.Info, err error) {
+	ctx, span := storageSpan(ctx, "read", key)
+	defer func(t time.Time) { s.observe("read", t, span, err) }(time.Now())
+	return s.Backend.Reader(ctx, key, offset, length)
+}
+
+func (s observedStore) Put(ctx context.Context, key string, r io.Reader, size int64, sha256sum []byte) (err error) {
+	ctx, span := storageSpan(ctx, "put", key)
+	defer func(t time.Time) { s.observe("put", t, span, err) }(time.Now())
+	return s.Backend.Put(ctx, key, r, size, sha256sum)
+}
+
+func (s observedStore) List(ctx context.Context, prefix string, fn func(storage.Info) error) (err error) {
+	ctx, span := storageSpan(ctx, "list", prefix)
+	defer func(t time.Time) { s.observe("list", t, span, err) }(time.Now())
+	return s.Backend.List(ctx, prefix, fn)
+}
+
+func (s observedStore) Delete(ctx context.Context, key string) (err error) {
+	ctx, span := storageSpan(ctx, "delete", key)
+	defer func(t time.Time) { s.observe("delete", t, span, err) }(time.Now())
+	return s.Backend.Delete(ctx, key)
+}
+
+func (s observedStore) PutIfAbsent(ctx context.Context, key string, data []byte) (err error) {
+	ctx, span := storageSpan(ctx, "put_if_absent", key)
+	defer func(t time.Time) { s.observe("put_if_absent", t, span, err) }(time.Now())
+	return s.Backend.PutIfAbsent(ctx, key, data)
+}
+
+func (s observedStore) PutIfMatch(ctx context.Context, key string, data []byte, etag string) (err error) {
+	ctx, span := storageSpan(ctx, "put_if_match", key)
+	defer func(t time.Time) { s.observe("put_if_match", t, span, err) }(time.Now())
+	return s.Backend.PutIfMatch(ctx, key, data, etag)
+}

@@ -1,0 +1,214 @@
+package registry_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"modelx.io/modelx/client"
+	"modelx.io/modelx/registry"
+	"modelx.io/modelx/storage/fs"
+)
+
+// metric returns the value of the series with exactly these labels.
+func metric(t *testing.T, text, name, labels string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+labels) + ` (\S+)$`)
+	m := re.FindStringSubmatch(text)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", resp.StatusCode)
+	}
+	return string(body)
+}
+
+func smallModel(t *testing.T) string {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte("description: observed\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "weights.bin"), []byte(strings.Repeat("weights!", 300_000)), 0o644)
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"layers": 2}`), 0o644)
+	return dir
+}
+
+// TestMetricsAfterPushAndPull scrapes /metrics after a push, a second push
+// of the same files to another model, a pull and a garbage collection, on
+// the proxying registry and on the redirecting one, and checks the series
+// against what the client reports it moved.
+func TestMetricsAfterPushAndPull(t *testing.T) {
+	for _, b := range backends(t) {
+		if b.name == "s3-proxy" {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			h := newHarness(t, b, registry.Options{})
+			ctx := context.Background()
+			c := client.New(client.Options{})
+			ref := func(s string) client.Reference {
+				r, err := client.ParseReference(h.url+"/"+s, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			src := smallModel(t)
+			pushed, err := c.Push(ctx, ref("obs/model:v1"), src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := c.Push(ctx, ref("obs/other:v1"), src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pulled, err := c.Pull(ctx, ref("obs/model:v1"), t.TempDir(), client.PullOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gc, err := c.API(h.url).GarbageCollect(ctx, "obs", "model")
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := scrape(t, h.url)
+
+			blobRoute := `route="/{repository}/{name}/blobs/{digest}"`
+			if b.redirect {
+				if got := metric(t, text, "modelxd_blob_redirects_total", `{direction="upload"}`); got != float64(pushed.BlobsTransferred) {
+					t.Errorf("upload redirects %v, want %d (blobs sent)", got, pushed.BlobsTransferred)
+				}
+				if got := metric(t, text, "modelxd_blob_redirects_total", `{direction="download"}`); got != float64(pulled.BlobsTransferred) {
+					t.Errorf("download redirects %v, want %d", got, pulled.BlobsTransferred)
+				}
+				if got := metric(t, text, "modelxd_http_requests_total", `{code="302",method="PUT",`+blobRoute+`}`); got != float64(pushed.BlobsTransferred) {
+					t.Errorf("302 answers to blob PUTs %v, want %d", got, pushed.BlobsTransferred)
+				}
+			} else {
+				if got := metric(t, text, "modelxd_blob_bytes_total", `{direction="in"}`); got != float64(pushed.UploadedBytes) {
+					t.Errorf("bytes in %v, want %d (uploaded)", got, pushed.UploadedBytes)
+				}
+				if got := metric(t, text, "modelxd_blob_bytes_total", `{direction="out"}`); got != float64(pulled.DownloadedBytes) {
+					t.Errorf("bytes out %v, want %d (downloaded)", got, pulled.DownloadedBytes)
+				}
+				if got := metric(t, text, "modelxd_http_requests_total", `{code="201",method="PUT",`+blobRoute+`}`); got != float64(pushed.BlobsTransferred+again.BlobsSkipped) {
+					t.Errorf("201 answers to blob PUTs %v, want %d", got, pushed.BlobsTransferred+again.BlobsSkipped)
+				}
+			}
+			if got := metric(t, text, "modelxd_blob_dedup_hits_total", `{kind="put"}`); got != float64(again.BlobsSkipped) {
+				t.Errorf("uploads answered without a body %v, want %d (blobs the second push skipped)", got, again.BlobsSkipped)
+			}
+			if got := metric(t, text, "modelxd_http_requests_total", `{code="201",method="PUT",route="/{repository}/{name}/manifests/{reference}"}`); got != 2 {
+				t.Errorf("manifest PUTs %v, want 2", got)
+			}
+			if got := metric(t, text, "modelxd_gc_runs_total", `{result="ok"}`); got != 1 {
+				t.Errorf("gc runs %v, want 1", got)
+			}
+			if got := metric(t, text, "modelxd_gc_deleted_total", `{kind="blob"}`); got != float64(gc.BlobsDeleted) {
+				t.Errorf("gc deleted blobs %v, want %d", got, gc.BlobsDeleted)
+			}
+			if metric(t, text, "modelxd_storage_operation_duration_seconds_count", `{op="put"}`) == 0 {
+				t.Error("no storage put was timed")
+			}
+			if strings.Contains(text, "modelxd_storage_errors_total{") {
+				t.Errorf("storage errors recorded:\n%s", text)
+			}
+		})
+	}
+}
+
+// TestTraceSpans records the spans of a push: the client's requests carry
+// the trace to the registry, whose request spans have storage spans under
+// them.
+func TestTraceSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	ctx, root := tp.Tracer("test").Start(context.Background(), "modelx push")
+	r, _ := client.ParseReference(srv.URL+"/trace/model:v1", nil)
+	if _, err := client.New(client.Options{}).Push(ctx, r, smallModel(t)); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		byID[s.SpanContext().SpanID()] = s
+	}
+	var server, storage, clientSpans int
+	for _, s := range rec.Ended() {
+		if s.SpanContext().TraceID() != root.SpanContext().TraceID() {
+			t.Fatalf("span %q is in another trace", s.Name())
+		}
+		switch {
+		case s.SpanKind() == trace.SpanKindServer:
+			server++
+			parent, ok := byID[s.Parent().SpanID()]
+			if !ok || parent.SpanKind() != trace.SpanKindClient {
+				t.Fatalf("server span %q has no client span as parent", s.Name())
+			}
+		case strings.HasPrefix(s.Name(), "storage."):
+			storage++
+			if parent, ok := byID[s.Parent().SpanID()]; !ok || parent.SpanKind() != trace.SpanKindServer {
+				t.Fatalf("storage span %q is not under a request span", s.Name())
+			}
+		case s.SpanKind() == trace.SpanKindClient:
+			clientSpans++
+		}
+	}
+	names := map[string]bool{}
+	for _, s := range rec.Ended() {
+		names[s.Name()] = true
+	}
+	for _, want := range []string{"PUT /{repository}/{name}/blobs/{digest}", "PUT /{repository}/{name}/manifests/{reference}", "storage.put", "storage.stat", "HTTP PUT"} {
+		if !names[want] {
+			t.Errorf("no span %q among %v", want, names)
+		}
+	}
+	if server == 0 || storage == 0 || clientSpans < server {
+		t.Fatalf("spans: %d server, %d storage, %d client", server, storage, clientSpans)
+	}
+}
