@@ -31,6 +31,21 @@ run:
 
 test: tools
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) fuzz
+
+# Each fuzz target, as PACKAGE:TARGET, run for FUZZTIME (the seed corpora in
+# testdata/fuzz already run as plain tests above). New interesting inputs go
+# to the fuzz cache in GOCACHE; only a failing input is written to testdata.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := ./spec:FuzzValidatePath ./spec:FuzzNames ./spec:FuzzParseManifest ./spec:FuzzParseModelConfig \
+	./client:FuzzParseReference ./client/pack:FuzzExtract ./registry:FuzzParseRange ./registry:FuzzBlobParams
+
+.PHONY: fuzz
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 # Transfer benchmark against real servers on 127.0.0.1 (see docs/benchmarks.md);
 # e.g. make bench BENCH_FLAGS='-size 1GiB -out /tmp/bench.json'.
@@ -72,3 +87,4 @@ fmt:
 
 clean:
 	rm -rf bin
+

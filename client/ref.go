@@ -315,6 +315,18 @@ func refCanonicalBase(scheme, authority string) (string, error) {
 		return "", refErrorf(nil, "registry URL %s://%s has an invalid host: use %s://HOST[:PORT]", scheme, authority, scheme)
 	}
 	host, port := strings.ToLower(u.Hostname()), u.Port()
+	// An IPv6 zone ("[fe80::1%25eth0]") comes back from Hostname unescaped,
+	// and "http://[fe80::1%eth0]" does not parse again: write it escaped,
+	// and as given (interface names are case-sensitive). A '%' anywhere
+	// else ("a%25b") is not a host.
+	if addr, zone, ok := strings.Cut(u.Hostname(), "%"); ok {
+		if !strings.Contains(addr, ":") || zone == "" || strings.IndexFunc(zone, func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-')
+		}) >= 0 {
+			return "", refErrorf(nil, "registry URL %s://%s has an invalid host: use %s://HOST[:PORT]", scheme, authority, scheme)
+		}
+		host = strings.ToLower(addr) + "%25" + zone
+	}
 	if strings.HasSuffix(u.Host, ":") {
 		return "", refErrorf(nil, "registry URL %s://%s has an empty port: drop the ':' or give a port", scheme, authority)
 	}

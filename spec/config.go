@@ -1,10 +1,12 @@
 package spec
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
 
+	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 )
 
@@ -46,9 +48,26 @@ type ServingHints struct {
 	Parameters map[string]string `json:"parameters,omitempty"`
 }
 
+// MaxConfigSize bounds modelx.yaml in bytes; clients read at most this much
+// of a config blob.
+const MaxConfigSize = 1 << 20
+
+// maxAliasExpansion bounds what YAML aliases may add to a modelx.yaml once
+// expanded, in bytes of scalars plus aliasNodeCost per node.
+const (
+	maxAliasExpansion = 1 << 20
+	aliasNodeCost     = 8
+)
+
 // ParseModelConfig decodes modelx.yaml strictly: an unknown or mistyped field
 // is an error that names it.
 func ParseModelConfig(data []byte) (*ModelConfig, error) {
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("%s is %d bytes: at most %d are allowed", ConfigFileName, len(data), MaxConfigSize)
+	}
+	if err := checkAliases(data); err != nil {
+		return nil, fmt.Errorf("%s: %s", ConfigFileName, cleanYAMLError(err))
+	}
 	var c ModelConfig
 	if err := yaml.UnmarshalStrict(data, &c); err != nil {
 		return nil, fmt.Errorf("%s: %s", ConfigFileName, cleanYAMLError(err))
@@ -97,3 +116,79 @@ func cleanYAMLError(err error) string {
 }
 
 var goStructField = regexp.MustCompile(`Go struct field [A-Za-z]+\.`)
+
+// checkAliases refuses a document whose aliases would expand to more than
+// maxAliasExpansion. sigs.k8s.io/yaml expands every alias into a copy
+// before it converts the document to JSON, and go.yaml.in/yaml/v2 bounds
+// only the number of nodes aliases add, not their size: 56 KB that alias one
+// 40 KB scalar 4,000 times made 1.1 GB of allocations, and 1 MiB could make
+// hundreds of GB ("billion laughs" with long strings). Here the document is
+// parsed once more, into nodes whose aliases stay pointers, and the expanded
+// size of each anchored node is computed once. A document without '*' has
+// no aliases and is not parsed twice.
+func checkAliases(data []byte) error {
+	if !bytes.ContainsRune(data, '*') {
+		return nil
+	}
+	var doc yaml3.Node
+	if err := yaml3.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	errTooMuch := fmt.Errorf("yaml: aliases expand to more than %d bytes", maxAliasExpansion)
+	sizes := map[*yaml3.Node]int64{} // expanded size of each node measured; -1 while measuring it
+	// expanded returns n's size with every alias in it expanded, or an
+	// error past the bound or for an alias inside its own anchor.
+	var expanded func(n *yaml3.Node) (int64, error)
+	expanded = func(n *yaml3.Node) (int64, error) {
+		if s, ok := sizes[n]; ok {
+			if s < 0 {
+				return 0, fmt.Errorf("yaml: anchor %q value contains itself", n.Anchor)
+			}
+			return s, nil
+		}
+		sizes[n] = -1
+		size := int64(len(n.Value)) + aliasNodeCost
+		if n.Kind == yaml3.AliasNode && n.Alias != nil {
+			s, err := expanded(n.Alias)
+			if err != nil {
+				return 0, err
+			}
+			size += s
+		}
+		for _, c := range n.Content {
+			s, err := expanded(c)
+			if err != nil {
+				return 0, err
+			}
+			if size += s; size > maxAliasExpansion+MaxConfigSize*aliasNodeCost {
+				return 0, errTooMuch // past any document's own size: stop before int64 could overflow
+			}
+		}
+		sizes[n] = size
+		return size, nil
+	}
+	// What the aliases add: the expanded size of every alias node in the
+	// document as written (aliases within anchors count in their anchor's
+	// expanded size, and again where that anchor is aliased).
+	var added int64
+	var walk func(n *yaml3.Node) error
+	walk = func(n *yaml3.Node) error {
+		if n.Kind == yaml3.AliasNode {
+			s, err := expanded(n)
+			if err != nil {
+				return err
+			}
+			if added += s; added > maxAliasExpansion {
+				return errTooMuch
+			}
+			return nil
+		}
+		for _, c := range n.Content {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(&doc)
+}

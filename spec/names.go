@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -88,10 +89,11 @@ func ValidatePath(p string) error {
 	case strings.ContainsAny(p, "\\"):
 		return fmt.Errorf("path %q contains a backslash", p)
 	}
-	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("path %q contains a control character", p)
-		}
+	// unicode.IsControl covers C0, DEL and the C1 controls U+0080-U+009F
+	// (U+009B is a terminal's CSI, U+0085 a line break), which r < 0x20
+	// alone let through.
+	if strings.IndexFunc(p, unicode.IsControl) >= 0 {
+		return fmt.Errorf("path %q contains a control character", p)
 	}
 	for elem := range strings.SplitSeq(p, "/") {
 		switch elem {

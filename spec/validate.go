@@ -59,8 +59,13 @@ func (m *Manifest) Validate() error {
 		}
 		if b.MediaType == MediaTypePack {
 			// A pack's name labels it; the paths are those of its files.
+			// The label is shown in progress bars and errors, so it must
+			// be as tame as a path (no control characters).
 			if b.Name == "" || packNames[b.Name] {
 				return invalid("%s: a pack needs a name unique among packs", field)
+			}
+			if err := ValidatePath(b.Name); err != nil {
+				return invalid("%s.name: %v", field, err)
 			}
 			packNames[b.Name] = true
 			if err := validatePack(field, b); err != nil {
@@ -90,6 +95,9 @@ func validatePack(field string, b Descriptor) error {
 	if err := ValidateDigest(b.Digest); err != nil {
 		return fmt.Errorf("%s (%s).digest: %s", field, b.Name, err.(*Error).Message)
 	}
+	if b.Size < 0 {
+		return fmt.Errorf("%s (%s).size %d is negative", field, b.Name, b.Size)
+	}
 	if len(b.Files) == 0 {
 		return fmt.Errorf("%s (%s): a pack lists at least one file", field, b.Name)
 	}
@@ -99,7 +107,9 @@ func validatePack(field string, b Descriptor) error {
 		if err := validateDescriptor("", Descriptor{Name: f.Name, Digest: f.Digest, Size: f.Size}); err != nil {
 			return validateDescriptor(ff(), Descriptor{Name: f.Name, Digest: f.Digest, Size: f.Size})
 		}
-		if f.Offset < end || f.Length <= 0 || f.Offset+f.Length > b.Size {
+		// Offset >= end >= 0, so b.Size-f.Offset cannot overflow, where
+		// f.Offset+f.Length could (it wrapped to a negative and passed).
+		if f.Offset < end || f.Length <= 0 || f.Offset > b.Size || f.Length > b.Size-f.Offset {
 			return fmt.Errorf("%s (%s): frame at offset %d, length %d lies outside the pack or overlaps the previous file", ff(), f.Name, f.Offset, f.Length)
 		}
 		end = f.Offset + f.Length
@@ -118,6 +128,11 @@ func validateChunked(field string, b Descriptor) error {
 		}
 		if c.Size <= 0 {
 			return fmt.Errorf("%s (%s).chunks[%d].size %d is not positive", field, b.Name, j, c.Size)
+		}
+		// Chunk sizes are positive, so a sum past b.Size can stop here;
+		// unchecked, it could wrap around int64 and add up to b.Size.
+		if c.Size > b.Size-total {
+			return fmt.Errorf("%s (%s): chunks add up to more than size %d", field, b.Name, b.Size)
 		}
 		total += c.Size
 	}

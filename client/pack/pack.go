@@ -81,7 +81,13 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err)
 		}
-		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+		// A hostile registry controls the frames: DecodeAllCapLimit makes
+		// DecodeAll stop at the capacity Decode gives it (the record's
+		// size) instead of growing its output to whatever a tiny frame
+		// claims or expands to (a "zip bomb": 32 KiB of RLE blocks make
+		// 1 GiB), and no frame may need more than MaxPackedFileSize.
+		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxPackedFileSize),
+			zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
@@ -138,12 +144,18 @@ func readEntry(e *Entry, open func(string) (io.ReadCloser, error)) ([]byte, erro
 	return data, nil
 }
 
+// MaxPackedFileSize bounds the size a packed file's record may claim: packs
+// hold small files only, and Decode allocates up to this much.
+const MaxPackedFileSize = 64 << 20
+
 // Decode decompresses one file's frame and checks its size and digest.
 func Decode(frame []byte, f spec.PackedFile) ([]byte, error) {
 	_, dec := codecs()
-	if f.Size > 64<<20 {
+	if f.Size < 0 || f.Size > MaxPackedFileSize { // a negative size made make() below panic
 		return nil, fmt.Errorf("packed file %s claims %d bytes; packs hold small files only", f.Name, f.Size)
 	}
+	// The capacity is the limit: a frame that decodes to more is refused
+	// (see codecs), so memory is bounded by the record, not by the frame.
 	data, err := dec.DecodeAll(frame, make([]byte, 0, f.Size))
 	if err != nil {
 		return nil, fmt.Errorf("packed file %s: corrupt frame: %w", f.Name, err)
@@ -159,7 +171,9 @@ func Decode(frame []byte, f spec.PackedFile) ([]byte, error) {
 
 // Frame returns the bytes of f's frame within a whole pack.
 func Frame(pack []byte, f spec.PackedFile) ([]byte, error) {
-	if f.Offset < 0 || f.Length <= 0 || f.Offset+f.Length > int64(len(pack)) {
+	// Compared without adding Offset and Length, which a hostile manifest
+	// can make overflow (Offset 1, Length MaxInt64 sliced pack[1:MinInt64]).
+	if f.Offset < 0 || f.Length <= 0 || f.Offset > int64(len(pack)) || f.Length > int64(len(pack))-f.Offset {
 		return nil, fmt.Errorf("packed file %s: frame [%d, +%d) lies outside the %d-byte pack", f.Name, f.Offset, f.Length, len(pack))
 	}
 	return pack[f.Offset : f.Offset+f.Length], nil

@@ -1,0 +1,471 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"path"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/opencontainers/go-digest"
+	"sigs.k8s.io/yaml"
+)
+
+// The properties below are restated independently of the code under test:
+// a fuzz target that reused the validators' own regexps would only check
+// that they agree with themselves.
+
+var fuzzSHA256 = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// checkDigest fails t unless d is a sha256 digest that go-digest also accepts.
+func checkDigest(t *testing.T, what string, d digest.Digest) {
+	t.Helper()
+	if !fuzzSHA256.MatchString(string(d)) || d.Validate() != nil || d.Algorithm() != digest.SHA256 {
+		t.Fatalf("%s: accepted digest %q is not a valid sha256 digest", what, d)
+	}
+}
+
+// checkPath fails t unless p is a clean, relative, slash-separated path that
+// stays inside the directory it is joined to.
+func checkPath(t *testing.T, what, p string) {
+	t.Helper()
+	bad := func(why string) { t.Helper(); t.Fatalf("%s: accepted path %q %s", what, p, why) }
+	switch {
+	case p == "":
+		bad("is empty")
+	case strings.HasPrefix(p, "/") || path.IsAbs(p) || filepath.IsAbs(p):
+		bad("is absolute")
+	case strings.Contains(p, `\`):
+		bad("has a backslash")
+	case strings.IndexFunc(p, unicode.IsControl) >= 0:
+		bad("has a control character") // C0, DEL and C1, NUL included
+	case path.Clean(p) != p:
+		bad("is not clean")
+	case !filepath.IsLocal(p):
+		bad("is not local")
+	case !strings.HasPrefix(filepath.Join("/model", p), "/model/"):
+		bad("leaves the model directory")
+	}
+	for _, e := range strings.Split(p, "/") {
+		if e == "" || e == "." || e == ".." {
+			bad(fmt.Sprintf("has a %q element", e))
+		}
+	}
+}
+
+// FuzzValidatePath: ValidatePath never panics, and what it accepts is a
+// clean relative path with no "..", "." or empty element, no leading "/",
+// no backslash and no control character.
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{
+		"modelx.yaml", "a/b/c.bin", "ünïcode/名前.txt", "a..b", "...", ".hidden", "dir/", "",
+		"/etc/passwd", "a/../b", "..", ".", "./a", "a//b", `a\b`, "a\x00b", "a\nb", "a\u0085b", "a\x7fb",
+		"a/\xff\xfe", "C:/x", "a/./b",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePath(p) == nil {
+			checkPath(t, "ValidatePath", p)
+		}
+	})
+}
+
+// FuzzNames: the name, tag, digest and manifest-reference validators never
+// panic; what they accept has the documented syntax; an accepted reference
+// is its own String() and parses again to the same value.
+func FuzzNames(f *testing.F) {
+	for _, s := range []string{
+		"bert", "nlp", "a1.b_c-d", "Bert", "-a", "a-", "a..b", "a/b", "v1", "latest", "V1.0_rc-2", "_x",
+		".hidden", "-v1", strings.Repeat("t", 128), strings.Repeat("t", 129),
+		string(digest.FromString("m")), "sha256:short", "SHA256:" + strings.Repeat("a", 64),
+		"sha256:" + strings.Repeat("A", 64), "md5:d41d8cd98f00b204e9800998ecf8427e", ":", "sha256:", "v1:x",
+	} {
+		f.Add(s)
+	}
+	component := regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateComponent("name", s) == nil {
+			if len(s) == 0 || len(s) > MaxComponentLength || !component.MatchString(s) || ValidatePath(s) != nil {
+				t.Fatalf("ValidateComponent accepted %q", s)
+			}
+		}
+		if ValidateTag(s) == nil {
+			if len(s) == 0 || len(s) > 128 || s[0] == '.' || s[0] == '-' ||
+				strings.IndexFunc(s, func(r rune) bool {
+					return r > unicode.MaxASCII || !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("_.-", r))
+				}) >= 0 {
+				t.Fatalf("ValidateTag accepted %q", s)
+			}
+		}
+		if ValidateDigest(digest.Digest(s)) == nil {
+			checkDigest(t, "ValidateDigest", digest.Digest(s))
+		}
+		ref, err := ParseReference(s)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || (e.Code != ErrorReferenceInvalid && e.Code != ErrorDigestInvalid) {
+				t.Fatalf("ParseReference(%q): error %v is not a REFERENCE_INVALID or DIGEST_INVALID API error", s, err)
+			}
+			return
+		}
+		switch {
+		case (ref.Tag == "") == (ref.Digest == ""):
+			t.Fatalf("ParseReference(%q) = %+v: want exactly one of tag and digest", s, ref)
+		case ref.Digest != "":
+			checkDigest(t, "ParseReference", ref.Digest)
+		case ValidateTag(ref.Tag) != nil:
+			t.Fatalf("ParseReference(%q) accepted tag %q that ValidateTag refuses", s, ref.Tag)
+		}
+		if ref.String() != s {
+			t.Fatalf("ParseReference(%q).String() = %q", s, ref.String())
+		}
+		again, err := ParseReference(ref.String())
+		if err != nil || again != ref {
+			t.Fatalf("ParseReference(%q) = %+v; parsing its String() gave %+v, %v", s, ref, again, err)
+		}
+	})
+}
+
+// fuzzManifests are seed manifests: every blob kind, and near misses.
+func fuzzManifests() []string {
+	d := digest.FromString("x")
+	cfg := Descriptor{Name: ConfigFileName, MediaType: MediaTypeConfig, Digest: d, Size: 1}
+	chunks := []Chunk{{Digest: digest.FromString("c0"), Size: 4}, {Digest: digest.FromString("c1"), Size: 6}}
+	full := Manifest{SchemaVersion: 1, MediaType: MediaTypeManifest, Config: cfg, Blobs: []Descriptor{
+		{Name: "weights/model.safetensors", MediaType: MediaTypeFile, Digest: d, Size: 3, Mode: 0o644},
+		{Name: "big.bin", MediaType: MediaTypeChunkedFile, Digest: ChunkListDigest(chunks), Size: 10, Chunks: chunks},
+		{Name: "pack-0000", MediaType: MediaTypePack, Digest: digest.FromString("p"), Size: 30, Files: []PackedFile{
+			{Name: "tok/a.json", Digest: d, Size: 10, Offset: 0, Length: 12},
+			{Name: "tok/b.json", Digest: d, Size: 0, Offset: 12, Length: 9},
+		}},
+		{Name: "legacy-dir", MediaType: MediaTypeDirectoryTarGz, Digest: d, Size: 3, Mode: 0o20000000755},
+	}, Annotations: map[string]string{"k": "v"}}
+	enc := func(m Manifest) string {
+		data, err := json.Marshal(m)
+		if err != nil {
+			panic(err)
+		}
+		return string(data)
+	}
+	out := []string{legacyManifest, enc(full), "", "{", "[]", `{"config": 5}`, legacyManifest + "{}", "null", `{"blobs":null}`}
+	mutate := func(fn func(m *Manifest)) {
+		m := full
+		m.Blobs = append([]Descriptor(nil), full.Blobs...)
+		for i := range m.Blobs {
+			m.Blobs[i].Files = append([]PackedFile(nil), m.Blobs[i].Files...)
+		}
+		fn(&m)
+		out = append(out, enc(m))
+	}
+	mutate(func(m *Manifest) { m.Blobs[0].Name = "tok/a.json" })             // file shadows packed file
+	mutate(func(m *Manifest) { m.Blobs[0].Name = "tok" })                    // file is a directory
+	mutate(func(m *Manifest) { m.Blobs[2].Size = -1 })                       // pack size negative
+	mutate(func(m *Manifest) { m.Blobs[2].Files[1].Offset = 1<<62 + 1<<61 }) // offset+length overflow
+	mutate(func(m *Manifest) { m.Blobs[2].Name = "\x1b]0;title\x07" })       // pack label with escapes
+	mutate(func(m *Manifest) { m.Blobs[1].Chunks[0].Size = 1 << 62 })        // chunk sizes
+	mutate(func(m *Manifest) { m.Blobs[0].Modified = m.Blobs[0].Modified.AddDate(2000, 0, 0) })
+	return out
+}
+
+// FuzzParseManifest: ParseManifest never panics; an accepted manifest has
+// only clean, distinct, non-nested paths, sha256 digests, non-negative sizes,
+// pack frames inside their pack, and chunk lists that add up to the size
+// and digest; it re-marshals to bytes that parse to an equal manifest.
+func FuzzParseManifest(f *testing.F) {
+	for _, s := range fuzzManifests() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseManifest(data)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code != ErrorManifestInvalid {
+				t.Fatalf("error %v is not a MANIFEST_INVALID API error", err)
+			}
+			return
+		}
+		checkManifest(t, m)
+
+		enc, err := json.Marshal(m)
+		if err != nil {
+			t.Fatalf("accepted manifest does not marshal: %v", err)
+		}
+		m2, err := ParseManifest(enc)
+		if err != nil {
+			t.Fatalf("re-marshalled manifest is refused: %v\n%s", err, enc)
+		}
+		enc2, _ := json.Marshal(m2)
+		if !bytes.Equal(enc, enc2) {
+			t.Fatalf("marshal, parse, marshal changed the manifest:\n%s\n%s", enc, enc2)
+		}
+		if m3, err := ParseManifest(enc2); err != nil || !reflect.DeepEqual(m2, m3) {
+			t.Fatalf("re-parsed manifest differs: %+v, %v", m3, err)
+		}
+	})
+}
+
+func checkManifest(t *testing.T, m *Manifest) {
+	t.Helper()
+	if m.SchemaVersion != 0 && m.SchemaVersion != SchemaVersion || m.MediaType != "" && m.MediaType != MediaTypeManifest {
+		t.Fatalf("accepted schemaVersion %d, mediaType %q", m.SchemaVersion, m.MediaType)
+	}
+	var paths []string
+	checkDesc := func(what string, d Descriptor) {
+		checkPath(t, what, d.Name)
+		checkDigest(t, what, d.Digest)
+		if d.Size < 0 {
+			t.Fatalf("%s: accepted size %d", what, d.Size)
+		}
+		paths = append(paths, d.Name)
+	}
+	checkDesc("config", m.Config)
+	packs := map[string]bool{}
+	for i, b := range m.Blobs {
+		what := fmt.Sprintf("blobs[%d]", i)
+		switch b.MediaType {
+		case MediaTypePack:
+			// A pack's name is a label, not a path in the model, but
+			// it is shown to users: it must be as tame as a path.
+			checkPath(t, what, b.Name)
+			checkDigest(t, what, b.Digest)
+			if packs[b.Name] || b.Size < 0 || len(b.Files) == 0 || len(b.Chunks) > 0 {
+				t.Fatalf("%s: accepted pack %q of size %d with %d files, %d chunks", what, b.Name, b.Size, len(b.Files), len(b.Chunks))
+			}
+			packs[b.Name] = true
+			var end int64
+			for j, pf := range b.Files {
+				checkDesc(fmt.Sprintf("%s.files[%d]", what, j), Descriptor{Name: pf.Name, Digest: pf.Digest, Size: pf.Size})
+				// Compared in big integers: Offset+Length may overflow int64.
+				stop := new(big.Int).Add(big.NewInt(pf.Offset), big.NewInt(pf.Length))
+				if pf.Offset < end || pf.Length <= 0 || stop.Cmp(big.NewInt(b.Size)) > 0 {
+					t.Fatalf("%s.files[%d]: accepted frame [%d, +%d) in a %d-byte pack after offset %d", what, j, pf.Offset, pf.Length, b.Size, end)
+				}
+				end = pf.Offset + pf.Length
+			}
+		case MediaTypeChunkedFile:
+			checkDesc(what, b)
+			total := new(big.Int)
+			for j, c := range b.Chunks {
+				checkDigest(t, fmt.Sprintf("%s.chunks[%d]", what, j), c.Digest)
+				if c.Size <= 0 {
+					t.Fatalf("%s.chunks[%d]: accepted size %d", what, j, c.Size)
+				}
+				total.Add(total, big.NewInt(c.Size))
+			}
+			if len(b.Chunks) == 0 || total.Cmp(big.NewInt(b.Size)) != 0 || b.Digest != ChunkListDigest(b.Chunks) || len(b.Files) > 0 {
+				t.Fatalf("%s: accepted chunked file of size %d whose %d chunks add up to %s", what, b.Size, len(b.Chunks), total)
+			}
+		case MediaTypeFile, MediaTypeDirectoryTarGz:
+			checkDesc(what, b)
+			if len(b.Files) > 0 || len(b.Chunks) > 0 {
+				t.Fatalf("%s: accepted a %s with files or chunks", what, b.MediaType)
+			}
+		default:
+			t.Fatalf("%s: accepted media type %q", what, b.MediaType)
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if seen[p] {
+			t.Fatalf("accepted path %q twice", p)
+		}
+		seen[p] = true
+	}
+	for _, p := range paths {
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			if seen[dir] {
+				t.Fatalf("accepted %q as a file and as the directory of %q", dir, p)
+			}
+		}
+	}
+}
+
+// TestManifestOverflows checks sizes that add up past int64: each is refused.
+func TestManifestOverflows(t *testing.T) {
+	d := digest.FromString("x")
+	base := func() Manifest {
+		return Manifest{SchemaVersion: 1, Config: Descriptor{Name: ConfigFileName, Digest: d, Size: 1}}
+	}
+	big := []Chunk{{Digest: d, Size: 1<<63 - 1}, {Digest: d, Size: 1<<63 - 1}, {Digest: d, Size: 12}} // adds up to 10 mod 2^64
+	for name, b := range map[string]Descriptor{
+		"frame past int64": {Name: "p", MediaType: MediaTypePack, Digest: d, Size: 100, Files: []PackedFile{
+			{Name: "a", Digest: d, Size: 1, Offset: 0, Length: 10},
+			{Name: "b", Digest: d, Size: 1, Offset: 1<<62 + 1<<61, Length: 1<<62 + 1<<61},
+		}},
+		"negative pack size": {Name: "p", MediaType: MediaTypePack, Digest: d, Size: -1, Files: []PackedFile{
+			{Name: "a", Digest: d, Size: 1, Offset: 1<<63 - 1, Length: 1<<63 - 1},
+		}},
+		"chunks wrap around": {Name: "c", MediaType: MediaTypeChunkedFile, Digest: ChunkListDigest(big), Size: 10, Chunks: big},
+		"pack label escapes": {Name: "\x1b]0;pwned\x07", MediaType: MediaTypePack, Digest: d, Size: 10, Files: []PackedFile{
+			{Name: "a", Digest: d, Size: 1, Offset: 0, Length: 10},
+		}},
+	} {
+		m := base()
+		m.Blobs = []Descriptor{b}
+		data, _ := json.Marshal(m)
+		if _, err := ParseManifest(data); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// fuzzConfigs are seed modelx.yaml documents, good and bad.
+var fuzzConfigs = []string{
+	`
+description: Awesome text generator
+framework: pytorch
+task: text-generation
+tags: [modelx, demo]
+maintainers: [maintainer]
+modelFiles: [torch.bin, tokenizer/]
+config:
+  inputs: {text: {type: string, shape: [-1, 1]}}
+  outputs: {}
+serving:
+  server: triton
+  implementation: mlserver_sklearn.SKLearnModel
+  protocol: v2
+  gpu: 1
+  parameters: {batch: "8"}
+annotations: {team: nlp}
+`,
+	"", "{}", "null", "description: [", "modelFile: [a]", "modelFiles: [../secret]", "tags: ['  ']",
+	"serving: {server: tfserving}", "serving: {gpu: -1}", "serving: {gpu: x}", "tags: [1, true, null]",
+	"config: {inputs: &a {x: [*a]}}",
+	"description: &d hello\ntask: *d\ntags: [*d, *d]\n",
+	"base: &b {server: triton}\nserving: {<<: *b, gpu: 2}\n",
+	"a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\ntags: [*b, *b, *b, *b]\n",
+	"config: {inputs: {x: " + strings.Repeat("[", 100) + strings.Repeat("]", 100) + "}}",
+	"description: \"\\x1b[31m\"\nmodelFiles: [\"a\\u0085b\"]\n",
+	"%YAML 1.1\n---\ndescription: x\n...\n---\ndescription: y\n",
+}
+
+// FuzzParseModelConfig: ParseModelConfig never panics and allocates in
+// proportion to its input (no alias bombs); an accepted config passes
+// Validate, names only clean paths, and survives a marshal round trip.
+func FuzzParseModelConfig(f *testing.F) {
+	for _, s := range fuzzConfigs {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var c *ModelConfig
+		var err error
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		c, err = ParseModelConfig(data)
+		runtime.ReadMemStats(&after)
+		if n, limit := after.TotalAlloc-before.TotalAlloc, uint64(len(data))*512+64<<20; n > limit {
+			t.Fatalf("ParseModelConfig of %d bytes allocated %d bytes", len(data), n)
+		}
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), ConfigFileName+": ") {
+				t.Fatalf("error %q does not start with %q", err, ConfigFileName)
+			}
+			return
+		}
+		checkConfig(t, c)
+		// One round trip may drop empty maps and lists (omitempty); after
+		// it, marshalling and parsing again change nothing.
+		c2 := roundTripConfig(t, c)
+		if c3 := roundTripConfig(t, c2); !reflect.DeepEqual(c2, c3) {
+			t.Fatalf("marshal and parse changed the config:\n%+v\n%+v", c2, c3)
+		}
+	})
+}
+
+// roundTripConfig marshals c to YAML and parses it again.
+func roundTripConfig(t *testing.T, c *ModelConfig) *ModelConfig {
+	t.Helper()
+	enc, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatalf("accepted config does not marshal: %v", err)
+	}
+	c2, err := ParseModelConfig(enc)
+	if err != nil {
+		t.Fatalf("re-marshalled config is refused: %v\n%s", err, enc)
+	}
+	checkConfig(t, c2)
+	return c2
+}
+
+func checkConfig(t *testing.T, c *ModelConfig) {
+	t.Helper()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("accepted config does not validate: %v", err)
+	}
+	for i, p := range c.ModelFiles {
+		checkPath(t, fmt.Sprintf("modelFiles[%d]", i), strings.TrimSuffix(p, "/"))
+	}
+	for i, tag := range c.Tags {
+		if strings.TrimSpace(tag) == "" || !utf8.ValidString(tag) {
+			t.Fatalf("tags[%d]: accepted %q", i, tag)
+		}
+	}
+	if s := c.Serving; s != nil && (s.GPU < 0 || s.Server != "" && s.Server != "mlserver" && s.Server != "triton") {
+		t.Fatalf("accepted serving %+v", *s)
+	}
+}
+
+// TestParseModelConfigBombs feeds ParseModelConfig documents built to
+// exhaust a YAML decoder: each is refused, or accepted, within a memory bound.
+func TestParseModelConfigBombs(t *testing.T) {
+	laughs := "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+	for i := 'b'; i <= 'i'; i++ {
+		laughs += fmt.Sprintf("%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	long := strings.Repeat("x", MaxConfigSize/2)
+	for _, tc := range []struct {
+		name, doc string
+		want      string // "" means accepted
+	}{
+		{"billion laughs", laughs + "tags: *i\n", "aliases expand"},
+		// Few aliases, so go-yaml's alias ratio does not trip, of one long
+		// scalar: 530 KB of YAML that expand to 2.6 GB of JSON.
+		{"long scalar aliased", "description: &a " + long + "\ntags: [" + strings.Repeat("*a,", 5_000) + "*a]\n", "aliases expand"},
+		{"quadratic", "a: &a [" + strings.Repeat("x,", 20_000) + "x]\ntags: [" + strings.Repeat("*a,", 5_000) + "*a]\n", "aliases expand"},
+		{"self reference", "config: {inputs: &a {x: [*a]}}", "contains itself"},
+		{"unknown alias", "tags: [*nope]", "unknown anchor"},
+		{"deep flow nesting", "config: {inputs: {x: " + strings.Repeat("[", 20_000) + strings.Repeat("]", 20_000) + "}}", "depth"},
+		{"deep block nesting", "config:\n  inputs:\n" + deepBlock(1_300), ""}, // as deep as 1 MiB of indentation goes
+		{"too large", "description: " + strings.Repeat("x", MaxConfigSize), "at most"},
+		{"few aliases", "description: &d hello\ntask: *d\ntags: [*d, *d]\nserving: &s {server: triton}\n", ""},
+		{"merge key", "config: {inputs: &i {x: 1}, outputs: {<<: *i, y: 2}}\n", ""},
+		{"star in text", "description: \"a * b\"\ntags: ['*x']\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := ParseModelConfig([]byte(tc.doc))
+			runtime.ReadMemStats(&after)
+			if n := after.TotalAlloc - before.TotalAlloc; n > 256<<20 {
+				t.Errorf("allocated %d MB for a %d-byte document", n>>20, len(tc.doc))
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// deepBlock returns n levels of nested block mappings, the last one empty.
+func deepBlock(n int) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(strings.Repeat(" ", 4+i))
+		b.WriteString("k:\n")
+	}
+	return b.String()
+}
