@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -220,6 +221,11 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 			if errors.Is(context.Cause(reqCtx), ErrStalled) {
 				err = fmt.Errorf("%w for %s", ErrStalled, a.stall)
 			}
+			var unknownCA x509.UnknownAuthorityError
+			var badHost x509.HostnameError
+			if errors.As(err, &unknownCA) || errors.As(err, &badHost) {
+				return nil, a.networkError(err) // retrying will not change the certificate
+			}
 			lastErr = a.networkError(err)
 			continue
 		}
@@ -298,7 +304,13 @@ func (b *guardedBody) Close() error {
 func (a *API) networkError(err error) error {
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
 	switch {
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("registry %s: its TLS certificate is signed by a CA this machine does not trust; give the CA's certificate with --ca-file (or MODELX_CA_FILE): %w", a.base, err)
+	case errors.As(err, &badHost):
+		return fmt.Errorf("registry %s: its TLS certificate is for another host; use the host name the certificate names: %w", a.base, err)
 	case errors.As(err, &dnsErr):
 		return fmt.Errorf("registry %s is unreachable: host %q not found; check the registry URL", a.base, dnsErr.Name)
 	case errors.As(err, &opErr) && opErr.Op == "dial":

@@ -63,6 +63,7 @@ func (a *app) initCommand() *cobra.Command {
 }
 
 func (a *app) pushCommand() *cobra.Command {
+	var metricsFile string
 	cmd := &cobra.Command{
 		Use:   "push REF [DIR]",
 		Short: "Push DIR (default .) as the model version REF",
@@ -78,6 +79,15 @@ func (a *app) pushCommand() *cobra.Command {
 			}
 			res, err := a.newClient(cfg).Push(cmd.Context(), ref, dir)
 			a.stopProgress()
+			if metricsFile != "" {
+				f := transferFigures{operation: "push", reference: ref.String(), err: err}
+				if res != nil {
+					f.movedBytes, f.skippedBytes, f.movedBlobs, f.skippedBlobs, f.seconds = res.UploadedBytes, res.SkippedBytes, res.BlobsTransferred, res.BlobsSkipped, res.DurationSeconds
+				}
+				if werr := writeMetricsFile(metricsFile, f); werr != nil && err == nil {
+					err = werr
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -91,11 +101,18 @@ func (a *app) pushCommand() *cobra.Command {
 	}
 	a.addOutputFlag(cmd)
 	a.addConcurrencyFlag(cmd)
+	addMetricsFileFlag(cmd, &metricsFile)
 	return cmd
+}
+
+// addMetricsFileFlag adds --metrics-file to push and pull.
+func addMetricsFileFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "metrics-file", os.Getenv("MODELX_METRICS_FILE"), "write the transfer's figures to this file in the Prometheus text format, also on failure (env MODELX_METRICS_FILE)")
 }
 
 func (a *app) pullCommand() *cobra.Command {
 	var opts client.PullOptions
+	var metricsFile string
 	cmd := &cobra.Command{
 		Use:   "pull REF [DIR]",
 		Short: "Pull the model version REF into DIR (default ./NAME)",
@@ -121,6 +138,15 @@ interrupted pull resumes where it stopped. As a storage initializer:
 			opts.DropState = opts.DropState || strings.HasPrefix(args[0], "modelx://")
 			res, err := a.newClient(cfg).Pull(cmd.Context(), ref, dir, opts)
 			a.stopProgress()
+			if metricsFile != "" {
+				f := transferFigures{operation: "pull", reference: ref.String(), err: err}
+				if res != nil {
+					f.movedBytes, f.skippedBytes, f.movedBlobs, f.skippedBlobs, f.seconds = res.DownloadedBytes, res.SkippedBytes, res.BlobsTransferred, res.BlobsSkipped, res.DurationSeconds
+				}
+				if werr := writeMetricsFile(metricsFile, f); werr != nil && err == nil {
+					err = werr
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -137,6 +163,7 @@ interrupted pull resumes where it stopped. As a storage initializer:
 	cmd.Flags().BoolVar(&opts.DropState, "no-state", false, "remove DIR/.modelx (hash cache) after a successful pull; the default for modelx:// URIs")
 	a.addOutputFlag(cmd)
 	a.addConcurrencyFlag(cmd)
+	addMetricsFileFlag(cmd, &metricsFile)
 	return cmd
 }
 
@@ -468,7 +495,7 @@ func (a *app) loginCommand() *cobra.Command {
 				return errors.New("the token is empty")
 			}
 			// Check the token before storing it.
-			api := client.NewAPI(registry, nil, func() (string, error) { return token, nil })
+			api := client.NewAPI(registry, a.hc, func() (string, error) { return token, nil })
 			if _, err := api.Index(cmd.Context(), "", "", ""); err != nil {
 				return fmt.Errorf("the registry refused the token: %w", err)
 			}
@@ -489,7 +516,7 @@ func (a *app) loginCommand() *cobra.Command {
 // deviceLogin logs in through the registry's identity provider: the user
 // opens a URL, enters a code, and the token lands in the config.
 func (a *app) deviceLogin(ctx context.Context, cfg *client.Config, registry string) error {
-	conf, err := client.NewAPI(registry, nil, nil).Configuration(ctx)
+	conf, err := client.NewAPI(registry, a.hc, nil).Configuration(ctx)
 	if err != nil {
 		return fmt.Errorf("learn how to log in to %s: %w", registry, err)
 	}
@@ -500,7 +527,7 @@ func (a *app) deviceLogin(ctx context.Context, cfg *client.Config, registry stri
 		}
 		return fmt.Errorf("%s offers no OIDC login; log in with --token-stdin and a token from its administrator", registry)
 	}
-	cred, err := client.DeviceLogin(ctx, nil, *conf.OIDC, func(dc client.DeviceCode) {
+	cred, err := client.DeviceLogin(ctx, a.hc, *conf.OIDC, func(dc client.DeviceCode) {
 		url := dc.VerificationURIComplete
 		if url == "" {
 			url = dc.VerificationURI

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 
@@ -24,7 +27,10 @@ type app struct {
 	output         string
 	quiet          bool
 	concurrency    int
+	caFile         string
+	insecure       bool
 	stop           func() // ends the progress display
+	hc             *http.Client
 }
 
 func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -47,6 +53,8 @@ References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", "", "config file (default: $MODELX_CONFIG or the user config dir)")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print no progress")
+	pf.StringVar(&a.caFile, "ca-file", os.Getenv("MODELX_CA_FILE"), "PEM file of CA certificates to trust besides the system's, for a registry or identity provider with a private CA (env MODELX_CA_FILE)")
+	pf.BoolVar(&a.insecure, "insecure", os.Getenv("MODELX_INSECURE") == "true", "do not verify TLS certificates (testing only: anyone on the path can read and change the traffic; env MODELX_INSECURE=true)")
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.listCommand(), a.infoCommand(),
 		a.deleteCommand(), a.gcCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
@@ -77,7 +85,12 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// loadConfig loads the config file and sets up the HTTP client (its
+// --ca-file is read here, so a bad one fails every command early).
 func (a *app) loadConfig() (*client.Config, error) {
+	if _, err := a.httpClient(); err != nil {
+		return nil, err
+	}
 	p := a.configPath
 	if p == "" {
 		var err error
@@ -92,10 +105,45 @@ func (a *app) loadConfig() (*client.Config, error) {
 // environment, and progress on stderr.
 func (a *app) newClient(cfg *client.Config) *client.Client {
 	return client.New(client.Options{
-		Token:       cfg.TokenSource(context.Background(), nil),
+		HTTPClient:  a.hc, // set up by loadConfig
+		Token:       cfg.TokenSource(context.Background(), a.hc),
 		Concurrency: a.concurrency,
 		Progress:    a.progress(),
 	})
+}
+
+// httpClient carries every request of the command: to registries, object
+// stores and identity providers. --ca-file adds CAs to the system's;
+// --insecure turns verification off.
+func (a *app) httpClient() (*http.Client, error) {
+	if a.hc != nil {
+		return a.hc, nil
+	}
+	hc := client.DefaultHTTPClient()
+	t := hc.Transport.(*http.Transport)
+	if a.caFile != "" || a.insecure {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if a.caFile != "" {
+		pem, err := os.ReadFile(a.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s holds no PEM certificate: give the CA's certificate in PEM form (-----BEGIN CERTIFICATE-----)", a.caFile)
+		}
+		t.TLSClientConfig.RootCAs = pool
+	}
+	if a.insecure {
+		t.TLSClientConfig.InsecureSkipVerify = true
+		fmt.Fprintln(a.stderr, "modelx: warning: --insecure: TLS certificates are not verified")
+	}
+	a.hc = hc
+	return hc, nil
 }
 
 func (a *app) parseRef(cfg *client.Config, s string) (client.Reference, error) {
