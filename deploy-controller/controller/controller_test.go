@@ -15,25 +15,22 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/config"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
-	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
-
-	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/client-go/rest"
-
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	modelx "modelx.io/modelx/client"
@@ -418,6 +415,44 @@ func TestController(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("Metrics", func(t *testing.T) {
+		// The runs above resolved, rolled out, ran a canary and met a
+		// missing model: the controller's series say so, next to
+		// controller-runtime's own.
+		families, err := ctrlmetrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		value := func(name, label, want string) float64 {
+			for _, f := range families {
+				if f.GetName() != name {
+					continue
+				}
+				for _, m := range f.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == label && l.GetValue() == want {
+							return m.GetCounter().GetValue()
+						}
+					}
+				}
+			}
+			return 0
+		}
+		for _, c := range []struct{ name, label, value string }{
+			{"modelx_controller_resolves_total", "result", controller.ReasonResolved},
+			{"modelx_controller_resolves_total", "result", controller.ReasonModelNotFound},
+			{"modelx_controller_registry_errors_total", "reason", controller.ReasonModelNotFound},
+			{"modelx_controller_rollouts_total", "kind", "initial"},
+			{"modelx_controller_rollouts_total", "kind", "update"},
+			{"modelx_controller_rollouts_total", "kind", "canary"},
+			{"controller_runtime_reconcile_total", "result", "success"},
+		} {
+			if value(c.name, c.label, c.value) < 1 {
+				t.Errorf("%s{%s=%q} is not counted", c.name, c.label, c.value)
+			}
+		}
 	})
 
 	t.Run("SchemaValidation", func(t *testing.T) {

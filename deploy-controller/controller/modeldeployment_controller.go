@@ -88,12 +88,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if digest != md.Status.Digest {
 		if md.Status.Digest != "" {
 			r.Recorder.Eventf(&md, nil, "Normal", ReasonRollingOut, "Rollout", "rolling out %s (was %s)", short(digest), short(md.Status.Digest))
+			rolloutsTotal.WithLabelValues("update").Inc()
 		} else {
 			r.Recorder.Eventf(&md, nil, "Normal", ReasonResolved, "Resolve", "serving %s", short(digest))
+			rolloutsTotal.WithLabelValues("initial").Inc()
 		}
 	}
 	if canary != "" && canary != md.Status.CanaryDigest {
 		r.Recorder.Eventf(&md, nil, "Normal", ReasonCanary, "Rollout", "canary %s takes %d%% of traffic", short(canary), md.Spec.FollowTag.CanaryPercent)
+		rolloutsTotal.WithLabelValues("canary").Inc()
 	}
 
 	sd, err := r.apply(ctx, &md, render.Inputs{Digest: digest, CanaryDigest: canary, InitializerImage: r.InitializerImage})
@@ -163,8 +166,16 @@ func (r *Reconciler) versions(ctx context.Context, md *v1alpha1.ModelDeployment)
 	}
 	resolved, err := r.Resolver.Resolve(ctx, md.Spec.Model)
 	if err != nil {
+		reason := ReasonRegistryUnreachable
+		var re *ResolveError
+		if errors.As(err, &re) {
+			reason = re.Reason
+		}
+		resolvesTotal.WithLabelValues(reason).Inc()
+		registryErrorsTotal.WithLabelValues(reason).Inc()
 		return "", "", err
 	}
+	resolvesTotal.WithLabelValues(ReasonResolved).Inc()
 	switch {
 	case cur == "" || specChanged && !follow:
 		return resolved, "", nil
