@@ -6,6 +6,7 @@ package client
 import (
 	"net/http"
 	"runtime"
+	"time"
 
 	"modelx.io/modelx/client/chunker"
 )
@@ -25,6 +26,9 @@ type Options struct {
 	SmallFileThreshold int64
 	// Chunker bounds the content-defined chunks of large files.
 	Chunker chunker.Params
+	// StallTimeout fails (and retries) a request that moves no byte for
+	// this long; default DefaultStallTimeout.
+	StallTimeout time.Duration
 	// Progress receives transfer progress; default none.
 	Progress Progress
 }
@@ -81,5 +85,7 @@ func (c *Client) API(registry string) *API {
 	if c.opts.Token != nil {
 		token = func() (string, error) { return c.opts.Token(registry) }
 	}
-	return NewAPI(registry, c.opts.HTTPClient, token)
+	api := NewAPI(registry, c.opts.HTTPClient, token)
+	api.SetStallTimeout(c.opts.StallTimeout)
+	return api
 }
