@@ -197,4 +197,3 @@ func TestHostileRegistry(t *testing.T) {
 		sameTree(t, src, dst)
 	})
 }
-
