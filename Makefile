@@ -29,7 +29,7 @@ build:
 run:
 	$(GO) run ./cmd/modelxd --listen $(LISTEN) --data-dir $(DATA_DIR)
 
-test: tools
+test: tools chromium
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
 
@@ -88,3 +88,8 @@ fmt:
 clean:
 	rm -rf bin
 
+# Headless Chromium from Debian's packages, for the web UI's browser tests
+# (registry/ui); they skip without it, except in CI, where they fail.
+.PHONY: chromium
+chromium:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)

@@ -55,6 +55,9 @@ type Options struct {
 	Policy *auth.Policy
 	// Login is advertised to `modelx login` at ConfigurationPath.
 	Login *spec.OIDCLogin
+	// DisableUI turns off the web UI at /ui/ (and the redirect of
+	// browsers from / to it).
+	DisableUI bool
 }
 
 // Registry serves the modelx HTTP API from a storage backend.
@@ -108,6 +111,9 @@ func (reg *Registry) Metrics() *Metrics { return reg.metrics }
 func (reg *Registry) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument, traceRequests, middleware.Recoverer)
+	if !reg.opts.DisableUI {
+		r.Use(reg.webUI()) // the web pages under /ui/ (docs/ui.md)
+	}
 	r.NotFound(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return spec.Errorf(spec.ErrorUnsupported, "no such endpoint: %s %s; see docs/api.md", r.Method, r.URL.Path)
 	}))
@@ -120,7 +126,7 @@ func (reg *Registry) Handler() http.Handler {
 	r.Get(spec.ConfigurationPath, reg.handle(reg.configuration))
 	r.Group(func(r chi.Router) {
 		r.Use(reg.authenticate)
-		r.Get("/", reg.handle(reg.getGlobalIndex))
+		r.Get("/", reg.handle(reg.root))
 		r.Route("/{repository}/{name}", func(r chi.Router) {
 			pull, push, del := reg.authorize(auth.Pull), reg.authorize(auth.Push), reg.authorize(auth.Delete)
 			r.With(pull).Get("/index", reg.handle(reg.getIndex))
