@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,13 @@ type Error struct {
 // Error names the registry, the API error and, for 401/403, what to do.
 func (e *Error) Error() string {
 	msg := fmt.Sprintf("%s: %s", e.Registry, e.API.Error())
+	if strings.HasPrefix(string(e.API.Code), "STORAGE_") {
+		// A presigned URL refused: credentials are not the cause.
+		if e.Status == http.StatusForbidden {
+			msg += "; the presigned URL was refused: check that this machine's clock is right, and retry (a new URL is signed each time)"
+		}
+		return msg
+	}
 	switch e.Status {
 	case http.StatusUnauthorized:
 		msg += fmt.Sprintf("; run `modelx login %s` (or set MODELX_TOKEN)", e.Registry)

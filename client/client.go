@@ -20,7 +20,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Token returns the bearer token for a registry base URL ("" for none).
 	Token func(registry string) (string, error)
-	// Concurrency is how many transfers and hashes run at once; default 8.
+	// Concurrency is how many transfers and hashes run at once; default
+	// twice the CPUs, at least 4 and at most 8.
 	Concurrency int
 	// SmallFileThreshold: files below it are packed; default 1 MiB.
 	SmallFileThreshold int64

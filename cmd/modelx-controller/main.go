@@ -29,7 +29,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "metrics endpoint address (0 disables)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "health and readiness probe address")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader, for more than one replica")
-	flag.StringVar(&image, "initializer-image", "modelx:latest", "the modelx image Seldon runs as storage initializer (`modelx pull URI DEST`)")
+	flag.StringVar(&image, "initializer-image", "modelx:latest", "the modelx image Seldon runs as storage initializer (it runs: modelx pull URI DEST)")
 	flag.DurationVar(&retry, "retry-after", 30*time.Second, "pause before resolving a failed model reference again")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)

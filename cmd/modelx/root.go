@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -54,7 +55,7 @@ References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
 	pf.StringVar(&a.configPath, "config", "", "config file (default: $MODELX_CONFIG or the user config dir)")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print no progress")
 	pf.StringVar(&a.caFile, "ca-file", os.Getenv("MODELX_CA_FILE"), "PEM file of CA certificates to trust besides the system's, for a registry or identity provider with a private CA (env MODELX_CA_FILE)")
-	pf.BoolVar(&a.insecure, "insecure", os.Getenv("MODELX_INSECURE") == "true", "do not verify TLS certificates (testing only: anyone on the path can read and change the traffic; env MODELX_INSECURE=true)")
+	pf.BoolVar(&a.insecure, "insecure", envTrue("MODELX_INSECURE"), "do not verify TLS certificates (testing only: anyone on the path can read and change the traffic; env MODELX_INSECURE=true)")
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.listCommand(), a.infoCommand(),
 		a.deleteCommand(), a.gcCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
@@ -69,7 +70,7 @@ func (a *app) addOutputFlag(cmd *cobra.Command) {
 }
 
 func (a *app) addConcurrencyFlag(cmd *cobra.Command) {
-	cmd.Flags().IntVarP(&a.concurrency, "jobs", "j", 0, "parallel transfers (default 8)")
+	cmd.Flags().IntVarP(&a.concurrency, "jobs", "j", 0, "parallel transfers (default: twice the CPUs, at least 4, at most 8)")
 }
 
 func (a *app) checkOutput() error {
@@ -180,4 +181,11 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// envTrue reads a boolean environment variable as strconv.ParseBool does
+// (1, t, true, TRUE, …); unset or unparsable is false.
+func envTrue(name string) bool {
+	v, err := strconv.ParseBool(os.Getenv(name))
+	return err == nil && v
 }

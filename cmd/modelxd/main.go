@@ -71,7 +71,7 @@ func parseFlags(args []string) (registry.Config, string, error) {
 	str(&logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, else JSON)")
 	var issuer auth.IssuerConfig
 	var authConfig string
-	str(&issuer.Issuer, "oidc-issuer", "", "trust bearer tokens of this OIDC issuer (and offer it to `modelx login`)")
+	str(&issuer.Issuer, "oidc-issuer", "", "trust bearer tokens of this OIDC issuer (and offer it to modelx login)")
 	str(&issuer.Audience, "oidc-audience", "", "the audience (client ID) tokens of --oidc-issuer must carry")
 	str(&issuer.UsernameClaim, "oidc-username-claim", "email", "the claim that names the user")
 	str(&issuer.GroupsClaim, "oidc-groups-claim", "groups", "the claim that lists the user's groups")

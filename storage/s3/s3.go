@@ -7,6 +7,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -102,6 +103,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) Check(ctx context.Context) error {
 	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
 		return fmt.Errorf("s3: bucket %q is not reachable: %w", s.bucket, err)
+	}
+	// Index updates from several replicas rely on conditional writes; a
+	// server that ignores If-None-Match would lose updates silently.
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	key := fmt.Sprintf(".modelx-probe/%x", nonce)
+	defer s.Delete(context.WithoutCancel(ctx), key)
+	if err := s.PutIfAbsent(ctx, key, []byte("1")); err != nil {
+		return fmt.Errorf("s3: bucket %q: a test write failed: %w", s.bucket, err)
+	}
+	if err := s.PutIfAbsent(ctx, key, []byte("2")); !errors.Is(err, storage.ErrPreconditionFailed) {
+		return fmt.Errorf("s3: bucket %q: the object store ignores conditional writes (If-None-Match), which modelxd needs to update tags safely; use an S3 server that supports them (err: %v)", s.bucket, err)
 	}
 	return nil
 }
