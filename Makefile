@@ -15,6 +15,15 @@ DEX_VERSION := v2.45.1
 DEX := $(TOOLS_DIR)/dex-$(DEX_VERSION)/dex
 CONTROLLER_GEN_VERSION := v0.23.0
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
+# helm renders and lints the chart in deploy/helm (deploy/helm_test.go). The
+# version and the Kubernetes release its client libraries speak are stamped in,
+# as helm's own build does; keep them in step with tools/helm/go.mod and
+# testenv.HelmVersion (deploy/tools_test.go checks).
+HELM_VERSION := v3.22.0
+HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
+HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37 \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37
 include tools/kube.mk
 
 TEST_FLAGS ?= -race -timeout 30m
@@ -52,7 +61,7 @@ fuzz:
 bench: tools
 	$(GO) run ./bench $(BENCH_FLAGS)
 
-tools: $(VERSITYGW) $(DEX) $(KUBE_TOOLS)
+tools: $(VERSITYGW) $(DEX) $(KUBE_TOOLS) $(HELM)
 
 # The version in the path names the build; an existing binary is reused.
 $(VERSITYGW):
@@ -71,12 +80,31 @@ $(CONTROLLER_GEN):
 	cd tools/controller-gen && CGO_ENABLED=0 $(GO) build -o $@.tmp sigs.k8s.io/controller-tools/cmd/controller-gen
 	mv $@.tmp $@
 
+$(HELM):
+	@mkdir -p $(dir $@)
+	cd tools/helm && CGO_ENABLED=0 $(GO) build -ldflags '$(HELM_LDFLAGS)' -o $@.tmp helm.sh/helm/v3/cmd/helm
+	mv $@.tmp $@
+
 # Regenerate deepcopy code, the CRD and the RBAC role from the markers in
 # deploy-controller/; the output is committed.
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./deploy-controller/api/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./deploy-controller/api/... output:crd:artifacts:config=deploy-controller/config/crd
 	$(CONTROLLER_GEN) rbac:roleName=modelx-controller paths=./deploy-controller/controller/... output:rbac:artifacts:config=deploy-controller/config/rbac
+
+# Container images of the three programs (build/*.Dockerfile), tagged
+# $(IMAGE_REPO)/NAME:$(VERSION). Needs a Docker engine with BuildKit; not
+# part of `make test` (build/dockerfile_test.go checks the Dockerfiles).
+IMAGE_REPO ?= modelx
+VERSION ?= dev
+IMAGES := modelxd modelx modelx-controller
+
+.PHONY: images
+images:
+	@set -e; for i in $(IMAGES); do \
+		echo "docker build $(IMAGE_REPO)/$$i:$(VERSION)"; \
+		docker build -f build/$$i.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$i:$(VERSION) .; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
