@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,27 +48,9 @@ rules:
   groups: [registry-admins]
 `
 
-// lockedBuffer collects logs from concurrent handlers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type authEnv struct {
 	url    string
-	logs   *lockedBuffer
+	logs   *testenv.LogBuffer
 	tokens map[string]string // who → bearer token ("" for none)
 }
 
@@ -100,7 +81,7 @@ func startAuthRegistry(t *testing.T) *authEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg, err := registry.New(st, registry.Options{
 		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Authenticator: authn, Policy: policy,

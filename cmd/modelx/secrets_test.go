@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"modelx.io/modelx/internal/testenv"
@@ -16,24 +15,6 @@ import (
 	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/storage/s3"
 )
-
-// syncBuffer is a bytes.Buffer safe for the registry's concurrent logging.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestNoSecretsInLogsOrErrors runs a full push and pull with OIDC tokens
 // against a redirecting registry on S3, plus the failures a user meets
@@ -60,7 +41,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Admin}, Users: []string{"alice@example.com"}},
 		{Repositories: []string{"nlp/*"}, Actions: []auth.Action{auth.Pull}, Users: []string{"bob@example.com"}},
 	}}
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg, err := registry.New(st, registry.Options{Logger: logger, EnableRedirect: true, Authenticator: authn, Policy: policy})
 	if err != nil {

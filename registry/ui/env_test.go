@@ -1,7 +1,6 @@
 package ui_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,38 +12,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/client/chunker"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/storage/fs"
 )
 
-// lockedBuffer collects the registry's logs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a real registry on the local filesystem, served over httptest.
 type env struct {
 	url  string
-	logs *lockedBuffer
+	logs *testenv.LogBuffer
 }
 
 func startRegistry(t *testing.T, opts registry.Options) *env {
@@ -53,7 +34,7 @@ func startRegistry(t *testing.T, opts registry.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg, err := registry.New(st, opts)
 	if err != nil {
