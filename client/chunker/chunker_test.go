@@ -591,19 +591,8 @@ func TestSplitterMatchesChunker(t *testing.T) {
 			data = bytes.Repeat([]byte{7}, 100<<10) // no boundary: cut at Max
 		}
 		var want []int
-		c, err := New(bytes.NewReader(data), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			ch, err := c.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, len(ch.Data))
+		for _, pc := range chunkAll(t, bytes.NewReader(data), p) {
+			want = append(want, len(pc.data))
 		}
 		sp, err := NewSplitter(p)
 		if err != nil {
