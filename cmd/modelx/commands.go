@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -95,7 +96,7 @@ func (a *app) pushCommand() *cobra.Command {
 				return a.printJSON(res)
 			}
 			fmt.Fprintf(a.stdout, "pushed %s\ndigest: %s\n%d files; uploaded %s in %d blobs, skipped %s in %d blobs (%.1fs)\n",
-				res.Reference, res.Digest, res.Files, human(res.UploadedBytes), res.BlobsTransferred, human(res.SkippedBytes), res.BlobsSkipped, res.DurationSeconds)
+				res.Reference, res.Digest, res.Files, humanize.Bytes(res.UploadedBytes), res.BlobsTransferred, humanize.Bytes(res.SkippedBytes), res.BlobsSkipped, res.DurationSeconds)
 			return nil
 		},
 	}
@@ -154,7 +155,7 @@ interrupted pull resumes where it stopped. As a storage initializer:
 				return a.printJSON(res)
 			}
 			fmt.Fprintf(a.stdout, "pulled %s into %s\ndigest: %s\n%d files; downloaded %s in %d blobs, %s already present (%.1fs)\n",
-				res.Reference, dir, res.Digest, res.Files, human(res.DownloadedBytes), res.BlobsTransferred, human(res.SkippedBytes), res.DurationSeconds)
+				res.Reference, dir, res.Digest, res.Files, humanize.Bytes(res.DownloadedBytes), res.BlobsTransferred, humanize.Bytes(res.SkippedBytes), res.DurationSeconds)
 			return nil
 		},
 	}
@@ -247,7 +248,7 @@ func (a *app) listCommand() *cobra.Command {
 			for _, m := range idx.Manifests {
 				size := "-"
 				if n, err := strconv.ParseInt(m.Annotations[spec.AnnotationModelSize], 10, 64); err == nil {
-					size = human(n)
+					size = humanize.Bytes(n)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, shortDigest(string(m.Digest)), size, m.Modified.Local().Format(time.DateTime))
 			}
@@ -297,7 +298,7 @@ func (a *app) infoCommand() *cobra.Command {
 			if a.output == "json" {
 				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "config": config, "files": files, "manifest": m})
 			}
-			fmt.Fprintf(a.stdout, "reference:   %s\ndigest:      %s\nsize:        %s in %d files\n", ref, d, human(total), len(files))
+			fmt.Fprintf(a.stdout, "reference:   %s\ndigest:      %s\nsize:        %s in %d files\n", ref, d, humanize.Bytes(total), len(files))
 			if config != nil {
 				fmt.Fprintf(a.stdout, "description: %s\nframework:   %s\ntask:        %s\n", config.Description, config.Framework, config.Task)
 				if len(config.ModelFiles) > 0 {
@@ -307,7 +308,7 @@ func (a *app) infoCommand() *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nFILE\tSIZE\tKIND\tDIGEST")
 			for _, f := range files {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, human(f.Size), f.Kind, shortDigest(f.Digest))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, humanize.Bytes(f.Size), f.Kind, shortDigest(f.Digest))
 			}
 			return tw.Flush()
 		},
@@ -405,7 +406,7 @@ func (a *app) gcCommand() *cobra.Command {
 			if a.output == "json" {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.stdout, "deleted %d manifests and %d blobs, freed %s (%.1fs)\n", res.ManifestsDeleted, res.BlobsDeleted, human(res.BytesFreed), res.DurationSeconds)
+			fmt.Fprintf(a.stdout, "deleted %d manifests and %d blobs, freed %s (%.1fs)\n", res.ManifestsDeleted, res.BlobsDeleted, humanize.Bytes(res.BytesFreed), res.DurationSeconds)
 			return nil
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/internal/humanize"
 )
 
 // progress returns how transfers are shown: bars on a terminal, a line
@@ -121,7 +122,7 @@ func (p *lineProgress) loop(every time.Duration) {
 		case <-t.C:
 			secs := time.Since(p.start).Seconds()
 			fmt.Fprintf(p.out, "progress: %s of %s, %d of %d blobs, %s/s\n",
-				human(p.moved.Load()), human(p.total.Load()), p.finished.Load(), p.transfers.Load(), human(int64(float64(p.moved.Load())/secs)))
+				humanize.Bytes(p.moved.Load()), humanize.Bytes(p.total.Load()), p.finished.Load(), p.transfers.Load(), humanize.Bytes(int64(float64(p.moved.Load())/secs)))
 		}
 	}
 }
@@ -137,20 +138,6 @@ func (t *lineTracker) Done(err error) {
 	if err == nil {
 		t.p.finished.Add(1)
 	}
-}
-
-// human formats a byte count with binary units.
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func sortedKeys[V any](m map[string]V) []string {

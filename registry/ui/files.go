@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -66,7 +67,7 @@ type treeNode struct {
 }
 
 // HumanSize is the node's size for people.
-func (n *treeNode) HumanSize() string { return humanSize(n.Size) }
+func (n *treeNode) HumanSize() string { return humanize.Bytes(n.Size) }
 
 // buildTree arranges files into directories: directories first, then
 // files, each by name; directory sizes are the sums of their files.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -236,7 +237,7 @@ func (u *UI) versionPage(w http.ResponseWriter, r *http.Request, v viewer) error
 	data.RefLabel = data.refLabel()
 	data.Pull = pullCommand(r, repo, name, ref)
 	if data.Size == "" {
-		data.Size = humanSize(m.TotalSize())
+		data.Size = humanize.Bytes(m.TotalSize())
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.Annotations)) {
 		data.Annotations = append(data.Annotations, keyValue{k, m.Annotations[k]})
@@ -299,7 +300,7 @@ func annotatedSize(d spec.Descriptor) string {
 	if err != nil {
 		return ""
 	}
-	return humanSize(n)
+	return humanize.Bytes(n)
 }
 
 // shortDigest is "sha256:" and the first 12 hex digits.
@@ -309,18 +310,4 @@ func shortDigest(d digest.Digest) string {
 		return s[:i+13]
 	}
 	return s
-}
-
-// humanSize writes bytes in binary units, as the CLI does.
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

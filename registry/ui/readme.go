@@ -15,6 +15,7 @@ import (
 	"github.com/yuin/goldmark/extension"
 
 	"modelx.io/modelx/client/pack"
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -93,7 +94,7 @@ func (u *UI) readme(ctx context.Context, m *spec.Manifest) (template.HTML, strin
 }
 
 func tooBig(name string, size int64) string {
-	return fmt.Sprintf("%s is %s, too big to show here; pull the model to read it.", name, humanSize(size))
+	return fmt.Sprintf("%s is %s, too big to show here; pull the model to read it.", name, humanize.Bytes(size))
 }
 
 func (u *UI) renderReadme(ctx context.Context, name string, read func() ([]byte, error)) (template.HTML, string, string) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -173,8 +174,8 @@ func TestPaginate(t *testing.T) {
 
 func TestHumanSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 600 << 10: "600.0 KiB", 3 << 30: "3.0 GiB"} {
-		if got := humanSize(n); got != want {
-			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
+		if got := humanize.Bytes(n); got != want {
+			t.Errorf("humanize.Bytes(%d) = %q, want %q", n, got, want)
 		}
 	}
 }
