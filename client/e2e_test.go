@@ -545,6 +545,12 @@ func TestHostilePaths(t *testing.T) {
 	manifests["state"] = mk(file(".modelx/cache.json"))
 	manifests["packed"] = fmt.Sprintf(`{"schemaVersion":1,"config":{"name":"modelx.yaml","digest":%q,"size":1},"blobs":[{"name":"p","mediaType":%q,"digest":%q,"size":10,"files":[{"name":"../x","digest":%q,"size":1,"offset":0,"length":10}]}]}`, d, spec.MediaTypePack, d, d)
 	manifests["link"] = mk(file("sub/file"))
+	manifests["backslash"] = mk(file(`..\\escape`))
+	manifests["windows-abs"] = mk(file(`C:\\Windows\\evil`))
+	manifests["nul"] = mk(file("a\u0000b"))
+	manifests["control"] = mk(file("a\u001b]0;x\u0007"))
+	manifests["long-element"] = mk(file(strings.Repeat("x", 300)))
+	manifests["long-path"] = mk(file(strings.Repeat("d/", 3000) + "f"))
 	outside := t.TempDir()
 	c := newClient(client.Options{})
 	for tag := range manifests {
