@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -122,4 +123,44 @@ func TestRunScheduledGC(t *testing.T) {
 		}
 	}
 	t.Fatal("scheduled garbage collection never removed the unreferenced blob")
+}
+
+// TestShutdownDrainsUploads: an upload in flight when shutdown starts is
+// finished and stored before Run returns; new connections are refused.
+func TestShutdownDrainsUploads(t *testing.T) {
+	dataDir := t.TempDir()
+	url, stop := runServer(t, registry.Config{Listen: "127.0.0.1:0", DataDir: dataDir, ShutdownTimeout: 30 * time.Second}, "http")
+	data := bytes.Repeat([]byte("in flight "), 100_000)
+	d := digest.FromBytes(data)
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPut, url+"/drain/model/blobs/"+string(d), pr)
+	req.ContentLength = int64(len(data))
+	answer := make(chan int, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answer <- 0
+			return
+		}
+		resp.Body.Close()
+		answer <- resp.StatusCode
+	}()
+	pw.Write(data[:len(data)/2]) // the upload is under way
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(100 * time.Millisecond) // shutdown has begun
+	if _, err := http.Get(url + "/healthz"); err == nil {
+		t.Error("a new request was served during shutdown")
+	}
+	pw.Write(data[len(data)/2:])
+	pw.Close()
+	if code := <-answer; code != http.StatusCreated {
+		t.Fatalf("the in-flight upload got %d, want 201", code)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "blobs", "sha256", d.Encoded()[:2], d.Encoded())); err != nil {
+		t.Fatalf("the drained upload is not stored: %v", err)
+	}
 }
