@@ -99,6 +99,20 @@ func (c *hashCache) putFile(name string, f cachedFile) {
 	c.dirty = true
 }
 
+// chunkedFiles returns a copy of the entries that hold a chunk list, by
+// name. Their keys are not checked against the files.
+func (c *hashCache) chunkedFiles() map[string]cachedFile {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]cachedFile{}
+	for name, f := range c.data.Files {
+		if len(f.Chunks) > 0 {
+			out[name] = f
+		}
+	}
+	return out
+}
+
 func (c *hashCache) pack(key string) (cachedPack, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,7 +61,7 @@ type target struct {
 	size   int64
 	mode   fs.FileMode
 	digest digest.Digest
-	blob   spec.Descriptor  // file, chunked file, pack or legacy directory
+	blob   *spec.Descriptor // file, chunked file, pack or legacy directory
 	packed *spec.PackedFile // set for a file inside a pack
 }
 
@@ -71,6 +75,11 @@ type puller struct {
 	cache *hashCache
 	res   *PullResult
 	mu    sync.Mutex
+
+	tmpPrefix string        // temp file names: unique to this pull
+	tmpSeq    atomic.Uint64 // and numbered within it
+	dirsMu    sync.Mutex
+	dirs      map[string]bool // directories this pull's writes checked or created
 }
 
 // Pull writes the model ref names into dir, downloading only what differs
@@ -78,32 +87,30 @@ type puller struct {
 // file is renamed into place; a killed pull resumes its partial downloads.
 func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullOptions) (*PullResult, error) {
 	start := time.Now()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	// Decoding a large cache takes as long as fetching the manifest: do both at once.
+	loaded := make(chan *hashCache, 1)
+	go func() { loaded <- loadCache(abs, c.opts.Chunker) }()
 	api := c.API(ref.Registry)
 	m, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
 	if err != nil {
 		return nil, c.explainMissing(ctx, api, ref, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
+	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, err
 	}
 	p := &puller{c: c, api: api, ref: ref, dir: abs, tmp: filepath.Join(abs, stateDir, "tmp"),
-		cache: loadCache(abs, c.opts.Chunker), res: &PullResult{Reference: ref.String(), Digest: d}}
+		cache: <-loaded, res: &PullResult{Reference: ref.String(), Digest: d},
+		tmpPrefix: fmt.Sprintf("f%08x-", rand.Uint32()), dirs: map[string]bool{}}
 	if err := os.MkdirAll(p.tmp, 0o755); err != nil {
 		return nil, err
 	}
 	targets := targetsOf(m)
 	if targets, err = p.selectTargets(ctx, m, targets, opts); err != nil {
 		return nil, err
-	}
-	verified := map[string]bool{}
-	for _, t := range targets {
-		if err := safeTargetIn(abs, t.name, t.blob.MediaType == spec.MediaTypeDirectoryTarGz, verified); err != nil {
-			return nil, err
-		}
 	}
 	todo, err := p.compareLocal(targets)
 	if err != nil {
@@ -153,8 +160,14 @@ func (c *Client) explainMissing(ctx context.Context, api *API, ref Reference, er
 
 // targetsOf lists the files of a manifest; a legacy directory is one target.
 func targetsOf(m *spec.Manifest) []target {
-	out := []target{{name: m.Config.Name, size: m.Config.Size, mode: m.Config.Mode, digest: m.Config.Digest, blob: m.Config}}
+	n := 1
 	for _, b := range m.Blobs {
+		n += max(1, len(b.Files))
+	}
+	out := make([]target, 0, n)
+	out = append(out, target{name: m.Config.Name, size: m.Config.Size, mode: m.Config.Mode, digest: m.Config.Digest, blob: &m.Config})
+	for i := range m.Blobs {
+		b := &m.Blobs[i]
 		if b.MediaType == spec.MediaTypePack {
 			for i := range b.Files {
 				f := &b.Files[i]
@@ -239,68 +252,126 @@ func underAny(name string, prefixes []string) bool {
 	return false
 }
 
-// safeTarget refuses a path whose parent directories inside dir include a
-// symbolic link or a non-directory, so no write can land outside dir. The
-// manifest's names were already checked to be clean relative paths.
-func safeTarget(dir, name string, isDir bool) error {
-	return safeTargetIn(dir, name, isDir, nil)
-}
-
-// safeTargetIn is safeTarget that skips parents already found to be real
-// directories, recorded in verified (nil: check every element). Only for a
-// pass that writes nothing; writes check again in full.
-func safeTargetIn(dir, name string, isDir bool, verified map[string]bool) error {
+// checkName refuses a name that is not a clean relative path or that lies
+// in modelx's state directory.
+func checkName(name string) error {
 	if err := spec.ValidatePath(name); err != nil {
 		return fmt.Errorf("refusing to write %q: %v", name, err)
 	}
 	if name == stateDir || strings.HasPrefix(name, stateDir+"/") {
 		return fmt.Errorf("refusing to write %q: %s is modelx's own state directory", name, stateDir)
 	}
-	elems := strings.Split(name, "/")
-	cur := dir
-	for i, e := range elems {
-		cur = filepath.Join(cur, e)
-		last := i == len(elems)-1
-		if !last && verified[cur] {
-			continue
+	return nil
+}
+
+// localPath is where name lands under p.dir; name passed checkName.
+func (p *puller) localPath(name string) string {
+	return p.dir + string(filepath.Separator) + filepath.FromSlash(name)
+}
+
+// refuseDir checks what an Lstat found at an element of name's path: a
+// symbolic link or a non-directory where a directory must be is refused.
+func (p *puller) refuseDir(name, full string, fi fs.FileInfo) error {
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("refusing to write %q: %s is a symbolic link, which could lead outside %s", name, full, p.dir)
+	case !fi.IsDir():
+		return fmt.Errorf("refusing to write %q: %s is a file, not a directory", name, full)
+	}
+	return nil
+}
+
+// parentsExist reports whether directory rel (relative to p.dir, "." for
+// p.dir) and its parents exist as real directories; false means one is
+// missing. A symbolic link or a file on the way is refused. found memoizes
+// the answer per directory, so it holds only while nothing is written.
+func (p *puller) parentsExist(name, rel string, found map[string]bool) (bool, error) {
+	if rel == "." {
+		return true, nil
+	}
+	if ok, seen := found[rel]; seen {
+		return ok, nil
+	}
+	ok, err := p.parentsExist(name, path.Dir(rel), found)
+	if err != nil || !ok {
+		found[rel] = false
+		return false, err
+	}
+	full := p.localPath(rel)
+	fi, err := os.Lstat(full)
+	if errors.Is(err, fs.ErrNotExist) {
+		found[rel] = false
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := p.refuseDir(name, full, fi); err != nil {
+		return false, err
+	}
+	found[rel] = true
+	return true, nil
+}
+
+// compareLocal refuses every target whose path is unsafe (a parent inside
+// dir that is a symbolic link or a file, or a directory where a file goes:
+// no write may land outside dir), then returns the targets whose local
+// copy is missing or differs, counting the rest as skipped. Unchanged
+// files are recognised through the hash cache without reading them. It
+// writes nothing; the writes check each directory again (ensureDir).
+func (p *puller) compareLocal(targets []target) ([]target, error) {
+	// Parents first, one Lstat per directory; then one Lstat per file
+	// whose parents exist, and only after every path passed, reads.
+	found := map[string]bool{}
+	exists := make([]bool, len(targets))
+	for i, t := range targets {
+		if err := checkName(t.name); err != nil {
+			return nil, err
 		}
-		fi, err := os.Lstat(cur)
+		ok, err := p.parentsExist(t.name, path.Dir(t.name), found)
+		if err != nil {
+			return nil, err
+		}
+		exists[i] = ok
+	}
+	infos := make([]fs.FileInfo, len(targets))
+	err := inParallel(len(targets), func(i int) error {
+		t := targets[i]
+		if !exists[i] {
+			return nil // a parent is missing: so is the file
+		}
+		fi, err := os.Lstat(p.localPath(t.name))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0 && !last:
-			return fmt.Errorf("refusing to write %q: %s is a symbolic link, which could lead outside %s", name, cur, dir)
-		case !last && !fi.IsDir():
-			return fmt.Errorf("refusing to write %q: %s is a file, not a directory", name, cur)
-		case last && fi.IsDir() && !isDir:
-			return fmt.Errorf("refusing to write %q: a directory is in the way", name)
+		if fi.IsDir() && t.blob.MediaType != spec.MediaTypeDirectoryTarGz {
+			return fmt.Errorf("refusing to write %q: a directory is in the way", t.name)
 		}
-		if !last && verified != nil {
-			verified[cur] = true
-		}
+		infos[i] = fi
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil
-}
-
-// compareLocal returns the targets whose local copy is missing or differs,
-// counting the rest as skipped. Unchanged files are recognised through the
-// hash cache without reading them.
-func (p *puller) compareLocal(targets []target) ([]target, error) {
-	var todo []target
-	for _, t := range targets {
+	same := make([]bool, len(targets))
+	err = inParallel(len(targets), func(i int) error {
+		t := targets[i]
 		if t.blob.MediaType == spec.MediaTypeDirectoryTarGz {
-			todo = append(todo, t) // no per-file digests to compare with
-			continue
+			return nil // no per-file digests to compare with
 		}
-		ok, err := p.matchesLocal(t)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+		var err error
+		same[i], err = p.matchesLocal(t, infos[i])
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var todo []target
+	for i, t := range targets {
+		if same[i] {
 			p.res.BlobsSkipped++
 			p.res.SkippedBytes += t.size
 			continue
@@ -310,9 +381,37 @@ func (p *puller) compareLocal(targets []target) ([]target, error) {
 	return todo, nil
 }
 
-func (p *puller) matchesLocal(t target) (bool, error) {
-	fi, err := os.Lstat(filepath.Join(p.dir, filepath.FromSlash(t.name)))
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() != t.size {
+// inParallel calls fn for 0..n-1 on one goroutine per CPU, each taking the
+// next index as it finishes one, and returns the first error.
+func inParallel(n int, fn func(i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			if err := fn(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var next atomic.Int64
+	g, ctx := errgroup.WithContext(context.Background())
+	for range workers {
+		g.Go(func() error {
+			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
+				if err := fn(i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// matchesLocal reports whether the local file, which Lstat found as fi
+// (nil: missing), holds t.
+func (p *puller) matchesLocal(t target, fi fs.FileInfo) (bool, error) {
+	if fi == nil || !fi.Mode().IsRegular() || fi.Size() != t.size {
 		return false, nil
 	}
 	if cf, ok := p.cache.file(t.name, fi); ok {
@@ -327,7 +426,7 @@ func (p *puller) matchesLocal(t target) (bool, error) {
 
 // verifyLocal hashes the local file the way the manifest describes it.
 func (p *puller) verifyLocal(t target) (bool, error) {
-	f, err := os.Open(filepath.Join(p.dir, filepath.FromSlash(t.name)))
+	f, err := os.Open(p.localPath(t.name))
 	if err != nil {
 		return false, nil
 	}
@@ -367,6 +466,17 @@ func (p *puller) countBlob() {
 func (p *puller) download(ctx context.Context, todo []target) error {
 	packs := map[digest.Digest][]target{}
 	var packOrder []digest.Digest
+	var chunked []target
+	for _, t := range todo {
+		if t.packed == nil && t.blob.MediaType == spec.MediaTypeChunkedFile {
+			chunked = append(chunked, t)
+		}
+	}
+	local := &chunkIndex{}
+	if len(chunked) > 0 {
+		local = p.indexLocalChunks(ctx, chunked)
+	}
+	defer local.close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.c.opts.Concurrency)
 	var chunkJobs []func(context.Context) error
@@ -378,8 +488,9 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 			}
 			packs[t.blob.Digest] = append(packs[t.blob.Digest], t)
 		case t.blob.MediaType == spec.MediaTypeChunkedFile:
-			jobs, err := p.chunkedJobs(t)
+			jobs, err := p.chunkedJobs(t, local)
 			if err != nil {
+				g.Wait()
 				return err
 			}
 			chunkJobs = append(chunkJobs, jobs...)
@@ -398,29 +509,115 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 	return g.Wait()
 }
 
-// place moves a verified temp file to its target, with its mode, and
-// records it in the cache.
-func (p *puller) place(tmp string, t target) error {
-	mode := t.mode.Perm()
-	if mode == 0 {
-		mode = 0o644
+// ensureDir makes directory rel (relative to p.dir, "." for p.dir) and its
+// parents real directories, creating what is missing, and refuses a
+// symbolic link or a file on the way, so no write through it can land
+// outside p.dir. Each directory is checked once per pull, at the first
+// write into it; name is the file being written, for errors.
+func (p *puller) ensureDir(name, rel string) error {
+	if rel == "." {
+		return nil
 	}
-	if err := os.Chmod(tmp, mode); err != nil {
+	p.dirsMu.Lock()
+	done := p.dirs[rel]
+	p.dirsMu.Unlock()
+	if done {
+		return nil
+	}
+	if err := p.ensureDir(name, path.Dir(rel)); err != nil {
 		return err
 	}
-	dst := filepath.Join(p.dir, filepath.FromSlash(t.name))
-	if err := safeTarget(p.dir, t.name, false); err != nil {
+	full := p.localPath(rel)
+	fi, err := os.Lstat(full)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.Mkdir(full, 0o755); err == nil {
+			p.markDir(rel)
+			return nil
+		}
+		if errors.Is(err, fs.ErrExist) { // created meanwhile: check what it is
+			fi, err = os.Lstat(full)
+		}
+	}
+	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := p.refuseDir(name, full, fi); err != nil {
 		return err
 	}
+	p.markDir(rel)
+	return nil
+}
+
+func (p *puller) markDir(rel string) {
+	p.dirsMu.Lock()
+	p.dirs[rel] = true
+	p.dirsMu.Unlock()
+}
+
+// createTemp creates a new empty temp file in p.tmp with permissions perm
+// (less the umask; closeTemp restores them).
+//
+// It calls syscall.Open and wraps the descriptor with os.NewFile because
+// os.OpenFile also makes a regular file non-blocking and offers it to the
+// network poller, which refuses it: three more system calls per file,
+// which count when a pull writes tens of thousands of small files.
+func (p *puller) createTemp(perm fs.FileMode) (*os.File, error) {
+	for {
+		name := p.tmp + string(filepath.Separator) + p.tmpPrefix + strconv.FormatUint(p.tmpSeq.Add(1), 36)
+		fd, err := syscall.Open(name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, uint32(perm))
+		switch {
+		case err == nil:
+			return os.NewFile(uintptr(fd), name), nil
+		case err == syscall.EINTR, errors.Is(err, fs.ErrExist):
+			continue
+		default:
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+	}
+}
+
+// closeTemp gives a written temp file the permissions perm, closes it, and
+// returns its info as of its last write, for the hash cache's key.
+func closeTemp(f *os.File, perm fs.FileMode) (fs.FileInfo, error) {
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().Perm() != perm {
+		err = f.Chmod(perm) // the size, mtime and inode in fi stay valid
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return fi, err
+}
+
+// permOf is the permissions a target's file gets.
+func permOf(t target) fs.FileMode {
+	if perm := t.mode.Perm(); perm != 0 {
+		return perm
+	}
+	return 0o644
+}
+
+// place renames a verified, closed temp file to its target and records it
+// in the cache under fi, the temp file's info. The name's directories are
+// checked (ensureDir), and a directory at the name itself is refused.
+func (p *puller) place(tmp string, t target, fi fs.FileInfo) error {
+	if err := checkName(t.name); err != nil {
+		return err
+	}
+	if err := p.ensureDir(t.name, path.Dir(t.name)); err != nil {
+		return err
+	}
+	dst := p.localPath(t.name)
 	if err := os.Rename(tmp, dst); err != nil {
+		// Renaming a file onto a directory fails (EISDIR): the one thing at
+		// the name itself that is refused. A symbolic link there is
+		// replaced, not followed.
+		if dfi, lerr := os.Lstat(dst); lerr == nil && dfi.IsDir() {
+			return fmt.Errorf("refusing to write %q: a directory is in the way", t.name)
+		}
 		return err
 	}
-	if fi, err := os.Stat(dst); err == nil {
-		p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
-	}
+	p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
 	return nil
 }
 
@@ -459,8 +656,12 @@ func (p *puller) pullFile(ctx context.Context, t target) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
+	fi, err := closeTemp(f, permOf(t))
+	if err != nil {
+		return err
+	}
 	p.countBlob()
-	return p.place(tmp, t)
+	return p.place(tmp, t, fi)
 }
 
 // fetchInto copies length bytes of a blob from offset into w.

@@ -10,14 +10,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
+	"modelx.io/modelx/client/chunker"
 	"modelx.io/modelx/client/pack"
 	"modelx.io/modelx/spec"
 )
@@ -44,10 +48,12 @@ func (c *chunkedFile) saveState() error {
 	return os.Rename(tmp, c.statePath)
 }
 
-// chunkedJobs prepares a chunked file: chunks done by an earlier pull, or
-// matching the old local copy at the same offset, are kept; a job is
-// returned for each chunk still to download.
-func (p *puller) chunkedJobs(t target) ([]func(context.Context) error, error) {
+// chunkedJobs prepares a chunked file: chunks done by an earlier pull are
+// kept; a job is returned for each other chunk, which copies the chunk from
+// a local file that holds it (found by digest in local, or else, when local
+// knows none of the file's chunks, at the same offset in the old copy of the
+// file) or downloads it.
+func (p *puller) chunkedJobs(t target, local *chunkIndex) ([]func(context.Context) error, error) {
 	part := filepath.Join(p.tmp, t.digest.Encoded()+".part")
 	c := &chunkedFile{p: p, t: t, part: part, statePath: part + ".state", done: map[int]bool{}}
 	if data, err := os.ReadFile(c.statePath); err == nil {
@@ -64,8 +70,13 @@ func (p *puller) chunkedJobs(t target) ([]func(context.Context) error, error) {
 			return nil, err
 		}
 	}
-	old, _ := os.Open(filepath.Join(p.dir, filepath.FromSlash(t.name)))
-	var jobs []func(context.Context) error
+	type todo struct {
+		i   int
+		off int64
+		src chunkLoc
+	}
+	var chunks []todo
+	found := false
 	var offset int64
 	for i, ch := range t.blob.Chunks {
 		off := offset
@@ -78,19 +89,27 @@ func (p *puller) chunkedJobs(t target) ([]func(context.Context) error, error) {
 			continue
 		}
 		delete(c.done, i)
-		if old != nil && copyIfMatches(old, f, off, ch) {
-			c.done[i] = true
-			p.skip(ch.Size)
-			continue
+		loc, ok := local.find(ch)
+		found = found || ok
+		chunks = append(chunks, todo{i: i, off: off, src: loc})
+	}
+	if !found {
+		// No local chunk list matches this manifest's chunking (other
+		// chunker parameters, say): try the old copy at the same offsets.
+		if old, _ := openRegular(p.localPath(t.name)); old != nil {
+			local.keep(old)
+			for k := range chunks {
+				chunks[k].src = chunkLoc{f: old, offset: chunks[k].off}
+			}
 		}
-		c.remaining++
-		jobs = append(jobs, func(ctx context.Context) error { return c.fetch(ctx, i, off, ch) })
 	}
-	if old != nil {
-		old.Close()
-	}
+	c.remaining = len(chunks)
 	if c.remaining == 0 {
 		return []func(context.Context) error{func(context.Context) error { return c.finish() }}, nil
+	}
+	jobs := make([]func(context.Context) error, len(chunks))
+	for k, ch := range chunks {
+		jobs[k] = func(ctx context.Context) error { return c.pullChunk(ctx, ch.i, ch.off, ch.src) }
 	}
 	return jobs, nil
 }
@@ -103,25 +122,36 @@ func (p *puller) skip(n int64) {
 
 // chunkAt reports whether f holds the chunk at offset.
 func chunkAt(f *os.File, offset int64, ch spec.Chunk) bool {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, offset, ch.Size)); err != nil {
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(f, offset, ch.Size), *buf); err != nil {
 		return false
 	}
 	return digest.NewDigest(digest.SHA256, h) == ch.Digest
 }
 
-// copyIfMatches copies a chunk from the old local file when the bytes at
-// its offset hash to the chunk's digest.
-func copyIfMatches(old, dst *os.File, offset int64, ch spec.Chunk) bool {
-	buf := make([]byte, ch.Size)
-	if _, err := old.ReadAt(buf, offset); err != nil {
-		return false
+// copyChunk copies a chunk from src into dst at offset, hashing it on the
+// way, and reports whether the copied bytes are the chunk. It streams
+// through a pooled buffer, so a chunk of any size costs no more memory.
+func copyChunk(src chunkLoc, dst *os.File, offset int64, ch spec.Chunk) bool {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	h := sha256.New()
+	w := io.MultiWriter(io.NewOffsetWriter(dst, offset), h)
+	n, err := io.CopyBuffer(w, io.NewSectionReader(src.f, src.offset, ch.Size), *buf)
+	return err == nil && n == ch.Size && digest.NewDigest(digest.SHA256, h) == ch.Digest
+}
+
+// pullChunk fills chunk i: a copy from src when it verifies, else a
+// download.
+func (c *chunkedFile) pullChunk(ctx context.Context, i int, offset int64, src chunkLoc) error {
+	ch := c.t.blob.Chunks[i]
+	if src.f != nil && copyChunk(src, c.f, offset, ch) {
+		c.p.skip(ch.Size)
+		return c.chunkDone(i)
 	}
-	if digest.FromBytes(buf) != ch.Digest {
-		return false
-	}
-	_, err := dst.WriteAt(buf, offset)
-	return err == nil
+	return c.fetch(ctx, i, offset, ch)
 }
 
 func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Chunk) error {
@@ -138,11 +168,17 @@ func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Ch
 		return err
 	}
 	c.p.countBlob()
+	return c.chunkDone(i)
+}
+
+// chunkDone records chunk i as verified in place, and finishes the file
+// after its last chunk.
+func (c *chunkedFile) chunkDone(i int) error {
 	c.mu.Lock()
 	c.done[i] = true
 	c.remaining--
 	last := c.remaining == 0
-	err = c.saveState()
+	err := c.saveState()
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -156,16 +192,160 @@ func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Ch
 // finish moves the assembled, chunk-verified file into place.
 func (c *chunkedFile) finish() error {
 	if err := c.f.Sync(); err != nil {
+		c.f.Close()
 		return err
 	}
-	if err := c.f.Close(); err != nil {
+	fi, err := closeTemp(c.f, permOf(c.t))
+	if err != nil {
 		return err
 	}
-	if err := c.p.place(c.part, c.t); err != nil {
+	if err := c.p.place(c.part, c.t, fi); err != nil {
 		return err
 	}
 	os.Remove(c.statePath)
 	return nil
+}
+
+// chunkLoc is where a local file holds a chunk.
+type chunkLoc struct {
+	f      *os.File // nil: nowhere
+	offset int64
+}
+
+// chunkIndex finds chunks in local files by digest, so a pull copies them
+// instead of downloading them. The bytes are verified after each copy, so
+// a file that changed since it was indexed costs a download, never a
+// wrong byte. It is safe for concurrent use.
+type chunkIndex struct {
+	mu    sync.Mutex
+	at    map[digest.Digest]chunkLoc
+	files []*os.File
+}
+
+// openRegular opens a local file for reading, with its info; nil if it
+// is not a regular file.
+func openRegular(name string) (*os.File, fs.FileInfo) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil
+	}
+	return f, fi
+}
+
+// keep makes f a source, closed by close.
+func (x *chunkIndex) keep(f *os.File) {
+	x.mu.Lock()
+	x.files = append(x.files, f)
+	x.mu.Unlock()
+}
+
+// add makes f a source and records its chunks, which follow each other
+// from offset 0.
+func (x *chunkIndex) add(f *os.File, chunks []spec.Chunk) {
+	x.keep(f)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var offset int64
+	for _, ch := range chunks {
+		if _, ok := x.at[ch.Digest]; !ok {
+			x.at[ch.Digest] = chunkLoc{f: f, offset: offset}
+		}
+		offset += ch.Size
+	}
+}
+
+func (x *chunkIndex) find(ch spec.Chunk) (chunkLoc, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	loc, ok := x.at[ch.Digest]
+	return loc, ok
+}
+
+func (x *chunkIndex) close() {
+	for _, f := range x.files {
+		f.Close()
+	}
+}
+
+// indexLocalChunks indexes the chunks of the local files that may hold
+// chunks of targets: every file the hash cache describes with a chunk list
+// (and that is unchanged since), and each target's old local copy, run
+// through the chunker when the cache does not describe it.
+func (p *puller) indexLocalChunks(ctx context.Context, targets []target) *chunkIndex {
+	x := &chunkIndex{at: map[digest.Digest]chunkLoc{}}
+	indexed := map[string]bool{}
+	for name, cf := range p.cache.chunkedFiles() {
+		if checkName(name) != nil {
+			continue
+		}
+		f, fi := openRegular(p.localPath(name))
+		switch {
+		case f == nil:
+		case keyOf(fi) == cf.Key && fi.Size() == chunksSize(cf.Chunks):
+			x.add(f, cf.Chunks)
+			indexed[name] = true
+		default:
+			f.Close() // changed since it was hashed
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(min(p.c.opts.Concurrency, runtime.GOMAXPROCS(0))) // each holds a chunker buffer
+	for _, t := range targets {
+		if indexed[t.name] {
+			continue
+		}
+		f, _ := openRegular(p.localPath(t.name))
+		if f == nil {
+			continue
+		}
+		g.Go(func() error {
+			chunks, err := chunkFile(gctx, f, p.c.opts.Chunker)
+			if err != nil {
+				f.Close()
+				return nil // a source less
+			}
+			x.add(f, chunks)
+			return nil
+		})
+	}
+	g.Wait()
+	return x
+}
+
+func chunksSize(chunks []spec.Chunk) int64 {
+	var n int64
+	for _, ch := range chunks {
+		n += ch.Size
+	}
+	return n
+}
+
+// chunkFile cuts f into content-defined chunks and hashes each.
+func chunkFile(ctx context.Context, f *os.File, params chunker.Params) ([]spec.Chunk, error) {
+	ck, err := chunker.New(io.NewSectionReader(f, 0, 1<<62), params)
+	if err != nil {
+		return nil, err
+	}
+	var chunks []spec.Chunk
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ch, err := ck.Next()
+		if errors.Is(err, io.EOF) {
+			return chunks, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(ch.Data)
+		chunks = append(chunks, spec.Chunk{Digest: digest.NewDigestFromBytes(digest.SHA256, sum[:]), Size: int64(len(ch.Data))})
+	}
 }
 
 // pullPacked fetches the needed files of one pack: the whole pack when
@@ -198,16 +378,17 @@ func (p *puller) pullPacked(ctx context.Context, ts []target) error {
 	return err
 }
 
-func (p *puller) pullWholePack(ctx context.Context, blob spec.Descriptor, ts []target, tracker Tracker) error {
+func (p *puller) pullWholePack(ctx context.Context, blob *spec.Descriptor, ts []target, tracker Tracker) error {
 	var buf bytes.Buffer
 	buf.Grow(int(blob.Size))
-	if err := p.fetchInto(ctx, blob.Digest, 0, blob.Size, &buf, tracker); err != nil {
+	h := sha256.New()
+	if err := p.fetchInto(ctx, blob.Digest, 0, blob.Size, io.MultiWriter(&buf, h), tracker); err != nil {
 		return err
 	}
-	data := buf.Bytes()
-	if digest.FromBytes(data) != blob.Digest {
+	if digest.NewDigest(digest.SHA256, h) != blob.Digest {
 		return fmt.Errorf("pack %s does not match its digest %s; the blob on the registry is corrupt (nothing was written)", blob.Name, blob.Digest)
 	}
+	data := buf.Bytes()
 	for _, t := range ts {
 		frame, err := pack.Frame(data, *t.packed)
 		if err != nil {
@@ -222,44 +403,45 @@ func (p *puller) pullWholePack(ctx context.Context, blob spec.Descriptor, ts []t
 
 // writePacked decodes and verifies one packed file, then places it.
 func (p *puller) writePacked(frame []byte, t target) error {
-	data, err := pack.Decode(frame, *t.packed)
+	data, err := pack.Decode(frame, *t.packed) // checks size and digest
 	if err != nil {
 		return fmt.Errorf("%w; the pack on the registry is corrupt (nothing was written)", err)
 	}
-	return p.writeFile(data, t)
+	return p.writeFileFrom(bytes.NewReader(data), t)
 }
 
-func (p *puller) writeFile(data []byte, t target) error {
-	_, err := p.writeFileFrom(bytes.NewReader(data), t)
-	return err
-}
-
-// writeFileFrom streams r into a temp file and places it as t, returning
-// the content's digest.
-func (p *puller) writeFileFrom(r io.Reader, t target) (digest.Digest, error) {
-	f, err := os.CreateTemp(p.tmp, "file-*")
+// writeFileFrom writes the verified bytes of r to a new temp file and
+// places it as t. A target without a digest (an entry of a legacy archive)
+// is hashed on the way, for the cache.
+func (p *puller) writeFileFrom(r io.Reader, t target) error {
+	perm := permOf(t)
+	f, err := p.createTemp(perm)
 	if err != nil {
-		return "", err
+		return err
 	}
+	var w io.Writer = f
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), r); err != nil {
+	if t.digest == "" {
+		w = io.MultiWriter(f, h)
+	}
+	if _, err := io.Copy(w, r); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return "", err
+		return err
 	}
-	if err := f.Close(); err != nil {
+	fi, err := closeTemp(f, perm)
+	if err != nil {
 		os.Remove(f.Name())
-		return "", err
+		return err
 	}
-	d := digest.NewDigest(digest.SHA256, h)
 	if t.digest == "" {
-		t.digest = d
+		t.digest = digest.NewDigest(digest.SHA256, h)
 	}
-	if err := p.place(f.Name(), t); err != nil {
+	if err := p.place(f.Name(), t, fi); err != nil {
 		os.Remove(f.Name())
-		return "", err
+		return err
 	}
-	return d, nil
+	return nil
 }
 
 // pullLegacyDir downloads a directory blob of the original modelx (one
@@ -309,18 +491,12 @@ func (p *puller) pullLegacyDir(ctx context.Context, t target) error {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := safeTarget(p.dir, name, true); err != nil {
-				return err
-			}
-			if err := os.MkdirAll(filepath.Join(p.dir, filepath.FromSlash(name)), 0o755); err != nil {
+			if err := p.ensureDir(name, name); err != nil {
 				return err
 			}
 		case tar.TypeReg:
-			if err := safeTarget(p.dir, name, false); err != nil {
-				return err
-			}
-			ft := target{name: name, size: hdr.Size, mode: hdr.FileInfo().Mode(), blob: spec.Descriptor{MediaType: spec.MediaTypeFile}}
-			if _, err := p.writeFileFrom(io.LimitReader(tr, hdr.Size), ft); err != nil {
+			ft := target{name: name, size: hdr.Size, mode: hdr.FileInfo().Mode(), blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}}
+			if err := p.writeFileFrom(io.LimitReader(tr, hdr.Size), ft); err != nil {
 				return err
 			}
 		default:
