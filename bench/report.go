@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-
 	"modelx.io/modelx/client/chunker"
 )
 
@@ -180,7 +179,6 @@ func machineInfo() machine {
 	}
 	return m
 }
-
 
 // measureHashing times, on one core, sha256 and the content-defined
 // chunker over 256 MiB each, alone and together (what push does to a large

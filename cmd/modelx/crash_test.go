@@ -27,7 +27,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +40,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,48 +51,12 @@ import (
 
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/client/chunker"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
 	"modelx.io/modelx/storage/fs"
 )
-
-// crashTrials is the number of kills per test: MODELX_CRASH_TRIALS or def.
-func crashTrials(t *testing.T, def int) int {
-	t.Helper()
-	v := os.Getenv("MODELX_CRASH_TRIALS")
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("MODELX_CRASH_TRIALS=%q: want a positive number", v)
-	}
-	return n
-}
-
-// crashSeed is the base seed: MODELX_CRASH_SEED or 1.
-func crashSeed(t *testing.T) uint64 {
-	t.Helper()
-	v := os.Getenv("MODELX_CRASH_SEED")
-	if v == "" {
-		return 1
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		t.Fatalf("MODELX_CRASH_SEED=%q: want an unsigned number", v)
-	}
-	return n
-}
-
-// seededRand returns a generator and its byte source for seed.
-func seededRand(seed uint64, domain string) (*rand.Rand, *rand.ChaCha8) {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:8], seed)
-	copy(s[8:], domain)
-	cc := rand.NewChaCha8(s)
-	return rand.New(cc), cc
-}
 
 // chunkMarker returns 64 bytes after which the default chunker always cuts
 // a chunk that is at least Min and less than Avg long: the gear hash that
@@ -109,7 +71,7 @@ func chunkMarker(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, cc := seededRand(0x6d61726b, "chunk-marker")
+	_, cc := testenv.SeededRand(0x6d61726b, "chunk-marker")
 	block := make([]byte, 1<<20)
 	var tail []byte
 	length := 0
@@ -184,7 +146,7 @@ func smallFile(r *rand.Rand, cc *rand.ChaCha8, name string) []byte {
 func newCrashModel(t *testing.T) *crashModel {
 	t.Helper()
 	m := &crashModel{marker: chunkMarker(t), base: map[string][]byte{}, bigSegs: map[string][][2]int{}}
-	r, cc := seededRand(0x6d6f64656c78, "base-model")
+	r, cc := testenv.SeededRand(0x6d6f64656c78, "base-model")
 	m.base[spec.ConfigFileName] = []byte("description: crash-test model\nframework: pytorch\n")
 	for _, big := range []struct {
 		name string
@@ -264,7 +226,7 @@ func cloneFiles(in map[string][]byte) map[string][]byte {
 // the mid-sized file, up to 40 small files, and always the config (so
 // every variant is new). A variant sends 5–20 MB.
 func (m *crashModel) variant(seed uint64) map[string][]byte {
-	r, cc := seededRand(seed, "variant")
+	r, cc := testenv.SeededRand(seed, "variant")
 	v := cloneFiles(m.base)
 	v[spec.ConfigFileName] = fmt.Appendf(nil, "description: crash-test model, variant %d\nframework: pytorch\n", seed)
 	bigs := slices.Sorted(mapKeys(m.bigSegs))
@@ -645,7 +607,7 @@ func (k *killClock) String() string {
 // Most trials must have been killed, and at least a tenth of them between
 // the first blob bytes reaching the registry and the tag.
 func TestCrashKillPush(t *testing.T) {
-	trials, base := crashTrials(t, 50), crashSeed(t)
+	trials, base := testenv.CrashTrials(t, 50), testenv.CrashSeed(t)
 	bin := buildCLI(t)
 	st, rec, url := startCrashRegistry(t)
 	root := t.TempDir()
@@ -680,7 +642,7 @@ func TestCrashKillPush(t *testing.T) {
 	var killed, midway, afterTag, finished, failures int
 	for i := range trials {
 		seed := base + uint64(i)
-		r, _ := seededRand(seed, "trial")
+		r, _ := testenv.SeededRand(seed, "trial")
 		frac := r.Float64()
 		delay := clock.delay(frac)
 		if i%10 == 9 {
@@ -873,7 +835,7 @@ func checkNoTornFiles(dir string, target, older map[string][]byte) (fromTarget, 
 // (so never more than the whole version); over the killed trials the
 // resumed pulls download less than uninterrupted ones.
 func TestCrashKillPull(t *testing.T) {
-	trials, base := crashTrials(t, 50), crashSeed(t)
+	trials, base := testenv.CrashTrials(t, 50), testenv.CrashSeed(t)
 	bin := buildCLI(t)
 	_, _, url := startCrashRegistry(t)
 	root := t.TempDir()
@@ -942,7 +904,7 @@ func TestCrashKillPull(t *testing.T) {
 	prevDir, prevVersion := "", -1
 	for i := range trials {
 		seed := base + uint64(i)
-		r, _ := seededRand(seed, "trial")
+		r, _ := testenv.SeededRand(seed, "trial")
 		frac := r.Float64()
 		delay := clock.delay(frac)
 		if i%10 == 9 {

@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -30,7 +29,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,42 +39,9 @@ import (
 
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/client/chunker"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/spec"
 )
-
-func crashTrials(t *testing.T, def int) int {
-	t.Helper()
-	v := os.Getenv("MODELX_CRASH_TRIALS")
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("MODELX_CRASH_TRIALS=%q: want a positive number", v)
-	}
-	return n
-}
-
-func crashSeed(t *testing.T) uint64 {
-	t.Helper()
-	v := os.Getenv("MODELX_CRASH_SEED")
-	if v == "" {
-		return 1
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		t.Fatalf("MODELX_CRASH_SEED=%q: want an unsigned number", v)
-	}
-	return n
-}
-
-func seededRand(seed uint64, domain string) (*rand.Rand, *rand.ChaCha8) {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:8], seed)
-	copy(s[8:], domain)
-	cc := rand.NewChaCha8(s)
-	return rand.New(cc), cc
-}
 
 // pushedVersion is one push a client saw acknowledged (Push returned nil).
 type pushedVersion struct {
@@ -99,7 +64,7 @@ type crashPusher struct {
 
 func newCrashPusher(t *testing.T, id int, dir string) *crashPusher {
 	p := &crashPusher{id: id, dir: dir}
-	p.r, p.cc = seededRand(uint64(id), "pusher")
+	p.r, p.cc = testenv.SeededRand(uint64(id), "pusher")
 	if err := os.MkdirAll(filepath.Join(dir, "tok"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +266,7 @@ func sameFiles(a, b map[string]digest.Digest) bool {
 //
 // The restarted server is the next trial's server.
 func TestCrashKillModelxd(t *testing.T) {
-	trials, base := max(10, crashTrials(t, 50)/5), crashSeed(t)
+	trials, base := max(10, testenv.CrashTrials(t, 50)/5), testenv.CrashSeed(t)
 	bin := buildModelxd(t)
 	dataDir := t.TempDir()
 	work := t.TempDir()
@@ -344,7 +309,7 @@ func TestCrashKillModelxd(t *testing.T) {
 	var failures int
 	for trial := range trials {
 		seed := base + uint64(trial)
-		r, _ := seededRand(seed, "trial")
+		r, _ := testenv.SeededRand(seed, "trial")
 		frac := r.Float64()
 		win := window()
 		delay := time.Duration(frac * float64(win))
