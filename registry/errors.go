@@ -95,11 +95,11 @@ func requestLogger(log *slog.Logger) func(http.Handler) http.Handler {
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			start := nowFunc()
 			next.ServeHTTP(ww, r)
-			log.InfoContext(r.Context(), "request",
-				"method", r.Method, "path", r.URL.Path, "status", ww.Status(),
-				"bytes_out", ww.BytesWritten(), "bytes_in", r.ContentLength,
-				"duration_ms", nowFunc().Sub(start).Milliseconds(),
-				"request_id", middleware.GetReqID(r.Context()))
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", ww.Status()),
+				slog.Int("bytes_out", ww.BytesWritten()), slog.Int64("bytes_in", r.ContentLength),
+				slog.Int64("duration_ms", nowFunc().Sub(start).Milliseconds()),
+				slog.String("request_id", middleware.GetReqID(r.Context())))
 		})
 	}
 }

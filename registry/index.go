@@ -31,14 +31,23 @@ func (reg *Registry) readIndex(ctx context.Context, key string) (spec.Index, str
 	if err != nil {
 		return spec.Index{}, "", internal("read index", err)
 	}
+	idx, err := parseIndex(key, data)
+	if err != nil {
+		return spec.Index{}, "", err
+	}
+	return idx, info.ETag, nil
+}
+
+// parseIndex decodes the index document read from key.
+func parseIndex(key string, data []byte) (spec.Index, error) {
 	var idx spec.Index
 	if err := json.Unmarshal(data, &idx); err != nil {
-		return spec.Index{}, "", fmt.Errorf("index %s is corrupt: %w", key, err)
+		return spec.Index{}, fmt.Errorf("index %s is corrupt: %w", key, err)
 	}
 	if idx.Manifests == nil {
 		idx.Manifests = []spec.Descriptor{}
 	}
-	return idx, info.ETag, nil
+	return idx, nil
 }
 
 // updateIndex applies mutate to the index at key with compare-and-swap
@@ -136,7 +145,7 @@ func filtered(idx spec.Index, search string) spec.Index {
 }
 
 func (reg *Registry) getGlobalIndex(w http.ResponseWriter, r *http.Request) error {
-	idx, _, err := reg.readIndex(r.Context(), globalIndexKey)
+	idx, err := reg.viewIndex(r.Context(), globalIndexKey)
 	if err != nil {
 		return err
 	}
@@ -169,7 +178,7 @@ func (reg *Registry) getIndex(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	idx, _, err := reg.readIndex(r.Context(), modelIndexKey(repo, name))
+	idx, err := reg.viewIndex(r.Context(), modelIndexKey(repo, name))
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func (reg *Registry) resolve(ctx context.Context, repo, name string, ref spec.Re
 	if ref.Digest != "" {
 		return ref.Digest, nil
 	}
-	idx, _, err := reg.readIndex(ctx, modelIndexKey(repo, name))
+	idx, err := reg.viewIndex(ctx, modelIndexKey(repo, name))
 	if err != nil {
 		return "", err
 	}

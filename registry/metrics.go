@@ -195,6 +195,24 @@ func (s observedStore) Delete(ctx context.Context, key string) (err error) {
 	return s.Backend.Delete(ctx, key)
 }
 
+// ReaderIfChanged passes a conditional read on when the backend has them;
+// an unchanged object is not an error in the metrics.
+func (s observedStore) ReaderIfChanged(ctx context.Context, key, etag string) (rc io.ReadCloser, info storage.Info, err error) {
+	cr, ok := s.Backend.(storage.ConditionalReader)
+	if !ok {
+		return s.Reader(ctx, key, 0, -1)
+	}
+	ctx, span := storageSpan(ctx, "read_if_changed", key)
+	defer func(t time.Time) {
+		if errors.Is(err, storage.ErrNotModified) {
+			s.observe("read_if_changed", t, span, nil)
+			return
+		}
+		s.observe("read_if_changed", t, span, err)
+	}(time.Now())
+	return cr.ReaderIfChanged(ctx, key, etag)
+}
+
 func (s observedStore) PutIfAbsent(ctx context.Context, key string, data []byte) (err error) {
 	ctx, span := storageSpan(ctx, "put_if_absent", key)
 	defer func(t time.Time) { s.observe("put_if_absent", t, span, err) }(time.Now())

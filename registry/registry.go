@@ -67,6 +67,7 @@ type Registry struct {
 	opts      Options
 	log       *slog.Logger
 	manifests manifestCache
+	indexes   indexCache
 	uploads   uploadSlots
 	metrics   *Metrics
 }

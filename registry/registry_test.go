@@ -268,6 +268,7 @@ func TestRegistry(t *testing.T) {
 		{"ManifestBlobUnknown", testManifestBlobUnknown},
 		{"TagsAndDeletes", testTagsAndDeletes},
 		{"ConcurrentTagsAcrossReplicas", testConcurrentReplicas},
+		{"TagMovedByAnotherReplicaIsSeenAtOnce", testTagMovedElsewhere},
 		{"GarbageCollection", testGC},
 	}
 	for _, b := range backends(t) {
@@ -551,6 +552,36 @@ func testConcurrentReplicas(t *testing.T, b backend) {
 	got := names(h.index("/race/model/index"))
 	if len(got) != tags+1 {
 		t.Fatalf("index has %d tags after %d concurrent pushes (+1 base): %v", len(got), tags, got)
+	}
+}
+
+// testTagMovedElsewhere: one replica caches the parsed index while it
+// serves a tag; another moves and then deletes the tag; the first sees
+// each change on its very next request.
+func testTagMovedElsewhere(t *testing.T, b backend) {
+	h := newHarness(t, b, registry.Options{})
+	other, err := registry.New(h.store, registry.Options{EnableRedirect: b.redirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(other.Handler())
+	t.Cleanup(srv.Close)
+	_, d1 := h.pushModel("moving/model", "stable", map[string]string{"f": "one"})
+	for range 3 { // warm the first replica's caches
+		if r := h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil); r.header.Get(registry.DigestHeader) != string(d1) {
+			t.Fatalf("stable is %q, want %s", r.header.Get(registry.DigestHeader), d1)
+		}
+	}
+	m2, d2 := h.pushModel("moving/model", "scratch", map[string]string{"f": "two"})
+	data, _ := json.Marshal(m2)
+	h.expect(h.do(http.MethodPut, srv.URL+"/moving/model/manifests/stable", data, nil), http.StatusCreated, "")
+	if r := h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil); r.header.Get(registry.DigestHeader) != string(d2) || string(r.body) != string(data) {
+		t.Fatalf("after the move elsewhere, stable is %q, want %s", r.header.Get(registry.DigestHeader), d2)
+	}
+	h.expect(h.do(http.MethodDelete, srv.URL+"/moving/model/manifests/stable", nil, nil), http.StatusAccepted, "")
+	h.expect(h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil), http.StatusNotFound, spec.ErrorManifestUnknown)
+	if got := names(h.index("/moving/model/index")); !slices.Equal(got, []string{"scratch"}) {
+		t.Fatalf("index after the delete elsewhere: %v, want [scratch]", got)
 	}
 }
 

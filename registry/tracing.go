@@ -24,9 +24,13 @@ func tracer() trace.Tracer { return otel.GetTracerProvider().Tracer(tracerName) 
 func traceRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+		ctx, span := tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
+		if !span.IsRecording() { // tracing off or not sampled: no attributes to build
+			next.ServeHTTP(w, r.WithContext(ctx))
+			return
+		}
+		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path))
 		ww, ok := w.(middleware.WrapResponseWriter)
 		if !ok {
 			ww = middleware.NewWrapResponseWriter(w, r.ProtoMajor)
@@ -48,10 +52,14 @@ func traceRequests(next http.Handler) http.Handler {
 	})
 }
 
-// storageSpan starts the span of one storage call.
+// storageSpan starts the span of one storage call; its key attribute is
+// set only when the span records.
 func storageSpan(ctx context.Context, op, key string) (context.Context, trace.Span) {
-	return tracer().Start(ctx, "storage."+op, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("modelx.storage.key", key)))
+	ctx, span := tracer().Start(ctx, "storage."+op, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("modelx.storage.key", key))
+	}
+	return ctx, span
 }
 
 // endSpan records err on span and ends it.

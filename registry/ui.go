@@ -117,13 +117,11 @@ func (reg *Registry) root(w http.ResponseWriter, r *http.Request) error {
 type uiSource struct{ reg *Registry }
 
 func (s uiSource) GlobalIndex(ctx context.Context) (spec.Index, error) {
-	idx, _, err := s.reg.readIndex(ctx, globalIndexKey)
-	return idx, err
+	return s.reg.viewIndex(ctx, globalIndexKey)
 }
 
 func (s uiSource) ModelIndex(ctx context.Context, repo, name string) (spec.Index, error) {
-	idx, _, err := s.reg.readIndex(ctx, modelIndexKey(repo, name))
-	return idx, err
+	return s.reg.viewIndex(ctx, modelIndexKey(repo, name))
 }
 
 func (s uiSource) Manifest(ctx context.Context, repo, name string, d digest.Digest) (*spec.Manifest, error) {

@@ -29,6 +29,8 @@ var (
 	ErrSizeMismatch = errors.New("size mismatch")
 	// ErrChecksumMismatch means a Put's bytes did not match the sha256 announced.
 	ErrChecksumMismatch = errors.New("sha256 checksum mismatch")
+	// ErrNotModified means a conditional read found the object unchanged.
+	ErrNotModified = errors.New("not modified")
 )
 
 // Info describes a stored object.
@@ -77,6 +79,15 @@ type ConditionalWriter interface {
 	PutIfMatch(ctx context.Context, key string, data []byte, etag string) error
 }
 
+// ConditionalReader is the capability of reading an object only if it
+// changed since an earlier read, so a caller may keep the parsed object
+// and revalidate it for the price of a stat.
+type ConditionalReader interface {
+	// ReaderIfChanged is Reader(ctx, key, 0, -1), except that it returns
+	// ErrNotModified when the object's ETag still equals etag.
+	ReaderIfChanged(ctx context.Context, key, etag string) (io.ReadCloser, Info, error)
+}
+
 // PresignedRequest is a request a client may send without credentials of its
 // own: the URL, and the headers it must carry because they are signed.
 type PresignedRequest struct {
@@ -119,16 +130,46 @@ func ReadAll(ctx context.Context, s Storage, key string, maxSize int64) ([]byte,
 	if err != nil {
 		return nil, Info{}, err
 	}
+	return readAll(rc, info, maxSize)
+}
+
+// ReadAllIfChanged is ReadAll, except that it returns ErrNotModified when
+// the object's ETag still equals etag (never when etag is empty). Backends
+// that are ConditionalReaders skip the read; with the others the object is
+// read and its ETag compared.
+func ReadAllIfChanged(ctx context.Context, s Storage, key, etag string, maxSize int64) ([]byte, Info, error) {
+	cr, ok := s.(ConditionalReader)
+	if !ok || etag == "" {
+		data, info, err := ReadAll(ctx, s, key, maxSize)
+		if err == nil && etag != "" && info.ETag == etag {
+			return nil, info, fmt.Errorf("%w: %s", ErrNotModified, key)
+		}
+		return data, info, err
+	}
+	rc, info, err := cr.ReaderIfChanged(ctx, key, etag)
+	if err != nil {
+		return nil, info, err
+	}
+	return readAll(rc, info, maxSize)
+}
+
+// readAll reads exactly info.Size bytes from rc into one buffer and closes it.
+func readAll(rc io.ReadCloser, info Info, maxSize int64) ([]byte, Info, error) {
 	defer rc.Close()
 	if info.Size > maxSize {
-		return nil, Info{}, fmt.Errorf("object %s is %d bytes, over the limit of %d", key, info.Size, maxSize)
+		return nil, Info{}, fmt.Errorf("object %s is %d bytes, over the limit of %d", info.Key, info.Size, maxSize)
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, maxSize+1))
-	if err != nil {
-		return nil, Info{}, fmt.Errorf("read %s: %w", key, err)
+	data := make([]byte, info.Size+1) // one byte more, to see a longer body
+	n, err := io.ReadFull(rc, data)
+	switch {
+	case err == nil:
+		return nil, Info{}, fmt.Errorf("read %s: more than the %d bytes announced", info.Key, info.Size)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		if int64(n) != info.Size {
+			return nil, Info{}, fmt.Errorf("read %s: got %d bytes, want %d", info.Key, n, info.Size)
+		}
+		return data[:n], info, nil
+	default:
+		return nil, Info{}, fmt.Errorf("read %s: %w", info.Key, err)
 	}
-	if int64(len(data)) != info.Size {
-		return nil, Info{}, fmt.Errorf("read %s: got %d bytes, want %d", key, len(data), info.Size)
-	}
-	return data, info, nil
 }

@@ -125,6 +125,19 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	return infoOf(key, fi), nil
 }
 
+// ReaderIfChanged implements storage.ConditionalReader: one stat when the
+// object is unchanged.
+func (s *Store) ReaderIfChanged(ctx context.Context, key, etag string) (io.ReadCloser, storage.Info, error) {
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		return nil, storage.Info{}, err
+	}
+	if info.ETag == etag {
+		return nil, info, fmt.Errorf("%w: %s", storage.ErrNotModified, key)
+	}
+	return s.Reader(ctx, key, 0, -1)
+}
+
 // Reader implements storage.Storage.
 func (s *Store) Reader(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.Info, error) {
 	p, err := s.path(key)

@@ -171,6 +171,24 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	return storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: etag(out.ETag)}, nil
 }
 
+// ReaderIfChanged implements storage.ConditionalReader with a GET that
+// carries If-None-Match, which S3 answers 304 for an unchanged object.
+func (s *Store) ReaderIfChanged(ctx context.Context, key, known string) (io.ReadCloser, storage.Info, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, storage.Info{}, err
+	}
+	quoted := `"` + known + `"`
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key, IfNoneMatch: &quoted})
+	if err != nil {
+		var re interface{ HTTPStatusCode() int }
+		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotModified {
+			return nil, storage.Info{Key: key, ETag: known}, fmt.Errorf("%w: %s", storage.ErrNotModified, key)
+		}
+		return nil, storage.Info{}, s.wrap("get", key, err)
+	}
+	return out.Body, storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: etag(out.ETag)}, nil
+}
+
 // Reader implements storage.Storage.
 func (s *Store) Reader(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.Info, error) {
 	if err := storage.ValidateKey(key); err != nil {

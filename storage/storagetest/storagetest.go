@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"ListManyKeys", testListMany},
 		{"Delete", testDelete},
 		{"ConditionalWrites", testConditional},
+		{"ReadIfChanged", testReadIfChanged},
 		{"ConcurrentPutIfMatchOneWinner", testConcurrentPutIfMatch},
 		{"ConcurrentPutIfAbsentOneWinner", testConcurrentPutIfAbsent},
 		{"PresignGetAndPut", testPresign},
@@ -337,6 +338,41 @@ func testConditional(t *testing.T, s storage.Storage) {
 	}
 	if got, _ := read(t, s, "c", 0, -1); got != "v3" {
 		t.Fatalf("read %q, want v3", got)
+	}
+}
+
+// testReadIfChanged checks ReadAllIfChanged, through the backend's
+// ConditionalReader when it has one: an unchanged object is not read, a
+// replaced one is read whole with its new ETag, a deleted one is not found.
+func testReadIfChanged(t *testing.T, s storage.Storage) {
+	ctx := context.Background()
+	put(t, s, "idx", "version one")
+	data, info, err := storage.ReadAllIfChanged(ctx, s, "idx", "", 1<<20)
+	if err != nil || string(data) != "version one" || info.ETag == "" {
+		t.Fatalf("read without an ETag: %q %+v %v", data, info, err)
+	}
+	if data, _, err := storage.ReadAllIfChanged(ctx, s, "idx", info.ETag, 1<<20); !errors.Is(err, storage.ErrNotModified) || data != nil {
+		t.Fatalf("unchanged object: %q %v, want ErrNotModified", data, err)
+	}
+	if data, _, err := storage.ReadAllIfChanged(ctx, s, "idx", "some-other-etag", 1<<20); err != nil || string(data) != "version one" {
+		t.Fatalf("with a foreign ETag: %q %v, want the object", data, err)
+	}
+	put(t, s, "idx", "version two!")
+	data, info2, err := storage.ReadAllIfChanged(ctx, s, "idx", info.ETag, 1<<20)
+	if err != nil || string(data) != "version two!" {
+		t.Fatalf("replaced object: %q %v, want version two!", data, err)
+	}
+	if info2.ETag == info.ETag || info2.Size != int64(len(data)) {
+		t.Fatalf("replaced object's info %+v, first %+v", info2, info)
+	}
+	if _, _, err := storage.ReadAllIfChanged(ctx, s, "idx", info.ETag, 4); err == nil {
+		t.Fatal("a changed object over the size limit was read")
+	}
+	if err := s.Delete(ctx, "idx"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := storage.ReadAllIfChanged(ctx, s, "idx", info2.ETag, 1<<20); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("deleted object: %v, want ErrNotFound", err)
 	}
 }
 
