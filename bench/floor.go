@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -208,25 +210,94 @@ func (fl *floor) put(ctx context.Context, o *floorObject) error {
 	return nil
 }
 
-// pull fetches every object. With dir set, each object is also written to
-// its own file in dir and fsynced once, the least a pull that keeps the
-// bytes must do.
-func (fl *floor) pull(ctx context.Context, objs []*floorObject, dir string) (time.Duration, error) {
+// floorSink is what the floor's pull does with the bytes it fetched.
+type floorSink struct {
+	// objectDir, when set, receives each object as its own file, fsynced
+	// once: the least a pull that keeps its bytes must do.
+	objectDir string
+	// treeDir, when set, receives the model's files again: each segment is
+	// written into its file (relative to modelDir) at its offset, files
+	// created as needed, nothing fsynced: the least a pull that produces
+	// the model's tree must do.
+	treeDir, modelDir string
+	dirs              *sync.Map // directories of treeDir already made
+}
+
+// pull fetches every object and hands its bytes to sink (a zero sink
+// discards them after hashing).
+func (fl *floor) pull(ctx context.Context, objs []*floorObject, sink floorSink) (time.Duration, error) {
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fl.concurrency)
+	if sink.treeDir != "" {
+		sink.dirs = &sync.Map{}
+	}
 	for i, o := range objs {
 		dst := ""
-		if dir != "" {
-			dst = filepath.Join(dir, fmt.Sprintf("%06d", i))
+		if sink.objectDir != "" {
+			dst = filepath.Join(sink.objectDir, fmt.Sprintf("%06d", i))
 		}
-		g.Go(func() error { return fl.get(gctx, o, dst) })
+		g.Go(func() error { return fl.get(gctx, o, dst, sink) })
 	}
 	err := g.Wait()
 	return time.Since(start), err
 }
 
-func (fl *floor) get(ctx context.Context, o *floorObject, dst string) error {
+// treeWriter writes an object's byte stream into the files of its
+// segments, in order.
+type treeWriter struct {
+	sink floorSink
+	segs []segment
+	f    *os.File
+	left int64 // bytes of segs[0] still to write
+	off  int64 // where in segs[0]'s file the next byte goes
+}
+
+func (w *treeWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		if w.f == nil {
+			if len(w.segs) == 0 {
+				return written, errors.New("more bytes than the object's segments")
+			}
+			seg := w.segs[0]
+			rel, err := filepath.Rel(w.sink.modelDir, seg.path)
+			if err != nil {
+				return written, err
+			}
+			dst := filepath.Join(w.sink.treeDir, rel)
+			if _, made := w.sink.dirs.LoadOrStore(filepath.Dir(dst), true); !made {
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					return written, err
+				}
+			}
+			if w.f, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE, 0o644); err != nil {
+				return written, err
+			}
+			w.left, w.off = seg.size, seg.off
+		}
+		n := int(min(int64(len(p)), w.left))
+		if _, err := w.f.WriteAt(p[:n], w.off); err != nil {
+			return written, err
+		}
+		p, written, w.left, w.off = p[n:], written+n, w.left-int64(n), w.off+int64(n)
+		if w.left == 0 {
+			if err := w.f.Close(); err != nil {
+				return written, err
+			}
+			w.f, w.segs = nil, w.segs[1:]
+		}
+	}
+	return written, nil
+}
+
+func (w *treeWriter) Close() {
+	if w.f != nil {
+		w.f.Close()
+	}
+}
+
+func (fl *floor) get(ctx context.Context, o *floorObject, dst string, sink floorSink) error {
 	pr, err := fl.store.PresignGet(ctx, o.key, 15*time.Minute)
 	if err != nil {
 		return err
@@ -257,6 +328,11 @@ func (fl *floor) get(ctx context.Context, o *floorObject, dst string) error {
 		}
 		defer f.Close()
 		w = io.MultiWriter(f, h)
+	}
+	if sink.treeDir != "" {
+		tw := &treeWriter{sink: sink, segs: o.segs}
+		defer tw.Close()
+		w = io.MultiWriter(tw, h)
 	}
 	n, err := io.CopyBuffer(w, resp.Body, make([]byte, 1<<20))
 	if err != nil {

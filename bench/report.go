@@ -257,7 +257,7 @@ func measureDisk(dir string) (float64, error) {
 
 var (
 	modelOrder    = []string{"llm", "small"}
-	modeOrder     = []string{modeFloor, modeFloorDisk, modeRedirect, modeProxy}
+	modeOrder     = []string{modeFloor, modeFloorDisk, modeFloorTree, modeRedirect, modeProxy}
 	pushScenarios = []string{scColdPush, scNoopPush, scSmallChange, scTensorShift}
 )
 
@@ -275,7 +275,7 @@ func (r *report) finish() {
 	})
 	for i := range r.Rows {
 		row := &r.Rows[i]
-		if row.Mode != modeRedirect && row.Mode != modeFloor && row.Mode != modeFloorDisk {
+		if row.Mode != modeRedirect && row.Mode != modeFloor && row.Mode != modeFloorDisk && row.Mode != modeFloorTree {
 			continue
 		}
 		op := "pull"
@@ -304,7 +304,7 @@ func (r *report) find(scenario, mode, model string) *row {
 func (r *report) rowsOf(scenario string) []*row {
 	var out []*row
 	for i := range r.Rows {
-		if x := &r.Rows[i]; x.Scenario == scenario && x.Mode != modeFloor && x.Mode != modeFloorDisk {
+		if x := &r.Rows[i]; x.Scenario == scenario && x.Mode != modeFloor && x.Mode != modeFloorDisk && x.Mode != modeFloorTree {
 			out = append(out, x)
 		}
 	}
@@ -324,6 +324,9 @@ func (r *report) bars() []bar {
 				b.Measured = fmt.Sprintf("%.2f× (%s vs floor %s)", *x.FloorRatio, secs(x.Seconds), secs(fl.Seconds))
 				if fd := r.find(sc, modeFloorDisk, m); fd != nil {
 					b.Measured += fmt.Sprintf("; %.2f× the floor+disk pull (%s)", x.Seconds/fd.Seconds, secs(fd.Seconds))
+				}
+				if ft := r.find(sc, modeFloorTree, m); ft != nil {
+					b.Measured += fmt.Sprintf("; %.2f× the floor+tree pull (%s)", x.Seconds/ft.Seconds, secs(ft.Seconds))
 				}
 				b.Met = ptr(*x.FloorRatio <= 1.15)
 			} else if x != nil {
@@ -452,7 +455,8 @@ func (r *report) markdown() string {
 			"*moved* divides the bytes the client sent or received (PushResult.UploadedBytes, PullResult.DownloadedBytes). "+
 			"*× floor* is the time over the floor's time for the same model and direction; "+
 			"the floor moves the same bytes as objects of 8 MiB or more with presigned PUTs (x-amz-checksum-sha256, sha256 computed just before each PUT) "+
-			"and presigned GETs hashed and discarded, at the client's concurrency; *floor+disk* also writes each object to a file and fsyncs it once. "+
+			"and presigned GETs hashed and discarded, at the client's concurrency; *floor+disk* also writes each object to a file and fsyncs it once; "+
+			"*floor+tree* instead writes the bytes back into the model's files (created in place, no temp files, no fsync). "+
 			"Requests are counted by a RoundTripper in the client's http.Client. "+
 			"CPU is the CPU time each process used during the scenario (%d cores in all). "+
 			"Every pulled tree was compared byte for byte with its source (not timed).\n\n", mc.CPUs)
