@@ -33,7 +33,7 @@ type Entry struct {
 // boundary condition (so groups depend on paths, not contents), or when it
 // reaches maxGroupFiles files or maxGroupBytes bytes.
 const (
-	boundaryModulus = 64
+	boundaryModulus = 256 // see docs/formats.md
 	maxGroupFiles   = 1024
 	maxGroupBytes   = 16 << 20
 )
