@@ -61,10 +61,12 @@ func (c *manifestCache) remove(key string) {
 	}
 }
 
-// Bounds of the index cache: entries, and bytes of index documents.
+// Bounds of the index cache: entries, and bytes of index documents (a
+// parsed index takes about three times its document's size). A document
+// over an eighth of the bytes is not kept.
 const (
 	indexCacheEntries = 4096
-	indexCacheBytes   = 64 << 20
+	indexCacheBytes   = 32 << 20
 )
 
 // indexCache keeps parsed index documents with the ETag they were read
@@ -93,7 +95,7 @@ func (c *indexCache) get(key string) (cachedIndex, bool) {
 }
 
 func (c *indexCache) put(key string, e cachedIndex) {
-	if e.size > indexCacheBytes/16 {
+	if e.size > indexCacheBytes/8 {
 		c.remove(key)
 		return
 	}

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -200,7 +201,12 @@ func (s observedStore) Delete(ctx context.Context, key string) (err error) {
 func (s observedStore) ReaderIfChanged(ctx context.Context, key, etag string) (rc io.ReadCloser, info storage.Info, err error) {
 	cr, ok := s.Backend.(storage.ConditionalReader)
 	if !ok {
-		return s.Reader(ctx, key, 0, -1)
+		rc, info, err := s.Reader(ctx, key, 0, -1)
+		if err == nil && info.ETag == etag {
+			rc.Close()
+			return nil, info, fmt.Errorf("%w: %s", storage.ErrNotModified, key)
+		}
+		return rc, info, err
 	}
 	ctx, span := storageSpan(ctx, "read_if_changed", key)
 	defer func(t time.Time) {
