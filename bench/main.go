@@ -82,6 +82,7 @@ type options struct {
 	metaClients  int
 	metaDuration time.Duration
 	verify       bool
+	prewarm      bool
 	profileDir   string
 }
 
@@ -99,6 +100,7 @@ func main() {
 	flag.IntVar(&opts.metaClients, "meta-clients", 32, "concurrent clients of the metadata test")
 	flag.DurationVar(&opts.metaDuration, "meta-duration", 3*time.Second, "duration of each metadata test (at most 5s)")
 	flag.BoolVar(&opts.verify, "verify", true, "check every pulled tree byte for byte against its source (not timed)")
+	flag.BoolVar(&opts.prewarm, "prewarm", true, "before each timed step, write and delete a scratch file of twice the model's size (at most 4 GiB), so the step's page-cache writes get memory the machine just used (see docs/benchmarks.md)")
 	flag.StringVar(&opts.profileDir, "cpuprofile", "", "write a CPU profile of the benchmark process (client side) for each measured step into this directory")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -130,6 +132,7 @@ type bench struct {
 	report      *report
 	proxyBlob   int64  // largest blob pushed and pulled through the fs modelxd
 	metaModel   string // model whose v1 the metadata test reads on the fs modelxd
+	warmBytes   int64  // the scratch file of prewarm: twice the current model's size
 }
 
 // clientDefaultConcurrency mirrors client.New's default, so the floor runs
@@ -290,6 +293,7 @@ func run(ctx context.Context, opts options) error {
 		if err != nil {
 			return err
 		}
+		b.warmBytes = min(2*m.Bytes, 4<<30)
 		b.report.Models = append(b.report.Models, m)
 		if fl != nil {
 			if err := b.runFloor(ctx, fl, m); err != nil {

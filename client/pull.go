@@ -479,7 +479,7 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 	defer local.close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.c.opts.Concurrency)
-	var chunkJobs [][]func(context.Context) error
+	var chunkJobs []chunkJob
 	for _, t := range todo {
 		switch {
 		case t.packed != nil:
@@ -493,7 +493,7 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 				g.Wait()
 				return err
 			}
-			chunkJobs = append(chunkJobs, jobs)
+			chunkJobs = append(chunkJobs, jobs...)
 		case t.blob.MediaType == spec.MediaTypeDirectoryTarGz:
 			g.Go(func() error { return p.pullLegacyDir(gctx, t) })
 		default:
@@ -503,30 +503,10 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 	for _, d := range packOrder {
 		g.Go(func() error { return p.pullPacked(gctx, packs[d]) })
 	}
-	// Chunks of different files alternate, so concurrent writes go to
-	// different files: a filesystem serializes buffered writes to one file
-	// (the inode lock), which would leave a core idle.
-	for _, job := range roundRobin(chunkJobs) {
-		g.Go(func() error { return job(gctx) })
+	for _, job := range chunkJobs {
+		g.Go(func() error { return job.run(gctx) })
 	}
 	return g.Wait()
-}
-
-// roundRobin merges lists by taking one item of each in turn.
-func roundRobin[T any](lists [][]T) []T {
-	var out []T
-	for i := 0; ; i++ {
-		took := false
-		for _, l := range lists {
-			if i < len(l) {
-				out = append(out, l[i])
-				took = true
-			}
-		}
-		if !took {
-			return out
-		}
-	}
 }
 
 // ensureDir makes directory rel (relative to p.dir, "." for p.dir) and its
