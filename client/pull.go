@@ -80,6 +80,45 @@ type puller struct {
 	tmpSeq    atomic.Uint64 // and numbered within it
 	dirsMu    sync.Mutex
 	dirs      map[string]bool // directories this pull's writes checked or created
+
+	unnamedOnce sync.Once
+	unnamedOK   bool // small files are written as unnamed files (see unnamedWorks)
+}
+
+// unnamedWorks reports, once per pull, whether this filesystem can create
+// unnamed files and link them into place (Linux's O_TMPFILE, on ext4, xfs,
+// btrfs, tmpfs, …, and /proc mounted). Small files are then written in
+// their own directory and given their name when complete, which costs
+// fewer system calls than a temp file renamed across directories and
+// leaves nothing behind if the pull is killed.
+func (p *puller) unnamedWorks() bool {
+	p.unnamedOnce.Do(func() {
+		if !unnamedFiles.Load() {
+			return
+		}
+		f, err := createUnnamed(p.tmp, 0o600)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		probe := p.tmpName()
+		if linkUnnamed(f, probe) == nil {
+			os.Remove(probe)
+			p.unnamedOK = true
+		}
+	})
+	return p.unnamedOK
+}
+
+// unnamedFiles lets tests turn unnamed files off, to cover the temp files
+// other systems use.
+var unnamedFiles atomic.Bool
+
+func init() { unnamedFiles.Store(true) }
+
+// tmpName is a new name in p.tmp, unique to this pull.
+func (p *puller) tmpName() string {
+	return p.tmp + string(filepath.Separator) + p.tmpPrefix + strconv.FormatUint(p.tmpSeq.Add(1), 36)
 }
 
 // Pull writes the model ref names into dir, downloading only what differs
@@ -563,7 +602,7 @@ func (p *puller) markDir(rel string) {
 // which count when a pull writes tens of thousands of small files.
 func (p *puller) createTemp(perm fs.FileMode) (*os.File, error) {
 	for {
-		name := p.tmp + string(filepath.Separator) + p.tmpPrefix + strconv.FormatUint(p.tmpSeq.Add(1), 36)
+		name := p.tmpName()
 		fd, err := syscall.Open(name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, uint32(perm))
 		switch {
 		case err == nil:

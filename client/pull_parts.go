@@ -408,6 +408,62 @@ func (p *puller) pullWholePack(ctx context.Context, blob *spec.Descriptor, ts []
 	return nil
 }
 
+// writeUnnamed writes the verified bytes of r to an unnamed file in t's
+// directory and links it in as t. When the name is taken (an update), the
+// file is linked into the temp directory instead and renamed over it, so
+// the replacement stays atomic. It reports false, having read nothing,
+// when this directory cannot hold unnamed files.
+func (p *puller) writeUnnamed(r io.Reader, t target) (bool, error) {
+	if err := checkName(t.name); err != nil {
+		return true, err
+	}
+	if err := p.ensureDir(t.name, path.Dir(t.name)); err != nil {
+		return true, err
+	}
+	dst := p.localPath(t.name)
+	perm := permOf(t)
+	f, err := createUnnamed(filepath.Dir(dst), perm)
+	if err != nil {
+		return false, nil
+	}
+	defer f.Close()
+	var w io.Writer = f
+	h := sha256.New()
+	if t.digest == "" {
+		w = io.MultiWriter(f, h)
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		return true, err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().Perm() != perm {
+		err = f.Chmod(perm) // the size, mtime and inode in fi stay valid
+	}
+	if err != nil {
+		return true, err
+	}
+	if t.digest == "" {
+		t.digest = digest.NewDigest(digest.SHA256, h)
+	}
+	err = linkUnnamed(f, dst)
+	if errors.Is(err, fs.ErrExist) {
+		tmp := p.tmpName()
+		if err := linkUnnamed(f, tmp); err != nil {
+			return true, err
+		}
+		if err := p.place(tmp, t, fi); err != nil {
+			os.Remove(tmp)
+			return true, err
+		}
+		return true, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
+	return true, nil
+}
+
 // writePacked decodes and verifies one packed file, then places it.
 func (p *puller) writePacked(frame []byte, t target) error {
 	data, err := pack.Decode(frame, *t.packed) // checks size and digest
@@ -421,6 +477,11 @@ func (p *puller) writePacked(frame []byte, t target) error {
 // places it as t. A target without a digest (an entry of a legacy archive)
 // is hashed on the way, for the cache.
 func (p *puller) writeFileFrom(r io.Reader, t target) error {
+	if p.unnamedWorks() {
+		if done, err := p.writeUnnamed(r, t); done {
+			return err
+		}
+	}
 	perm := permOf(t)
 	f, err := p.createTemp(perm)
 	if err != nil {

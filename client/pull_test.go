@@ -242,3 +242,64 @@ func TestPullExactModes(t *testing.T) {
 	}
 	sameTree(t, src, dst)
 }
+
+// TestPullSmallFilesBothWays pulls small files as unnamed files linked
+// into place (where the system has them) and as temp files renamed into
+// place, each into an empty directory and then over an older version,
+// with a symbolic link planted at one name: the trees match, the link is
+// replaced rather than followed, and no temp file is left.
+func TestPullSmallFilesBothWays(t *testing.T) {
+	e := envs(t)[0]
+	ctx := context.Background()
+	c := newClient(client.Options{})
+	versions := map[string]map[string]string{
+		"v1": {"modelx.yaml": "description: both ways\n", "a/one.txt": "one", "a/two.json": `{"two":2}`, "b/c/three.txt": "three"},
+		"v2": {"modelx.yaml": "description: both ways\n", "a/one.txt": "ONE", "a/two.json": `{"two":2}`, "b/c/three.txt": "three, longer", "b/new.txt": "new"},
+	}
+	srcs := map[string]string{}
+	for _, v := range []string{"v1", "v2"} {
+		srcs[v] = t.TempDir()
+		for name, data := range versions[v] {
+			write(t, srcs[v], name, []byte(data), 0o644)
+		}
+		if _, err := c.Push(ctx, ref(t, e, "both/ways:"+v), srcs[v]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, unnamed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "unnamed", false: "temp-files"}[unnamed], func(t *testing.T) {
+			if !unnamed {
+				defer client.DisableUnnamedFiles()()
+			}
+			dst := t.TempDir()
+			if _, err := c.Pull(ctx, ref(t, e, "both/ways:v1"), dst, client.PullOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			sameTree(t, srcs["v1"], dst)
+			outside := filepath.Join(t.TempDir(), "outside.txt")
+			if err := os.WriteFile(outside, []byte("keep"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(dst, "a/one.txt")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, filepath.Join(dst, "a/one.txt")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Pull(ctx, ref(t, e, "both/ways:v2"), dst, client.PullOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			sameTree(t, srcs["v2"], dst)
+			if data, _ := os.ReadFile(outside); string(data) != "keep" {
+				t.Fatalf("the pull wrote through a symbolic link: outside file now %q", data)
+			}
+			left, err := os.ReadDir(filepath.Join(dst, ".modelx", "tmp"))
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			if len(left) != 0 {
+				t.Fatalf("temp files left: %v", left)
+			}
+		})
+	}
+}
