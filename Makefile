@@ -41,6 +41,13 @@ run:
 test: tools chromium
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
+	$(MAKE) cross
+
+# The CLI runs on laptops too: it must build for macOS and Windows.
+.PHONY: cross
+cross:
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/modelx
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/modelx
 
 # Each fuzz target, as PACKAGE:TARGET, run for FUZZTIME (the seed corpora in
 # testdata/fuzz already run as plain tests above). New interesting inputs go

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 
 	"github.com/opencontainers/go-digest"
 
@@ -28,11 +27,7 @@ type fileKey struct {
 }
 
 func keyOf(fi os.FileInfo) fileKey {
-	k := fileKey{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		k.Inode = uint64(st.Ino)
-	}
-	return k
+	return fileKey{Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), Inode: inodeOf(fi)}
 }
 
 // cachedFile is what hashing a file found: its digest and, for a large
