@@ -220,7 +220,18 @@ type floorSink struct {
 	// created as needed, nothing fsynced: the least a pull that produces
 	// the model's tree must do.
 	treeDir, modelDir string
-	dirs              *sync.Map // directories of treeDir already made
+	dirs              *sync.Map // directory of treeDir → *dirOnce
+}
+
+// dirOnce makes one directory once; every writer into it waits for that.
+type dirOnce struct {
+	once sync.Once
+	err  error
+}
+
+func (d *dirOnce) make(dir string) error {
+	d.once.Do(func() { d.err = os.MkdirAll(dir, 0o755) })
+	return d.err
 }
 
 // pull fetches every object and hands its bytes to sink (a zero sink
@@ -266,10 +277,9 @@ func (w *treeWriter) Write(p []byte) (int, error) {
 				return written, err
 			}
 			dst := filepath.Join(w.sink.treeDir, rel)
-			if _, made := w.sink.dirs.LoadOrStore(filepath.Dir(dst), true); !made {
-				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-					return written, err
-				}
+			v, _ := w.sink.dirs.LoadOrStore(filepath.Dir(dst), &dirOnce{})
+			if err := v.(*dirOnce).make(filepath.Dir(dst)); err != nil {
+				return written, err
 			}
 			if w.f, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE, 0o644); err != nil {
 				return written, err
