@@ -173,7 +173,7 @@ func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Ch
 	if err != nil {
 		return err
 	}
-	startWriteback(c.f, offset, ch.Size)
+	writeBack(c.f, offset, ch.Size)
 	c.p.countBlob()
 	return c.chunkDone(i)
 }
