@@ -518,7 +518,7 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 	defer local.close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.c.opts.Concurrency)
-	var chunkJobs []chunkJob
+	var chunkJobs []func(context.Context) error
 	for _, t := range todo {
 		switch {
 		case t.packed != nil:
@@ -543,7 +543,7 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 		g.Go(func() error { return p.pullPacked(gctx, packs[d]) })
 	}
 	for _, job := range chunkJobs {
-		g.Go(func() error { return job.run(gctx) })
+		g.Go(func() error { return job(gctx) })
 	}
 	return g.Wait()
 }

@@ -53,7 +53,7 @@ func (c *chunkedFile) saveState() error {
 // a local file that holds it (found by digest in local, or else, when local
 // knows none of the file's chunks, at the same offset in the old copy of the
 // file) or downloads it.
-func (p *puller) chunkedJobs(t target, local *chunkIndex) ([]chunkJob, error) {
+func (p *puller) chunkedJobs(t target, local *chunkIndex) ([]func(context.Context) error, error) {
 	part := filepath.Join(p.tmp, t.digest.Encoded()+".part")
 	c := &chunkedFile{p: p, t: t, part: part, statePath: part + ".state", done: map[int]bool{}}
 	if data, err := os.ReadFile(c.statePath); err == nil {
@@ -105,19 +105,13 @@ func (p *puller) chunkedJobs(t target, local *chunkIndex) ([]chunkJob, error) {
 	}
 	c.remaining = len(chunks)
 	if c.remaining == 0 {
-		return []chunkJob{{run: func(context.Context) error { return c.finish() }}}, nil
+		return []func(context.Context) error{func(context.Context) error { return c.finish() }}, nil
 	}
-	jobs := make([]chunkJob, len(chunks))
+	jobs := make([]func(context.Context) error, len(chunks))
 	for k, ch := range chunks {
-		jobs[k] = chunkJob{size: t.blob.Chunks[ch.i].Size, run: func(ctx context.Context) error { return c.pullChunk(ctx, ch.i, ch.off, ch.src) }}
+		jobs[k] = func(ctx context.Context) error { return c.pullChunk(ctx, ch.i, ch.off, ch.src) }
 	}
 	return jobs, nil
-}
-
-// chunkJob fetches or copies one chunk of a chunked file.
-type chunkJob struct {
-	size int64
-	run  func(context.Context) error
 }
 
 func (p *puller) skip(n int64) {
