@@ -618,12 +618,19 @@ func (p *puller) createTemp(perm fs.FileMode) (*os.File, error) {
 // closeTemp gives a written temp file the permissions perm, closes it, and
 // returns its info as of its last write, for the hash cache's key.
 func closeTemp(f *os.File, perm fs.FileMode) (fs.FileInfo, error) {
+	fi, err := setPerm(f, perm)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return fi, err
+}
+
+// setPerm gives a written file the permissions perm and returns its info
+// as of its last write.
+func setPerm(f *os.File, perm fs.FileMode) (fs.FileInfo, error) {
 	fi, err := f.Stat()
 	if err == nil && fi.Mode().Perm() != perm {
 		err = f.Chmod(perm) // the size, mtime and inode in fi stay valid
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	return fi, err
 }
@@ -656,8 +663,13 @@ func (p *puller) place(tmp string, t target, fi fs.FileInfo) error {
 		}
 		return err
 	}
-	p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
+	p.placed(t, fi)
 	return nil
+}
+
+// placed records t, now at its name, in the cache under fi.
+func (p *puller) placed(t target, fi fs.FileInfo) {
+	p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
 }
 
 // pullFile downloads a whole-file blob into a temp file, resuming a partial

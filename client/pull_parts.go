@@ -402,62 +402,6 @@ func (p *puller) pullWholePack(ctx context.Context, blob *spec.Descriptor, ts []
 	return nil
 }
 
-// writeUnnamed writes the verified bytes of r to an unnamed file in t's
-// directory and links it in as t. When the name is taken (an update), the
-// file is linked into the temp directory instead and renamed over it, so
-// the replacement stays atomic. It reports false, having read nothing,
-// when this directory cannot hold unnamed files.
-func (p *puller) writeUnnamed(r io.Reader, t target) (bool, error) {
-	if err := checkName(t.name); err != nil {
-		return true, err
-	}
-	if err := p.ensureDir(t.name, path.Dir(t.name)); err != nil {
-		return true, err
-	}
-	dst := p.localPath(t.name)
-	perm := permOf(t)
-	f, err := createUnnamed(filepath.Dir(dst), perm)
-	if err != nil {
-		return false, nil
-	}
-	defer f.Close()
-	var w io.Writer = f
-	h := sha256.New()
-	if t.digest == "" {
-		w = io.MultiWriter(f, h)
-	}
-	if _, err := io.Copy(w, r); err != nil {
-		return true, err
-	}
-	fi, err := f.Stat()
-	if err == nil && fi.Mode().Perm() != perm {
-		err = f.Chmod(perm) // the size, mtime and inode in fi stay valid
-	}
-	if err != nil {
-		return true, err
-	}
-	if t.digest == "" {
-		t.digest = digest.NewDigest(digest.SHA256, h)
-	}
-	err = linkUnnamed(f, dst)
-	if errors.Is(err, fs.ErrExist) {
-		tmp := p.tmpName()
-		if err := linkUnnamed(f, tmp); err != nil {
-			return true, err
-		}
-		if err := p.place(tmp, t, fi); err != nil {
-			os.Remove(tmp)
-			return true, err
-		}
-		return true, nil
-	}
-	if err != nil {
-		return true, err
-	}
-	p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
-	return true, nil
-}
-
 // writePacked decodes and verifies one packed file, then places it.
 func (p *puller) writePacked(frame []byte, t target) error {
 	data, err := pack.Decode(frame, *t.packed) // checks size and digest
@@ -467,42 +411,91 @@ func (p *puller) writePacked(frame []byte, t target) error {
 	return p.writeFileFrom(bytes.NewReader(data), t)
 }
 
-// writeFileFrom writes the verified bytes of r to a new temp file and
-// places it as t. A target without a digest (an entry of a legacy archive)
-// is hashed on the way, for the cache.
+// writeFileFrom writes the verified bytes of r as t: where unnamedWorks,
+// into an unnamed file in t's directory that is linked in once complete,
+// else into a temp file renamed into place. A target without a digest (an
+// entry of a legacy archive) is hashed on the way, for the cache.
 func (p *puller) writeFileFrom(r io.Reader, t target) error {
-	if p.unnamedWorks() {
-		if done, err := p.writeUnnamed(r, t); done {
-			return err
-		}
-	}
 	perm := permOf(t)
-	f, err := p.createTemp(perm)
+	f, unnamed, err := p.createFor(t, perm)
 	if err != nil {
 		return err
 	}
+	fi, err := fillFile(f, r, &t, perm)
+	if unnamed {
+		defer f.Close() // never linked, it vanishes
+		if err != nil {
+			return err
+		}
+		return p.link(f, t, fi)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = p.place(f.Name(), t, fi)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// createFor creates the file t's bytes go to: an unnamed file in t's
+// directory where the filesystem allows it, else a temp file.
+func (p *puller) createFor(t target, perm fs.FileMode) (f *os.File, unnamed bool, err error) {
+	if p.unnamedWorks() {
+		if err := checkName(t.name); err != nil {
+			return nil, false, err
+		}
+		if err := p.ensureDir(t.name, path.Dir(t.name)); err != nil {
+			return nil, false, err
+		}
+		if f, err := createUnnamed(filepath.Dir(p.localPath(t.name)), perm); err == nil {
+			return f, true, nil
+		}
+	}
+	f, err = p.createTemp(perm)
+	return f, false, err
+}
+
+// fillFile copies r into f, hashing it when t has no digest yet, gives f
+// the permissions perm, and returns f's info as of its last write.
+func fillFile(f *os.File, r io.Reader, t *target, perm fs.FileMode) (fs.FileInfo, error) {
 	var w io.Writer = f
 	h := sha256.New()
 	if t.digest == "" {
 		w = io.MultiWriter(f, h)
 	}
 	if _, err := io.Copy(w, r); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	fi, err := closeTemp(f, perm)
-	if err != nil {
-		os.Remove(f.Name())
-		return err
+		return nil, err
 	}
 	if t.digest == "" {
 		t.digest = digest.NewDigest(digest.SHA256, h)
 	}
-	if err := p.place(f.Name(), t, fi); err != nil {
-		os.Remove(f.Name())
+	return setPerm(f, perm)
+}
+
+// link names the unnamed file f as t. When the name is taken (an update),
+// f is linked into the temp directory instead and renamed over it, so the
+// replacement stays atomic.
+func (p *puller) link(f *os.File, t target, fi fs.FileInfo) error {
+	err := linkUnnamed(f, p.localPath(t.name))
+	if errors.Is(err, fs.ErrExist) {
+		tmp := p.tmpName()
+		if err := linkUnnamed(f, tmp); err != nil {
+			return err
+		}
+		if err := p.place(tmp, t, fi); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return nil
+	}
+	if err != nil {
 		return err
 	}
+	p.placed(t, fi)
 	return nil
 }
 
