@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -196,18 +195,10 @@ func (s observedStore) Delete(ctx context.Context, key string) (err error) {
 	return s.Backend.Delete(ctx, key)
 }
 
-// ReaderIfChanged passes a conditional read on when the backend has them;
-// an unchanged object is not an error in the metrics.
+// ReaderIfChanged passes a conditional read on (storage.ReaderIfChanged
+// also serves backends without them); an unchanged object is not an error
+// in the metrics.
 func (s observedStore) ReaderIfChanged(ctx context.Context, key, etag string) (rc io.ReadCloser, info storage.Info, err error) {
-	cr, ok := s.Backend.(storage.ConditionalReader)
-	if !ok {
-		rc, info, err := s.Reader(ctx, key, 0, -1)
-		if err == nil && info.ETag == etag {
-			rc.Close()
-			return nil, info, fmt.Errorf("%w: %s", storage.ErrNotModified, key)
-		}
-		return rc, info, err
-	}
 	ctx, span := storageSpan(ctx, "read_if_changed", key)
 	defer func(t time.Time) {
 		if errors.Is(err, storage.ErrNotModified) {
@@ -216,7 +207,7 @@ func (s observedStore) ReaderIfChanged(ctx context.Context, key, etag string) (r
 		}
 		s.observe("read_if_changed", t, span, err)
 	}(time.Now())
-	return cr.ReaderIfChanged(ctx, key, etag)
+	return storage.ReaderIfChanged(ctx, s.Backend, key, etag)
 }
 
 func (s observedStore) PutIfAbsent(ctx context.Context, key string, data []byte) (err error) {

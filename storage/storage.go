@@ -134,23 +134,29 @@ func ReadAll(ctx context.Context, s Storage, key string, maxSize int64) ([]byte,
 }
 
 // ReadAllIfChanged is ReadAll, except that it returns ErrNotModified when
-// the object's ETag still equals etag (never when etag is empty). Backends
-// that are ConditionalReaders skip the read; with the others the object is
-// read and its ETag compared.
+// the object's ETag still equals etag (never when etag is empty).
 func ReadAllIfChanged(ctx context.Context, s Storage, key, etag string, maxSize int64) ([]byte, Info, error) {
-	cr, ok := s.(ConditionalReader)
-	if !ok || etag == "" {
-		data, info, err := ReadAll(ctx, s, key, maxSize)
-		if err == nil && etag != "" && info.ETag == etag {
-			return nil, info, fmt.Errorf("%w: %s", ErrNotModified, key)
-		}
-		return data, info, err
-	}
-	rc, info, err := cr.ReaderIfChanged(ctx, key, etag)
+	rc, info, err := ReaderIfChanged(ctx, s, key, etag)
 	if err != nil {
 		return nil, info, err
 	}
 	return readAll(rc, info, maxSize)
+}
+
+// ReaderIfChanged is Reader(ctx, key, 0, -1), except that it returns
+// ErrNotModified when the object's ETag still equals etag (never when etag
+// is empty). A ConditionalReader skips the read; with other backends the
+// object is opened and its ETag compared.
+func ReaderIfChanged(ctx context.Context, s Storage, key, etag string) (io.ReadCloser, Info, error) {
+	if cr, ok := s.(ConditionalReader); ok && etag != "" {
+		return cr.ReaderIfChanged(ctx, key, etag)
+	}
+	rc, info, err := s.Reader(ctx, key, 0, -1)
+	if err == nil && etag != "" && info.ETag == etag {
+		rc.Close()
+		return nil, info, fmt.Errorf("%w: %s", ErrNotModified, key)
+	}
+	return rc, info, err
 }
 
 // readAll reads exactly info.Size bytes from rc into one buffer and closes it.

@@ -38,6 +38,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"Delete", testDelete},
 		{"ConditionalWrites", testConditional},
 		{"ReadIfChanged", testReadIfChanged},
+		{"ReadIfChangedWithoutConditionalReads", func(t *testing.T, s storage.Storage) {
+			testReadIfChanged(t, plainStorage{s}) // the generic fallback of storage.ReaderIfChanged
+		}},
 		{"ConcurrentPutIfMatchOneWinner", testConcurrentPutIfMatch},
 		{"ConcurrentPutIfAbsentOneWinner", testConcurrentPutIfAbsent},
 		{"PresignGetAndPut", testPresign},
@@ -340,6 +343,9 @@ func testConditional(t *testing.T, s storage.Storage) {
 		t.Fatalf("read %q, want v3", got)
 	}
 }
+
+// plainStorage hides a backend's optional capabilities.
+type plainStorage struct{ storage.Storage }
 
 // testReadIfChanged checks ReadAllIfChanged, through the backend's
 // ConditionalReader when it has one: an unchanged object is not read, a
