@@ -120,23 +120,13 @@ func random(seed uint64, n int) []byte {
 func tree(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if d.IsDir() {
-			if rel == ".modelx" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	err := testenv.WalkModelFiles(dir, func(rel, p string, d fs.DirEntry) error {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
 		info, _ := d.Info()
-		out[filepath.ToSlash(rel)] = fmt.Sprintf("%v:%x", info.Mode().Perm(), data)
+		out[rel] = fmt.Sprintf("%v:%x", info.Mode().Perm(), data)
 		return nil
 	})
 	if err != nil {

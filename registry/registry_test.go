@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -439,24 +440,12 @@ func testHostile(t *testing.T, b backend) {
 		t.Fatalf("chunked blob PUT: %d, want 400", resp.StatusCode)
 	}
 	after := h.snapshot()
-	if !mapsEqual(before, after) {
+	if !maps.Equal(before, after) {
 		t.Fatalf("hostile requests changed storage:\nbefore %v\nafter  %v", before, after)
 	}
 	if got := names(h.index("/safe/model/index")); !slices.Equal(got, []string{"v1"}) {
 		t.Fatalf("tags after hostile requests: %v", got)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func testManifestBlobUnknown(t *testing.T, b backend) {
@@ -471,7 +460,7 @@ func testManifestBlobUnknown(t *testing.T, b backend) {
 	if e := r.apiError(t); !strings.Contains(fmt.Sprint(e.Detail), string(ghost)) {
 		t.Fatalf("detail %v does not name the missing blob", e.Detail)
 	}
-	if after := h.snapshot(); !mapsEqual(before, after) {
+	if after := h.snapshot(); !maps.Equal(before, after) {
 		t.Fatal("a refused manifest changed storage")
 	}
 	h.expect(h.do(http.MethodGet, "/m/m/manifests/v2", nil, nil), http.StatusNotFound, spec.ErrorManifestUnknown)

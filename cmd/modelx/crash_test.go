@@ -278,18 +278,7 @@ func writeFiles(t *testing.T, dir string, v, have map[string][]byte) {
 // readTree reads every regular file under dir outside .modelx.
 func readTree(dir string) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == ".modelx" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	err := testenv.WalkModelFiles(dir, func(rel, p string, d iofs.DirEntry) error {
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("%s is not a regular file (%v)", rel, d.Type())
 		}
@@ -780,18 +769,7 @@ func checkNoTornFiles(dir string, target, older map[string][]byte) (fromTarget, 
 	if _, err := os.Stat(dir); errors.Is(err, iofs.ErrNotExist) {
 		return 0, 0, nil // killed before it made the directory
 	}
-	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == ".modelx" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	err := testenv.WalkModelFiles(dir, func(rel, p string, d iofs.DirEntry) error {
 		if !d.Type().IsRegular() {
 			problems = append(problems, fmt.Sprintf("%s is a %v", rel, d.Type()))
 			return nil

@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"fmt"
 	iofs "io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -101,23 +102,22 @@ func (p *crashPusher) edit(t *testing.T, seed uint64) map[string]digest.Digest {
 	p.cc.Read(w[off:min(len(w), off+1+p.r.IntN(96<<10))])
 	p.write(t, "weights.bin", w)
 	p.write(t, fmt.Sprintf("tok/vocab-%02d.txt", p.r.IntN(12)), fmt.Appendf(nil, "pusher %d edit %d %x\n", p.id, p.n, p.r.Uint64()))
-	files := map[string]digest.Digest{}
-	err := filepath.WalkDir(p.dir, func(path string, d iofs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			if d != nil && d.IsDir() && d.Name() == ".modelx" {
-				return filepath.SkipDir
-			}
-			return err
-		}
-		data, err := os.ReadFile(path)
-		rel, _ := filepath.Rel(p.dir, path)
-		files[filepath.ToSlash(rel)] = digest.FromBytes(data)
-		return err
-	})
+	files, err := fileDigests(p.dir)
 	if err != nil {
 		t.Error(err)
 	}
 	return files
+}
+
+// fileDigests is the digest of every file under dir, by slash path.
+func fileDigests(dir string) (map[string]digest.Digest, error) {
+	files := map[string]digest.Digest{}
+	err := testenv.WalkModelFiles(dir, func(rel, path string, d iofs.DirEntry) error {
+		data, err := os.ReadFile(path)
+		files[rel] = digest.FromBytes(data)
+		return err
+	})
+	return files, err
 }
 
 func parseRef(t *testing.T, s string) client.Reference {
@@ -135,18 +135,7 @@ func parseRef(t *testing.T, s string) client.Reference {
 func checkDataDir(dataDir string) (map[digest.Digest]int64, []string) {
 	blobs := map[digest.Digest]int64{}
 	var problems []string
-	err := filepath.WalkDir(dataDir, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dataDir, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == ".modelx" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	err := testenv.WalkModelFiles(dataDir, func(rel, p string, d iofs.DirEntry) error {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
@@ -222,29 +211,7 @@ func pulledFiles(ctx context.Context, c *client.Client, ref client.Reference, di
 	if _, err := c.Pull(ctx, ref, dir, client.PullOptions{DropState: true}); err != nil {
 		return nil, err
 	}
-	files := map[string]digest.Digest{}
-	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		rel, _ := filepath.Rel(dir, p)
-		files[filepath.ToSlash(rel)] = digest.FromBytes(data)
-		return err
-	})
-	return files, err
-}
-
-func sameFiles(a, b map[string]digest.Digest) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
+	return fileDigests(dir)
 }
 
 // TestCrashKillModelxd runs modelxd on a data directory while four clients
@@ -427,7 +394,7 @@ func TestCrashKillModelxd(t *testing.T) {
 			files, err := pulledFiles(ctx, c, parseRef(t, url+"/"+a.model+":"+a.tag), filepath.Join(work, fmt.Sprintf("pull-%d-%d", trial, i)))
 			if err != nil {
 				fail("pull %s:%s: %v", a.model, a.tag, err)
-			} else if !sameFiles(files, a.files) {
+			} else if !maps.Equal(files, a.files) {
 				fail("%s:%s pulls back different files", a.model, a.tag)
 			}
 		}
@@ -438,7 +405,7 @@ func TestCrashKillModelxd(t *testing.T) {
 			fail("push after the restart: %v", err)
 		} else if files, err := pulledFiles(ctx, c, fresh, filepath.Join(work, fmt.Sprintf("fresh-%d", trial))); err != nil {
 			fail("pull after the restart: %v", err)
-		} else if !sameFiles(files, want) {
+		} else if !maps.Equal(files, want) {
 			fail("the push after the restart pulls back different files")
 		}
 		// Each temp file the kill left is a write it interrupted.
