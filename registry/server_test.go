@@ -145,7 +145,16 @@ func TestShutdownDrainsUploads(t *testing.T) {
 		resp.Body.Close()
 		answer <- resp.StatusCode
 	}()
-	pw.Write(data[:len(data)/2]) // the upload is under way
+	pw.Write(data[:len(data)/2])
+	// Written is not yet received: until modelxd has accepted the
+	// connection, the bytes sit in the kernel's queue, and a shutdown then
+	// resets the connection without it ever being a request. Wait for the
+	// server to count the upload.
+	for deadline := time.Now().Add(20 * time.Second); !uploadInFlight(t, url); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never reached the server")
+		}
+	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	time.Sleep(100 * time.Millisecond) // shutdown has begun
@@ -163,4 +172,20 @@ func TestShutdownDrainsUploads(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "blobs", "sha256", d.Encoded()[:2], d.Encoded())); err != nil {
 		t.Fatalf("the drained upload is not stored: %v", err)
 	}
+}
+
+// uploadInFlight reports whether the server's metrics count a proxied
+// upload in progress.
+func uploadInFlight(t *testing.T, url string) bool {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(body, []byte("\nmodelxd_uploads_in_flight 1\n"))
 }
