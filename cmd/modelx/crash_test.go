@@ -32,7 +32,6 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -52,7 +51,6 @@ import (
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/client/chunker"
 	"modelx.io/modelx/internal/testenv"
-	"modelx.io/modelx/registry"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
 	"modelx.io/modelx/storage/fs"
@@ -377,15 +375,8 @@ func (rec *recorder) waitIdle(t *testing.T) {
 // startCrashRegistry serves a registry on storage/fs in a temp directory.
 func startCrashRegistry(t *testing.T) (*fs.Store, *recorder, string) {
 	t.Helper()
-	st, err := fs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{next: reg.Handler(), sent: map[digest.Digest]int64{}}
+	st, h := newRegistry(t)
+	rec := &recorder{next: h, sent: map[digest.Digest]int64{}}
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
 	return st, rec, srv.URL

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -20,6 +21,15 @@ import (
 
 func startRegistry(t *testing.T) string {
 	t.Helper()
+	_, h := newRegistry(t)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// newRegistry is a quiet registry on storage/fs in a temp directory.
+func newRegistry(t *testing.T) (*fs.Store, http.Handler) {
+	t.Helper()
 	st, err := fs.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -28,9 +38,7 @@ func startRegistry(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(reg.Handler())
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return st, reg.Handler()
 }
 
 // run executes the CLI in-process and returns stdout, stderr and the error.
