@@ -420,10 +420,17 @@ func (a *API) Index(ctx context.Context, repo, name, search string) (spec.Index,
 	return idx, err
 }
 
-// GarbageCollect asks the registry to collect garbage now.
+// GarbageCollect asks the registry to collect one model's garbage now.
 func (a *API) GarbageCollect(ctx context.Context, repo, name string) (spec.GCResult, error) {
 	var res spec.GCResult
 	err := a.expect(ctx, http.MethodPost, modelPath(repo, name)+"/garbage-collect", http.StatusOK, &res)
+	return res, err
+}
+
+// GarbageCollectRegistry asks the registry to collect the whole registry now.
+func (a *API) GarbageCollectRegistry(ctx context.Context) (spec.GCResult, error) {
+	var res spec.GCResult
+	err := a.expect(ctx, http.MethodPost, "/garbage-collect", http.StatusOK, &res)
 	return res, err
 }
 
@@ -462,43 +469,72 @@ func (a *API) BlobExists(ctx context.Context, repo, name string, d digest.Digest
 }
 
 // PutBlob uploads a blob and reports whether its bytes were sent: a blob
-// the registry already stores costs no body, because the PUT asks with
-// Expect: 100-continue and the registry answers 201 at once. open is called
-// for each attempt that sends the bytes. When the registry redirects, the
-// bytes go to the presigned URL with the length and the sha256 checksum the
-// signature binds.
+// the model holds already costs no body, because the PUT asks with Expect:
+// 100-continue and the registry answers 201 at once. open is called for
+// each attempt that sends the bytes. When the registry redirects, the bytes
+// go to the presigned URL with the length and the sha256 checksum the
+// signature binds, and the blob is then offered again, which links it to
+// the model.
 func (a *API) PutBlob(ctx context.Context, repo, name string, d digest.Digest, size int64, open func() (io.ReadCloser, error)) (sent bool, err error) {
+	return a.MountBlob(ctx, repo, name, "", d, size, open)
+}
+
+// maxUploadRounds bounds how often one blob PUT is redirected and sent:
+// a second round happens when another model's upload of the same new blob
+// took the first one's place.
+const maxUploadRounds = 3
+
+// MountBlob is PutBlob with a source model ("REPOSITORY/NAME", or "" for
+// none): if the caller may pull the source and it holds the blob, the
+// registry links the blob to the model without any bytes moving.
+func (a *API) MountBlob(ctx context.Context, repo, name, from string, d digest.Digest, size int64, open func() (io.ReadCloser, error)) (sent bool, err error) {
 	b := &body{open: open, size: size}
-	resp, err := a.do(ctx, http.MethodPut, modelPath(repo, name)+"/blobs/"+string(d), b,
-		http.Header{"Expect": {"100-continue"}, "Content-Type": {"application/octet-stream"}})
-	if err != nil {
-		return false, err
+	path := modelPath(repo, name) + "/blobs/" + string(d)
+	if from != "" {
+		path += "?from=" + url.QueryEscape(from)
 	}
-	switch resp.StatusCode {
-	case http.StatusCreated:
-		resp.Body.Close()
-		return b.opened.Load() || size == 0, nil
-	case http.StatusFound, http.StatusTemporaryRedirect, http.StatusSeeOther:
+	for round := range maxUploadRounds {
+		resp, err := a.do(ctx, http.MethodPut, path, b,
+			http.Header{"Expect": {"100-continue"}, "Content-Type": {"application/octet-stream"}})
+		if err != nil {
+			return sent, err
+		}
+		switch resp.StatusCode {
+		case http.StatusCreated:
+			resp.Body.Close()
+			return sent || b.opened.Load() || size == 0, nil
+		case http.StatusFound, http.StatusTemporaryRedirect, http.StatusSeeOther:
+		default:
+			return sent, a.errorFrom(resp, "", false)
+		}
 		resp.Body.Close()
 		loc := resp.Header.Get("Location")
 		if loc == "" {
-			return false, fmt.Errorf("%s: redirect without Location for blob %s", a.base, d)
+			return sent, fmt.Errorf("%s: redirect without Location for blob %s", a.base, d)
 		}
 		sum, err := hex.DecodeString(d.Encoded())
 		if err != nil {
-			return false, err
+			return sent, err
 		}
 		resp, err = a.do(ctx, http.MethodPut, loc, b, http.Header{checksumHeader: {base64.StdEncoding.EncodeToString(sum)}})
 		if err != nil {
-			return false, err
+			return sent, err
+		}
+		if resp.StatusCode == http.StatusConflict && round < maxUploadRounds-1 {
+			// The store refused this write for now (some S3 servers do while
+			// another request removes the key's parent "directory"): ask
+			// the registry again, for a fresh URL.
+			resp.Body.Close()
+			continue
 		}
 		if resp.StatusCode/100 != 2 {
-			return false, a.errorFrom(resp, loc, true)
+			return sent, a.errorFrom(resp, loc, true)
 		}
 		resp.Body.Close()
-		return true, nil
+		sent = true
+		// Offer the blob again: the registry links the upload to the model.
 	}
-	return false, a.errorFrom(resp, "", false)
+	return sent, fmt.Errorf("%s: blob %s was still not linked to %s/%s after %d uploads; push again", a.base, d, repo, name, maxUploadRounds)
 }
 
 // GetBlob opens a blob from offset for length bytes (length < 0: to the

@@ -43,14 +43,33 @@ type upload struct {
 	release func() // if set, called once the upload is over
 }
 
-// Push uploads the model in dir as ref (which must name a tag), then its
+// PushOptions tune a push.
+type PushOptions struct {
+	// From names a model on the same registry, "REPOSITORY/NAME", that may
+	// hold blobs of this push (the model the directory was pulled from, or
+	// an earlier copy): where the caller may pull it, the registry links
+	// those blobs to the pushed model without any bytes being sent.
+	From string
+}
+
+// Push uploads the model in dir as ref; see PushWithOptions.
+func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResult, error) {
+	return c.PushWithOptions(ctx, ref, dir, PushOptions{})
+}
+
+// PushWithOptions uploads the model in dir as ref (which must name a tag), then its
 // manifest. Hashing and uploading overlap: each blob is sent as soon as its
 // digest is known, while later files are still being read. Unchanged files
 // are not read again (hash cache), blobs the tag's current manifest names
 // are not offered, and blobs the registry stores anyway cost one body-less
 // request.
-func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResult, error) {
+func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string, opts PushOptions) (*PushResult, error) {
 	start := time.Now()
+	if opts.From != "" {
+		if err := validateModelName(opts.From); err != nil {
+			return nil, fmt.Errorf("--from: %w", err)
+		}
+	}
 	if ref.Digest != "" {
 		return nil, fmt.Errorf("push needs a tag, not a digest: use %s/%s:TAG", ref.Registry, ref.Model())
 	}
@@ -76,6 +95,7 @@ func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResu
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s := c.newSender(ctx, cancel, c.API(ref.Registry), ref, res)
+	s.from = opts.From
 	go s.loadCurrent()
 
 	configDigest := digest.FromBytes(configData)
@@ -363,6 +383,7 @@ type sender struct {
 	cancel context.CancelCauseFunc
 	g      errgroup.Group
 
+	from          string        // a model to mount blobs from, or ""
 	ready         chan struct{} // closed once known and currentDigest are set
 	known         map[digest.Digest]bool
 	currentDigest digest.Digest
@@ -558,7 +579,7 @@ func (s *sender) transfer(u upload) error {
 		open.Add(1)
 		return &countingReadCloser{ReadCloser: &closeOnce{ReadCloser: rc, done: open.Done}, add: func(n int64) { moved.Add(n); tracker.Add(n) }}, nil
 	}
-	sent, err := s.api.PutBlob(s.ctx, s.ref.Repository, s.ref.Name, u.digest, u.size, body)
+	sent, err := s.api.MountBlob(s.ctx, s.ref.Repository, s.ref.Name, s.from, u.digest, u.size, body)
 	mu.Lock()
 	if tracker != nil {
 		tracker.Done(err)

@@ -76,9 +76,9 @@ func TestPushSkipsStoredBlobs(t *testing.T) {
 				t.Fatalf("push of a new tag sent %d blob PUTs; requests: %q", n, reqs)
 			}
 
-			// Another model: nothing is known, each blob is offered once,
-			// and the registry takes none of the bytes.
-			res, err = c.Push(ctx, ref(t, e, "other/model:v1"), src)
+			// Another model, with the first as its source: each blob is
+			// offered once and mounted, and the registry takes none of the bytes.
+			res, err = c.PushWithOptions(ctx, ref(t, e, "other/model:v1"), src, client.PushOptions{From: "skip/model"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,6 +88,16 @@ func TestPushSkipsStoredBlobs(t *testing.T) {
 			}
 			if n := count(reqs, "PUT", "/blobs/"); n != blobs {
 				t.Fatalf("%d blob PUTs for %d blobs; requests: %q", n, blobs, reqs)
+			}
+			// Without a source, the blobs belong to the first model only:
+			// a third model must send the bytes, which proves it has them.
+			res, err = c.Push(ctx, ref(t, e, "third/model:v1"), src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.take()
+			if res.BlobsTransferred != blobs || res.BlobsSkipped != 0 {
+				t.Fatalf("push of stored blobs to a third model without a source: %+v", res)
 			}
 			dst := t.TempDir()
 			if _, err := c.Pull(ctx, ref(t, e, "other/model:v1"), dst, client.PullOptions{}); err != nil {

@@ -96,6 +96,29 @@ func (reg *Registry) authorize(actions ...auth.Action) func(http.Handler) http.H
 	}
 }
 
+// authorizeRegistry refuses a request that acts on the whole registry
+// unless the policy allows action on every model ("*").
+func (reg *Registry) authorizeRegistry(action auth.Action) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if reg.opts.Policy == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id := identityOf(r.Context())
+			if reg.opts.Policy.Allowed(id, action, "*") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if id == nil {
+				reg.challenge(w, r, "")
+				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required to %s the whole registry", action))
+				return
+			}
+			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s the whole registry: that needs %s on \"*\"", id.Name, action, action))
+		})
+	}
+}
+
 // canList says whether the identity may see a model in the global index.
 func (reg *Registry) canList(id *auth.Identity, model string) bool {
 	return reg.opts.Policy == nil || reg.opts.Policy.Allowed(id, auth.Pull, model)

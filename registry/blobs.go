@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,26 +20,15 @@ import (
 // DigestHeader carries the digest of a blob or manifest in responses.
 const DigestHeader = "Modelx-Content-Digest"
 
-func blobParams(r *http.Request) (digest.Digest, error) {
-	if _, _, err := model(r); err != nil {
-		return "", err
+func blobParams(r *http.Request) (repo, name string, d digest.Digest, err error) {
+	if repo, name, err = model(r); err != nil {
+		return "", "", "", err
 	}
-	d := digest.Digest(chi.URLParam(r, "digest"))
+	d = digest.Digest(chi.URLParam(r, "digest"))
 	if err := spec.ValidateDigest(d); err != nil {
-		return "", err
+		return "", "", "", err
 	}
-	return d, nil
-}
-
-func (reg *Registry) statBlob(r *http.Request, d digest.Digest) (storage.Info, error) {
-	info, err := reg.store.Stat(r.Context(), blobKey(d))
-	if errors.Is(err, storage.ErrNotFound) {
-		return info, blobUnknown(d)
-	}
-	if err != nil {
-		return info, internal("stat blob", err)
-	}
-	return info, nil
+	return repo, name, d, nil
 }
 
 func blobUnknown(d digest.Digest) error {
@@ -52,30 +42,37 @@ func setBlobHeaders(h http.Header, d digest.Digest) {
 	h.Set("Content-Type", "application/octet-stream")
 }
 
-// headBlob answers 200 with the blob's size, never a redirect, so the
-// client's "skip what exists" costs one request.
+// headBlob answers 200 with the blob's size when the model links the blob
+// and it is stored, never a redirect.
 func (reg *Registry) headBlob(w http.ResponseWriter, r *http.Request) error {
-	d, err := blobParams(r)
+	repo, name, d, err := blobParams(r)
 	if err != nil {
 		return err
 	}
-	info, err := reg.statBlob(r, d)
+	size, err := reg.blobLinkedTo(r.Context(), repo, name, d)
 	if err != nil {
 		return err
+	}
+	if _, err := reg.store.Stat(r.Context(), blobKey(d)); errors.Is(err, storage.ErrNotFound) {
+		return blobUnknown(d)
+	} else if err != nil {
+		return internal("stat blob", err)
 	}
 	setBlobHeaders(w.Header(), d)
-	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
 	reg.metrics.dedup.WithLabelValues("head").Inc()
 	return nil
 }
 
+// getBlob answers a blob the model links: its bytes (with Range), or a
+// redirect to a presigned URL.
 func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
-	d, err := blobParams(r)
+	repo, name, d, err := blobParams(r)
 	if err != nil {
 		return err
 	}
-	info, err := reg.statBlob(r, d)
+	size, err := reg.blobLinkedTo(r.Context(), repo, name, d)
 	if err != nil {
 		return err
 	}
@@ -91,13 +88,13 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		reg.metrics.redirects.WithLabelValues("download").Inc()
 		return nil
 	}
-	offset, length, partial, err := parseRange(r.Header.Get("Range"), info.Size)
+	offset, length, partial, err := parseRange(r.Header.Get("Range"), size)
 	if err != nil {
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 		return err
 	}
 	rc, info, err := reg.store.Reader(r.Context(), blobKey(d), offset, length)
-	if errors.Is(err, storage.ErrNotFound) { // deleted since the stat
+	if errors.Is(err, storage.ErrNotFound) { // collected since it was linked
 		return blobUnknown(d)
 	}
 	if err != nil {
@@ -166,12 +163,17 @@ func parseRange(header string, size int64) (offset, length int64, partial bool, 
 	}
 }
 
-// putBlob stores a blob. Through the registry the bytes are verified against
-// the digest and length before they are committed; in redirect mode the
-// answer is a presigned PUT whose signature binds the length and sha256, so
-// the object store itself refuses any other bytes.
+// putBlob stores a blob and links it to the model (see links.go). A blob
+// the model links already, or one it can mount from a model the caller may
+// pull (?from=REPO/NAME), costs no body: the client asks with Expect:
+// 100-continue and gets 201 at once. Otherwise the pusher proves it has
+// the bytes by sending them: through the registry, which verifies them
+// against the digest and length before anything is committed; or, in
+// redirect mode, to a presigned PUT whose signature binds the length and
+// sha256, so the object store itself refuses other bytes. A redirected
+// upload is linked when the blob is offered again or named by a manifest.
 func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
-	d, err := blobParams(r)
+	repo, name, d, err := blobParams(r)
 	if err != nil {
 		return err
 	}
@@ -179,33 +181,40 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 	if size < 0 {
 		return spec.Errorf(spec.ErrorSizeInvalid, "the Content-Length header is required: send the blob with its length")
 	}
-	key := blobKey(d)
-	sum, _ := digestSum(d)
-	if info, err := reg.store.Stat(r.Context(), key); err == nil && info.Size == size {
-		// Already stored; the body is not needed.
+	ctx := r.Context()
+	if ok, err := reg.linked(ctx, repo, name, d, size); err != nil {
+		return err
+	} else if ok {
 		reg.metrics.dedup.WithLabelValues("put").Inc()
 		return blobCreated(w, r, d)
-	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return internal("stat blob", err)
+	}
+	if from := r.URL.Query().Get("from"); from != "" {
+		if ok, err := reg.mount(ctx, repo, name, from, d, size); err != nil {
+			return err
+		} else if ok {
+			return blobCreated(w, r, d)
+		}
 	}
 	if reg.presign != nil {
-		pr, err := reg.presign.PresignPut(r.Context(), key, size, sum, reg.opts.PresignExpiry)
-		if err != nil {
-			return internal("presign blob upload", err)
-		}
-		w.Header().Set(DigestHeader, string(d))
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Location", pr.URL)
-		w.WriteHeader(http.StatusFound)
-		reg.metrics.redirects.WithLabelValues("upload").Inc()
-		return nil
+		return reg.redirectUpload(w, r, repo, name, d, size)
+	}
+	stored, err := reg.blobStored(ctx, d, size)
+	if err != nil {
+		return err
 	}
 	release, err := reg.uploads.acquire(w, reg.metrics.uploadsInFlight)
 	if err != nil {
 		return err
 	}
 	defer release()
-	err = reg.store.Put(r.Context(), key, countingReader{r.Body, reg.metrics.blobBytes.WithLabelValues("in")}, size, sum)
+	sum, _ := digestSum(d)
+	body := countingReader{r.Body, reg.metrics.blobBytes.WithLabelValues("in")}
+	if stored {
+		// The bytes prove the pusher has the blob; the stored copy stays.
+		_, err = io.Copy(io.Discard, storage.NewVerifyingReader(body, size, sum))
+	} else {
+		err = reg.store.Put(ctx, blobKey(d), body, size, sum)
+	}
 	switch {
 	case errors.Is(err, storage.ErrChecksumMismatch):
 		return spec.Errorf(spec.ErrorDigestInvalid, "the uploaded bytes do not match digest %s; nothing was stored", d)
@@ -214,7 +223,51 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return internal("store blob", err)
 	}
+	// The bytes are stored: the link must follow even if the client has
+	// gone, or a retry would have to send them again.
+	if err := reg.writeLink(context.WithoutCancel(ctx), repo, name, d, size); err != nil {
+		return err
+	}
 	return blobCreated(w, r, d)
+}
+
+// redirectUpload answers a blob PUT in redirect mode: 201 if an upload
+// through this model has completed (the client offers each blob again
+// after sending it), else a presigned PUT: to the blob's key under an
+// upload claim when the blob is not stored and no other model's claim
+// stands, to the model's staging key otherwise.
+func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo, name string, d digest.Digest, size int64) error {
+	ctx := r.Context()
+	stored, err := reg.blobStored(ctx, d, size)
+	if err != nil {
+		return err
+	}
+	if ok, err := reg.commitUpload(ctx, repo, name, d, size, stored); err != nil {
+		return err
+	} else if ok {
+		return blobCreated(w, r, d)
+	}
+	key := stagedKey(repo, name, d)
+	if !stored {
+		claimed, err := reg.claimUpload(ctx, repo+"/"+name, d, false)
+		if err != nil {
+			return err
+		}
+		if claimed {
+			key = blobKey(d)
+		}
+	}
+	sum, _ := digestSum(d)
+	pr, err := reg.presign.PresignPut(ctx, key, size, sum, reg.opts.PresignExpiry)
+	if err != nil {
+		return internal("presign blob upload", err)
+	}
+	w.Header().Set(DigestHeader, string(d))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", pr.URL)
+	w.WriteHeader(http.StatusFound)
+	reg.metrics.redirects.WithLabelValues("upload").Inc()
+	return nil
 }
 
 func blobCreated(w http.ResponseWriter, r *http.Request, d digest.Digest) error {

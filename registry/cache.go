@@ -140,6 +140,8 @@ func (reg *Registry) viewIndex(ctx context.Context, key string) (spec.Index, err
 	case errors.Is(err, storage.ErrNotFound):
 		reg.indexes.remove(key)
 		return spec.NewIndex(), nil
+	case errors.Is(err, storage.ErrTooLarge):
+		return spec.Index{}, &unreadableIndexError{key: key, err: err}
 	case err != nil:
 		return spec.Index{}, internal("read index", err)
 	}

@@ -54,7 +54,12 @@ func (reg *Registry) handle(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		var apiErr *spec.Error
-		if !errors.As(err, &apiErr) {
+		var unreadable *unreadableIndexError
+		if errors.As(err, &unreadable) {
+			reg.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			apiErr = unreadable.apiError()
+		}
+		if apiErr == nil && !errors.As(err, &apiErr) {
 			reg.log.ErrorContext(r.Context(), "request failed",
 				"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
 			apiErr = &spec.Error{Code: spec.ErrorInternal, Message: "internal error; the registry log has details", Detail: map[string]string{"requestId": middleware.GetReqID(r.Context())}}

@@ -77,7 +77,7 @@ func FuzzBlobParams(f *testing.F) {
 		rctx.URLParams.Add("digest", dgst)
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r = r.WithContext(context.WithValue(r.Context(), chi.RouteCtxKey, rctx))
-		d, err := blobParams(r)
+		gotRepo, gotName, d, err := blobParams(r)
 		if err != nil {
 			var e *spec.Error
 			if !errors.As(err, &e) {
@@ -85,7 +85,7 @@ func FuzzBlobParams(f *testing.F) {
 			}
 			return
 		}
-		if spec.ValidateComponent("repository", repo) != nil || spec.ValidateComponent("name", name) != nil {
+		if spec.ValidateComponent("repository", repo) != nil || spec.ValidateComponent("name", name) != nil || gotRepo != repo || gotName != name {
 			t.Fatalf("blobParams accepted repository %q, name %q", repo, name)
 		}
 		if string(d) != dgst || !fuzzSHA256.MatchString(dgst) || d.Validate() != nil {

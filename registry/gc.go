@@ -14,188 +14,459 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// manifestObject is a stored manifest found by listing.
-type manifestObject struct {
-	key     string
-	modTime time.Time
+// Garbage collection, over the whole registry or one model.
+//
+//   - A manifest is garbage when no tag points to it.
+//   - A link is garbage when no remaining manifest of its model names its
+//     blob.
+//   - A blob is garbage when no remaining manifest of any model names it
+//     and no remaining link points to it.
+//   - Staged uploads and upload claims are garbage once old.
+//
+// Nothing younger than the grace period goes: a push uploads its blobs
+// (and links them), then stores its manifest, then tags it, and each of
+// those steps may be in flight. A model whose index or one of whose
+// manifests cannot be read (corrupt, or over the size bounds) is skipped
+// whole, and reported: what it names is unknown, so none of its manifests
+// and links go, and so no blob it may name goes either. Collection goes on
+// for every other model.
+//
+// A model's collection (what its owners may ask for) deletes only that
+// model's manifests, links and staged uploads; the bytes of blobs it no
+// longer holds are freed by the next collection of the whole registry,
+// which knows whether another model still holds them.
+
+// maxReported bounds the problems one collection lists in its result; the
+// log has all of them.
+const maxReported = 50
+
+// gcScope is what one collection covers: the whole registry, or one model.
+type gcScope struct {
+	repo, name string // empty for the whole registry
 }
 
-// CollectGarbage deletes manifests no tag points to and blobs no remaining
-// manifest names. Anything younger than the grace period is kept: a push
-// uploads its blobs, then its manifest, then its tag, and each of those
-// steps may be in flight. Blobs are shared by every model, so collection
-// always covers the whole registry.
-func (reg *Registry) CollectGarbage(ctx context.Context) (res spec.GCResult, err error) {
+func (s gcScope) whole() bool { return s.repo == "" }
+
+func (s gcScope) prefix() string {
+	if s.whole() {
+		return modelsPrefix
+	}
+	return modelPrefix(s.repo, s.name)
+}
+
+func (s gcScope) String() string {
+	if s.whole() {
+		return "registry"
+	}
+	return s.repo + "/" + s.name
+}
+
+// storedObject is a stored manifest, link or staged upload found by listing.
+type storedObject struct {
+	key     string
+	model   string // "REPO/NAME"
+	digest  digest.Digest
+	modTime time.Time
+	size    int64
+}
+
+// gcRun is the state of one collection.
+type gcRun struct {
+	reg    *Registry
+	scope  gcScope
+	cutoff time.Time
+	res    spec.GCResult
+
+	tagged    map[string]bool                   // manifest keys some tag points to
+	manifests []storedObject                    // every stored manifest in scope
+	links     []storedObject                    // every link in scope
+	staged    []storedObject                    // every staged upload in scope
+	skipped   map[string]bool                   // models kept whole: something of theirs is unreadable
+	marked    map[string]bool                   // manifest keys whose blobs are marked
+	refs      map[string]map[digest.Digest]bool // model → blobs its live manifests name
+	retagged  map[string]map[string]bool        // model → manifest keys tagged at the sweep's re-read
+	mayDelete func() bool
+}
+
+// CollectGarbage collects the whole registry: manifests no tag points to,
+// links no manifest of their model needs, and blobs no model holds.
+func (reg *Registry) CollectGarbage(ctx context.Context) (spec.GCResult, error) {
+	return reg.collect(ctx, gcScope{})
+}
+
+// CollectModelGarbage collects one model: its manifests no tag points to
+// and its links no remaining manifest of it needs. Blob bytes are freed
+// by the next collection of the whole registry.
+func (reg *Registry) CollectModelGarbage(ctx context.Context, repo, name string) (spec.GCResult, error) {
+	return reg.collect(ctx, gcScope{repo: repo, name: name})
+}
+
+func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCResult, err error) {
 	start := nowFunc()
 	defer func(began time.Time) { reg.metrics.recordGC(res, time.Since(began), err) }(time.Now())
-	cutoff := start.Add(-reg.opts.GCGracePeriod)
-
-	// Mark: every manifest a tag points to, or too young to judge.
-	tagged := map[string]bool{} // manifest keys some tag points to
-	var manifests []manifestObject
-	err = reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
-		repo, name, rest, ok := parseModelKey(info.Key)
-		switch {
-		case !ok:
-		case rest == indexFile:
-			idx, _, err := reg.readIndex(ctx, info.Key)
-			if err != nil {
-				return err
-			}
-			for _, desc := range idx.Manifests {
-				if spec.ValidateDigest(desc.Digest) == nil {
-					tagged[manifestKey(repo, name, desc.Digest)] = true
-				}
-			}
-		case strings.HasPrefix(rest, "manifests/"):
-			manifests = append(manifests, manifestObject{key: info.Key, modTime: info.ModTime})
-		}
-		return nil
-	})
-	if err != nil {
-		return res, internal("list models", err)
+	run := &gcRun{
+		reg: reg, scope: scope, cutoff: start.Add(-reg.opts.GCGracePeriod),
+		tagged: map[string]bool{}, skipped: map[string]bool{}, marked: map[string]bool{},
+		refs: map[string]map[digest.Digest]bool{}, retagged: map[string]map[string]bool{},
 	}
-	live := map[digest.Digest]bool{}
-	markManifest := func(key string) error {
-		data, _, err := storage.ReadAll(ctx, reg.store, key, reg.opts.MaxManifestSize)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return internal("read manifest", err)
-		}
-		m, err := spec.ParseManifest(data)
-		if err != nil {
-			// Unreadable: what it names is unknown, so nothing may go.
-			return fmt.Errorf("garbage collection stopped before deleting any blob: manifest %s is unreadable: %w", key, err)
-		}
-		for _, desc := range m.Referenced() {
-			live[desc.Digest] = true
-		}
-		return nil
+	run.res.Scope = scope.String()
+	if err := run.list(ctx); err != nil {
+		return run.res, err
 	}
-	seen := map[string]bool{}
-	for _, mo := range manifests {
-		seen[mo.key] = true
-		if !tagged[mo.key] && mo.modTime.Before(cutoff) {
-			continue
+	for _, mo := range run.manifests {
+		if run.tagged[mo.key] || !mo.modTime.Before(run.cutoff) || run.skipped[mo.model] {
+			if err := run.mark(ctx, mo); err != nil {
+				return run.res, err
+			}
 		}
-		if err := markManifest(mo.key); err != nil {
-			return res, err
-		}
-		res.ManifestsKept++
 	}
 
 	// From here until the last delete, pushes wait for this sweep before
 	// they tag (see gcStateKey).
 	sw, err := reg.beginSweep(ctx)
 	if errors.Is(err, errSweepRunning) {
-		return res, spec.Errorf(spec.ErrorConflict, "another garbage collection is running; try again when it has finished")
+		return run.res, spec.Errorf(spec.ErrorConflict, "another garbage collection is running; try again when it has finished")
 	}
 	if err != nil {
-		return res, err
+		return run.res, err
 	}
 	defer func() {
 		if err := sw.end(ctx); err != nil {
 			reg.log.ErrorContext(ctx, "garbage collection could not release its sweep lease", "error", err)
 		}
 	}()
-	lost := fmt.Errorf("garbage collection stopped: its sweep lease in %s could not be renewed in time", gcStateKey)
+	run.mayDelete = sw.mayDelete
+	for _, step := range []func(context.Context) error{run.sweepManifests, run.markNewManifests, run.sweepLinks, run.sweepStaged} {
+		if err := step(ctx); err != nil {
+			return run.res, err
+		}
+	}
+	if scope.whole() {
+		if err := run.sweepBlobs(ctx); err != nil {
+			return run.res, err
+		}
+		if err := run.sweepClaims(ctx); err != nil {
+			return run.res, err
+		}
+	}
+	run.res.DurationSeconds = nowFunc().Sub(start).Seconds()
+	reg.log.InfoContext(ctx, "garbage collection done", "scope", run.res.Scope,
+		"manifests_deleted", run.res.ManifestsDeleted, "links_deleted", run.res.LinksDeleted,
+		"blobs_deleted", run.res.BlobsDeleted, "bytes_freed", run.res.BytesFreed, "models_skipped", len(run.skipped))
+	return run.res, nil
+}
 
-	// Sweep manifests: untagged and older than the grace period. A push
-	// may have tagged one since the mark read the indexes, so each model
-	// with candidates has its index read again, within the lease.
-	retagged := map[string]map[string]bool{} // model prefix → manifest keys tagged now
-	taggedNow := func(key string) (bool, error) {
-		repo, name, _, _ := parseModelKey(key)
-		p := modelPrefix(repo, name)
-		if retagged[p] == nil {
-			idx, _, err := reg.readIndex(ctx, modelIndexKey(repo, name))
+// errSweepLost stops a collection whose lease may have run out.
+var errSweepLost = fmt.Errorf("garbage collection stopped: its sweep lease in %s could not be renewed in time", gcStateKey)
+
+// skip keeps a model whole and reports why.
+func (run *gcRun) skip(ctx context.Context, model, why string) {
+	if !run.skipped[model] {
+		run.skipped[model] = true
+		run.res.ModelsSkipped++
+	}
+	run.reg.log.WarnContext(ctx, "garbage collection keeps a model whole", "model", model, "reason", why)
+	if len(run.res.Problems) < maxReported {
+		run.res.Problems = append(run.res.Problems, model+": "+why)
+	}
+}
+
+// list reads every index and lists every manifest, link and staged upload
+// in scope.
+func (run *gcRun) list(ctx context.Context) error {
+	err := run.reg.store.List(ctx, run.scope.prefix(), func(info storage.Info) error {
+		repo, name, rest, ok := parseModelKey(info.Key)
+		if !ok {
+			return nil
+		}
+		model := repo + "/" + name
+		obj := storedObject{key: info.Key, model: model, modTime: info.ModTime, size: info.Size}
+		switch {
+		case rest == indexFile:
+			idx, _, err := run.reg.readIndex(ctx, info.Key)
 			if err != nil {
-				return false, err
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				run.skip(ctx, model, "its index cannot be read: "+err.Error())
+				return nil
 			}
-			retagged[p] = map[string]bool{}
 			for _, desc := range idx.Manifests {
 				if spec.ValidateDigest(desc.Digest) == nil {
-					retagged[p][manifestKey(repo, name, desc.Digest)] = true
+					run.tagged[manifestKey(repo, name, desc.Digest)] = true
 				}
 			}
-		}
-		return retagged[p][key], nil
-	}
-	for _, mo := range manifests {
-		if tagged[mo.key] || !mo.modTime.Before(cutoff) {
-			continue
-		}
-		if now, err := taggedNow(mo.key); err != nil {
-			return res, err
-		} else if now {
-			if err := markManifest(mo.key); err != nil {
-				return res, err
+		case strings.HasPrefix(rest, manifestsDir):
+			run.manifests = append(run.manifests, obj)
+		case strings.HasPrefix(rest, linksDir):
+			if obj.digest, ok = digestFromKey(info.Key); ok {
+				run.links = append(run.links, obj)
 			}
-			res.ManifestsKept++
-			continue
-		}
-		if !reg.stillOld(ctx, mo.key, cutoff) {
-			continue
-		}
-		if !sw.mayDelete() {
-			return res, lost
-		}
-		if err := reg.store.Delete(ctx, mo.key); err != nil {
-			return res, internal("delete manifest", err)
-		}
-		reg.manifests.remove(mo.key)
-		res.ManifestsDeleted++
-	}
-
-	// Manifests stored while we marked name blobs too: mark them before
-	// any blob goes.
-	err = reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
-		if _, _, rest, ok := parseModelKey(info.Key); ok && strings.HasPrefix(rest, "manifests/") && !seen[info.Key] {
-			return markManifest(info.Key)
+		case strings.HasPrefix(rest, stagedDir):
+			run.staged = append(run.staged, obj)
 		}
 		return nil
 	})
 	if err != nil {
-		return res, err
+		return internal("list models", err)
 	}
+	return nil
+}
 
-	// Sweep blobs: unmarked and older than the grace period.
-	var doomed []storage.Info
-	err = reg.store.List(ctx, blobsPrefix, func(info storage.Info) error {
-		d, ok := digestFromKey(info.Key)
-		if ok && (live[d] || !info.ModTime.Before(cutoff)) {
-			res.BlobsKept++
-			return nil
+// mark reads a manifest and marks the blobs it names as needed by its
+// model. An unreadable manifest keeps its model whole.
+func (run *gcRun) mark(ctx context.Context, mo storedObject) error {
+	if run.marked[mo.key] {
+		return nil
+	}
+	run.marked[mo.key] = true
+	run.res.ManifestsKept++
+	data, _, err := storage.ReadAll(ctx, run.reg.store, mo.key, run.reg.opts.MaxManifestSize)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var m *spec.Manifest
+	if err == nil {
+		m, err = spec.ParseManifest(data)
+	}
+	if err != nil {
+		d, _ := digestFromKey(mo.key)
+		run.skip(ctx, mo.model, fmt.Sprintf("manifest %s cannot be read: %v", d, err))
+		return nil
+	}
+	refs := run.refs[mo.model]
+	if refs == nil {
+		refs = map[digest.Digest]bool{}
+		run.refs[mo.model] = refs
+	}
+	for _, desc := range m.Referenced() {
+		refs[desc.Digest] = true
+	}
+	return nil
+}
+
+// taggedNow reads the model's index again within the lease: a push may have
+// tagged the manifest since the listing.
+func (run *gcRun) taggedNow(ctx context.Context, mo storedObject) (bool, error) {
+	if run.retagged[mo.model] == nil {
+		repo, name, _, _ := parseModelKey(mo.key)
+		idx, _, err := run.reg.readIndex(ctx, modelIndexKey(repo, name))
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			run.skip(ctx, mo.model, "its index cannot be read: "+err.Error())
+			return true, nil
 		}
+		run.retagged[mo.model] = map[string]bool{}
+		for _, desc := range idx.Manifests {
+			if spec.ValidateDigest(desc.Digest) == nil {
+				run.retagged[mo.model][manifestKey(repo, name, desc.Digest)] = true
+			}
+		}
+	}
+	return run.retagged[mo.model][mo.key], nil
+}
+
+// sweepManifests deletes old manifests that no tag points to.
+func (run *gcRun) sweepManifests(ctx context.Context) error {
+	for _, mo := range run.manifests {
+		if run.marked[mo.key] || run.skipped[mo.model] {
+			continue
+		}
+		if now, err := run.taggedNow(ctx, mo); err != nil {
+			return err
+		} else if now || run.skipped[mo.model] {
+			if err := run.mark(ctx, mo); err != nil {
+				return err
+			}
+			continue
+		}
+		if !run.reg.stillOld(ctx, mo.key, run.cutoff) {
+			continue
+		}
+		if !run.mayDelete() {
+			return errSweepLost
+		}
+		if err := run.reg.store.Delete(ctx, mo.key); err != nil {
+			return internal("delete manifest", err)
+		}
+		run.reg.manifests.remove(mo.key)
+		run.res.ManifestsDeleted++
+	}
+	return nil
+}
+
+// markNewManifests marks the manifests stored since the listing: they name
+// blobs too, and must be marked before any link or blob goes.
+func (run *gcRun) markNewManifests(ctx context.Context) error {
+	listed := make(map[string]bool, len(run.manifests))
+	for _, mo := range run.manifests {
+		listed[mo.key] = true
+	}
+	var fresh []storedObject
+	err := run.reg.store.List(ctx, run.scope.prefix(), func(info storage.Info) error {
+		repo, name, rest, ok := parseModelKey(info.Key)
+		if ok && strings.HasPrefix(rest, manifestsDir) && !listed[info.Key] {
+			fresh = append(fresh, storedObject{key: info.Key, model: repo + "/" + name, modTime: info.ModTime})
+		}
+		return nil
+	})
+	if err != nil {
+		return internal("list models", err)
+	}
+	for _, mo := range fresh {
+		if err := run.mark(ctx, mo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linkKept says whether a link stays: its model is kept whole, a live
+// manifest of its model names its blob, or it is young.
+func (run *gcRun) linkKept(l storedObject) bool {
+	return run.skipped[l.model] || run.refs[l.model][l.digest] || !l.modTime.Before(run.cutoff)
+}
+
+// sweepLinks deletes old links that no live manifest of their model needs.
+func (run *gcRun) sweepLinks(ctx context.Context) error {
+	for i := range run.links {
+		l := &run.links[i]
+		if run.linkKept(*l) {
+			run.res.LinksKept++
+			continue
+		}
+		if !run.reg.stillOld(ctx, l.key, run.cutoff) {
+			run.res.LinksKept++
+			l.modTime = run.cutoff // written again: young, so kept for the blob sweep
+			continue
+		}
+		if !run.mayDelete() {
+			return errSweepLost
+		}
+		if err := run.reg.store.Delete(ctx, l.key); err != nil {
+			return internal("delete blob link", err)
+		}
+		run.res.LinksDeleted++
+	}
+	return nil
+}
+
+// sweepStaged deletes old staged uploads: a pusher that completes its
+// push commits them within minutes.
+func (run *gcRun) sweepStaged(ctx context.Context) error {
+	for _, s := range run.staged {
+		if !s.modTime.Before(run.cutoff) || !run.reg.stillOld(ctx, s.key, run.cutoff) {
+			continue
+		}
+		if !run.mayDelete() {
+			return errSweepLost
+		}
+		if err := run.reg.store.Delete(ctx, s.key); err != nil {
+			return internal("delete staged upload", err)
+		}
+		run.res.BytesFreed += s.size
+	}
+	return nil
+}
+
+// sweepBlobs deletes old blobs that no live manifest names and no kept
+// link points to. Only a collection of the whole registry sees every
+// model, and so only it deletes blobs.
+func (run *gcRun) sweepBlobs(ctx context.Context) error {
+	live := map[digest.Digest]bool{}
+	for _, refs := range run.refs {
+		for d := range refs {
+			live[d] = true
+		}
+	}
+	for _, l := range run.links {
+		if run.linkKept(l) {
+			live[l.digest] = true
+		}
+	}
+	// Links written since the listing belong to pushes in flight: young,
+	// so their blobs stay.
+	err := run.reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
+		if _, _, rest, ok := parseModelKey(info.Key); ok && strings.HasPrefix(rest, linksDir) && !info.ModTime.Before(run.cutoff) {
+			if d, ok := digestFromKey(info.Key); ok {
+				live[d] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return internal("list models", err)
+	}
+	var doomed []storage.Info
+	err = run.reg.store.List(ctx, blobsPrefix, func(info storage.Info) error {
+		d, ok := digestFromKey(info.Key)
 		if !ok {
 			return nil // not a blob of ours; leave it
+		}
+		if live[d] || !info.ModTime.Before(run.cutoff) {
+			run.res.BlobsKept++
+			return nil
 		}
 		doomed = append(doomed, info)
 		return nil
 	})
 	if err != nil {
-		return res, internal("list blobs", err)
+		return internal("list blobs", err)
 	}
 	for _, info := range doomed {
-		if !reg.stillOld(ctx, info.Key, cutoff) {
-			res.BlobsKept++
+		if !run.reg.stillOld(ctx, info.Key, run.cutoff) {
+			run.res.BlobsKept++
 			continue
 		}
-		if !sw.mayDelete() {
-			return res, lost
+		if !run.mayDelete() {
+			return errSweepLost
 		}
-		if err := reg.store.Delete(ctx, info.Key); err != nil {
-			return res, internal("delete blob", err)
+		if err := run.reg.store.Delete(ctx, info.Key); err != nil {
+			return internal("delete blob", err)
 		}
-		res.BlobsDeleted++
-		res.BytesFreed += info.Size
+		run.res.BlobsDeleted++
+		run.res.BytesFreed += info.Size
 	}
-	res.DurationSeconds = nowFunc().Sub(start).Seconds()
-	reg.log.InfoContext(ctx, "garbage collection done",
-		"manifests_deleted", res.ManifestsDeleted, "blobs_deleted", res.BlobsDeleted, "bytes_freed", res.BytesFreed)
-	return res, nil
+	return nil
+}
+
+// sweepClaims deletes upload claims that are old and expired.
+func (run *gcRun) sweepClaims(ctx context.Context) error {
+	var old []string
+	err := run.reg.store.List(ctx, claimsPrefix, func(info storage.Info) error {
+		if info.ModTime.Before(run.cutoff) {
+			old = append(old, info.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return internal("list upload claims", err)
+	}
+	for _, key := range old {
+		d, ok := digestFromKey(key)
+		if !ok {
+			continue
+		}
+		c, _, exists, err := run.reg.readClaim(ctx, d)
+		if err != nil {
+			return err
+		}
+		if !exists || nowFunc().Before(c.Until) || !run.reg.stillOld(ctx, key, run.cutoff) {
+			continue
+		}
+		if !run.mayDelete() {
+			return errSweepLost
+		}
+		if err := run.reg.store.Delete(ctx, key); err != nil {
+			return internal("delete upload claim", err)
+		}
+	}
+	return nil
 }
 
 // stillOld re-reads an object's time just before it is deleted: a push that
@@ -205,10 +476,21 @@ func (reg *Registry) stillOld(ctx context.Context, key string, cutoff time.Time)
 	return err == nil && info.ModTime.Before(cutoff)
 }
 
+// garbageCollect collects one model: POST /{repository}/{name}/garbage-collect.
 func (reg *Registry) garbageCollect(w http.ResponseWriter, r *http.Request) error {
-	if _, _, err := model(r); err != nil {
+	repo, name, err := model(r)
+	if err != nil {
 		return err
 	}
+	res, err := reg.CollectModelGarbage(r.Context(), repo, name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// garbageCollectRegistry collects the whole registry: POST /garbage-collect.
+func (reg *Registry) garbageCollectRegistry(w http.ResponseWriter, r *http.Request) error {
 	res, err := reg.CollectGarbage(r.Context())
 	if err != nil {
 		return err
@@ -216,7 +498,7 @@ func (reg *Registry) garbageCollect(w http.ResponseWriter, r *http.Request) erro
 	return writeJSON(w, http.StatusOK, res)
 }
 
-// RunGC collects garbage every interval until ctx ends.
+// RunGC collects the whole registry every interval until ctx ends.
 func (reg *Registry) RunGC(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()

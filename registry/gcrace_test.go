@@ -80,7 +80,8 @@ func TestGCDuringManifestPush(t *testing.T) {
 					once.Do(func() { close(manifestStored); <-release })
 				case stage == "push-during-sweep" && op == "put" && strings.Contains(key, "/manifests/"):
 					once.Do(func() { close(manifestStored) })
-				case stage == "push-during-sweep" && op == "delete" && strings.HasPrefix(key, "blobs/"):
+				case stage == "push-during-sweep" && op == "delete" && strings.HasPrefix(key, "models/gc/race/blobs/"):
+					// The first link the sweep deletes (links go before blobs).
 					deleteOnce.Do(func() { <-release })
 				}
 			}
@@ -119,7 +120,7 @@ func TestGCDuringManifestPush(t *testing.T) {
 					}
 					gcDone <- err
 				}()
-				time.Sleep(50 * time.Millisecond) // the collection is now held at its first blob delete
+				time.Sleep(50 * time.Millisecond) // the collection is now held at its first link delete
 				go func() { pushed <- put() }()
 				<-manifestStored
 				time.Sleep(50 * time.Millisecond) // the push now waits for the sweep

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -15,8 +16,43 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// maxIndexSize bounds an index document read from storage.
-const maxIndexSize = 64 << 20
+// Bounds of index documents. A model's index grows by one descriptor per
+// tag, each bounded by the tag, digest and copied annotations, so the
+// write bound allows about 10,000 ordinary tags; the global index grows by
+// one short descriptor per model. An update that would grow an index past
+// its bound is refused; one that shrinks it always goes through. Indexes
+// written before these bounds may be larger: they are read up to
+// maxIndexSize, and one past that can still be deleted.
+const (
+	maxIndexSize         = 64 << 20
+	maxModelIndexWrite   = 4 << 20
+	maxGlobalIndexWrite  = 32 << 20
+	maxIndexAnnotations  = 8 << 10
+	indexAnnotationsHint = "keep large metadata in a file of the model, such as README.md"
+)
+
+// unreadableIndexError is an index document that exists but cannot be
+// used: corrupt, or over maxIndexSize. The handler adapter answers it with
+// what the model's owners can do about it.
+type unreadableIndexError struct {
+	key string
+	err error
+}
+
+func (e *unreadableIndexError) Error() string {
+	return fmt.Sprintf("index %s cannot be read: %v", e.key, e.err)
+}
+
+func (e *unreadableIndexError) Unwrap() error { return e.err }
+
+// apiError says which index is unreadable, and that deleting the model
+// (or, for the global index, a restore) replaces it.
+func (e *unreadableIndexError) apiError() *spec.Error {
+	if repo, name, _, ok := parseModelKey(e.key); ok {
+		return spec.Errorf(spec.ErrorInternal, "the index of model %s/%s is corrupt or too large to read; deleting the model (DELETE /%s/%s/index, `modelx delete`) replaces it with an empty one", repo, name, repo, name)
+	}
+	return spec.Errorf(spec.ErrorInternal, "the global index is corrupt or too large to read; see docs/operations.md, Backups")
+}
 
 // maxUpdateAttempts bounds the compare-and-swap retries of an index update.
 const maxUpdateAttempts = 64
@@ -27,6 +63,9 @@ func (reg *Registry) readIndex(ctx context.Context, key string) (spec.Index, str
 	data, info, err := storage.ReadAll(ctx, reg.store, key, maxIndexSize)
 	if errors.Is(err, storage.ErrNotFound) {
 		return spec.NewIndex(), "", nil
+	}
+	if errors.Is(err, storage.ErrTooLarge) {
+		return spec.Index{}, "", &unreadableIndexError{key: key, err: err}
 	}
 	if err != nil {
 		return spec.Index{}, "", internal("read index", err)
@@ -42,7 +81,7 @@ func (reg *Registry) readIndex(ctx context.Context, key string) (spec.Index, str
 func parseIndex(key string, data []byte) (spec.Index, error) {
 	var idx spec.Index
 	if err := json.Unmarshal(data, &idx); err != nil {
-		return spec.Index{}, fmt.Errorf("index %s is corrupt: %w", key, err)
+		return spec.Index{}, &unreadableIndexError{key: key, err: err}
 	}
 	if idx.Manifests == nil {
 		idx.Manifests = []spec.Descriptor{}
@@ -60,6 +99,7 @@ func (reg *Registry) updateIndex(ctx context.Context, key string, mutate func(*s
 		if err != nil {
 			return spec.Index{}, err
 		}
+		before := len(idx.Manifests)
 		changed, err := mutate(&idx)
 		if err != nil || !changed {
 			return idx, err
@@ -68,6 +108,13 @@ func (reg *Registry) updateIndex(ctx context.Context, key string, mutate func(*s
 		data, err := json.Marshal(idx)
 		if err != nil {
 			return spec.Index{}, err
+		}
+		if limit := indexWriteLimit(key); len(data) > limit && len(idx.Manifests) >= before {
+			if key == globalIndexKey {
+				return spec.Index{}, spec.Errorf(spec.ErrorTooLarge, "the global index would be %d bytes, over its bound of %d: delete unused models", len(data), limit)
+			}
+			repo, name, _, _ := parseModelKey(key)
+			return spec.Index{}, spec.Errorf(spec.ErrorTooLarge, "the index of model %s/%s would be %d bytes (%d tags), over its bound of %d: delete old tags", repo, name, len(data), len(idx.Manifests), limit)
 		}
 		if etag == "" {
 			err = reg.store.PutIfAbsent(ctx, key, data)
@@ -89,6 +136,33 @@ func (reg *Registry) updateIndex(ctx context.Context, key string, mutate func(*s
 		}
 	}
 	return spec.Index{}, spec.Errorf(spec.ErrorConflict, "index %s changed on every one of %d attempts; retry the request", key, maxUpdateAttempts)
+}
+
+// indexWriteLimit is the bound an update may not grow the index at key past.
+func indexWriteLimit(key string) int {
+	if key == globalIndexKey {
+		return maxGlobalIndexWrite
+	}
+	return maxModelIndexWrite
+}
+
+// resetIndex replaces an unreadable index with an empty one, if it has not
+// changed since it was found unreadable.
+func (reg *Registry) resetIndex(ctx context.Context, key string) error {
+	info, err := reg.store.Stat(ctx, key)
+	if err != nil {
+		return internal("stat index", err)
+	}
+	data, _ := json.Marshal(spec.NewIndex())
+	if err := reg.store.PutIfMatch(ctx, key, data, info.ETag); err != nil {
+		if errors.Is(err, storage.ErrPreconditionFailed) {
+			return spec.Errorf(spec.ErrorConflict, "the index changed while it was being reset; retry")
+		}
+		return internal("reset index", err)
+	}
+	reg.indexes.remove(key)
+	reg.log.WarnContext(ctx, "unreadable index replaced with an empty one", "key", key)
+	return nil
 }
 
 // addModelToGlobal lists the model in the global index if it is not there.
@@ -167,6 +241,30 @@ func (reg *Registry) getGlobalIndex(w http.ResponseWriter, r *http.Request) erro
 	return writeIndex(w, filtered(idx, r.URL.Query().Get("search")))
 }
 
+// markImmutable returns idx with AnnotationImmutableTag set on the tags
+// the policy makes immutable; the shared idx itself is not changed.
+func (reg *Registry) markImmutable(repo, name string, idx spec.Index) spec.Index {
+	out := idx
+	out.Manifests = nil
+	for i, desc := range idx.Manifests {
+		if _, ok := reg.immutableTag(repo, name, desc.Name); ok {
+			if out.Manifests == nil {
+				out.Manifests = slices.Clone(idx.Manifests)
+			}
+			desc.Annotations = maps.Clone(desc.Annotations)
+			if desc.Annotations == nil {
+				desc.Annotations = map[string]string{}
+			}
+			desc.Annotations[spec.AnnotationImmutableTag] = "true"
+			out.Manifests[i] = desc
+		}
+	}
+	if out.Manifests == nil {
+		return idx
+	}
+	return out
+}
+
 func writeIndex(w http.ResponseWriter, idx spec.Index) error {
 	w.Header().Set("Cache-Control", "no-cache")
 	idx.SchemaVersion, idx.MediaType = spec.SchemaVersion, spec.MediaTypeIndex
@@ -185,7 +283,7 @@ func (reg *Registry) getIndex(w http.ResponseWriter, r *http.Request) error {
 	if len(idx.Manifests) == 0 {
 		return spec.Errorf(spec.ErrorIndexUnknown, "model %s/%s has no versions in the registry", repo, name)
 	}
-	return writeIndex(w, filtered(idx, r.URL.Query().Get("search")))
+	return writeIndex(w, reg.markImmutable(repo, name, filtered(idx, r.URL.Query().Get("search"))))
 }
 
 // deleteIndex removes every tag of a model and the model from the global
@@ -198,11 +296,22 @@ func (reg *Registry) deleteIndex(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	existed := false
-	if _, err := reg.updateIndex(r.Context(), modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
+	_, err = reg.updateIndex(r.Context(), modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
+		for _, desc := range idx.Manifests {
+			if err := reg.checkMutable(repo, name, desc.Name); err != nil {
+				return false, err
+			}
+		}
 		existed = len(idx.Manifests) > 0
 		idx.Manifests = []spec.Descriptor{}
 		return existed, nil
-	}); err != nil {
+	})
+	var unreadable *unreadableIndexError
+	if errors.As(err, &unreadable) {
+		// Whatever it held, deleting the model empties it.
+		err, existed = reg.resetIndex(r.Context(), modelIndexKey(repo, name)), true
+	}
+	if err != nil {
 		return err
 	}
 	if !existed {

@@ -7,17 +7,27 @@ import (
 )
 
 // Storage layout. Blobs are keyed by digest alone, so a blob pushed to any
-// repository is stored once; manifests and indexes live under their model.
+// model is stored once; a model reaches it through its link (links.go).
+// Manifests, indexes and links live under their model.
 //
 //	index.json                                   global index of models
+//	layout.json                                  the layout's version (migrate.go)
 //	blobs/sha256/ab/abcdef…                      blob bytes
+//	uploads/sha256/ab/abcdef…                    upload claim of a blob being uploaded
 //	models/REPO/NAME/index.json                  the model's tags
 //	models/REPO/NAME/manifests/sha256/abcdef…    manifests by digest
+//	models/REPO/NAME/blobs/sha256/abcdef…        links: the blobs the model holds
+//	models/REPO/NAME/uploads/sha256/abcdef…      staged uploads of stored blobs
 const (
 	globalIndexKey = "index.json"
+	layoutKey      = "layout.json"
 	blobsPrefix    = "blobs/"
+	claimsPrefix   = "uploads/"
 	modelsPrefix   = "models/"
 	indexFile      = "index.json"
+	manifestsDir   = "manifests/"
+	linksDir       = "blobs/"
+	stagedDir      = "uploads/"
 )
 
 func blobKey(d digest.Digest) string {
@@ -25,16 +35,30 @@ func blobKey(d digest.Digest) string {
 	return blobsPrefix + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
 }
 
+func claimKey(d digest.Digest) string {
+	hex := d.Encoded()
+	return claimsPrefix + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+}
+
+func linkKey(repo, name string, d digest.Digest) string {
+	return modelPrefix(repo, name) + linksDir + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func stagedKey(repo, name string, d digest.Digest) string {
+	return modelPrefix(repo, name) + stagedDir + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
 func modelPrefix(repo, name string) string { return modelsPrefix + repo + "/" + name + "/" }
 
 func modelIndexKey(repo, name string) string { return modelPrefix(repo, name) + indexFile }
 
 func manifestKey(repo, name string, d digest.Digest) string {
-	return modelPrefix(repo, name) + "manifests/" + string(d.Algorithm()) + "/" + d.Encoded()
+	return modelPrefix(repo, name) + manifestsDir + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 // parseModelKey splits a key under models/ into repository, name and the
-// rest ("index.json" or "manifests/sha256/…").
+// rest ("index.json", "manifests/sha256/…", "blobs/sha256/…" or
+// "uploads/sha256/…").
 func parseModelKey(key string) (repo, name, rest string, ok bool) {
 	parts := strings.SplitN(strings.TrimPrefix(key, modelsPrefix), "/", 3)
 	if len(parts) != 3 || !strings.HasPrefix(key, modelsPrefix) {

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
 )
@@ -111,16 +112,27 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if n := annotationsSize(m.Annotations); n > maxIndexAnnotations {
+		return spec.Errorf(spec.ErrorTooLarge, "the manifest's annotations are %d bytes, over the %d that a version may copy into its model's index; %s", n, maxIndexAnnotations, indexAnnotationsHint)
+	}
 	d := digest.FromBytes(data)
 	if ref.Digest != "" && ref.Digest != d {
 		return spec.Errorf(spec.ErrorDigestInvalid, "the manifest's digest is %s, not %s as the URL says", d, ref.Digest)
+	}
+	if ref.Tag != "" {
+		// Refused before anything is stored; tag checks again atomically.
+		if cur, err := reg.resolve(r.Context(), repo, name, ref); err == nil && cur != d {
+			if err := reg.checkMutable(repo, name, ref.Tag); err != nil {
+				return err
+			}
+		}
 	}
 	before, _, err := reg.readGCState(r.Context())
 	if err != nil {
 		return err
 	}
 	sweptBefore := before.sweeping(nowFunc())
-	if err := reg.checkBlobs(r.Context(), m); err != nil {
+	if err := reg.checkBlobs(r.Context(), repo, name, m); err != nil {
 		return err
 	}
 	sum, _ := digestSum(d)
@@ -138,7 +150,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if err := reg.confirmAfterSweeps(r.Context(), before, sweptBefore, key, m); err != nil {
+	if err := reg.confirmAfterSweeps(r.Context(), before, sweptBefore, repo, name, key, m); err != nil {
 		// A collection took what the push relied on: take back what it
 		// wrote, so nothing names a missing object.
 		// Any other tag on this manifest was written by a push that
@@ -162,11 +174,33 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// immutableTag returns the policy rule that makes a tag of the model immutable.
+func (reg *Registry) immutableTag(repo, name, tag string) (auth.ImmutableTags, bool) {
+	return reg.opts.Policy.ImmutableTag(repo+"/"+name, tag)
+}
+
+// checkMutable refuses to move or delete an immutable tag, naming the rule.
+func (reg *Registry) checkMutable(repo, name, tag string) error {
+	if rule, ok := reg.immutableTag(repo, name, tag); ok {
+		return spec.Errorf(spec.ErrorConflict, "tag %s of %s/%s is immutable (policy immutableTags: %s): it cannot be moved or deleted; push the new version under a new tag", tag, repo, name, rule)
+	}
+	return nil
+}
+
+// annotationsSize is the bytes of keys and values of annotations.
+func annotationsSize(a map[string]string) int {
+	n := 0
+	for k, v := range a {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
 // confirmAfterSweeps makes sure no garbage collection sweep deleted the
 // manifest just stored at key and tagged, or a blob it names, since they
 // were checked (see gcStateKey). before is the collection state read before
 // the check.
-func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, sweptBefore bool, key string, m *spec.Manifest) error {
+func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, sweptBefore bool, repo, name, key string, m *spec.Manifest) error {
 	after, err := reg.afterSweeps(ctx)
 	if err != nil {
 		return err
@@ -180,7 +214,7 @@ func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, swe
 		return internal("stat manifest", err)
 	}
 	// The client uploads blobs this finds missing and pushes again.
-	return reg.checkBlobs(ctx, m)
+	return reg.checkBlobs(ctx, repo, name, m)
 }
 
 // untag removes tag from the model's index if it still names d.
@@ -196,31 +230,31 @@ func (reg *Registry) untag(ctx context.Context, repo, name, tag string, d digest
 	return err
 }
 
-// checkBlobs verifies that every blob the manifest names is stored with the
-// declared size; it names every missing blob in the error's detail.
-func (reg *Registry) checkBlobs(ctx context.Context, m *spec.Manifest) error {
+// checkBlobs verifies that every blob the manifest names is linked to the
+// model with the declared size (committing redirected uploads that have
+// completed); it names every missing blob in the error's detail.
+func (reg *Registry) checkBlobs(ctx context.Context, repo, name string, m *spec.Manifest) error {
 	refs := m.Referenced()
-	var unique []digest.Digest
+	var unique []spec.Descriptor
 	seen := make(map[digest.Digest]bool, len(refs))
 	for _, desc := range refs {
 		if !seen[desc.Digest] {
 			seen[desc.Digest] = true
-			unique = append(unique, desc.Digest)
+			unique = append(unique, desc)
 		}
 	}
-	stored := make([]int64, len(unique)) // stored size, -1 when missing; one slot per goroutine
+	linked := make([]int64, len(unique)) // linked size, -1 when not linked; one slot per goroutine
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(statConcurrency)
-	for i, d := range unique {
+	for i, desc := range unique {
 		g.Go(func() error {
-			info, err := reg.store.Stat(gctx, blobKey(d))
-			switch {
-			case errors.Is(err, storage.ErrNotFound):
-				stored[i] = -1
-			case err != nil:
-				return internal("stat blob", err)
-			default:
-				stored[i] = info.Size
+			size, ok, err := reg.linkedSize(gctx, repo, name, desc.Digest, desc.Size)
+			if err != nil {
+				return err
+			}
+			linked[i] = -1
+			if ok {
+				linked[i] = size
 			}
 			return nil
 		})
@@ -230,10 +264,10 @@ func (reg *Registry) checkBlobs(ctx context.Context, m *spec.Manifest) error {
 	}
 	var missing, wrong []string
 	sizes := make(map[digest.Digest]int64, len(unique))
-	for i, d := range unique {
-		sizes[d] = stored[i]
-		if stored[i] < 0 {
-			missing = append(missing, string(d))
+	for i, desc := range unique {
+		sizes[desc.Digest] = linked[i]
+		if linked[i] < 0 {
+			missing = append(missing, string(desc.Digest))
 		}
 	}
 	for _, desc := range refs {
@@ -243,7 +277,7 @@ func (reg *Registry) checkBlobs(ctx context.Context, m *spec.Manifest) error {
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return spec.Errorf(spec.ErrorManifestBlobUnknown, "%d blob(s) the manifest names are not uploaded; upload them, then push the manifest again", len(missing)).
+		return spec.Errorf(spec.ErrorManifestBlobUnknown, "%d blob(s) the manifest names are not uploaded to %s/%s; upload them, then push the manifest again", len(missing), repo, name).
 			WithDetail(map[string]any{"missing": missing})
 	}
 	if len(wrong) > 0 {
@@ -260,6 +294,13 @@ func (reg *Registry) tag(ctx context.Context, repo, name, tag string, d digest.D
 	desc := spec.Descriptor{Name: tag, MediaType: spec.MediaTypeManifest, Digest: d, Size: size, Modified: nowFunc().UTC(), Annotations: annotations}
 	if _, err := reg.updateIndex(ctx, modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
 		if i := idx.Find(tag); i >= 0 {
+			if idx.Manifests[i].Digest == d {
+				if _, ok := reg.immutableTag(repo, name, tag); ok {
+					return false, nil // an immutable tag keeps its first record too
+				}
+			} else if err := reg.checkMutable(repo, name, tag); err != nil {
+				return false, err
+			}
 			idx.Manifests[i] = desc
 		} else {
 			idx.Manifests = append(idx.Manifests, desc)
@@ -281,6 +322,13 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) erro
 	removed := 0
 	idx, err := reg.updateIndex(r.Context(), modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
 		before := len(idx.Manifests)
+		for _, desc := range idx.Manifests {
+			if desc.Name == ref.Tag || (ref.Digest != "" && desc.Digest == ref.Digest) {
+				if err := reg.checkMutable(repo, name, desc.Name); err != nil {
+					return false, err
+				}
+			}
+		}
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(desc spec.Descriptor) bool {
 			return desc.Name == ref.Tag || (ref.Digest != "" && desc.Digest == ref.Digest)
 		})

@@ -86,7 +86,7 @@ func TestMetricsAfterPushAndPull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := c.Push(ctx, ref("obs/other:v1"), src)
+			again, err := c.PushWithOptions(ctx, ref("obs/other:v1"), src, client.PushOptions{From: "obs/model"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,8 +122,8 @@ func TestMetricsAfterPushAndPull(t *testing.T) {
 					t.Errorf("201 answers to blob PUTs %v, want %d", got, pushed.BlobsTransferred+again.BlobsSkipped)
 				}
 			}
-			if got := metric(t, text, "modelxd_blob_dedup_hits_total", `{kind="put"}`); got != float64(again.BlobsSkipped) {
-				t.Errorf("uploads answered without a body %v, want %d (blobs the second push skipped)", got, again.BlobsSkipped)
+			if got := metric(t, text, "modelxd_blob_dedup_hits_total", `{kind="mount"}`); got != float64(again.BlobsSkipped) || again.BlobsTransferred != 0 {
+				t.Errorf("uploads mounted without a body %v, want %d (blobs the second push skipped; it sent %d)", got, again.BlobsSkipped, again.BlobsTransferred)
 			}
 			if got := metric(t, text, "modelxd_http_requests_total", `{code="201",method="PUT",route="/{repository}/{name}/manifests/{reference}"}`); got != 2 {
 				t.Errorf("manifest PUTs %v, want 2", got)

@@ -128,6 +128,7 @@ func (reg *Registry) Handler() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(reg.authenticate)
 		r.Get("/", reg.handle(reg.root))
+		r.With(reg.authorizeRegistry(auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollectRegistry))
 		r.Route("/{repository}/{name}", func(r chi.Router) {
 			pull, push, del := reg.authorize(auth.Pull), reg.authorize(auth.Push), reg.authorize(auth.Delete)
 			r.With(pull).Get("/index", reg.handle(reg.getIndex))

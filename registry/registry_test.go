@@ -78,6 +78,7 @@ type harness struct {
 	url      string
 	redirect bool
 	http     *http.Client
+	token    string // sent to the registry (never to presigned URLs) when set
 }
 
 func newHarness(t *testing.T, b backend, opts registry.Options) *harness {
@@ -118,12 +119,16 @@ func (h *harness) do(method, url string, body []byte, header http.Header) respon
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	if strings.HasPrefix(url, "/") {
+	toRegistry := strings.HasPrefix(url, "/")
+	if toRegistry {
 		url = h.url + url
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if toRegistry && h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -153,7 +158,8 @@ func (h *harness) expect(r response, status int, code spec.ErrorCode) {
 }
 
 // pushBlob uploads data to model repo/name, following a redirect like the
-// client: resend to Location with the length and the checksum header.
+// client: resend to Location with the length and the checksum header, then
+// offer the blob again, which links it to the model.
 func (h *harness) pushBlob(model string, data []byte) spec.Descriptor {
 	h.t.Helper()
 	d := digest.FromBytes(data)
@@ -169,6 +175,8 @@ func (h *harness) pushBlob(model string, data []byte) spec.Descriptor {
 		if r.status != http.StatusOK {
 			h.t.Fatalf("presigned upload: %d %s", r.status, r.body)
 		}
+		r = h.do(http.MethodPut, "/"+model+"/blobs/"+string(d), data, nil)
+		h.expect(r, http.StatusCreated, "")
 	} else {
 		h.expect(r, http.StatusCreated, "")
 		if got := r.header.Get(registry.DigestHeader); got != string(d) {
@@ -223,6 +231,18 @@ func (h *harness) putManifest(model, ref string, m spec.Manifest) digest.Digest 
 		h.t.Fatalf("manifest digest header %q, want %s", got, d)
 	}
 	return d
+}
+
+// manifest fetches and parses a manifest by tag or digest.
+func (h *harness) manifest(model, ref string) spec.Manifest {
+	h.t.Helper()
+	r := h.do(http.MethodGet, "/"+model+"/manifests/"+ref, nil, nil)
+	h.expect(r, http.StatusOK, "")
+	var m spec.Manifest
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		h.t.Fatal(err)
+	}
+	return m
 }
 
 func (h *harness) index(path string) spec.Index {
@@ -306,10 +326,24 @@ func testRoundTrip(t *testing.T, b backend) {
 			t.Fatalf("blob %s: got bytes of %s", desc.Name, digest.FromBytes(r.body))
 		}
 	}
-	// A blob is stored once, whatever model it was pushed to.
+	// A blob is stored once, whatever model it was pushed to, and read
+	// only through the models that hold it.
+	weights := m.Blobs[2].Digest
 	h.pushBlob("other/model", []byte(files["weights.bin"]))
-	if r := h.getBlob("any/model", m.Blobs[2].Digest, nil); r.status != http.StatusOK {
-		t.Fatalf("blob through another model's path: %d", r.status)
+	if r := h.getBlob("other/model", weights, nil); r.status != http.StatusOK {
+		t.Fatalf("blob through the second model that pushed it: %d", r.status)
+	}
+	if r := h.getBlob("any/model", weights, nil); r.status != http.StatusNotFound {
+		t.Fatalf("blob through a model that does not hold it: %d, want 404", r.status)
+	}
+	stored := 0
+	for key := range h.snapshot() {
+		if strings.HasPrefix(key, "blobs/") && strings.HasSuffix(key, weights.Encoded()) {
+			stored++
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("the blob pushed to two models is stored %d times, want once", stored)
 	}
 	idx := h.index("/nlp/bert/index")
 	if got := names(idx); !slices.Equal(got, []string{"v1"}) || idx.Manifests[0].Digest != d {
@@ -440,6 +474,9 @@ func testHostile(t *testing.T, b backend) {
 		t.Fatalf("chunked blob PUT: %d, want 400", resp.StatusCode)
 	}
 	after := h.snapshot()
+	// In redirect mode the refused upload leaves its upload claim, which
+	// names only the model and expires; garbage collection removes it.
+	maps.DeleteFunc(after, func(key, _ string) bool { return h.redirect && strings.HasPrefix(key, "uploads/") })
 	if !maps.Equal(before, after) {
 		t.Fatalf("hostile requests changed storage:\nbefore %v\nafter  %v", before, after)
 	}
@@ -590,8 +627,11 @@ func testGC(t *testing.T, b backend) {
 	if err := json.Unmarshal(r.body, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.ManifestsDeleted != 1 || res.BlobsDeleted != 2 {
-		t.Fatalf("GC result %+v, want 1 manifest and 2 blobs (only-v1, orphan) deleted", res)
+	// A model's collection drops its untagged manifest and the links of
+	// the blobs no remaining version names; the bytes wait for a
+	// collection of the whole registry.
+	if res.Scope != "gc/model" || res.ManifestsDeleted != 1 || res.LinksDeleted != 2 || res.BlobsDeleted != 0 {
+		t.Fatalf("GC result %+v, want 1 manifest and 2 links (only-v1, orphan) deleted, no blob", res)
 	}
 	h.expect(h.do(http.MethodGet, "/gc/model/manifests/"+string(d1), nil, nil), http.StatusNotFound, spec.ErrorManifestUnknown)
 	for _, d := range []digest.Digest{m1.Blobs[0].Digest, orphan.Digest} {
@@ -605,9 +645,30 @@ func testGC(t *testing.T, b backend) {
 			t.Fatalf("live blob %s: %d", desc.Name, r.status)
 		}
 	}
+	// The whole registry's collection frees the bytes no model holds.
+	r = h.do(http.MethodPost, "/garbage-collect", nil, nil)
+	h.expect(r, http.StatusOK, "")
+	if err := json.Unmarshal(r.body, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Scope != "registry" || res.BlobsDeleted != 2 || res.ManifestsDeleted != 0 || res.LinksDeleted != 0 {
+		t.Fatalf("registry GC result %+v, want the 2 unlinked blobs deleted", res)
+	}
+	if n := len(h.snapshot()); n == 0 {
+		t.Fatal("the store is empty")
+	}
+	for _, model := range []string{"gc/model", "gc/other"} {
+		idx := h.index("/" + model + "/index")
+		mm := h.manifest(model, string(idx.Manifests[0].Digest))
+		for _, desc := range mm.Referenced() {
+			if r := h.getBlob(model, desc.Digest, nil); r.status != http.StatusOK {
+				t.Fatalf("live blob %s of %s after the registry GC: %d", desc.Name, model, r.status)
+			}
+		}
+	}
 	// A second run finds nothing more.
 	res, err := h.reg.CollectGarbage(ctx)
-	if err != nil || res.BlobsDeleted != 0 || res.ManifestsDeleted != 0 {
+	if err != nil || res.BlobsDeleted != 0 || res.ManifestsDeleted != 0 || res.LinksDeleted != 0 {
 		t.Fatalf("second GC %+v %v", res, err)
 	}
 

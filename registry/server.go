@@ -95,6 +95,40 @@ func OpenBackend(ctx context.Context, cfg Config) (Backend, string, error) {
 	return st, "fs", nil
 }
 
+// migrateOnStart upgrades an older storage layout before the registry
+// serves (docs/operations.md, "Upgrades").
+func migrateOnStart(ctx context.Context, reg *Registry, log *slog.Logger) error {
+	need, err := reg.NeedsMigration(ctx)
+	if err != nil || !need {
+		return err
+	}
+	log.Info("storage layout is older than this modelxd: migrating before serving (modelxd migrate does the same ahead of an upgrade)")
+	res, err := reg.Migrate(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate storage: %w", err)
+	}
+	log.Info("storage migrated", "from", res.From, "to", LayoutVersion, "manifests", res.Manifests, "links_written", res.LinksWritten, "problems", len(res.Problems))
+	return nil
+}
+
+// Migrate opens the configured storage and upgrades its layout: `modelxd migrate`.
+func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (MigrationResult, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Options.Logger = log
+	cfg.Options.EnableRedirect = false // migration moves no bytes
+	store, _, err := OpenBackend(ctx, cfg)
+	if err != nil {
+		return MigrationResult{}, err
+	}
+	reg, err := New(store, cfg.Options)
+	if err != nil {
+		return MigrationResult{}, err
+	}
+	return reg.Migrate(ctx)
+}
+
 // Run serves the registry until ctx ends, then shuts down gracefully.
 // ready, if not nil, receives the bound address once the server listens.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.Addr)) error {
@@ -117,6 +151,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.
 	}
 	reg, err := New(store, cfg.Options)
 	if err != nil {
+		return err
+	}
+	if err := migrateOnStart(ctx, reg, log); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -138,9 +138,14 @@ func (s uiSource) Manifest(ctx context.Context, repo, name string, d digest.Dige
 	return spec.ParseManifest(data)
 }
 
-func (s uiSource) ReadBlob(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+func (s uiSource) ReadBlob(ctx context.Context, repo, name string, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
 	if err := spec.ValidateDigest(d); err != nil {
 		return nil, fmt.Errorf("blob %s: %w", d, storage.ErrNotFound)
+	}
+	if _, ok, err := s.reg.readLink(ctx, repo, name, d); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("blob %s of %s/%s: %w", d, repo, name, storage.ErrNotFound)
 	}
 	rc, _, err := s.reg.store.Reader(ctx, blobKey(d), offset, length)
 	return rc, err

@@ -34,6 +34,11 @@ const (
 // the total size in bytes of the version's files (decimal).
 const AnnotationModelSize = "io.modelx.model.size"
 
+// AnnotationImmutableTag is set to "true" by the registry, in the answers
+// to a model index request, on tags its policy makes immutable: they can be
+// neither moved nor deleted.
+const AnnotationImmutableTag = "io.modelx.tag.immutable"
+
 // SchemaVersion is the schemaVersion written into new index and manifest documents.
 const SchemaVersion = 1
 
@@ -121,10 +126,23 @@ func (idx *Index) Find(name string) int {
 
 // GCResult reports what one garbage collection did.
 type GCResult struct {
-	ManifestsKept    int     `json:"manifestsKept"`
-	ManifestsDeleted int     `json:"manifestsDeleted"`
-	BlobsKept        int     `json:"blobsKept"`
-	BlobsDeleted     int     `json:"blobsDeleted"`
-	BytesFreed       int64   `json:"bytesFreed"`
-	DurationSeconds  float64 `json:"durationSeconds"`
+	// Scope is "registry" for a collection of the whole registry, or the
+	// "REPOSITORY/NAME" of the one model collected.
+	Scope            string `json:"scope,omitempty"`
+	ManifestsKept    int    `json:"manifestsKept"`
+	ManifestsDeleted int    `json:"manifestsDeleted"`
+	// LinksKept and LinksDeleted count links of models to blobs.
+	LinksKept    int `json:"linksKept"`
+	LinksDeleted int `json:"linksDeleted"`
+	// BlobsKept and BlobsDeleted count blobs; only a collection of the
+	// whole registry deletes blobs.
+	BlobsKept    int   `json:"blobsKept"`
+	BlobsDeleted int   `json:"blobsDeleted"`
+	BytesFreed   int64 `json:"bytesFreed"`
+	// ModelsSkipped counts models kept whole because an index or manifest
+	// of theirs could not be read; Problems says which and why (the first
+	// ones; the registry log has all).
+	ModelsSkipped   int      `json:"modelsSkipped,omitempty"`
+	Problems        []string `json:"problems,omitempty"`
+	DurationSeconds float64  `json:"durationSeconds"`
 }

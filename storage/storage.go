@@ -31,6 +31,8 @@ var (
 	ErrChecksumMismatch = errors.New("sha256 checksum mismatch")
 	// ErrNotModified means a conditional read found the object unchanged.
 	ErrNotModified = errors.New("not modified")
+	// ErrTooLarge means ReadAll found an object over the size it accepts.
+	ErrTooLarge = errors.New("object too large")
 )
 
 // Info describes a stored object.
@@ -86,6 +88,29 @@ type ConditionalReader interface {
 	// ReaderIfChanged is Reader(ctx, key, 0, -1), except that it returns
 	// ErrNotModified when the object's ETag still equals etag.
 	ReaderIfChanged(ctx context.Context, key, etag string) (io.ReadCloser, Info, error)
+}
+
+// Copier is the capability of copying an object inside the store without
+// moving its bytes through the caller (S3 CopyObject).
+type Copier interface {
+	// Copy stores at dst the object at src, atomically like Put; a missing
+	// src is ErrNotFound.
+	Copy(ctx context.Context, src, dst string) error
+}
+
+// Copy copies the object at src to dst: inside the store when it is a
+// Copier, else by streaming it through this process. The copy must be
+// size bytes hashing to sha256sum, or nothing is stored.
+func Copy(ctx context.Context, s Storage, src, dst string, size int64, sha256sum []byte) error {
+	if c, ok := s.(Copier); ok {
+		return c.Copy(ctx, src, dst)
+	}
+	rc, _, err := s.Reader(ctx, src, 0, -1)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return s.Put(ctx, dst, rc, size, sha256sum)
 }
 
 // PresignedRequest is a request a client may send without credentials of its
@@ -163,7 +188,7 @@ func ReaderIfChanged(ctx context.Context, s Storage, key, etag string) (io.ReadC
 func readAll(rc io.ReadCloser, info Info, maxSize int64) ([]byte, Info, error) {
 	defer rc.Close()
 	if info.Size > maxSize {
-		return nil, Info{}, fmt.Errorf("object %s is %d bytes, over the limit of %d", info.Key, info.Size, maxSize)
+		return nil, Info{}, fmt.Errorf("%w: %s is %d bytes, over the limit of %d", ErrTooLarge, info.Key, info.Size, maxSize)
 	}
 	data := make([]byte, info.Size+1) // one byte more, to see a longer body
 	n, err := io.ReadFull(rc, data)

@@ -64,7 +64,7 @@ func (a *app) initCommand() *cobra.Command {
 }
 
 func (a *app) pushCommand() *cobra.Command {
-	var metricsFile string
+	var metricsFile, from string
 	cmd := &cobra.Command{
 		Use:   "push REF [DIR]",
 		Short: "Push DIR (default .) as the model version REF",
@@ -78,7 +78,18 @@ func (a *app) pushCommand() *cobra.Command {
 			if len(args) == 2 {
 				dir = args[1]
 			}
-			res, err := a.newClient(cfg).Push(cmd.Context(), ref, dir)
+			var opts client.PushOptions
+			if from != "" {
+				src, _, err := a.modelArg(cfg, from)
+				if err != nil {
+					return fmt.Errorf("--from: %w", err)
+				}
+				if src.Registry != ref.Registry {
+					return fmt.Errorf("--from %s is on %s, not on %s: a push can take blobs only from a model of the same registry (use modelx copy across registries)", from, src.Registry, ref.Registry)
+				}
+				opts.From = src.Model()
+			}
+			res, err := a.newClient(cfg).PushWithOptions(cmd.Context(), ref, dir, opts)
 			a.stopProgress()
 			if metricsFile != "" {
 				f := transferFigures{operation: "push", reference: ref.String(), err: err}
@@ -103,6 +114,7 @@ func (a *app) pushCommand() *cobra.Command {
 	a.addOutputFlag(cmd)
 	a.addConcurrencyFlag(cmd)
 	addMetricsFileFlag(cmd, &metricsFile)
+	cmd.Flags().StringVar(&from, "from", "", "a model of the same registry (REGISTRY/REPOSITORY/NAME) that holds some of these files and that you may pull: its blobs are linked without sending them")
 	return cmd
 }
 
@@ -295,10 +307,21 @@ func (a *app) infoCommand() *cobra.Command {
 				return err
 			}
 			files, total := manifestFiles(m)
+			immutable := false
+			if ref.Digest == "" {
+				if idx, err := api.Index(cmd.Context(), ref.Repository, ref.Name, ""); err == nil {
+					if i := idx.Find(ref.ManifestRef()); i >= 0 {
+						immutable = idx.Manifests[i].Annotations[spec.AnnotationImmutableTag] == "true"
+					}
+				}
+			}
 			if a.output == "json" {
-				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "config": config, "files": files, "manifest": m})
+				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "immutable": immutable, "config": config, "files": files, "manifest": m})
 			}
 			fmt.Fprintf(a.stdout, "reference:   %s\ndigest:      %s\nsize:        %s in %d files\n", ref, d, humanize.Bytes(total), len(files))
+			if immutable {
+				fmt.Fprintf(a.stdout, "immutable:   tag %s cannot be moved or deleted (registry policy)\n", ref.ManifestRef())
+			}
 			if config != nil {
 				fmt.Fprintf(a.stdout, "description: %s\nframework:   %s\ntask:        %s\n", config.Description, config.Framework, config.Task)
 				if len(config.ModelFiles) > 0 {
@@ -391,26 +414,86 @@ func (a *app) deleteCommand() *cobra.Command {
 
 func (a *app) gcCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "gc REF",
-		Short: "Collect unreferenced manifests and blobs on the registry now",
-		Args:  cobra.ExactArgs(1),
+		Use:   "gc REGISTRY|MODEL",
+		Short: "Collect garbage now: a model's untagged versions, or the whole registry",
+		Long: `gc MODEL (REGISTRY/REPOSITORY/NAME) deletes the model's untagged versions and
+its links to blobs that no remaining version names; it needs delete rights on
+the model. gc REGISTRY collects the whole registry and frees the bytes of blobs
+that no model holds any more; it needs admin on every model ("*").`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, ref, err := a.configAndRef(args[0])
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
 			}
-			res, err := a.newClient(cfg).API(ref.Registry).GarbageCollect(cmd.Context(), ref.Repository, ref.Name)
+			var res spec.GCResult
+			if registry, rerr := client.ParseRegistry(args[0], cfg); rerr == nil {
+				res, err = a.newClient(cfg).API(registry).GarbageCollectRegistry(cmd.Context())
+			} else {
+				ref, _, perr := a.modelArg(cfg, args[0])
+				if perr != nil {
+					return perr
+				}
+				res, err = a.newClient(cfg).API(ref.Registry).GarbageCollect(cmd.Context(), ref.Repository, ref.Name)
+			}
 			if err != nil {
 				return err
 			}
 			if a.output == "json" {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.stdout, "deleted %d manifests and %d blobs, freed %s (%.1fs)\n", res.ManifestsDeleted, res.BlobsDeleted, humanize.Bytes(res.BytesFreed), res.DurationSeconds)
+			fmt.Fprintf(a.stdout, "%s: deleted %d manifests, %d links and %d blobs, freed %s (%.1fs)\n",
+				res.Scope, res.ManifestsDeleted, res.LinksDeleted, res.BlobsDeleted, humanize.Bytes(res.BytesFreed), res.DurationSeconds)
+			if res.Scope != "registry" && res.LinksDeleted > 0 {
+				fmt.Fprintln(a.stdout, "the bytes of blobs no model holds any more are freed by the next collection of the whole registry")
+			}
+			for _, p := range res.Problems {
+				fmt.Fprintln(a.stderr, "kept whole:", p)
+			}
 			return nil
 		},
 	}
 	a.addOutputFlag(cmd)
+	return cmd
+}
+
+func (a *app) copyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "copy SRC DST",
+		Short: "Copy a model version to another model or registry, keeping its digest",
+		Long: `copy reads the version SRC and writes it as DST, byte for byte, so it keeps
+its digest. On one registry no bytes move: each blob is mounted from SRC, which
+you must be allowed to pull. Across registries every blob is streamed from SRC,
+verified against its digest, and uploaded; blobs DST holds already are skipped.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, src, err := a.configAndRef(args[0])
+			if err != nil {
+				return err
+			}
+			dst, err := a.parseRef(cfg, args[1])
+			if err != nil {
+				return err
+			}
+			res, err := a.newClient(cfg).Copy(cmd.Context(), src, dst)
+			a.stopProgress()
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "copied %s\nto %s\ndigest: %s\nmounted %s in %d blobs, copied %s in %d blobs (%.1fs)\n",
+				res.Source, res.Destination, res.Digest, humanize.Bytes(res.MountedBytes), res.BlobsMounted,
+				humanize.Bytes(res.CopiedBytes), res.BlobsCopied, res.DurationSeconds)
+			return nil
+		},
+	}
+	a.addOutputFlag(cmd)
+	a.addConcurrencyFlag(cmd)
 	return cmd
 }
 

@@ -30,6 +30,10 @@ func main() {
 }
 
 func run(args []string) error {
+	migrate := len(args) > 0 && args[0] == "migrate"
+	if migrate {
+		args = args[1:]
+	}
 	cfg, logFormat, err := parseFlags(args)
 	if err != nil {
 		return err
@@ -40,6 +44,9 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if migrate {
+		return runMigrate(ctx, cfg, slog.New(handler))
+	}
 	shutdown, err := telemetry.Setup(ctx, "modelxd")
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
@@ -50,6 +57,23 @@ func run(args []string) error {
 		_ = shutdown(flushCtx)
 	}()
 	return registry.Run(ctx, cfg, slog.New(handler), nil)
+}
+
+// runMigrate upgrades the storage layout and prints what it did.
+func runMigrate(ctx context.Context, cfg registry.Config, log *slog.Logger) error {
+	res, err := registry.Migrate(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if res.From == registry.LayoutVersion {
+		fmt.Printf("storage layout is version %d already: nothing to do\n", registry.LayoutVersion)
+		return nil
+	}
+	fmt.Printf("migrated storage layout %d to %d: %d manifests read, %d links written\n", res.From, registry.LayoutVersion, res.Manifests, res.LinksWritten)
+	for _, p := range res.Problems {
+		fmt.Println("problem:", p)
+	}
+	return nil
 }
 
 // parseFlags reads flags; every flag has an environment equivalent
@@ -113,7 +137,7 @@ func parseFlags(args []string) (registry.Config, string, error) {
 		return cfg, "", err
 	}
 	if fs.NArg() > 0 {
-		return cfg, "", fmt.Errorf("unexpected argument %q: modelxd takes only flags (see --help)", fs.Arg(0))
+		return cfg, "", fmt.Errorf("unexpected argument %q: modelxd takes flags, or `modelxd migrate` and the storage flags (see --help)", fs.Arg(0))
 	}
 	if authConfig != "" {
 		if cfg.Auth, err = auth.LoadConfig(authConfig); err != nil {

@@ -43,6 +43,8 @@ type Policy struct {
 	// AnonymousRepositories lets requests without a token pull these globs.
 	AnonymousRepositories []string `json:"anonymousRepositories,omitempty"`
 	Rules                 []Rule   `json:"rules,omitempty"`
+	// ImmutableTags lists tags that cannot be moved or deleted (immutable.go).
+	ImmutableTags []ImmutableTags `json:"immutableTags,omitempty"`
 }
 
 // DefaultPolicy applies without a policy file: authenticated identities
@@ -79,6 +81,9 @@ func (p *Policy) Validate() error {
 		return nil
 	}
 	if err := check("anonymousRepositories", p.AnonymousRepositories); err != nil {
+		return err
+	}
+	if err := p.validateImmutableTags(check); err != nil {
 		return err
 	}
 	for i, r := range p.Rules {

@@ -242,7 +242,7 @@ func (u *UI) versionPage(w http.ResponseWriter, r *http.Request, v viewer) error
 	for _, k := range slices.Sorted(maps.Keys(m.Annotations)) {
 		data.Annotations = append(data.Annotations, keyValue{k, m.Annotations[k]})
 	}
-	data.Config, data.ConfigError = u.readConfig(ctx, m)
+	data.Config, data.ConfigError = u.readConfig(ctx, repo, name, m)
 	files := manifestFiles(m)
 	data.FileCount = len(files)
 	if len(files) > maxTreeFiles {
@@ -250,7 +250,7 @@ func (u *UI) versionPage(w http.ResponseWriter, r *http.Request, v viewer) error
 		files = files[:maxTreeFiles]
 	}
 	data.Tree = buildTree(files)
-	data.README, data.READMEName, data.READMEError = u.readme(ctx, m)
+	data.README, data.READMEName, data.READMEError = u.readme(ctx, repo, name, m)
 	u.render(w, r, v, http.StatusOK, "version", repo+"/"+name+data.RefLabel, data)
 	return nil
 }
@@ -265,7 +265,7 @@ func (d versionData) refLabel() string {
 
 // readConfig fetches and parses the version's modelx.yaml. A config that
 // cannot be read or parsed is shown as a message, not a failed page.
-func (u *UI) readConfig(ctx context.Context, m *spec.Manifest) (*spec.ModelConfig, string) {
+func (u *UI) readConfig(ctx context.Context, repo, name string, m *spec.Manifest) (*spec.ModelConfig, string) {
 	c := m.Config
 	if c.Digest == "" {
 		return nil, "This version has no " + spec.ConfigFileName + "."
@@ -273,7 +273,7 @@ func (u *UI) readConfig(ctx context.Context, m *spec.Manifest) (*spec.ModelConfi
 	if c.Size > spec.MaxConfigSize {
 		return nil, fmt.Sprintf("%s is %d bytes, over the limit of %d.", spec.ConfigFileName, c.Size, spec.MaxConfigSize)
 	}
-	data, err := u.readVerified(ctx, c.Digest, c.Size)
+	data, err := u.readVerified(ctx, repo, name, c.Digest, c.Size)
 	if err != nil {
 		u.log.WarnContext(ctx, "ui: read config", "digest", c.Digest, "error", err)
 		return nil, spec.ConfigFileName + " could not be read."

@@ -61,7 +61,7 @@ func renderMarkdown(src []byte) (template.HTML, error) {
 // readme finds the version's README at its root and renders it. It
 // returns the HTML and the file's name, or a message saying why a README
 // that exists is not shown; no README at all is three empty strings.
-func (u *UI) readme(ctx context.Context, m *spec.Manifest) (template.HTML, string, string) {
+func (u *UI) readme(ctx context.Context, repo, name string, m *spec.Manifest) (template.HTML, string, string) {
 	for _, want := range readmeNames {
 		for _, b := range m.Blobs {
 			switch b.MediaType {
@@ -72,7 +72,7 @@ func (u *UI) readme(ctx context.Context, m *spec.Manifest) (template.HTML, strin
 				if b.Size > maxReadmeSize {
 					return "", b.Name, tooBig(b.Name, b.Size)
 				}
-				return u.renderReadme(ctx, b.Name, func() ([]byte, error) { return u.readVerified(ctx, b.Digest, b.Size) })
+				return u.renderReadme(ctx, b.Name, func() ([]byte, error) { return u.readVerified(ctx, repo, name, b.Digest, b.Size) })
 			case spec.MediaTypePack:
 				for _, f := range b.Files {
 					if strings.ToLower(f.Name) != want {
@@ -81,7 +81,7 @@ func (u *UI) readme(ctx context.Context, m *spec.Manifest) (template.HTML, strin
 					if f.Size > maxReadmeSize || f.Length > maxFrameSize {
 						return "", f.Name, tooBig(f.Name, f.Size)
 					}
-					return u.renderReadme(ctx, f.Name, func() ([]byte, error) { return u.readPacked(ctx, b.Digest, f) })
+					return u.renderReadme(ctx, f.Name, func() ([]byte, error) { return u.readPacked(ctx, repo, name, b.Digest, f) })
 				}
 			case spec.MediaTypeChunkedFile:
 				if strings.ToLower(b.Name) == want {
@@ -110,8 +110,8 @@ func (u *UI) renderReadme(ctx context.Context, name string, read func() ([]byte,
 }
 
 // readVerified reads a whole blob of the given size and checks its digest.
-func (u *UI) readVerified(ctx context.Context, d digest.Digest, size int64) ([]byte, error) {
-	rc, err := u.opts.Source.ReadBlob(ctx, d, 0, size)
+func (u *UI) readVerified(ctx context.Context, repo, name string, d digest.Digest, size int64) ([]byte, error) {
+	rc, err := u.opts.Source.ReadBlob(ctx, repo, name, d, 0, size)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +128,11 @@ func (u *UI) readVerified(ctx context.Context, d digest.Digest, size int64) ([]b
 
 // readPacked reads one file's frame from a pack blob with a ranged read,
 // and decodes and verifies it.
-func (u *UI) readPacked(ctx context.Context, packDigest digest.Digest, f spec.PackedFile) ([]byte, error) {
+func (u *UI) readPacked(ctx context.Context, repo, name string, packDigest digest.Digest, f spec.PackedFile) ([]byte, error) {
 	if f.Offset < 0 || f.Length <= 0 {
 		return nil, fmt.Errorf("packed file %s has no frame", f.Name)
 	}
-	rc, err := u.opts.Source.ReadBlob(ctx, packDigest, f.Offset, f.Length)
+	rc, err := u.opts.Source.ReadBlob(ctx, repo, name, packDigest, f.Offset, f.Length)
 	if err != nil {
 		return nil, err
 	}

@@ -44,8 +44,9 @@ type Source interface {
 	ModelIndex(ctx context.Context, repo, name string) (spec.Index, error)
 	// Manifest returns the model's manifest with digest d, verified against it.
 	Manifest(ctx context.Context, repo, name string, d digest.Digest) (*spec.Manifest, error)
-	// ReadBlob opens length bytes of blob d from offset.
-	ReadBlob(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error)
+	// ReadBlob opens length bytes of the model's blob d from offset; a blob
+	// the model does not hold is not found.
+	ReadBlob(ctx context.Context, repo, name string, d digest.Digest, offset, length int64) (io.ReadCloser, error)
 }
 
 // Options configure a UI.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -295,6 +296,26 @@ func (s *Store) PutIfMatch(ctx context.Context, key string, data []byte, etag st
 		return fmt.Errorf("%w: %s", storage.ErrPreconditionFailed, key)
 	}
 	return err
+}
+
+// Copy implements storage.Copier with CopyObject: the bytes stay in the
+// store (objects up to 5 GiB, which every modelx blob is).
+func (s *Store) Copy(ctx context.Context, src, dst string) error {
+	if err := storage.ValidateKey(src); err != nil {
+		return err
+	}
+	if err := storage.ValidateKey(dst); err != nil {
+		return err
+	}
+	segments := strings.Split(src, "/")
+	for i, seg := range segments {
+		segments[i] = url.PathEscape(seg)
+	}
+	source := s.bucket + "/" + strings.Join(segments, "/")
+	if _, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &dst, CopySource: &source}); err != nil {
+		return s.wrap("copy", src, err)
+	}
+	return nil
 }
 
 // List implements storage.Storage, following continuation tokens past 1,000 keys.

@@ -43,6 +43,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		}},
 		{"ConcurrentPutIfMatchOneWinner", testConcurrentPutIfMatch},
 		{"ConcurrentPutIfAbsentOneWinner", testConcurrentPutIfAbsent},
+		{"Copy", testCopy},
+		{"CopyWithoutCopier", func(t *testing.T, s storage.Storage) {
+			testCopy(t, plainStorage{s}) // the streaming fallback of storage.Copy
+		}},
 		{"PresignGetAndPut", testPresign},
 		{"PresignPutRejectsWrongBytes", testPresignWrongBytes},
 		{"PresignExpiry", testPresignExpiry},
@@ -380,6 +384,32 @@ func testReadIfChanged(t *testing.T, s storage.Storage) {
 	if _, _, err := storage.ReadAllIfChanged(ctx, s, "idx", info2.ETag, 1<<20); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("deleted object: %v, want ErrNotFound", err)
 	}
+}
+
+func testCopy(t *testing.T, s storage.Storage) {
+	ctx := context.Background()
+	data := strings.Repeat("copy me ", 1000)
+	put(t, s, "src/a", data)
+	if err := storage.Copy(ctx, s, "src/a", "dst/b", int64(len(data)), sum([]byte(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got, info := read(t, s, "dst/b", 0, -1); got != data || info.Size != int64(len(data)) {
+		t.Fatalf("copy holds %d bytes %+v, want the %d of the source", len(got), info, len(data))
+	}
+	if got, _ := read(t, s, "src/a", 0, -1); got != data {
+		t.Fatal("the source changed")
+	}
+	put(t, s, "dst/c", "old")
+	if err := storage.Copy(ctx, s, "src/a", "dst/c", int64(len(data)), sum([]byte(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := read(t, s, "dst/c", 0, -1); got != data {
+		t.Fatal("copy over an existing object did not replace it")
+	}
+	if err := storage.Copy(ctx, s, "src/missing", "dst/d", 1, nil); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("copy of a missing object: %v, want ErrNotFound", err)
+	}
+	requireNotFound(t, s, "dst/d")
 }
 
 func testConcurrentPutIfMatch(t *testing.T, s storage.Storage) {

@@ -1,0 +1,188 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
+)
+
+// LayoutVersion is the storage layout this registry writes and reads:
+// 2 is blobs reached through per-model links (links.go). Registries written
+// before links existed are version 1 (no layout.json); Migrate upgrades them.
+const LayoutVersion = 2
+
+// layout is the document at layoutKey.
+type layout struct {
+	Version  int       `json:"version"`
+	Migrated time.Time `json:"migrated,omitzero"`
+}
+
+// MigrationResult reports what Migrate did.
+type MigrationResult struct {
+	// From is the layout version found; equal to LayoutVersion when there
+	// was nothing to do.
+	From int `json:"from"`
+	// Manifests counts the manifests read; LinksWritten the links written.
+	Manifests    int `json:"manifests"`
+	LinksWritten int `json:"linksWritten"`
+	// Problems names manifests that could not be read or that name blobs
+	// no longer stored: their models stay pullable only for what was linked.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// readLayout returns the stored layout version: 1 when no layout.json exists
+// but models do, LayoutVersion for an empty store.
+func (reg *Registry) readLayout(ctx context.Context) (int, error) {
+	data, _, err := storage.ReadAll(ctx, reg.store, layoutKey, 4<<10)
+	if errors.Is(err, storage.ErrNotFound) {
+		empty := true
+		err := reg.store.List(ctx, modelsPrefix, func(storage.Info) error {
+			empty = false
+			return errStopList
+		})
+		if err != nil && !errors.Is(err, errStopList) {
+			return 0, internal("list models", err)
+		}
+		if empty {
+			return LayoutVersion, nil
+		}
+		return 1, nil
+	}
+	if err != nil {
+		return 0, internal("read layout", err)
+	}
+	var l layout
+	if err := json.Unmarshal(data, &l); err != nil || l.Version < 1 {
+		return 0, fmt.Errorf("%s is corrupt (%q): restore it, or delete it to migrate again", layoutKey, data)
+	}
+	return l.Version, nil
+}
+
+var errStopList = errors.New("stop listing")
+
+// NeedsMigration reports whether the stored layout is older than this
+// registry's, and fails if it is newer (a newer modelxd wrote it).
+func (reg *Registry) NeedsMigration(ctx context.Context) (bool, error) {
+	v, err := reg.readLayout(ctx)
+	if err != nil {
+		return false, err
+	}
+	if v > LayoutVersion {
+		return false, fmt.Errorf("the storage layout is version %d, newer than this modelxd's %d: run a modelxd at least as new as the one that wrote it", v, LayoutVersion)
+	}
+	return v < LayoutVersion, nil
+}
+
+// Migrate upgrades the storage layout to LayoutVersion: it links to each
+// model every stored blob that a stored manifest of the model names, then
+// records the version. It is idempotent, so an interrupted migration is
+// simply run again, and safe while pushes go on (they link what they
+// upload) and on several replicas at once.
+func (reg *Registry) Migrate(ctx context.Context) (MigrationResult, error) {
+	var res MigrationResult
+	v, err := reg.readLayout(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.From = v
+	if v > LayoutVersion {
+		return res, fmt.Errorf("the storage layout is version %d, newer than this modelxd's %d", v, LayoutVersion)
+	}
+	if v < LayoutVersion {
+		if err := reg.linkStoredManifests(ctx, &res); err != nil {
+			return res, err
+		}
+	}
+	data, _ := json.Marshal(layout{Version: LayoutVersion, Migrated: nowFunc().UTC()})
+	if err := reg.store.PutIfAbsent(ctx, layoutKey, data); err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
+		return res, internal("write layout", err)
+	}
+	return res, nil
+}
+
+// linkStoredManifests writes the links of every stored manifest.
+func (reg *Registry) linkStoredManifests(ctx context.Context, res *MigrationResult) error {
+	var keys []string
+	err := reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
+		if _, _, rest, ok := parseModelKey(info.Key); ok && strings.HasPrefix(rest, manifestsDir) {
+			keys = append(keys, info.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return internal("list models", err)
+	}
+	problem := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		reg.log.WarnContext(ctx, "migration: "+msg)
+		if len(res.Problems) < maxReported {
+			res.Problems = append(res.Problems, msg)
+		}
+	}
+	for _, key := range keys {
+		repo, name, _, _ := parseModelKey(key)
+		data, _, err := storage.ReadAll(ctx, reg.store, key, reg.opts.MaxManifestSize)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // collected meanwhile
+		}
+		var m *spec.Manifest
+		if err == nil {
+			m, err = spec.ParseManifest(data)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			problem("%s/%s: manifest %s cannot be read: %v", repo, name, key, err)
+			continue
+		}
+		res.Manifests++
+		seen := map[digest.Digest]bool{}
+		var refs []spec.Descriptor
+		for _, desc := range m.Referenced() {
+			if !seen[desc.Digest] {
+				seen[desc.Digest] = true
+				refs = append(refs, desc)
+			}
+		}
+		written := make([]bool, len(refs))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(statConcurrency)
+		for i, desc := range refs {
+			g.Go(func() error {
+				if _, ok, err := reg.readLink(gctx, repo, name, desc.Digest); ok || err != nil {
+					return err
+				}
+				info, err := reg.store.Stat(gctx, blobKey(desc.Digest))
+				if errors.Is(err, storage.ErrNotFound) {
+					return nil
+				}
+				if err != nil {
+					return internal("stat blob", err)
+				}
+				written[i] = true
+				return reg.writeLink(gctx, repo, name, desc.Digest, info.Size)
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		for i, desc := range refs {
+			if written[i] {
+				res.LinksWritten++
+			} else if ok, _ := reg.linked(ctx, repo, name, desc.Digest, desc.Size); !ok {
+				problem("%s/%s: manifest %s names blob %s, which is not stored with its declared size", repo, name, key, desc.Digest)
+			}
+		}
+	}
+	return nil
+}
