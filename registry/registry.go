@@ -111,7 +111,8 @@ func (reg *Registry) Metrics() *Metrics { return reg.metrics }
 // Handler returns the HTTP API.
 func (reg *Registry) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument, traceRequests, middleware.Recoverer)
+	var routes routeSet // learned below, before the handler serves
+	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument(&routes), traceRequests, middleware.Recoverer)
 	if !reg.opts.DisableUI {
 		r.Use(reg.webUI()) // the web pages under /ui/ (docs/ui.md)
 	}
@@ -142,6 +143,7 @@ func (reg *Registry) Handler() http.Handler {
 			r.With(reg.authorize(auth.Delete, auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollect))
 		})
 	})
+	routes = learnRoutes(r)
 	return r
 }
 
