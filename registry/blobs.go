@@ -200,7 +200,7 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 		reg.metrics.redirects.WithLabelValues("upload").Inc()
 		return nil
 	}
-	release, err := reg.uploads.acquire(w, reg.metrics.uploadsInFlight)
+	release, err := reg.uploads.acquire(w, r)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,7 @@ type Metrics struct {
 	storageErrors   *prometheus.CounterVec
 	storageDuration *prometheus.HistogramVec
 	uploadsInFlight prometheus.Gauge
+	uploadsRefused  *prometheus.CounterVec
 }
 
 func newMetrics() *Metrics {
@@ -80,8 +81,11 @@ func newMetrics() *Metrics {
 	m.uploadsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "modelxd_uploads_in_flight", Help: "Blob uploads being proxied now.",
 	})
+	m.uploadsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_uploads_refused_total", Help: "Proxied uploads refused with 429 or cut, by the limit: max_uploads, max_uploads_per_identity, min_upload_rate.",
+	}, []string{"limit"})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.blobBytes, m.redirects, m.dedup, m.gcRuns, m.gcDeleted,
-		m.gcBytes, m.gcDuration, m.storageErrors, m.storageDuration, m.uploadsInFlight,
+		m.gcBytes, m.gcDuration, m.storageErrors, m.storageDuration, m.uploadsInFlight, m.uploadsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -209,7 +213,8 @@ func (s observedStore) observe(op string, start time.Time, span trace.Span, err 
 	endSpan(span, err)
 	s.m.storageDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPreconditionFailed) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrChecksumMismatch) && !errors.Is(err, storage.ErrSizeMismatch) {
+		!errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrChecksumMismatch) && !errors.Is(err, storage.ErrSizeMismatch) &&
+		!errors.Is(err, errUploadTooSlow) {
 		s.m.storageErrors.WithLabelValues(op).Inc()
 	}
 }

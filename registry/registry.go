@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -44,6 +45,19 @@ type Options struct {
 	// MaxUploads bounds the blob uploads proxied at once (not those sent
 	// to presigned URLs); more get 429 and retry. Default 64.
 	MaxUploads int
+	// MaxUploadsPerIdentity bounds the proxied uploads of one uploader at
+	// once: an authenticated identity, or the client address of anonymous
+	// requests (see TrustedProxies). More get 429 and retry. Default 16.
+	MaxUploadsPerIdentity int
+	// MinUploadRate is the slowest, in bytes per second, that the body of a
+	// proxied upload (blob or manifest) may arrive, measured over 10 s
+	// windows after the first 10 s; a slower one is cut with 429 and
+	// nothing is stored. 0 means 64 KiB/s; negative turns the floor off.
+	MinUploadRate int64
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client's address for the per-uploader limit; from any other peer,
+	// the header is ignored. None by default.
+	TrustedProxies []netip.Prefix
 	// IOTimeout aborts a request whose body or response makes no progress
 	// for this long. Default 1 minute.
 	IOTimeout time.Duration
@@ -68,7 +82,7 @@ type Registry struct {
 	log       *slog.Logger
 	manifests manifestCache
 	indexes   indexCache
-	uploads   uploadSlots
+	uploads   *uploadLimits
 	metrics   *Metrics
 }
 
@@ -90,11 +104,17 @@ func New(store Backend, opts Options) (*Registry, error) {
 	if opts.MaxUploads <= 0 {
 		opts.MaxUploads = defaultMaxUploads
 	}
+	if opts.MaxUploadsPerIdentity <= 0 {
+		opts.MaxUploadsPerIdentity = defaultMaxUploadsPerIdentity
+	}
+	if opts.MinUploadRate == 0 {
+		opts.MinUploadRate = defaultMinUploadRate
+	}
 	if opts.IOTimeout <= 0 {
 		opts.IOTimeout = defaultIOTimeout
 	}
 	m := newMetrics()
-	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, uploads: make(uploadSlots, opts.MaxUploads), metrics: m}
+	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, uploads: newUploadLimits(opts, m), metrics: m}
 	if opts.EnableRedirect {
 		p, ok := store.(storage.Presigner)
 		if !ok {
