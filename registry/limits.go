@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/registry/auth"
@@ -27,7 +31,16 @@ const (
 	uploadRateGrace              = 10 * time.Second
 	uploadRateWindow             = 10 * time.Second
 	uploadRetryAfterSecs         = 1
+	defaultManifestParseMemory   = 256 << 20
+	manifestQueueWait            = 30 * time.Second
 )
+
+// manifestParseCost is the memory a manifest PUT is counted for, per byte
+// of its body: the body itself, the growth of the buffer it is read into,
+// decoding, and the parsed manifest. Parsing a 16 MiB manifest of 97,000
+// files allocates 2.4 times its size, and the parsed manifest holds 1.1
+// times its size.
+const manifestParseCost = 4
 
 // ioDeadlines aborts a request whose body or response stops moving for
 // idle: every read of the body and every write of the response pushes the
@@ -195,6 +208,72 @@ func refuse(w http.ResponseWriter, m *Metrics, limit string) {
 	m.uploadsRefused.WithLabelValues(limit).Inc()
 	w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfterSecs))
 	_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+}
+
+// manifestBudget bounds the memory that manifest PUTs take at once: each
+// reserves its estimated cost (manifestParseCost × its Content-Length, or
+// × the size limit when the length is unknown) before it reads its body,
+// and holds it until it is answered. Requests that find no room queue, in
+// order, for up to wait, then get 429 with Retry-After; one whose client
+// goes away stops waiting. Many concurrent pushes of large manifests thus
+// cost bounded memory instead of each parsing at once.
+type manifestBudget struct {
+	sem      *semaphore.Weighted
+	size     int64
+	wait     time.Duration
+	reserved prometheus.Gauge
+	waiting  prometheus.Gauge
+	m        *Metrics
+}
+
+func newManifestBudget(size int64, m *Metrics) *manifestBudget {
+	return &manifestBudget{sem: semaphore.NewWeighted(size), size: size, wait: manifestQueueWait,
+		reserved: m.manifestParseReserved, waiting: m.manifestParseWaiting, m: m}
+}
+
+// acquire reserves the memory of a manifest PUT of r whose body may be at
+// most limit bytes. A body declared over the limit reserves nothing: it is
+// refused before it is read.
+func (b *manifestBudget) acquire(w http.ResponseWriter, r *http.Request, limit int64) (release func(), err error) {
+	n := r.ContentLength
+	switch {
+	case n > limit:
+		return func() {}, nil
+	case n < 0:
+		n = limit
+	}
+	weight := min(max(n, 1)*manifestParseCost, b.size) // the biggest runs alone
+	ctx, cancel := context.WithTimeout(r.Context(), b.wait)
+	defer cancel()
+	b.waiting.Inc()
+	err = b.sem.Acquire(ctx, weight)
+	b.waiting.Dec()
+	if err != nil {
+		if cause := r.Context().Err(); cause != nil {
+			return nil, cause // the client went away
+		}
+		refuse(w, b.m, "manifest_parse_memory")
+		return nil, spec.Errorf(spec.ErrorTooManyRequests,
+			"the registry is reading as many manifests as its memory budget of %s allows (--manifest-parse-memory); retry shortly", humanize.Bytes(b.size))
+	}
+	b.reserved.Add(float64(weight))
+	return func() {
+		b.reserved.Sub(float64(weight))
+		b.sem.Release(weight)
+	}, nil
+}
+
+// admitManifest lets a manifest PUT in: it reserves the memory of reading
+// and parsing the body (manifestBudget) and puts the rate floor on it, as
+// on a blob upload. release must be called once the PUT is answered.
+func (reg *Registry) admitManifest(w http.ResponseWriter, r *http.Request) (release func(), err error) {
+	release, err = reg.manifestBudget.acquire(w, r, reg.opts.MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	_, who := uploaderOf(r, reg.opts.TrustedProxies)
+	reg.uploads.guard(w, r, who)
+	return release, nil
 }
 
 // errUploadTooSlow marks the error of a body cut by the rate floor: the

@@ -92,6 +92,14 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 // the registry checks each blob exists with the declared size before it
 // stores anything.
 func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
+	// Admission (limits.go): reserve the memory of reading and parsing the
+	// body, and put the upload rate floor on it.
+	release, err := reg.admitManifest(w, r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// End of admission.
 	repo, name, ref, err := manifestParams(r)
 	if err != nil {
 		return err

@@ -38,6 +38,9 @@ type Metrics struct {
 	storageDuration *prometheus.HistogramVec
 	uploadsInFlight prometheus.Gauge
 	uploadsRefused  *prometheus.CounterVec
+
+	manifestParseReserved prometheus.Gauge
+	manifestParseWaiting  prometheus.Gauge
 }
 
 func newMetrics() *Metrics {
@@ -82,10 +85,17 @@ func newMetrics() *Metrics {
 		Name: "modelxd_uploads_in_flight", Help: "Blob uploads being proxied now.",
 	})
 	m.uploadsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "modelxd_uploads_refused_total", Help: "Proxied uploads refused with 429 or cut, by the limit: max_uploads, max_uploads_per_identity, min_upload_rate.",
+		Name: "modelxd_uploads_refused_total", Help: "Uploads refused with 429 or cut, by the limit: max_uploads, max_uploads_per_identity, min_upload_rate, manifest_parse_memory.",
 	}, []string{"limit"})
+	m.manifestParseReserved = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelxd_manifest_parse_reserved_bytes", Help: "Memory reserved by the manifest PUTs being read and parsed now; at most --manifest-parse-memory.",
+	})
+	m.manifestParseWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelxd_manifest_parse_waiting", Help: "Manifest PUTs waiting for room in --manifest-parse-memory.",
+	})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.blobBytes, m.redirects, m.dedup, m.gcRuns, m.gcDeleted,
 		m.gcBytes, m.gcDuration, m.storageErrors, m.storageDuration, m.uploadsInFlight, m.uploadsRefused,
+		m.manifestParseReserved, m.manifestParseWaiting,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

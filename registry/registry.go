@@ -54,6 +54,11 @@ type Options struct {
 	// windows after the first 10 s; a slower one is cut with 429 and
 	// nothing is stored. 0 means 64 KiB/s; negative turns the floor off.
 	MinUploadRate int64
+	// ManifestParseMemory bounds the memory that manifest PUTs being read
+	// and parsed take at once, each counted as 4 times its body; more wait
+	// up to 30 s for room, then get 429. Default 256 MiB, about four
+	// manifests of the largest size at once.
+	ManifestParseMemory int64
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client's address for the per-uploader limit; from any other peer,
 	// the header is ignored. None by default.
@@ -84,6 +89,8 @@ type Registry struct {
 	indexes   indexCache
 	uploads   *uploadLimits
 	metrics   *Metrics
+	// manifestBudget bounds the memory of manifest PUTs.
+	manifestBudget *manifestBudget
 }
 
 // New returns a registry on store. It fails if redirects are asked of a
@@ -110,11 +117,15 @@ func New(store Backend, opts Options) (*Registry, error) {
 	if opts.MinUploadRate == 0 {
 		opts.MinUploadRate = defaultMinUploadRate
 	}
+	if opts.ManifestParseMemory <= 0 {
+		opts.ManifestParseMemory = defaultManifestParseMemory
+	}
 	if opts.IOTimeout <= 0 {
 		opts.IOTimeout = defaultIOTimeout
 	}
 	m := newMetrics()
-	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, uploads: newUploadLimits(opts, m), metrics: m}
+	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, metrics: m,
+		uploads: newUploadLimits(opts, m), manifestBudget: newManifestBudget(opts.ManifestParseMemory, m)}
 	if opts.EnableRedirect {
 		p, ok := store.(storage.Presigner)
 		if !ok {

@@ -106,6 +106,7 @@ func parseFlags(args []string) (registry.Config, string, error) {
 		integer(&cfg.Options.MaxUploads, "max-uploads", 64, "blob uploads proxied at once; more get 429 and retry (uploads to presigned URLs are not counted)"),
 		integer(&cfg.Options.MaxUploadsPerIdentity, "max-uploads-per-identity", 16, "blob uploads proxied at once for one identity, or one client address when anonymous; more get 429 and retry"),
 		size(&minUploadRate, "min-upload-rate", 64<<10, "cut a proxied upload whose body arrives slower than `bytes` per second (e.g. 64KiB); 0 turns the floor off"),
+		size(&cfg.Options.ManifestParseMemory, "manifest-parse-memory", 256<<20, "memory that manifest PUTs being read and parsed may take at once, each counted as 4× its size; more wait, then get 429"),
 		duration(&cfg.Options.IOTimeout, "io-timeout", time.Minute, "abort a request whose body or response makes no progress for this long"),
 		boolean(&cfg.S3.PathStyle, "s3-path-style", false, "address the bucket in the URL path (most S3-compatible servers)"),
 		boolean(&cfg.Options.EnableRedirect, "enable-redirect", false, "answer blob GET/PUT with 302 to a presigned S3 URL"),

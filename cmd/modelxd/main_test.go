@@ -38,15 +38,16 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("listen %q", cfg.Listen)
 	}
 	// Limits: sizes with units, the floor's 0 (off), trusted proxies.
-	if cfg, _, _ := parseFlags(nil); cfg.Options.MinUploadRate != 64<<10 || cfg.Options.MaxUploadsPerIdentity != 16 || cfg.Options.TrustedProxies != nil {
+	if cfg, _, _ := parseFlags(nil); cfg.Options.MinUploadRate != 64<<10 || cfg.Options.MaxUploadsPerIdentity != 16 || cfg.Options.TrustedProxies != nil ||
+		cfg.Options.ManifestParseMemory != 256<<20 {
 		t.Fatalf("default limits: %+v", cfg.Options)
 	}
 	t.Setenv("MODELXD_MIN_UPLOAD_RATE", "1MiB")
-	cfg, _, err = parseFlags([]string{"--max-uploads-per-identity", "4", "--trusted-proxies", "10.0.0.0/8, 192.168.1.7,fd00::/8"})
+	cfg, _, err = parseFlags([]string{"--max-uploads-per-identity", "4", "--trusted-proxies", "10.0.0.0/8, 192.168.1.7,fd00::/8", "--manifest-parse-memory", "1GiB"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Options.MinUploadRate != 1<<20 || cfg.Options.MaxUploadsPerIdentity != 4 ||
+	if cfg.Options.MinUploadRate != 1<<20 || cfg.Options.MaxUploadsPerIdentity != 4 || cfg.Options.ManifestParseMemory != 1<<30 ||
 		fmt.Sprint(cfg.Options.TrustedProxies) != "[10.0.0.0/8 192.168.1.7/32 fd00::/8]" {
 		t.Fatalf("limits: %+v", cfg.Options)
 	}
