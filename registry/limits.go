@@ -44,10 +44,12 @@ const manifestParseCost = 4
 
 // ioDeadlines aborts a request whose body or response stops moving for
 // idle: every read of the body and every write of the response pushes the
-// connection's deadline out again. A client that trickles bytes (slow
-// loris), or stops reading a download, cannot hold a connection and a
-// goroutine for long, while a multi-GiB transfer that keeps moving takes as
-// long as it needs. The server's ReadHeaderTimeout still bounds the headers.
+// connection's deadline out again. A client that stops sending, or stops
+// reading a download, cannot hold a connection and a goroutine for long,
+// while a multi-GiB transfer that keeps moving takes as long as it needs.
+// A client that trickles a byte now and then keeps the deadline moving:
+// the rate floor of uploads (rateFloor) cuts that. The server's
+// ReadHeaderTimeout still bounds the headers.
 func ioDeadlines(idle time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -214,9 +216,10 @@ func refuse(w http.ResponseWriter, m *Metrics, limit string) {
 // reserves its estimated cost (manifestParseCost × its Content-Length, or
 // × the size limit when the length is unknown) before it reads its body,
 // and holds it until it is answered. Requests that find no room queue, in
-// order, for up to wait, then get 429 with Retry-After; one whose client
-// goes away stops waiting. Many concurrent pushes of large manifests thus
-// cost bounded memory instead of each parsing at once.
+// order, for up to wait, then get 429 with Retry-After; one whose context
+// ends (the server saw its client go) stops waiting. Many concurrent
+// pushes of large manifests thus cost bounded memory instead of each
+// parsing at once.
 type manifestBudget struct {
 	sem      *semaphore.Weighted
 	size     int64
@@ -294,7 +297,7 @@ func uploaderOf(r *http.Request, trusted []netip.Prefix) (key, who string) {
 // identityLimitKey is the one place that says which identities share
 // limits: the same name vouched for by the same issuer (robots have none).
 func identityLimitKey(id *auth.Identity) string {
-	return "identity " + id.Issuer + " " + id.Name
+	return "identity " + strconv.Quote(id.Issuer) + " " + id.Name
 }
 
 // clientAddr is the address of the client that sent r, for limits. It is
