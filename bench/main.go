@@ -37,6 +37,7 @@ import (
 const (
 	scColdPush    = "cold-push"
 	scNoopPush    = "noop-push"
+	scMountPush   = "push-mount"
 	scSmallChange = "push-small-change"
 	scTensorShift = "push-tensor-shift"
 	scColdPull    = "cold-pull"
@@ -47,11 +48,12 @@ const (
 	scMeta        = "meta"
 )
 
-var transferScenarios = []string{scColdPush, scNoopPush, scSmallChange, scTensorShift, scColdPull, scNoopPull, scPartialPull, scOneFile}
+var transferScenarios = []string{scColdPush, scNoopPush, scMountPush, scSmallChange, scTensorShift, scColdPull, scNoopPull, scPartialPull, scOneFile}
 
 // scenarioDeps names what each scenario needs to have run before it.
 var scenarioDeps = map[string][]string{
 	scNoopPush:    {scColdPush},
+	scMountPush:   {scColdPush},
 	scSmallChange: {scColdPush},
 	scTensorShift: {scSmallChange},
 	scColdPull:    {scColdPush},

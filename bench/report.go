@@ -258,7 +258,7 @@ func measureDisk(dir string) (float64, error) {
 var (
 	modelOrder    = []string{"llm", "small"}
 	modeOrder     = []string{modeFloor, modeFloorDisk, modeFloorTree, modeRedirect, modeProxy}
-	pushScenarios = []string{scColdPush, scNoopPush, scSmallChange, scTensorShift}
+	pushScenarios = []string{scColdPush, scNoopPush, scMountPush, scSmallChange, scTensorShift}
 )
 
 // finish sorts the rows, computes the ratios to the floor and the bars.

@@ -207,6 +207,31 @@ func (b *bench) runTransfers(ctx context.Context, m *model, mode string) error {
 	}); err != nil {
 		return err
 	}
+	// v1 pushed to a second model with the first as its source: every blob
+	// is offered once and linked by a mount, no byte moves (the price of
+	// per-model blob links when a model is copied or forked).
+	if b.need[scMountPush] {
+		logical, err := treeBytes(src)
+		if err != nil {
+			return err
+		}
+		other, err := client.ParseReference(reg.url+"/bench/"+m.Name+"-fork:v1", nil)
+		if err != nil {
+			return err
+		}
+		var res *client.PushResult
+		d, c, cpu, err := b.measure(m.Name+"-"+mode+"-"+scMountPush, regHost, func() error {
+			var err error
+			res, err = cl.PushWithOptions(ctx, other, src, client.PushOptions{From: "bench/" + m.Name})
+			return err
+		})
+		if err != nil {
+			return fail(scMountPush, err)
+		}
+		b.addRow(row{Scenario: scMountPush, Mode: mode, Model: m.Name, Seconds: d.Seconds(), LogicalBytes: logical,
+			MovedBytes: res.UploadedBytes, BlobsMoved: res.BlobsTransferred, BlobsSkipped: res.BlobsSkipped, counts: c, CPU: cpu,
+			Notes: fmt.Sprintf("v1 to a second model, --from the first: %d blobs mounted", res.BlobsSkipped)}, b.want[scMountPush])
+	}
 	if b.need[scSmallChange] {
 		if err := editJSON(filepath.Join(src, filepath.FromSlash(m.SmallEdit))); err != nil {
 			return err

@@ -202,7 +202,7 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	release, err := reg.uploads.acquire(w, reg.metrics.uploadsInFlight)
+	release, err := reg.uploads.acquire(w, r)
 	if err != nil {
 		return err
 	}

@@ -93,6 +93,14 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 // the registry checks each blob exists with the declared size before it
 // stores anything.
 func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
+	// Admission (limits.go): reserve the memory of reading and parsing the
+	// body, and put the upload rate floor on it.
+	release, err := reg.admitManifest(w, r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// End of admission.
 	repo, name, ref, err := manifestParams(r)
 	if err != nil {
 		return err
@@ -102,6 +110,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 		return spec.Errorf(spec.ErrorTooLarge, "manifest is %d bytes, over the limit of %d", r.ContentLength, limit)
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if errors.Is(err, errUploadTooSlow) {
+		return err // 429: the client retries
+	}
 	if err != nil {
 		return spec.Errorf(spec.ErrorManifestInvalid, "reading the manifest body failed: %v", err)
 	}

@@ -37,6 +37,10 @@ type Metrics struct {
 	storageErrors   *prometheus.CounterVec
 	storageDuration *prometheus.HistogramVec
 	uploadsInFlight prometheus.Gauge
+	uploadsRefused  *prometheus.CounterVec
+
+	manifestParseReserved prometheus.Gauge
+	manifestParseWaiting  prometheus.Gauge
 }
 
 func newMetrics() *Metrics {
@@ -80,8 +84,18 @@ func newMetrics() *Metrics {
 	m.uploadsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "modelxd_uploads_in_flight", Help: "Blob uploads being proxied now.",
 	})
+	m.uploadsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelxd_uploads_refused_total", Help: "Uploads refused with 429 or cut, by the limit: max_uploads, max_uploads_per_identity, min_upload_rate, manifest_parse_memory.",
+	}, []string{"limit"})
+	m.manifestParseReserved = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelxd_manifest_parse_reserved_bytes", Help: "Memory reserved by the manifest PUTs being read and parsed now; at most --manifest-parse-memory.",
+	})
+	m.manifestParseWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelxd_manifest_parse_waiting", Help: "Manifest PUTs waiting for room in --manifest-parse-memory.",
+	})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.blobBytes, m.redirects, m.dedup, m.gcRuns, m.gcDeleted,
-		m.gcBytes, m.gcDuration, m.storageErrors, m.storageDuration, m.uploadsInFlight,
+		m.gcBytes, m.gcDuration, m.storageErrors, m.storageDuration, m.uploadsInFlight, m.uploadsRefused,
+		m.manifestParseReserved, m.manifestParseWaiting,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -96,28 +110,77 @@ func (m *Metrics) Handler() http.Handler {
 // Registerer is where more collectors for the same endpoint go.
 func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
 
+// knownMethods are the HTTP methods that get their own label value; any
+// other method is labelled "other", so made-up methods cannot add series.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPut: true, http.MethodPost: true,
+	http.MethodDelete: true, http.MethodPatch: true, http.MethodOptions: true,
+}
+
+// methodLabel is a request's method as a label value: one of knownMethods, or "other".
+func methodLabel(method string) string {
+	if knownMethods[method] {
+		return method
+	}
+	return "other"
+}
+
+// routeSet is the route patterns that get their own label value: those
+// the router defines (learned once it is built) and the web UI's. Any
+// other pattern is labelled "unmatched".
+type routeSet map[string]bool
+
+// uiRoutePattern is the one route label of every web UI request.
+const uiRoutePattern = "/ui/*"
+
+// modelRoutePattern is the pattern of a request below a model that the
+// model's routes did not reach: refused by authentication, or an unknown
+// path.
+const modelRoutePattern = "/{repository}/{name}/*"
+
+// learnRoutes returns the route patterns of router.
+func learnRoutes(router chi.Routes) routeSet {
+	routes := routeSet{uiRoutePattern: true, modelRoutePattern: true}
+	_ = chi.Walk(router, func(_, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		routes[route] = true
+		return nil // never fails, so neither does Walk
+	})
+	return routes
+}
+
+// label is a request's route pattern as a label value.
+func (routes routeSet) label(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		if p := rc.RoutePattern(); routes[p] {
+			return p
+		}
+	}
+	return "unmatched"
+}
+
 // instrument records every request's route, status and duration. The
 // route is chi's pattern (e.g. /{repository}/{name}/blobs/{digest}), so
-// the series stay few however many models there are.
-func (m *Metrics) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ww, ok := w.(middleware.WrapResponseWriter)
-		if !ok {
-			ww = middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		}
-		start := time.Now()
-		next.ServeHTTP(ww, r)
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
-		status := ww.Status()
-		if status == 0 {
-			status = http.StatusOK
-		}
-		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
-		m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
-	})
+// the series stay few however many models there are; methods and routes
+// outside the known ones share one label value each, so nothing a client
+// sends adds series. routes is read only after the router is built.
+func (m *Metrics) instrument(routes *routeSet) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ww, ok := w.(middleware.WrapResponseWriter)
+			if !ok {
+				ww = middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			}
+			start := time.Now()
+			next.ServeHTTP(ww, r)
+			route, method := routes.label(r), methodLabel(r.Method)
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+			m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
+		})
+	}
 }
 
 // recordGC counts one garbage collection.
@@ -160,7 +223,8 @@ func (s observedStore) observe(op string, start time.Time, span trace.Span, err 
 	endSpan(span, err)
 	s.m.storageDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPreconditionFailed) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrChecksumMismatch) && !errors.Is(err, storage.ErrSizeMismatch) {
+		!errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrChecksumMismatch) && !errors.Is(err, storage.ErrSizeMismatch) &&
+		!errors.Is(err, errUploadTooSlow) {
 		s.m.storageErrors.WithLabelValues(op).Inc()
 	}
 }

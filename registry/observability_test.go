@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -210,5 +211,69 @@ func TestTraceSpans(t *testing.T) {
 	}
 	if server == 0 || storage == 0 || clientSpans < server {
 		t.Fatalf("spans: %d server, %d storage, %d client", server, storage, clientSpans)
+	}
+}
+
+// TestMetricsSeriesStayBounded sends hundreds of requests with made-up
+// methods and paths, unauthenticated: the request series they add stay a
+// handful, labelled "other" and "unmatched", and name none of them.
+func TestMetricsSeriesStayBounded(t *testing.T) {
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	send := func(method, path string) {
+		req, err := http.NewRequest(method, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	series := func() []string {
+		var out []string
+		for line := range strings.SplitSeq(scrape(t, srv.URL), "\n") {
+			if strings.HasPrefix(line, "modelxd_http_requests_total{") || strings.HasPrefix(line, "modelxd_http_request_duration_seconds_count{") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	series() // the scrape's own series, from here on
+	for i := range 300 {
+		send(fmt.Sprintf("MADEUP%03d", i), fmt.Sprintf("/made/up%d", i))             // a model path
+		send(fmt.Sprintf("WEIRD%03d", i), fmt.Sprintf("/x%d/y/z/%d/w", i, i))        // below a model, no route
+		send(http.MethodGet, fmt.Sprintf("/nowhere%d", i))                           // one segment: no route at all
+		send(http.MethodDelete, fmt.Sprintf("/-bad%d/name/blobs/sha256:zz%d", i, i)) // a route, with bad names
+	}
+	lines := series()
+	if len(lines) > 20 {
+		t.Fatalf("%d request series after 1,200 made-up requests, want a handful:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "MADEUP") || strings.Contains(l, "WEIRD") || strings.Contains(l, "made/up") || strings.Contains(l, "nowhere") || strings.Contains(l, "bad") {
+			t.Errorf("a series names what a client made up: %s", l)
+		}
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), `method="other"`) {
+		t.Errorf("no series labelled method=\"other\":\n%s", strings.Join(lines, "\n"))
+	}
+	// More made-up requests add no series at all.
+	before := len(lines)
+	for i := range 50 {
+		send(fmt.Sprintf("AGAIN%03d", i), fmt.Sprintf("/again%d/m/n", i))
+	}
+	if after := len(series()); after != before {
+		t.Errorf("50 more made-up requests took the series from %d to %d", before, after)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -44,6 +45,24 @@ type Options struct {
 	// MaxUploads bounds the blob uploads proxied at once (not those sent
 	// to presigned URLs); more get 429 and retry. Default 64.
 	MaxUploads int
+	// MaxUploadsPerIdentity bounds the proxied uploads of one uploader at
+	// once: an authenticated identity, or the client address of anonymous
+	// requests (see TrustedProxies). More get 429 and retry. Default 16.
+	MaxUploadsPerIdentity int
+	// MinUploadRate is the slowest, in bytes per second, that the body of a
+	// proxied upload (blob or manifest) may arrive, measured over 10 s
+	// windows after the first 10 s; a slower one is cut with 429 and
+	// nothing is stored. 0 means 64 KiB/s; negative turns the floor off.
+	MinUploadRate int64
+	// ManifestParseMemory bounds the memory that manifest PUTs being read
+	// and parsed take at once, each counted as 4 times its body; more wait
+	// up to 30 s for room, then get 429. Default 256 MiB, about four
+	// manifests of the largest size at once.
+	ManifestParseMemory int64
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client's address for the per-uploader limit; from any other peer,
+	// the header is ignored. None by default.
+	TrustedProxies []netip.Prefix
 	// IOTimeout aborts a request whose body or response makes no progress
 	// for this long. Default 1 minute.
 	IOTimeout time.Duration
@@ -68,8 +87,10 @@ type Registry struct {
 	log       *slog.Logger
 	manifests manifestCache
 	indexes   indexCache
-	uploads   uploadSlots
+	uploads   *uploadLimits
 	metrics   *Metrics
+	// manifestBudget bounds the memory of manifest PUTs.
+	manifestBudget *manifestBudget
 }
 
 // New returns a registry on store. It fails if redirects are asked of a
@@ -90,11 +111,21 @@ func New(store Backend, opts Options) (*Registry, error) {
 	if opts.MaxUploads <= 0 {
 		opts.MaxUploads = defaultMaxUploads
 	}
+	if opts.MaxUploadsPerIdentity <= 0 {
+		opts.MaxUploadsPerIdentity = defaultMaxUploadsPerIdentity
+	}
+	if opts.MinUploadRate == 0 {
+		opts.MinUploadRate = defaultMinUploadRate
+	}
+	if opts.ManifestParseMemory <= 0 {
+		opts.ManifestParseMemory = defaultManifestParseMemory
+	}
 	if opts.IOTimeout <= 0 {
 		opts.IOTimeout = defaultIOTimeout
 	}
 	m := newMetrics()
-	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, uploads: make(uploadSlots, opts.MaxUploads), metrics: m}
+	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, metrics: m,
+		uploads: newUploadLimits(opts, m), manifestBudget: newManifestBudget(opts.ManifestParseMemory, m)}
 	if opts.EnableRedirect {
 		p, ok := store.(storage.Presigner)
 		if !ok {
@@ -111,7 +142,8 @@ func (reg *Registry) Metrics() *Metrics { return reg.metrics }
 // Handler returns the HTTP API.
 func (reg *Registry) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument, traceRequests, middleware.Recoverer)
+	var routes routeSet // learned below, before the handler serves
+	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument(&routes), traceRequests, middleware.Recoverer)
 	if !reg.opts.DisableUI {
 		r.Use(reg.webUI()) // the web pages under /ui/ (docs/ui.md)
 	}
@@ -143,6 +175,7 @@ func (reg *Registry) Handler() http.Handler {
 			r.With(reg.authorize(auth.Delete, auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollect))
 		})
 	})
+	routes = learnRoutes(r)
 	return r
 }
 

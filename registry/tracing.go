@@ -24,7 +24,7 @@ func tracer() trace.Tracer { return otel.GetTracerProvider().Tracer(tracerName) 
 func traceRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span := tracer().Start(ctx, methodLabel(r.Method), trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		if !span.IsRecording() { // tracing off or not sampled: no attributes to build
 			next.ServeHTTP(w, r.WithContext(ctx))
@@ -38,7 +38,7 @@ func traceRequests(next http.Handler) http.Handler {
 		r = r.WithContext(ctx)
 		next.ServeHTTP(ww, r)
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			span.SetName(r.Method + " " + rc.RoutePattern())
+			span.SetName(methodLabel(r.Method) + " " + rc.RoutePattern())
 			span.SetAttributes(attribute.String("http.route", rc.RoutePattern()))
 		}
 		status := ww.Status()

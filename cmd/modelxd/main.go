@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -116,8 +117,20 @@ func parseFlags(args []string) (registry.Config, string, error) {
 		fs.IntVar(p, name, v, usage)
 		return err
 	}
+	size := func(p *int64, name string, def int64, usage string) error {
+		v, err := envSize(name, def)
+		*p = v
+		fs.Var((*byteSize)(p), name, usage)
+		return err
+	}
+	var minUploadRate int64
+	var trustedProxies string
+	str(&trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names the client, for --max-uploads-per-identity")
 	for _, err := range []error{
 		integer(&cfg.Options.MaxUploads, "max-uploads", 64, "blob uploads proxied at once; more get 429 and retry (uploads to presigned URLs are not counted)"),
+		integer(&cfg.Options.MaxUploadsPerIdentity, "max-uploads-per-identity", 16, "blob uploads proxied at once for one identity, or one client address when anonymous; more get 429 and retry"),
+		size(&minUploadRate, "min-upload-rate", 64<<10, "cut a proxied upload whose body arrives slower than `bytes` per second (e.g. 64KiB); 0 turns the floor off"),
+		size(&cfg.Options.ManifestParseMemory, "manifest-parse-memory", 256<<20, "memory that manifest PUTs being read and parsed may take at once, each counted as 4× its size; more wait, then get 429"),
 		duration(&cfg.Options.IOTimeout, "io-timeout", time.Minute, "abort a request whose body or response makes no progress for this long"),
 		boolean(&cfg.S3.PathStyle, "s3-path-style", false, "address the bucket in the URL path (most S3-compatible servers)"),
 		boolean(&cfg.Options.EnableRedirect, "enable-redirect", false, "answer blob GET/PUT with 302 to a presigned S3 URL"),
@@ -138,6 +151,13 @@ func parseFlags(args []string) (registry.Config, string, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, "", fmt.Errorf("unexpected argument %q: modelxd takes flags, or `modelxd migrate` and the storage flags (see --help)", fs.Arg(0))
+	}
+	cfg.Options.MinUploadRate = minUploadRate
+	if minUploadRate == 0 {
+		cfg.Options.MinUploadRate = -1 // off
+	}
+	if cfg.Options.TrustedProxies, err = parsePrefixes(trustedProxies); err != nil {
+		return cfg, "", fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	if authConfig != "" {
 		if cfg.Auth, err = auth.LoadConfig(authConfig); err != nil {
@@ -202,6 +222,84 @@ func envInt(flagName string, def int) (int, error) {
 		return def, fmt.Errorf("%s=%q: want a whole number", envName(flagName), v)
 	}
 	return n, nil
+}
+
+func envSize(flagName string, def int64) (int64, error) {
+	v, ok := os.LookupEnv(envName(flagName))
+	if !ok {
+		return def, nil
+	}
+	n, err := parseSize(v)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q: %w", envName(flagName), v, err)
+	}
+	return n, nil
+}
+
+// sizeUnits are the units a size may end in, powers of 1024.
+var sizeUnits = []struct {
+	suffix string
+	bytes  int64
+}{{"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}, {"b", 1}}
+
+// parseSize reads a byte count: a whole number, optionally followed by
+// B, K or KiB, M or MiB, G or GiB (powers of 1024).
+func parseSize(s string) (int64, error) {
+	num, unit := strings.TrimSpace(s), int64(1)
+	for _, u := range sizeUnits {
+		if n, ok := strings.CutSuffix(strings.ToLower(num), u.suffix); ok {
+			num, unit = strings.TrimSpace(n), u.bytes
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/unit {
+		return 0, errors.New("want a size such as 64KiB or 256MiB")
+	}
+	return n * unit, nil
+}
+
+// byteSize is a flag holding a size in bytes, written as parseSize reads it.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		bytes  int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.bytes == 0 {
+			return strconv.FormatInt(n/u.bytes, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseSize(s)
+	*b = byteSize(n)
+	return err
+}
+
+// parsePrefixes reads a comma-separated list of addresses and CIDR ranges.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or a CIDR range such as 10.0.0.0/8", item)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // isTerminal reports whether f is a terminal: logs for people there, JSON

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -36,12 +37,43 @@ func TestParseFlags(t *testing.T) {
 	if cfg, _, _ := parseFlags([]string{"--listen", ":7"}); cfg.Listen != ":7" {
 		t.Fatalf("listen %q", cfg.Listen)
 	}
+	// Limits: sizes with units, the floor's 0 (off), trusted proxies.
+	if cfg, _, _ := parseFlags(nil); cfg.Options.MinUploadRate != 64<<10 || cfg.Options.MaxUploadsPerIdentity != 16 || cfg.Options.TrustedProxies != nil ||
+		cfg.Options.ManifestParseMemory != 256<<20 {
+		t.Fatalf("default limits: %+v", cfg.Options)
+	}
+	t.Setenv("MODELXD_MIN_UPLOAD_RATE", "1MiB")
+	cfg, _, err = parseFlags([]string{"--max-uploads-per-identity", "4", "--trusted-proxies", "10.0.0.0/8, 192.168.1.7,fd00::/8", "--manifest-parse-memory", "1GiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Options.MinUploadRate != 1<<20 || cfg.Options.MaxUploadsPerIdentity != 4 || cfg.Options.ManifestParseMemory != 1<<30 ||
+		fmt.Sprint(cfg.Options.TrustedProxies) != "[10.0.0.0/8 192.168.1.7/32 fd00::/8]" {
+		t.Fatalf("limits: %+v", cfg.Options)
+	}
+	if cfg, _, _ := parseFlags([]string{"--min-upload-rate", "0"}); cfg.Options.MinUploadRate >= 0 {
+		t.Fatalf("--min-upload-rate 0 leaves the floor at %d", cfg.Options.MinUploadRate)
+	}
+	os.Unsetenv("MODELXD_MIN_UPLOAD_RATE")
+	for in, want := range map[string]int64{"65536": 65536, "64KiB": 64 << 10, "64k": 64 << 10, "256 MiB": 256 << 20, "2G": 2 << 30, "10B": 10, "0": 0} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "fast", "-1KiB", "1.5MiB", "64KB", "99999999999GiB"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) did not fail", in)
+		}
+	}
 	for _, tc := range []struct {
 		env, val string
 		args     []string
 		want     string
 	}{
 		{"MODELXD_ENABLE_REDIRECT", "maybe", nil, "MODELXD_ENABLE_REDIRECT"},
+		{"MODELXD_MIN_UPLOAD_RATE", "fast", nil, "MODELXD_MIN_UPLOAD_RATE"},
+		{"", "", []string{"--min-upload-rate", "1.5MiB"}, "min-upload-rate"},
+		{"", "", []string{"--trusted-proxies", "10.0.0.0/8,proxy.local"}, "--trusted-proxies"},
 		{"MODELXD_GC_INTERVAL", "soon", nil, "MODELXD_GC_INTERVAL"},
 		{"", "", []string{"extra"}, "unexpected argument"},
 		{"", "", []string{"--log-format", "xml"}, "--log-format"},

@@ -351,6 +351,43 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("%s: %d, want 404", path, status)
 		}
 	}
+
+	// A version with more files than a page lists: 500 a page, and a link
+	// to the next page, which lists the rest.
+	images := map[string][]byte{"modelx.yaml": []byte("description: many small files\n")}
+	for i := range 540 {
+		images[fmt.Sprintf("images/%03d.txt", i)] = []byte(fmt.Sprintf("image %d\n", i))
+	}
+	e.push(t, "data/images:v1", "", images)
+	if status := b.navigate(e.url + "/ui/data/images/v1"); status != 200 {
+		t.Fatalf("images v1: %d", status)
+	}
+	listed := func() []string {
+		return strings.Fields(b.eval(`[...document.querySelectorAll('#files li.file')].map(li => li.dataset.path).join(' ')`))
+	}
+	first := listed()
+	if len(first) != 500 || first[0] != "images/000.txt" || first[499] != "images/499.txt" {
+		t.Errorf("the first page lists %d files, %v … %v", len(first), first[:min(1, len(first))], first[max(0, len(first)-1):])
+	}
+	if got := b.text("#files-shown"); !strings.HasPrefix(got, "Files 1–500 of 541") {
+		t.Errorf("files shown = %q", got)
+	}
+	b.open("next page of files", chromedp.Click(chromedp.CSS(`#files nav.pager a[rel=next]`)))
+	if loc := b.location(); !strings.HasSuffix(loc, "/ui/data/images/v1?page=2#files") {
+		t.Errorf("the next page is at %s", loc)
+	}
+	second := listed()
+	if len(second) != 41 || second[0] != "images/500.txt" || second[len(second)-1] != "modelx.yaml" {
+		t.Errorf("the second page lists %d files: %v", len(second), second)
+	}
+	// The directory row counts all its files, not only this page's.
+	if size := b.eval(`document.querySelector('#files li.dir .size').textContent`); size != "5.2 KiB" {
+		t.Errorf("images/ on the second page is %s", size)
+	}
+	if where := b.text("#files nav.pager .where"); where != "Page 2 of 2 · 501–541 of 541" {
+		t.Errorf("pager = %q", where)
+	}
+	b.screenshot(shots, "files-page-2.png")
 	b.checkConsole()
 }
 

@@ -8,9 +8,9 @@ import (
 	"modelx.io/modelx/spec"
 )
 
-// maxTreeFiles bounds the files a version page lists; models may hold tens
-// of thousands, and `modelx info` lists them all.
-const maxTreeFiles = 5000
+// DefaultFilesPerPage is how many files a version page lists by default;
+// models may hold tens of thousands, a page at a time.
+const DefaultFilesPerPage = 500
 
 // openTreeFiles is the file count up to which every directory starts
 // unfolded; bigger trees unfold only their top level.
@@ -70,13 +70,15 @@ type treeNode struct {
 func (n *treeNode) HumanSize() string { return humanize.Bytes(n.Size) }
 
 // buildTree arranges files into directories: directories first, then
-// files, each by name; directory sizes are the sums of their files.
-func buildTree(files []fileEntry) *treeNode {
+// files, each by name. A directory's size and file count are its totals
+// in dirs when it is there (for a page of a version's files, the totals
+// of the whole version), else the sums of its files here.
+func buildTree(files []fileEntry, dirs map[string]dirTotal) *treeNode {
 	root := &treeNode{Dir: true}
-	dirs := map[string]*treeNode{"": root}
+	nodes := map[string]*treeNode{"": root}
 	var dirOf func(path string) *treeNode
 	dirOf = func(path string) *treeNode {
-		if d, ok := dirs[path]; ok {
+		if d, ok := nodes[path]; ok {
 			return d
 		}
 		parentPath, name := "", path
@@ -86,7 +88,7 @@ func buildTree(files []fileEntry) *treeNode {
 		parent := dirOf(parentPath)
 		d := &treeNode{Name: name, Path: path, Dir: true}
 		parent.Children = append(parent.Children, d)
-		dirs[path] = d
+		nodes[path] = d
 		return d
 	}
 	for _, f := range files {
@@ -108,6 +110,9 @@ func buildTree(files []fileEntry) *treeNode {
 				n.Size += c.Size
 				n.Files++
 			}
+		}
+		if total, ok := dirs[n.Path]; ok && n != root {
+			n.Size, n.Files = total.size, total.files
 		}
 		slices.SortFunc(n.Children, func(a, b *treeNode) int {
 			if a.Dir != b.Dir {

@@ -352,3 +352,79 @@ func between(t *testing.T, s, start, end string) string {
 	t.Fatalf("no %s…%s in the page", start, end)
 	return ""
 }
+
+// storageReads scrapes the registry's count of storage reads: manifests,
+// blobs, and indexes the registry has not read before (it revalidates the
+// ones it has, which are not counted here).
+func (e *env) storageReads(t *testing.T) int {
+	t.Helper()
+	_, body := e.get(t, "/metrics")
+	for line := range strings.SplitSeq(body, "\n") {
+		if v, ok := strings.CutPrefix(line, `modelxd_storage_operation_duration_seconds_count{op="read"} `); ok {
+			var n int
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestVersionPagesPrepareOnce: twenty concurrent views of a version with
+// thousands of files read its manifest, modelx.yaml and README once, and
+// later pages of it read nothing; each page lists one page of files.
+func TestVersionPagesPrepareOnce(t *testing.T) {
+	e := startRegistry(t, registry.Options{})
+	files := map[string][]byte{"modelx.yaml": []byte(bertConfig), "README.md": []byte("# Many files\n")}
+	for i := range 1200 {
+		files[fmt.Sprintf("shards/%02d/part-%04d.txt", i%7, i)] = []byte(fmt.Sprintf("part %d\n", i))
+	}
+	e.push(t, "data/many:v1", "", files)
+	e.get(t, "/ui/data/many", "Accept", browserAccept) // reads the model's index
+	before := e.storageReads(t)
+
+	var wg sync.WaitGroup
+	pages := make([]string, 20)
+	for i := range pages {
+		wg.Go(func() {
+			resp, body := e.get(t, "/ui/data/many/v1", "Accept", browserAccept)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("view %d: %d", i, resp.StatusCode)
+			}
+			pages[i] = body
+		})
+	}
+	wg.Wait()
+	if reads := e.storageReads(t) - before; reads != 3 {
+		t.Errorf("20 concurrent views made %d storage reads, want 3 (the manifest, modelx.yaml, the README)", reads)
+	}
+	for i, p := range pages {
+		if p != pages[0] {
+			t.Fatalf("view %d differs from view 0", i)
+		}
+	}
+	if n := strings.Count(pages[0], `<li class="file"`); n != 500 {
+		t.Errorf("the first page lists %d files, want 500", n)
+	}
+	if !strings.Contains(pages[0], "Files 1–500 of 1202") || !strings.Contains(pages[0], `href="/ui/data/many/v1?page=2#files"`) {
+		t.Errorf("the first page does not say which files it lists, or does not link the next page")
+	}
+	before = e.storageReads(t)
+	_, last := e.get(t, "/ui/data/many/v1?page=3", "Accept", browserAccept)
+	if n := strings.Count(last, `<li class="file"`); n != 202 || !strings.Contains(last, "Files 1001–1202 of 1202") {
+		t.Errorf("the last page lists %d files", n)
+	}
+	if reads := e.storageReads(t) - before; reads != 0 {
+		t.Errorf("a later page made %d storage reads, want none", reads)
+	}
+
+	// The version is kept for its model only: under another model, its
+	// digest is no version at all.
+	resp, _ := e.get(t, "/data/many/manifests/v1")
+	d := resp.Header.Get(registry.DigestHeader)
+	if resp, _ := e.get(t, "/ui/data/other/"+d, "Accept", browserAccept); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("another model's page of the digest: %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := e.get(t, "/ui/data/many/"+d+"?page=2", "Accept", browserAccept); resp.StatusCode != http.StatusOK {
+		t.Errorf("the version by digest: %d", resp.StatusCode)
+	}
+}

@@ -189,7 +189,7 @@ type versionData struct {
 	Annotations      []keyValue
 	Tree             *treeNode
 	FileCount        int
-	Truncated        int
+	FilePager        pager
 	README           template.HTML
 	READMEName       string
 	READMEError      string
@@ -198,7 +198,9 @@ type versionData struct {
 type keyValue struct{ Key, Value string }
 
 // versionPage shows one version, by tag or digest: metadata from
-// modelx.yaml, the file tree, the README, and how to pull it.
+// modelx.yaml, a page of the file tree, the README, and how to pull it.
+// What does not depend on the page comes prepared from the version cache,
+// so a page costs what it shows, however many files the version has.
 func (u *UI) versionPage(w http.ResponseWriter, r *http.Request, v viewer) error {
 	repo, name, err := u.modelParams(r, v)
 	if err != nil {
@@ -229,28 +231,29 @@ func (u *UI) versionPage(w http.ResponseWriter, r *http.Request, v viewer) error
 		}
 	}
 	slices.Sort(data.Tags)
-	m, err := u.opts.Source.Manifest(ctx, repo, name, d)
+	// A version a tag names is kept: garbage collection will not remove it.
+	ver, err := u.version(ctx, repo, name, d, len(data.Tags) > 0)
 	if err != nil {
 		return err
 	}
+	m := ver.manifest
 	data.Digest, data.Short = string(d), shortDigest(d)
 	data.RefLabel = data.refLabel()
 	data.Pull = pullCommand(r, repo, name, ref)
 	if data.Size == "" {
-		data.Size = humanize.Bytes(m.TotalSize())
+		data.Size = humanize.Bytes(ver.totalSize)
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.Annotations)) {
 		data.Annotations = append(data.Annotations, keyValue{k, m.Annotations[k]})
 	}
-	data.Config, data.ConfigError = u.readConfig(ctx, repo, name, m)
-	files := manifestFiles(m)
-	data.FileCount = len(files)
-	if len(files) > maxTreeFiles {
-		data.Truncated = len(files) - maxTreeFiles
-		files = files[:maxTreeFiles]
-	}
-	data.Tree = buildTree(files)
-	data.README, data.READMEName, data.READMEError = u.readme(ctx, repo, name, m)
+	data.Config, data.ConfigError = ver.config, ver.configError
+	data.FileCount = len(ver.files)
+	var lo, hi int
+	data.FilePager, lo, hi = paginate(len(ver.files), pageParam(r), u.opts.FilesPerPage, func(page int) string {
+		return versionLink(repo, name, ref.String()) + "?page=" + strconv.Itoa(page) + "#files"
+	})
+	data.Tree = buildTree(ver.files[lo:hi], ver.dirs)
+	data.README, data.READMEName, data.READMEError = ver.readme, ver.readmeName, ver.readmeError
 	u.render(w, r, v, http.StatusOK, "version", repo+"/"+name+data.RefLabel, data)
 	return nil
 }
@@ -264,25 +267,26 @@ func (d versionData) refLabel() string {
 }
 
 // readConfig fetches and parses the version's modelx.yaml. A config that
-// cannot be read or parsed is shown as a message, not a failed page.
-func (u *UI) readConfig(ctx context.Context, repo, name string, m *spec.Manifest) (*spec.ModelConfig, string) {
+// cannot be read or parsed is shown as a message, not a failed page;
+// transient says it could not be read, which may pass.
+func (u *UI) readConfig(ctx context.Context, repo, name string, m *spec.Manifest) (cfg *spec.ModelConfig, msg string, transient bool) {
 	c := m.Config
 	if c.Digest == "" {
-		return nil, "This version has no " + spec.ConfigFileName + "."
+		return nil, "This version has no " + spec.ConfigFileName + ".", false
 	}
 	if c.Size > spec.MaxConfigSize {
-		return nil, fmt.Sprintf("%s is %d bytes, over the limit of %d.", spec.ConfigFileName, c.Size, spec.MaxConfigSize)
+		return nil, fmt.Sprintf("%s is %d bytes, over the limit of %d.", spec.ConfigFileName, c.Size, spec.MaxConfigSize), false
 	}
 	data, err := u.readVerified(ctx, repo, name, c.Digest, c.Size)
 	if err != nil {
 		u.log.WarnContext(ctx, "ui: read config", "digest", c.Digest, "error", err)
-		return nil, spec.ConfigFileName + " could not be read."
+		return nil, spec.ConfigFileName + " could not be read.", true
 	}
-	cfg, err := spec.ParseModelConfig(data)
+	cfg, err = spec.ParseModelConfig(data)
 	if err != nil {
-		return nil, err.Error()
+		return nil, err.Error(), false
 	}
-	return cfg, ""
+	return cfg, "", false
 }
 
 // pullCommand is the CLI command that pulls the version into ./NAME.

@@ -61,7 +61,8 @@ func renderMarkdown(src []byte) (template.HTML, error) {
 // readme finds the version's README at its root and renders it. It
 // returns the HTML and the file's name, or a message saying why a README
 // that exists is not shown; no README at all is three empty strings.
-func (u *UI) readme(ctx context.Context, repo, name string, m *spec.Manifest) (template.HTML, string, string) {
+// transient says the README could not be read, which may pass.
+func (u *UI) readme(ctx context.Context, repo, model string, m *spec.Manifest) (html template.HTML, name, msg string, transient bool) {
 	for _, want := range readmeNames {
 		for _, b := range m.Blobs {
 			switch b.MediaType {
@@ -70,43 +71,43 @@ func (u *UI) readme(ctx context.Context, repo, name string, m *spec.Manifest) (t
 					continue
 				}
 				if b.Size > maxReadmeSize {
-					return "", b.Name, tooBig(b.Name, b.Size)
+					return "", b.Name, tooBig(b.Name, b.Size), false
 				}
-				return u.renderReadme(ctx, b.Name, func() ([]byte, error) { return u.readVerified(ctx, repo, name, b.Digest, b.Size) })
+				return u.renderReadme(ctx, b.Name, func() ([]byte, error) { return u.readVerified(ctx, repo, model, b.Digest, b.Size) })
 			case spec.MediaTypePack:
 				for _, f := range b.Files {
 					if strings.ToLower(f.Name) != want {
 						continue
 					}
 					if f.Size > maxReadmeSize || f.Length > maxFrameSize {
-						return "", f.Name, tooBig(f.Name, f.Size)
+						return "", f.Name, tooBig(f.Name, f.Size), false
 					}
-					return u.renderReadme(ctx, f.Name, func() ([]byte, error) { return u.readPacked(ctx, repo, name, b.Digest, f) })
+					return u.renderReadme(ctx, f.Name, func() ([]byte, error) { return u.readPacked(ctx, repo, model, b.Digest, f) })
 				}
 			case spec.MediaTypeChunkedFile:
 				if strings.ToLower(b.Name) == want {
-					return "", b.Name, tooBig(b.Name, b.Size)
+					return "", b.Name, tooBig(b.Name, b.Size), false
 				}
 			}
 		}
 	}
-	return "", "", ""
+	return "", "", "", false
 }
 
 func tooBig(name string, size int64) string {
 	return fmt.Sprintf("%s is %s, too big to show here; pull the model to read it.", name, humanize.Bytes(size))
 }
 
-func (u *UI) renderReadme(ctx context.Context, name string, read func() ([]byte, error)) (template.HTML, string, string) {
+func (u *UI) renderReadme(ctx context.Context, name string, read func() ([]byte, error)) (template.HTML, string, string, bool) {
 	data, err := read()
 	if err == nil {
 		var out template.HTML
 		if out, err = renderMarkdown(data); err == nil {
-			return out, name, ""
+			return out, name, "", false
 		}
 	}
 	u.log.WarnContext(ctx, "ui: read README", "file", name, "error", err)
-	return "", name, name + " could not be read."
+	return "", name, name + " could not be read.", true
 }
 
 // readVerified reads a whole blob of the given size and checks its digest.

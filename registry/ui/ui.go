@@ -62,13 +62,20 @@ type Options struct {
 	Logger *slog.Logger
 	// PageSize is how many models or tags a page lists; default DefaultPageSize.
 	PageSize int
+	// FilesPerPage is how many files a version page lists; default
+	// DefaultFilesPerPage.
+	FilesPerPage int
+	// CacheBytes bounds the estimated memory of the versions kept
+	// prepared; default DefaultCacheBytes.
+	CacheBytes int64
 }
 
 // UI serves the web pages under Prefix.
 type UI struct {
-	opts Options
-	log  *slog.Logger
-	mux  *http.ServeMux
+	opts     Options
+	log      *slog.Logger
+	mux      *http.ServeMux
+	versions *versionCache
 }
 
 // New returns the UI.
@@ -79,7 +86,13 @@ func New(opts Options) *UI {
 	if opts.PageSize <= 0 {
 		opts.PageSize = DefaultPageSize
 	}
-	u := &UI{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	if opts.FilesPerPage <= 0 {
+		opts.FilesPerPage = DefaultFilesPerPage
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
+	u := &UI{opts: opts, log: opts.Logger, mux: http.NewServeMux(), versions: newVersionCache(opts.CacheBytes)}
 	csrf := http.NewCrossOriginProtection()
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.writeError(w, r, viewer{}, &pageError{status: http.StatusForbidden, msg: "This form was sent from another site, and was refused."})
@@ -145,6 +158,9 @@ func (u *UI) writeError(w http.ResponseWriter, r *http.Request, v viewer, err er
 	var pe *pageError
 	switch {
 	case errors.As(err, &pe):
+		if pe.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
 	case errors.Is(err, storage.ErrNotFound):
 		pe = &pageError{status: http.StatusNotFound, msg: "There is no such model or version, or you may not see it."}
 	case r.Context().Err() != nil:

@@ -32,7 +32,7 @@ func TestManifestFilesAndTree(t *testing.T) {
 		t.Fatalf("files = %v, want %s (pack members as files, the pack itself not)", got, want)
 	}
 
-	root := buildTree(files)
+	root := buildTree(files, nil)
 	if root.Size != 3525 || root.Files != 7 {
 		t.Errorf("root size %d files %d, want 3525 and 7", root.Size, root.Files)
 	}
@@ -52,17 +52,32 @@ func TestManifestFilesAndTree(t *testing.T) {
 	}
 }
 
+// TestTreeOfAPage: a page of a version's files shows its directories with
+// the totals of the whole version.
+func TestTreeOfAPage(t *testing.T) {
+	files := []fileEntry{{Path: "a/1", Size: 1}, {Path: "a/2", Size: 2}, {Path: "a/b/3", Size: 4}, {Path: "a/b/4", Size: 8}, {Path: "c", Size: 16}}
+	totals := dirTotals(files)
+	if totals["a"] != (dirTotal{size: 15, files: 4}) || totals["a/b"] != (dirTotal{size: 12, files: 2}) || len(totals) != 2 {
+		t.Fatalf("totals = %+v", totals)
+	}
+	page := buildTree(files[2:4], totals) // a/b/3 and a/b/4
+	a := page.Children[0]
+	if a.Name != "a" || a.Size != 15 || a.Files != 4 || len(a.Children) != 1 || a.Children[0].Size != 12 || len(a.Children[0].Children) != 2 {
+		t.Errorf("page tree: a = %+v, a/b = %+v", a, a.Children[0])
+	}
+}
+
 func TestTreeFoldsBigTrees(t *testing.T) {
 	var files []fileEntry
 	for i := range openTreeFiles + 1 {
 		files = append(files, fileEntry{Path: "a/b/" + strings.Repeat("x", i+1), Size: 1})
 	}
-	root := buildTree(files)
+	root := buildTree(files, nil)
 	a := root.Children[0]
 	if !a.Open || a.Children[0].Open {
 		t.Errorf("a big tree unfolds its top level only: a open %v, a/b open %v", a.Open, a.Children[0].Open)
 	}
-	small := buildTree(files[:3])
+	small := buildTree(files[:3], nil)
 	if !small.Children[0].Children[0].Open {
 		t.Error("a small tree unfolds every directory")
 	}
