@@ -13,8 +13,9 @@ import (
 )
 
 // stateDir is the per-model-directory folder for the hash cache and partial
-// downloads; push never uploads it and pull never writes a model file there.
-const stateDir = ".modelx"
+// downloads; push never uploads it, and spec.ValidatePath refuses it as a
+// path element, so no manifest can make a pull write there.
+const stateDir = spec.ClientStateDir
 
 // cacheVersion changes when the cache's meaning changes; older caches are dropped.
 const cacheVersion = 1

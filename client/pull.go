@@ -291,14 +291,12 @@ func underAny(name string, prefixes []string) bool {
 	return false
 }
 
-// checkName refuses a name that is not a clean relative path or that lies
-// in modelx's state directory.
+// checkName refuses a name that spec.ValidatePath refuses: not a clean
+// relative path, or with an element that is (or a filesystem would take
+// for) .git or modelx's own state directory.
 func checkName(name string) error {
 	if err := spec.ValidatePath(name); err != nil {
 		return fmt.Errorf("refusing to write %q: %v", name, err)
-	}
-	if name == stateDir || strings.HasPrefix(name, stateDir+"/") {
-		return fmt.Errorf("refusing to write %q: %s is modelx's own state directory", name, stateDir)
 	}
 	return nil
 }
@@ -470,19 +468,30 @@ func (p *puller) verifyLocal(t target) (bool, error) {
 		return false, nil
 	}
 	defer f.Close()
+	return holds(f, t)
+}
+
+// holds reads r to its end, or to the end of t's last chunk, and reports
+// whether what it read is t, hashed the way the manifest describes it:
+// whole, or chunk by chunk for a chunked file.
+func holds(r io.Reader, t target) (bool, error) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	r = struct{ io.Reader }{r} // read through buf, not through the reader's own WriteTo
 	if t.blob.MediaType == spec.MediaTypeChunkedFile && t.packed == nil {
-		var chunks []spec.Chunk
+		chunks := make([]spec.Chunk, 0, len(t.blob.Chunks))
 		for _, c := range t.blob.Chunks {
 			h := sha256.New()
-			if _, err := io.CopyN(h, f, c.Size); err != nil {
-				return false, nil
+			n, err := io.CopyBuffer(h, io.LimitReader(r, c.Size), *buf)
+			if err != nil || n != c.Size {
+				return false, err
 			}
 			chunks = append(chunks, spec.Chunk{Digest: digest.NewDigest(digest.SHA256, h), Size: c.Size})
 		}
 		return spec.ChunkListDigest(chunks) == t.digest, nil
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.CopyBuffer(h, r, *buf); err != nil {
 		return false, err
 	}
 	return digest.NewDigest(digest.SHA256, h) == t.digest, nil
@@ -500,16 +509,41 @@ func (p *puller) countBlob() {
 	p.mu.Unlock()
 }
 
+// sameContent names the content of a whole or chunked file: its kind and
+// digest. The kind matters, as a whole file's digest and a chunked file's
+// are of different things, which a hostile manifest could make equal.
+type sameContent struct {
+	chunked bool
+	digest  digest.Digest
+}
+
 // download fetches the targets in parallel: packs by whole blob or by
 // ranged frames, chunked files chunk by chunk, the rest as whole blobs.
+// Whole or chunked files with the same content (two names, one digest) are
+// downloaded once, by the first of them; the others are copies of its
+// verified bytes (see placeCopies).
 func (p *puller) download(ctx context.Context, todo []target) error {
 	packs := map[digest.Digest][]target{}
 	var packOrder []digest.Digest
 	var chunked []target
+	copies := map[sameContent][]target{}
+	downloads := todo[:0:0]
 	for _, t := range todo {
+		if t.packed == nil && t.blob.MediaType != spec.MediaTypeDirectoryTarGz {
+			k := sameContent{chunked: t.blob.MediaType == spec.MediaTypeChunkedFile, digest: t.digest}
+			if cs, seen := copies[k]; seen {
+				copies[k] = append(cs, t)
+				continue
+			}
+			copies[k] = []target{}
+		}
+		downloads = append(downloads, t)
 		if t.packed == nil && t.blob.MediaType == spec.MediaTypeChunkedFile {
 			chunked = append(chunked, t)
 		}
+	}
+	copiesOf := func(t target) []target {
+		return copies[sameContent{chunked: t.blob.MediaType == spec.MediaTypeChunkedFile, digest: t.digest}]
 	}
 	local := &chunkIndex{}
 	if len(chunked) > 0 {
@@ -519,7 +553,7 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.c.opts.Concurrency)
 	var chunkJobs []func(context.Context) error
-	for _, t := range todo {
+	for _, t := range downloads {
 		switch {
 		case t.packed != nil:
 			if _, ok := packs[t.blob.Digest]; !ok {
@@ -527,7 +561,7 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 			}
 			packs[t.blob.Digest] = append(packs[t.blob.Digest], t)
 		case t.blob.MediaType == spec.MediaTypeChunkedFile:
-			jobs, err := p.chunkedJobs(t, local)
+			jobs, err := p.chunkedJobs(t, copiesOf(t), local)
 			if err != nil {
 				g.Wait()
 				return err
@@ -536,7 +570,7 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 		case t.blob.MediaType == spec.MediaTypeDirectoryTarGz:
 			g.Go(func() error { return p.pullLegacyDir(gctx, t) })
 		default:
-			g.Go(func() error { return p.pullFile(gctx, t) })
+			g.Go(func() error { return p.pullFile(gctx, t, copiesOf(t)) })
 		}
 	}
 	for _, d := range packOrder {
@@ -672,9 +706,48 @@ func (p *puller) placed(t target, fi fs.FileInfo) {
 	p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
 }
 
+// placeCopies writes the verified bytes in src, t's temp file, as each of
+// copies, the targets with t's content under other names: each into a temp
+// file of its own, verified again as it is copied, then moved into place.
+func (p *puller) placeCopies(src *os.File, t target, copies []target) error {
+	for _, c := range copies {
+		if c.size != t.size { // one digest, two sizes: the registry checks sizes, so it is broken or hostile
+			return fmt.Errorf("%s and %s have the digest %s but sizes %d and %d; the manifest is corrupt", t.name, c.name, t.digest, t.size, c.size)
+		}
+		perm := permOf(c)
+		f, err := p.createTemp(perm)
+		if err != nil {
+			return err
+		}
+		ok, err := holds(io.TeeReader(io.NewSectionReader(src, 0, t.size), f), c)
+		if err == nil && !ok {
+			err = fmt.Errorf("%s: the copy of %s does not match digest %s; %s changed while it was copied (the copy was not written)", c.name, t.name, c.digest, src.Name())
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		var fi fs.FileInfo
+		if err == nil {
+			fi, err = closeTemp(f, perm)
+		} else {
+			f.Close()
+		}
+		if err == nil {
+			err = p.place(f.Name(), c, fi)
+		}
+		if err != nil {
+			os.Remove(f.Name())
+			return err
+		}
+		p.skip(c.size)
+	}
+	return nil
+}
+
 // pullFile downloads a whole-file blob into a temp file, resuming a partial
-// one left by a killed pull, verifies it, and moves it into place.
-func (p *puller) pullFile(ctx context.Context, t target) error {
+// one left by a killed pull, verifies it, copies it to the targets with the
+// same content (copies), and moves it into place.
+func (p *puller) pullFile(ctx context.Context, t target, copies []target) error {
 	tmp := filepath.Join(p.tmp, t.digest.Encoded()+".part")
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -705,6 +778,9 @@ func (p *puller) pullFile(ctx context.Context, t target) error {
 		return err
 	}
 	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := p.placeCopies(f, t, copies); err != nil {
 		return err
 	}
 	fi, err := closeTemp(f, permOf(t))

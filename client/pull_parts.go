@@ -1,9 +1,7 @@
 package client
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,7 +13,6 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -31,6 +28,7 @@ import (
 type chunkedFile struct {
 	p         *puller
 	t         target
+	copies    []target // other names of the same content, copied at the end
 	f         *os.File
 	part      string
 	statePath string
@@ -53,9 +51,11 @@ func (c *chunkedFile) saveState() error {
 // a local file that holds it (found by digest in local, or else, when local
 // knows none of the file's chunks, at the same offset in the old copy of the
 // file) or downloads it.
-func (p *puller) chunkedJobs(t target, local *chunkIndex) ([]func(context.Context) error, error) {
-	part := filepath.Join(p.tmp, t.digest.Encoded()+".part")
-	c := &chunkedFile{p: p, t: t, part: part, statePath: part + ".state", done: map[int]bool{}}
+func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]func(context.Context) error, error) {
+	// Not <digest>.part, a whole file's name: a whole file's digest could
+	// equal this chunk list's.
+	part := filepath.Join(p.tmp, t.digest.Encoded()+".chunked.part")
+	c := &chunkedFile{p: p, t: t, copies: copies, part: part, statePath: part + ".state", done: map[int]bool{}}
 	if data, err := os.ReadFile(c.statePath); err == nil {
 		_ = json.Unmarshal(data, &c.done)
 	}
@@ -190,9 +190,14 @@ func (c *chunkedFile) chunkDone(i int) error {
 	return nil
 }
 
-// finish moves the assembled, chunk-verified file into place.
+// finish copies the assembled, chunk-verified file to the targets with the
+// same content and moves it into place.
 func (c *chunkedFile) finish() error {
 	if err := c.f.Sync(); err != nil {
+		c.f.Close()
+		return err
+	}
+	if err := c.p.placeCopies(c.f, c.t, c.copies); err != nil {
 		c.f.Close()
 		return err
 	}
@@ -497,65 +502,4 @@ func (p *puller) link(f *os.File, t target, fi fs.FileInfo) error {
 	}
 	p.placed(t, fi)
 	return nil
-}
-
-// pullLegacyDir downloads a directory blob of the original modelx (one
-// tar.gz), verifies it, and extracts it under its name, refusing entries
-// that are not plain files or directories or that would escape it.
-func (p *puller) pullLegacyDir(ctx context.Context, t target) error {
-	tmp, err := os.CreateTemp(p.tmp, "dir-*.tar.gz")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	h := sha256.New()
-	tracker := p.c.opts.Progress.Start(t.name+"/", t.size)
-	err = p.fetchInto(ctx, t.digest, 0, t.size, io.MultiWriter(tmp, h), tracker)
-	tracker.Done(err)
-	if err != nil {
-		return err
-	}
-	if digest.NewDigest(digest.SHA256, h) != t.digest {
-		return fmt.Errorf("%s: directory archive does not match its digest %s; the blob on the registry is corrupt (nothing was written)", t.name, t.digest)
-	}
-	p.countBlob()
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	gz, err := gzip.NewReader(tmp)
-	if err != nil {
-		return fmt.Errorf("%s: not a gzip archive: %w", t.name, err)
-	}
-	tr := tar.NewReader(gz)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%s: corrupt archive: %w", t.name, err)
-		}
-		rel := strings.TrimPrefix(path.Clean(strings.TrimPrefix(hdr.Name, "./")), "./")
-		if rel == "." {
-			continue
-		}
-		name := t.name + "/" + rel
-		if err := spec.ValidatePath(name); err != nil || strings.HasPrefix(rel, "../") || path.IsAbs(hdr.Name) {
-			return fmt.Errorf("refusing archive entry %q of %s: it would land outside the directory", hdr.Name, t.name)
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := p.ensureDir(name, name); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			ft := target{name: name, size: hdr.Size, mode: hdr.FileInfo().Mode(), blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}}
-			if err := p.writeFileFrom(io.LimitReader(tr, hdr.Size), ft); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("refusing archive entry %q of %s: links and special files are not extracted", hdr.Name, t.name)
-		}
-	}
 }

@@ -407,8 +407,14 @@ func (s *sender) loadCurrent() {
 	defer close(s.ready)
 	s.known = map[digest.Digest]bool{}
 	base, _, d, err := s.api.GetManifest(s.ctx, s.ref.Repository, s.ref.Name, s.ref.Tag)
+	var invalid *spec.Error
 	if err == nil {
 		s.currentDigest = d
+	} else if errors.As(err, &invalid) && invalid.Code == spec.ErrorManifestInvalid {
+		// This client refuses the manifest the tag names (pushed under
+		// older rules: a .git file, say). Only a shortcut: the push
+		// replaces it, offering every blob.
+		base, err = nil, nil
 	} else if Code(err) == spec.ErrorManifestUnknown {
 		// Only a shortcut: without it every blob is offered.
 		base, err = s.latestManifest()

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"modelx.io/modelx/spec"
 )
 
 // IgnoreFile lists patterns of paths push leaves out, one per line.
@@ -76,8 +78,11 @@ func (r ignoreRules) ignored(rel string, isDir bool) bool {
 }
 
 // scanDir lists the regular files under dir, sorted by name, leaving out
-// .git, .modelx and what .modelxignore names. Symbolic links to files are
-// followed; links to directories are refused, as are other special files.
+// .git (a repository, or a worktree's link to one) and .modelx (a pull's
+// state) at any depth, and what .modelxignore names. Symbolic links to
+// files are followed; links to directories are refused, as are other
+// special files, and names a manifest may not hold (spec.ValidatePath:
+// ".GIT", control characters, …), so the push fails before it uploads.
 func scanDir(dir string) ([]localFile, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -104,13 +109,16 @@ func scanDir(dir string) ([]localFile, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if d.Name() == ".git" || rel == stateDir || rules.ignored(rel, true) {
+			if d.Name() == ".git" || d.Name() == stateDir || rules.ignored(rel, true) {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if rules.ignored(rel, false) {
+		if d.Name() == ".git" || rules.ignored(rel, false) {
 			return nil
+		}
+		if err := spec.ValidatePath(rel); err != nil {
+			return fmt.Errorf("%q cannot be pushed: %v; rename it, or add it to %s", rel, err, IgnoreFile)
 		}
 		info, err := os.Stat(p) // follows a link to a file
 		if err != nil {

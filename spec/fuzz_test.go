@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"path"
 	"path/filepath"
@@ -55,21 +56,47 @@ func checkPath(t *testing.T, what, p string) {
 	case !strings.HasPrefix(filepath.Join("/model", p), "/model/"):
 		bad("leaves the model directory")
 	}
+	switch {
+	case !utf8.ValidString(p):
+		bad("is not valid UTF-8")
+	case strings.ContainsAny(p, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"):
+		bad("has a bidirectional control character")
+	}
 	for _, e := range strings.Split(p, "/") {
 		if e == "" || e == "." || e == ".." {
 			bad(fmt.Sprintf("has a %q element", e))
+		}
+		// What Windows and macOS would open for e: HFS+ drops
+		// zero-width and format characters, NTFS a stream suffix and
+		// trailing dots and spaces; both ignore case.
+		opened := strings.Map(func(r rune) rune {
+			if r >= 0x200c && r <= 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x206a && r <= 0x206f || r == 0xfeff {
+				return -1
+			}
+			return r
+		}, e)
+		opened, _, _ = strings.Cut(opened, ":")
+		opened = strings.TrimRight(opened, ". ")
+		for _, reserved := range []string{".git", "git~1", ".modelx", "modelx~1"} {
+			if strings.EqualFold(opened, reserved) {
+				bad(fmt.Sprintf("has the element %q, which opens %s", e, reserved))
+			}
 		}
 	}
 }
 
 // FuzzValidatePath: ValidatePath never panics, and what it accepts is a
-// clean relative path with no "..", "." or empty element, no leading "/",
-// no backslash and no control character.
+// clean relative UTF-8 path with no "..", "." or empty element, no leading
+// "/", no backslash, no control or bidirectional control character, and no
+// element that opens .git or .modelx on some filesystem.
 func FuzzValidatePath(f *testing.F) {
 	for _, s := range []string{
 		"modelx.yaml", "a/b/c.bin", "ünïcode/名前.txt", "a..b", "...", ".hidden", "dir/", "",
 		"/etc/passwd", "a/../b", "..", ".", "./a", "a//b", `a\b`, "a\x00b", "a\nb", "a\u0085b", "a\x7fb",
 		"a/\xff\xfe", "C:/x", "a/./b",
+		".git", ".GIT/config", "sub/.Git/hooks/post-checkout", ".git.", ".git ", ".git::$INDEX_ALLOCATION", "git~1", "GIT~1/x",
+		".g\u200cit", ".modelx/cache.json", "a/.MODELX", "modelx~1", ".gitignore", ".github/x", ".modelxignore",
+		"evil\u202etxt.exe", "a\u2066b\u2069", "\u200fx", "x\u061c",
 	} {
 		f.Add(s)
 	}
@@ -161,8 +188,9 @@ func fuzzManifests() []string {
 	mutate := func(fn func(m *Manifest)) {
 		m := full
 		m.Blobs = append([]Descriptor(nil), full.Blobs...)
-		for i := range m.Blobs {
+		for i := range m.Blobs { // deep enough that no mutation reaches full
 			m.Blobs[i].Files = append([]PackedFile(nil), m.Blobs[i].Files...)
+			m.Blobs[i].Chunks = append([]Chunk(nil), m.Blobs[i].Chunks...)
 		}
 		fn(&m)
 		out = append(out, enc(m))
@@ -174,18 +202,48 @@ func fuzzManifests() []string {
 	mutate(func(m *Manifest) { m.Blobs[2].Name = "\x1b]0;title\x07" })       // pack label with escapes
 	mutate(func(m *Manifest) { m.Blobs[1].Chunks[0].Size = 1 << 62 })        // chunk sizes
 	mutate(func(m *Manifest) { m.Blobs[0].Modified = m.Blobs[0].Modified.AddDate(2000, 0, 0) })
+	mutate(func(m *Manifest) { m.Blobs[0].Name = ".git/hooks/post-checkout" })
+	mutate(func(m *Manifest) { m.Blobs[2].Files[0].Name = "sub/.GIT/config" })
+	mutate(func(m *Manifest) { m.Blobs[1].Name = "git~1/config" })
+	mutate(func(m *Manifest) { m.Blobs[0].Name = ".modelx/cache.json" })
+	mutate(func(m *Manifest) { m.Blobs[2].Name = "pack\u202e0000" })
+	mutate(func(m *Manifest) { m.Blobs[2].Files[1].Name = "tok/b\u2067.json" })
+	// Documents that decoders read differently: one key twice, a key in
+	// another case, invalid UTF-8, half a surrogate pair.
+	doc := enc(full)
+	for _, edit := range [][2]string{
+		{`{"name":"weights/model.safetensors",`, `{"name":"weights/model.safetensors","name":"x",`},
+		{`{"name":"weights/model.safetensors",`, `{"name":"weights/model.safetensors","NAME":"x",`},
+		{`{"name":"weights/model.safetensors",`, `{"Name":"weights/model.safetensors",`},
+		{`{"name":"tok/a.json",`, `{"name":"tok/a.json","n\u0061me":"x",`},
+		{`"annotations":{"k":"v"}`, `"annotations":{"k":"v","K":"w"}`},
+		{`"annotations":{"k":"v"}`, `"annotations":{"k":"v","k":"w"}`},
+		{`"annotations":{"k":"v"}`, `"annotations":{"k":"v"},"future":{"a":1,"a":2}`},
+		{`"annotations":{"k":"v"}`, `"annotations":{"k":"\ud800"}`},
+		{`"annotations":{"k":"v"}`, "\"annotations\":{\"k\":\"\xff\"}"},
+		{`"schemaVersion":1`, `"schemaVersion":1,"SchemaVersion":2`},
+	} {
+		if !strings.Contains(doc, edit[0]) {
+			panic("seed edit does not apply: " + edit[0])
+		}
+		out = append(out, strings.Replace(doc, edit[0], edit[1], 1))
+	}
 	return out
 }
 
 // FuzzParseManifest: ParseManifest never panics; an accepted manifest has
 // only clean, distinct, non-nested paths, sha256 digests, non-negative sizes,
 // pack frames inside their pack, and chunk lists that add up to the size
-// and digest; it re-marshals to bytes that parse to an equal manifest.
+// and digest; it reads alike in every decoder (checkKeysReadAlike); it
+// re-marshals to bytes that parse to an equal manifest.
 func FuzzParseManifest(f *testing.F) {
 	for _, s := range fuzzManifests() {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := checkManifestKeys(data); err != nil && json.Valid(data) && strings.Contains(err.Error(), "not valid JSON") {
+			t.Fatalf("checkManifestKeys calls valid JSON invalid: %v", err)
+		}
 		m, err := ParseManifest(data)
 		if err != nil {
 			var e *Error
@@ -195,6 +253,7 @@ func FuzzParseManifest(f *testing.F) {
 			return
 		}
 		checkManifest(t, m)
+		checkKeysReadAlike(t, data)
 
 		enc, err := json.Marshal(m)
 		if err != nil {
@@ -212,6 +271,113 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("re-parsed manifest differs: %+v, %v", m3, err)
 		}
 	})
+}
+
+// manifestFields are the keys of the objects a manifest decodes into, and
+// which object each key's value (or its elements) is.
+var manifestFields = map[string]map[string]string{
+	"manifest":   {"schemaVersion": "", "mediaType": "", "config": "descriptor", "blobs": "descriptor", "annotations": ""},
+	"descriptor": {"name": "", "mediaType": "", "digest": "", "size": "", "mode": "", "modified": "", "urls": "", "annotations": "", "files": "packed", "chunks": "chunk"},
+	"packed":     {"name": "", "digest": "", "size": "", "mode": "", "offset": "", "length": ""},
+	"chunk":      {"digest": "", "size": ""},
+}
+
+// checkKeysReadAlike fails t unless data, an accepted manifest, reads the
+// same in any JSON decoder: valid UTF-8, no object with two keys equal but
+// for case (or equal), no key that is a field's but for case. It walks the
+// tokens of encoding/json's Decoder, not the code under test.
+func checkKeysReadAlike(t *testing.T, data []byte) {
+	t.Helper()
+	if !utf8.Valid(data) {
+		t.Fatal("accepted a manifest that is not valid UTF-8")
+	}
+	type level struct {
+		object   bool
+		kind     string // of the object, or of the array's elements
+		keys     []string
+		valueFor string // object: the kind of the value after the last key
+		wantKey  bool
+	}
+	stack := []*level{}
+	next := "manifest" // the kind of the next value
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("accepted manifest does not tokenize: %v", err)
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if key, ok := tok.(string); ok && top != nil && top.object && top.wantKey {
+			for _, k := range top.keys {
+				if strings.EqualFold(k, key) {
+					t.Fatalf("accepted an object with the keys %q and %q", k, key)
+				}
+			}
+			top.keys = append(top.keys, key)
+			fields := manifestFields[top.kind]
+			top.valueFor = ""
+			for f, kind := range fields {
+				if strings.EqualFold(f, key) && f != key {
+					t.Fatalf("accepted the key %q for the field %q", key, f)
+				}
+				if f == key {
+					top.valueFor = kind
+				}
+			}
+			top.wantKey = false
+			continue
+		}
+		if top != nil {
+			if top.object {
+				next = top.valueFor
+				top.wantKey = true
+			} else {
+				next = top.kind
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &level{object: true, kind: next, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &level{kind: next})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1].object {
+				stack[len(stack)-1].wantKey = true
+			}
+		}
+	}
+}
+
+// TestManifestFieldsMatchTypes: the fuzz oracle's field lists are the
+// types' own, and checkManifestKeys's schema knows them all.
+func TestManifestFieldsMatchTypes(t *testing.T) {
+	var walk func(kind string, s *objectSchema)
+	walk = func(kind string, s *objectSchema) {
+		want := manifestFields[kind]
+		if len(s.fields) != len(want) {
+			t.Fatalf("%s: schema has %d fields, want %d", kind, len(s.fields), len(want))
+		}
+		for i, f := range s.fields {
+			childKind, ok := want[string(f)]
+			if !ok {
+				t.Fatalf("%s: unexpected field %q", kind, f)
+			}
+			if (childKind == "") != (s.child[i] == nil) {
+				t.Fatalf("%s.%s: child schema %v, want %q", kind, f, s.child[i], childKind)
+			}
+			if childKind != "" {
+				walk(childKind, s.child[i])
+			}
+		}
+	}
+	walk("manifest", manifestSchema)
 }
 
 func checkManifest(t *testing.T, m *Manifest) {

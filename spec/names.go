@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -78,22 +79,46 @@ func (r Reference) String() string {
 }
 
 // ValidatePath checks that p is a clean relative slash-separated path inside a
-// model directory: not empty, not absolute, no "." or ".." element, no empty
-// element, no backslash or control character.
+// model directory: valid UTF-8, not empty, not absolute, no "." or ".."
+// element, no empty element, no backslash, no control character, no
+// bidirectional control character (see IsBidiControl), and no element that
+// is or could stand for a reserved name (see ReservedPathElement).
+//
+// The registry checks every name of a manifest with it before storing the
+// manifest, and a client before it writes a pulled file, so both refuse
+// the same names.
 func ValidatePath(p string) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("path is empty")
-	case strings.HasPrefix(p, "/"):
+	case p[0] == '/':
 		return fmt.Errorf("path %q is absolute", p)
-	case strings.ContainsAny(p, "\\"):
-		return fmt.Errorf("path %q contains a backslash", p)
 	}
-	// unicode.IsControl covers C0, DEL and the C1 controls U+0080-U+009F
-	// (U+009B is a terminal's CSI, U+0085 a line break), which r < 0x20
-	// alone let through.
-	if strings.IndexFunc(p, unicode.IsControl) >= 0 {
-		return fmt.Errorf("path %q contains a control character", p)
+	// One pass over the runes. unicode.IsControl covers C0, DEL and the
+	// C1 controls U+0080-U+009F (U+009B is a terminal's CSI, U+0085 a
+	// line break), which r < 0x20 alone let through.
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '\\':
+				return fmt.Errorf("path %q contains a backslash", p)
+			case c < 0x20 || c == 0x7f:
+				return fmt.Errorf("path %q contains a control character", p)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(p[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			return fmt.Errorf("path %q is not valid UTF-8", p)
+		case unicode.IsControl(r):
+			return fmt.Errorf("path %q contains a control character", p)
+		case IsBidiControl(r):
+			return fmt.Errorf("path %q contains the bidirectional control character U+%04X, which makes text display in another order than it is read", p, r)
+		}
+		i += n
 	}
 	for elem := range strings.SplitSeq(p, "/") {
 		switch elem {
@@ -102,6 +127,134 @@ func ValidatePath(p string) error {
 		case ".", "..":
 			return fmt.Errorf("path %q has a %q element", p, elem)
 		}
+		if name, ok := ReservedPathElement(elem); ok {
+			if elem == name {
+				return fmt.Errorf("path %q has the element %q, which is reserved: %s", p, elem, reservedWhy(name))
+			}
+			return fmt.Errorf("path %q has the element %q, which some filesystems treat as %q, a reserved name: %s", p, elem, name, reservedWhy(name))
+		}
 	}
 	return nil
+}
+
+// IsBidiControl reports whether r is a Unicode bidirectional control
+// character, the set behind "Trojan Source" (CVE-2021-42574): the marks
+// U+200E, U+200F and U+061C, the embeddings and overrides U+202A-U+202E,
+// and the isolates U+2066-U+2069. In a name they make it display as
+// another name; ValidatePath refuses them.
+func IsBidiControl(r rune) bool {
+	switch {
+	case r == 0x061C, r == 0x200E, r == 0x200F:
+		return true
+	case 0x202A <= r && r <= 0x202E, 0x2066 <= r && r <= 0x2069:
+		return true
+	}
+	return false
+}
+
+// ClientStateDir is the directory a client keeps its hash cache and
+// partial downloads in, inside a model directory. It is a reserved name.
+const ClientStateDir = ".modelx"
+
+// reservedNames are the path elements no manifest may name, with why. This
+// table is the one list: ValidatePath refuses them (and what stands for
+// them, see ReservedPathElement) for the registry and the client alike.
+var reservedNames = []struct {
+	name  string // as it appears in a path
+	short string // its 8.3 short name on Windows (NTFS, FAT)
+	why   string
+}{
+	{".git", "git~1", "a pulled .git/hooks or .git/config would run code at the next git command in the directory"},
+	{ClientStateDir, "modelx~1", "it is the client's state directory (hash cache, partial downloads), which a pull must not overwrite"},
+}
+
+func reservedWhy(name string) string {
+	for _, r := range reservedNames {
+		if r.name == name {
+			return r.why
+		}
+	}
+	return ""
+}
+
+// ReservedPathElement reports whether the path element elem is, or on some
+// filesystem a pull may write to would open, one of the reserved names
+// ".git" and ".modelx" (ClientStateDir), and returns that name. Git refuses
+// the same spellings for ".git" (its is_ntfs_dotgit and is_hfs_dotgit):
+//
+//   - any case: ".GIT", ".Git" (case-insensitive filesystems: Windows, macOS);
+//   - trailing dots and spaces: ".git.", ".git " (Windows drops them);
+//   - a stream suffix: ".git::$INDEX_ALLOCATION" (NTFS alternate data streams);
+//   - the 8.3 short name: "git~1", "GIT~1" (and "modelx~1") on Windows;
+//   - with characters HFS+ ignores in names mixed in: ".g\u200cit" (macOS).
+func ReservedPathElement(elem string) (name string, reserved bool) {
+	for _, r := range reservedNames {
+		if sameFileName(elem, r.name) || sameFileName(elem, r.short) {
+			return r.name, true
+		}
+	}
+	return "", false
+}
+
+// sameFileName reports whether elem opens the file called name (ASCII) on
+// some filesystem: case-insensitively, skipping what HFS+ ignores, and
+// with trailing dots, spaces and an NTFS stream suffix (":...") dropped.
+func sameFileName(elem, name string) bool {
+	i := 0
+	next := func() (rune, bool) { // the next rune of elem that HFS+ does not ignore
+		for i < len(elem) {
+			if c := elem[i]; c < utf8.RuneSelf {
+				i++
+				return rune(c), true
+			}
+			r, n := utf8.DecodeRuneInString(elem[i:])
+			i += n
+			if !hfsIgnorable(r) {
+				return r, true
+			}
+		}
+		return 0, false
+	}
+	for j := 0; j < len(name); j++ {
+		r, ok := next()
+		if !ok || !equalFoldRune(r, rune(name[j])) {
+			return false
+		}
+	}
+	for {
+		r, ok := next()
+		if !ok || r == ':' {
+			return true
+		}
+		if r != '.' && r != ' ' {
+			return false
+		}
+	}
+}
+
+// equalFoldRune reports whether r and s are equal under Unicode simple
+// case folding, as strings.EqualFold compares them (so U+212A, the Kelvin
+// sign, matches 'k').
+func equalFoldRune(r, s rune) bool {
+	if r == s {
+		return true
+	}
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		if f == s {
+			return true
+		}
+	}
+	return false
+}
+
+// hfsIgnorable reports whether HFS+ leaves r out when it compares names:
+// the zero-width joiners and marks, the bidirectional embeddings, the
+// deprecated format characters and the byte order mark (the list git's
+// is_hfs_dotgit skips).
+func hfsIgnorable(r rune) bool {
+	switch {
+	case 0x200C <= r && r <= 0x200F, 0x202A <= r && r <= 0x202E, 0x206A <= r && r <= 0x206F, r == 0xFEFF:
+		return true
+	}
+	return false
 }

@@ -254,3 +254,63 @@ func BenchmarkParseManifest(b *testing.B) {
 		}
 	}
 }
+
+// largeManifest is a manifest near the 16 MiB limit: 100,000 small files
+// in 400 packs, plus 10 chunked files of 128 chunks each.
+func largeManifest(tb testing.TB) []byte {
+	tb.Helper()
+	m := Manifest{SchemaVersion: 1, MediaType: MediaTypeManifest, Config: Descriptor{Name: "modelx.yaml", MediaType: MediaTypeConfig, Digest: digest.FromString("c"), Size: 1},
+		Annotations: map[string]string{"description": "large"}}
+	for p := range 400 {
+		d := Descriptor{Name: fmt.Sprintf("pack-%04d", p), MediaType: MediaTypePack, Digest: digest.FromString(fmt.Sprint(p))}
+		var off int64
+		for i := range 250 {
+			d.Files = append(d.Files, PackedFile{Name: fmt.Sprintf("d%02d/%02d/%06d.bin", p%100, i%25, p*250+i),
+				Digest: digest.FromString(fmt.Sprint(p, i)), Size: 1000, Mode: 0o644, Offset: off, Length: 500})
+			off += 500
+		}
+		d.Size = off
+		m.Blobs = append(m.Blobs, d)
+	}
+	for f := range 10 {
+		var chunks []Chunk
+		for c := range 128 {
+			chunks = append(chunks, Chunk{Digest: digest.FromString(fmt.Sprint(f, c)), Size: 16 << 20})
+		}
+		m.Blobs = append(m.Blobs, Descriptor{Name: fmt.Sprintf("weights/model-%05d-of-00010.safetensors", f), MediaType: MediaTypeChunkedFile,
+			Digest: ChunkListDigest(chunks), Size: 128 * 16 << 20, Mode: 0o644, Chunks: chunks})
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(data) > MaxManifestSize {
+		tb.Fatalf("the large manifest is %d bytes, over the limit", len(data))
+	}
+	return data
+}
+
+// BenchmarkParseManifestLarge parses a manifest near the size limit (16.5
+// MB, 100,000 files), the most a registry's manifest PUT parses.
+func BenchmarkParseManifestLarge(b *testing.B) {
+	data := largeManifest(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseManifest(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheckManifestKeys is the key check alone, on the large manifest.
+func BenchmarkCheckManifestKeys(b *testing.B) {
+	data := largeManifest(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := checkManifestKeys(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

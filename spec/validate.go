@@ -18,11 +18,18 @@ var knownBlobMediaTypes = map[string]bool{
 	MediaTypeChunkedFile:    true,
 }
 
-// ParseManifest decodes and validates a manifest document.
+// ParseManifest decodes and validates a manifest document. Besides what
+// Validate checks, the document must read the same in every JSON decoder:
+// valid UTF-8, no two keys in one object that are equal or differ only in
+// case, no key that matches a field only case-insensitively, no escaped
+// half of a surrogate pair (see checkManifestKeys).
 func ParseManifest(data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil { // also refuses trailing data
 		return nil, Errorf(ErrorManifestInvalid, "manifest is not valid JSON: %v", err)
+	}
+	if err := checkManifestKeys(data); err != nil {
+		return nil, err
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
