@@ -68,11 +68,13 @@ type Identity struct {
 
 // String names the identity with its kind, e.g. "robot ci", "user
 // alice@example.com", "service account prod/serving/puller": what messages
-// and logs show. Two identities are the same exactly when their strings are.
+// and logs show, and a key that keeps identities of different kinds apart.
 func (id *Identity) String() string { return string(id.Kind) + " " + id.Name }
 
 // ErrInvalidToken means a bearer token was presented but is not valid:
-// malformed, badly signed, expired, of an untrusted issuer or audience.
+// malformed, badly signed, expired, of an untrusted issuer or audience, an
+// email username whose email_verified is not true, or a cluster issuer's
+// token that is not a service account's.
 var ErrInvalidToken = errors.New("invalid token")
 
 // IssuerConfig trusts one OIDC issuer: a people issuer (an identity
