@@ -126,12 +126,13 @@ registry:
     audience: modelx-cli
     usernameClaim: preferred_username
     groupsClaim: roles
+    allowUnverifiedEmail: true
     caConfigMap: {name: idp-ca, key: ca.pem}
   auth:
     issuers:
     - issuer: https://kubernetes.default.svc.cluster.local
       audience: modelx
-      usernameClaim: sub
+      cluster: local
       jwksFile: /etc/modelx/cluster/jwks.json
     robots:
     - {name: ci, tokenSHA256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8, groups: [ci]}
@@ -143,7 +144,7 @@ registry:
     anonymousRepositories: ["public/*"]
     rules:
     - {repositories: ["*"], actions: [admin], groups: [registry-admins]}
-    - {repositories: ["serving/*"], actions: [pull], serviceAccounts: ["prod/*"]}
+    - {repositories: ["serving/*"], actions: [pull], serviceAccounts: ["local/prod/*"]}
   gc: {interval: 6h, grace: 2h}
   lifecycle: {preStop: {sleep: {seconds: 5}}}
   ingress:
@@ -198,7 +199,7 @@ registry:
 			if err != nil {
 				t.Fatalf("modelxd refuses the rendered policy: %v", err)
 			}
-			if len(policy.Rules) != 2 || !slices.Equal(policy.AnonymousRepositories, []string{"public/*"}) || policy.Rules[1].ServiceAccounts[0] != "prod/*" {
+			if len(policy.Rules) != 2 || !slices.Equal(policy.AnonymousRepositories, []string{"public/*"}) || policy.Rules[1].ServiceAccounts[0] != "local/prod/*" {
 				t.Errorf("rendered policy %+v is not the values' policy", policy)
 			}
 			cfg, err := auth.LoadConfig(filepath.Join(dir, "auth.yaml"))
@@ -206,9 +207,12 @@ registry:
 				t.Fatalf("modelxd refuses the rendered auth config: %v", err)
 			}
 			want := auth.IssuerConfig{Issuer: "https://idp.example.com", Audience: "modelx-cli", UsernameClaim: "preferred_username",
-				GroupsClaim: "roles", CAFile: "/etc/modelx/oidc-ca/ca.pem", Login: true}
-			if len(cfg.Issuers) != 2 || cfg.Issuers[0] != want || cfg.Issuers[1].JWKSFile != "/etc/modelx/cluster/jwks.json" {
-				t.Errorf("rendered issuers %+v, want the OIDC issuer %+v then the cluster", cfg.Issuers, want)
+				GroupsClaim: "roles", AllowUnverifiedEmail: true, CAFile: "/etc/modelx/oidc-ca/ca.pem", Login: true}
+			if len(cfg.Issuers) != 2 || cfg.Issuers[0] != want || cfg.Issuers[1].JWKSFile != "/etc/modelx/cluster/jwks.json" || cfg.Issuers[1].Cluster != "local" {
+				t.Errorf("rendered issuers %+v, want the OIDC issuer %+v then the cluster local", cfg.Issuers, want)
+			}
+			if err := policy.CheckClusters(cfg.Clusters()); err != nil {
+				t.Errorf("modelxd refuses the rendered policy with the rendered auth config: %v", err)
 			}
 			if len(cfg.Robots) != 1 || cfg.Robots[0].Name != "ci" {
 				t.Errorf("rendered robots %+v, want ci", cfg.Robots)
@@ -380,6 +384,16 @@ controller:
 		name:    "ingress-no-hosts",
 		values:  `registry: {ingress: {enabled: true}}`,
 		wantErr: "registry.ingress.enabled needs at least one entry in registry.ingress.hosts",
+	},
+	{
+		name:    "service-account-without-cluster",
+		values:  `registry: {auth: {issuers: [{issuer: "https://k8s", audience: modelx, cluster: prod}]}, policy: {rules: [{repositories: ["*"], actions: [pull], serviceAccounts: ["serving/*"]}]}}`,
+		wantErr: `registry.policy.rules[0].serviceAccounts: "serving/*" is not CLUSTER/NAMESPACE/NAME`,
+	},
+	{
+		name:    "service-account-unknown-cluster",
+		values:  `registry: {auth: {issuers: [{issuer: "https://k8s", audience: modelx, cluster: prod}]}, policy: {rules: [{repositories: ["*"], actions: [pull], serviceAccounts: ["dev/serving/*"]}]}}`,
+		wantErr: `"dev/serving/*" names cluster "dev", but no entry of registry.auth.issuers has cluster: dev`,
 	},
 	{
 		name:    "misspelled-value",

@@ -91,7 +91,7 @@ func (reg *Registry) authorize(actions ...auth.Action) func(http.Handler) http.H
 				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required to %s %s", what, model))
 				return
 			}
-			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s %s", id.Name, what, model))
+			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s %s", id, what, model))
 		})
 	}
 }

@@ -58,6 +58,9 @@ func setupAuth(cfg *Config) error {
 		if cfg.Options.Policy, err = auth.LoadPolicy(cfg.PolicyFile); err != nil {
 			return err
 		}
+		if err := cfg.Options.Policy.CheckClusters(cfg.Auth.Clusters()); err != nil {
+			return fmt.Errorf("%s: %w", cfg.PolicyFile, err)
+		}
 		if cfg.AnonymousPull {
 			cfg.Options.Policy.AnonymousPull = true
 		}

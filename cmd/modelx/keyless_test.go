@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/internal/testenv/kubeenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
@@ -21,7 +22,10 @@ import (
 // TestKeylessPodPull plays an init container: a projected service-account
 // token issued by a real kube-apiserver (TokenRequest API, audience modelx)
 // in a file named by MODELX_TOKEN_FILE, and no Secret. modelxd trusts the
-// cluster's issuer through discovery, or through a JWKS file.
+// cluster's issuer, named prod, through discovery, or through a JWKS file.
+// The same namespace and name vouched for by another cluster's issuer (dev,
+// tokens signed by the test), or written as a person's email at a real Dex,
+// are other identities: the prod rule does not let them pull.
 func TestKeylessPodPull(t *testing.T) {
 	kube := kubeenv.StartKube(t)
 	kube.AllowAnonymousDiscovery(t)
@@ -30,19 +34,36 @@ func TestKeylessPodPull(t *testing.T) {
 	ca := filepath.Join(dir, "ca.pem")
 	os.WriteFile(jwks, kube.JWKS(t), 0o600)
 	os.WriteFile(ca, kube.CA, 0o600)
+	dev := testenv.NewTokenIssuer(t, "https://dev.cluster.test")
+	dex := testenv.StartDex(t, testenv.DexOptions{Users: []testenv.DexUser{
+		{Email: "system:serviceaccount:serving:puller", Username: "puller", Password: "password"},
+	}})
 	robotSum := sha256.Sum256([]byte("pusher-token"))
 	policy := &auth.Policy{Rules: []auth.Rule{
 		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Push}, Robots: []string{"ci"}},
-		{Repositories: []string{"nlp/*"}, Actions: []auth.Action{auth.Pull}, ServiceAccounts: []string{"serving/*"}},
+		{Repositories: []string{"nlp/*"}, Actions: []auth.Action{auth.Pull}, ServiceAccounts: []string{"prod/serving/*"}},
 	}}
+	if err := policy.Validate(); err != nil {
+		t.Fatal(err)
+	}
 
 	for name, issuer := range map[string]auth.IssuerConfig{
-		"discovery": {Issuer: kube.Issuer, Audience: "modelx", UsernameClaim: "sub", CAFile: ca},
-		"jwks-file": {Issuer: kube.Issuer, Audience: "modelx", UsernameClaim: "sub", JWKSFile: jwks},
+		"discovery": {Issuer: kube.Issuer, Audience: "modelx", Cluster: "prod", CAFile: ca},
+		"jwks-file": {Issuer: kube.Issuer, Audience: "modelx", Cluster: "prod", UsernameClaim: "sub", JWKSFile: jwks},
 	} {
 		t.Run(name, func(t *testing.T) {
-			authn, err := auth.New(auth.Config{Issuers: []auth.IssuerConfig{issuer},
-				Robots: []auth.Robot{{Name: "ci", TokenSHA256: hex.EncodeToString(robotSum[:])}}}, nil)
+			cfg := auth.Config{
+				Issuers: []auth.IssuerConfig{
+					issuer,
+					{Issuer: dev.Issuer, Audience: "modelx", Cluster: "dev", JWKSFile: dev.JWKSFile},
+					{Issuer: dex.Issuer, Audience: "modelx"},
+				},
+				Robots: []auth.Robot{{Name: "ci", TokenSHA256: hex.EncodeToString(robotSum[:])}},
+			}
+			if err := policy.CheckClusters(cfg.Clusters()); err != nil {
+				t.Fatal(err)
+			}
+			authn, err := auth.New(cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,25 +88,28 @@ func TestKeylessPodPull(t *testing.T) {
 			host := strings.TrimPrefix(srv.URL, "http://")
 			uri := "modelx://" + host + "/nlp/bert@prod?insecure=true"
 			for _, tc := range []struct {
-				ns, sa, audience string
-				want             string // "" for success, else a substring of the error
+				who   string
+				token string
+				want  string // "" for success, else a substring of the error
 			}{
-				{"serving", "puller", "modelx", ""},
-				{"dev", "puller", "modelx", "system:serviceaccount:dev:puller may not pull nlp/bert"},
-				{"serving", "puller", "another-audience", "not valid"},
+				{"prod serving/puller", kube.ServiceAccountToken(t, "serving", "puller", "modelx", time.Hour), ""},
+				{"prod dev/puller", kube.ServiceAccountToken(t, "dev", "puller", "modelx", time.Hour), "service account prod/dev/puller may not pull nlp/bert"},
+				{"prod serving/puller, another audience", kube.ServiceAccountToken(t, "serving", "puller", "another-audience", time.Hour), "not valid"},
+				{"dev serving/puller", dev.ServiceAccountToken(t, "serving", "puller", "modelx"), "service account dev/serving/puller may not pull nlp/bert"},
+				{"a person named like it", dex.Token(t, "modelx", "system:serviceaccount:serving:puller"), "user system:serviceaccount:serving:puller may not pull nlp/bert"},
 			} {
-				os.WriteFile(tokenFile, []byte(kube.ServiceAccountToken(t, tc.ns, tc.sa, tc.audience, time.Hour)), 0o600)
+				os.WriteFile(tokenFile, []byte(tc.token), 0o600)
 				mnt := filepath.Join(t.TempDir(), "models")
 				_, _, err := run(t, "", "pull", uri, mnt)
 				switch {
 				case tc.want == "" && err != nil:
-					t.Fatalf("%s/%s pull: %v", tc.ns, tc.sa, err)
+					t.Fatalf("%s pull: %v", tc.who, err)
 				case tc.want == "":
 					if data, err := os.ReadFile(filepath.Join(mnt, "model.onnx")); err != nil || string(data) != "onnx bytes" {
 						t.Fatalf("pulled model.onnx: %q %v", data, err)
 					}
 				case err == nil || !strings.Contains(err.Error(), tc.want):
-					t.Fatalf("%s/%s (audience %s) pull: %v, want an error with %q", tc.ns, tc.sa, tc.audience, err, tc.want)
+					t.Fatalf("%s pull: %v, want an error with %q", tc.who, err, tc.want)
 				}
 			}
 		})

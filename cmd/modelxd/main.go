@@ -135,6 +135,7 @@ func parseFlags(args []string) (registry.Config, string, error) {
 		boolean(&cfg.S3.PathStyle, "s3-path-style", false, "address the bucket in the URL path (most S3-compatible servers)"),
 		boolean(&cfg.Options.EnableRedirect, "enable-redirect", false, "answer blob GET/PUT with 302 to a presigned S3 URL"),
 		boolean(&cfg.AnonymousPull, "anonymous-pull", false, "let requests without a token pull"),
+		boolean(&issuer.AllowUnverifiedEmail, "oidc-allow-unverified-email", false, "accept tokens of --oidc-issuer whose email_verified is not true (for identity providers that never send it)"),
 		boolean(&cfg.Options.DisableUI, "disable-ui", false, "serve no web UI at /ui/ (and no redirect of browsers from /)"),
 		duration(&cfg.Options.PresignExpiry, "s3-presign-expire", 15*time.Minute, "validity of presigned URLs"),
 		duration(&cfg.GCInterval, "gc-interval", 0, "run garbage collection this often (0: only on request)"),

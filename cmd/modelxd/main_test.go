@@ -33,6 +33,10 @@ func TestParseFlags(t *testing.T) {
 		cfg.S3.Endpoint != "http://s3.local" || cfg.S3.Bucket != "models" || !cfg.Options.EnableRedirect || !cfg.UsesS3() {
 		t.Fatalf("config %+v", cfg)
 	}
+	cfg, _, err = parseFlags([]string{"--oidc-issuer", "https://idp", "--oidc-audience", "modelx", "--oidc-allow-unverified-email"})
+	if err != nil || len(cfg.Auth.Issuers) != 1 || !cfg.Auth.Issuers[0].AllowUnverifiedEmail || cfg.Auth.Issuers[0].Cluster != "" {
+		t.Fatalf("--oidc-allow-unverified-email: %+v %v", cfg.Auth.Issuers, err)
+	}
 	// A flag beats its environment variable.
 	if cfg, _, _ := parseFlags([]string{"--listen", ":7"}); cfg.Listen != ":7" {
 		t.Fatalf("listen %q", cfg.Listen)
@@ -247,6 +251,18 @@ func TestModelxdBinary(t *testing.T) {
 	})
 
 	t.Run("bad-config", func(t *testing.T) {
+		dir := t.TempDir()
+		file := func(name, content string) string {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		oldSA := file("old-sa.yaml", "rules:\n- {repositories: [\"*\"], actions: [pull], serviceAccounts: [\"serving/*\"]}\n")
+		prodSA := file("prod-sa.yaml", "rules:\n- {repositories: [\"*\"], actions: [pull], serviceAccounts: [\"prod/serving/*\"]}\n")
+		devCluster := file("dev.yaml", "issuers:\n- {issuer: https://dev.k8s, audience: modelx, cluster: dev}\n")
+		peopleGroups := file("cluster-groups.yaml", "issuers:\n- {issuer: https://prod.k8s, audience: modelx, cluster: prod, groupsClaim: groups}\n")
 		for _, tc := range []struct {
 			args []string
 			want string
@@ -257,11 +273,23 @@ func TestModelxdBinary(t *testing.T) {
 			{[]string{"--policy", "p.yaml"}, "need authentication"},
 			{[]string{"--oidc-issuer", "https://idp"}, "go together"},
 			{[]string{"--auth-config", "/nonexistent.yaml"}, "nonexistent"},
+			// serviceAccounts entries name a cluster that the auth config marks.
+			{[]string{"--oidc-issuer", "https://idp", "--oidc-audience", "modelx", "--policy", oldSA}, `"serving/*" names no cluster: write CLUSTER/serving/*`},
+			{[]string{"--oidc-issuer", "https://idp", "--oidc-audience", "modelx", "--policy", prodSA}, `names cluster "prod", but no issuer in the auth config has ` + "`cluster: prod`"},
+			{[]string{"--auth-config", devCluster, "--policy", prodSA}, `names cluster "prod"`},
+			{[]string{"--auth-config", peopleGroups}, "groupsClaim is for people issuers"},
 		} {
-			out, err := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)...).CombinedOutput()
+			// A modelxd that accepts the config serves until killed: bound the wait.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			out, err := exec.CommandContext(ctx, bin, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)...).CombinedOutput()
+			cancel()
 			if err == nil || !strings.Contains(string(out), tc.want) {
 				t.Errorf("modelxd %v: %v %q, want a failure naming %q", tc.args, err, out, tc.want)
 			}
 		}
+		// The same policy starts with the cluster configured.
+		prodCluster := file("prod.yaml", "issuers:\n- {issuer: https://prod.k8s, audience: modelx, cluster: prod}\n")
+		_, cmd, logs := startModelxd(t, bin, []string{"MODELXD_DATA_DIR=" + t.TempDir()}, "--auth-config", prodCluster, "--policy", prodSA)
+		stop(t, cmd, logs)
 	})
 }

@@ -26,6 +26,10 @@ const DexVersion = "v2.45.1"
 // DexUser is a static password user of the test identity provider.
 type DexUser struct {
 	Email, Username, Password string
+	// Groups are the user's groups claim (with the groups scope).
+	Groups []string
+	// EmailUnverified makes Dex say email_verified: false for this user.
+	EmailUnverified bool
 }
 
 // DexOptions configure StartDex.
@@ -64,13 +68,20 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 	port := FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	d := &Dex{Issuer: "http://" + addr + "/dex", users: opts.Users}
-	var passwords []map[string]string
+	var passwords []map[string]any
 	for i, u := range opts.Users {
 		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.DefaultCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		passwords = append(passwords, map[string]string{"email": u.Email, "username": u.Username, "hash": string(hash), "userID": fmt.Sprint(1000 + i)})
+		p := map[string]any{"email": u.Email, "username": u.Username, "hash": string(hash), "userID": fmt.Sprint(1000 + i)}
+		if len(u.Groups) > 0 {
+			p["groups"] = u.Groups
+		}
+		if u.EmailUnverified {
+			p["emailVerified"] = false
+		}
+		passwords = append(passwords, p)
 	}
 	var clients []map[string]any
 	for _, id := range opts.ClientIDs {

@@ -1,12 +1,15 @@
 // Package auth authenticates registry requests and authorizes them by
-// policy. Identities come from OIDC bearer tokens of one or more trusted
-// issuers (verified with go-oidc: signature, issuer, audience, expiry), from
-// a Kubernetes service-account issuer the same way, or from static robot
+// policy. Identities are typed by how they were proven: users come from OIDC
+// bearer tokens of trusted people issuers (verified with go-oidc: signature,
+// issuer, audience, expiry), service accounts from the service-account
+// issuers of named Kubernetes clusters the same way, and robots from static
 // tokens stored hashed. A policy grants pull, push, delete or admin on
-// repository globs.
+// repository globs to users, robots, service accounts and groups, each
+// field matching only its own kind.
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -20,6 +23,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,60 +34,119 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// Kind is how an identity was proven. Only the authenticator sets it, from
+// the way a request authenticated (a robot token, a people issuer, a
+// Kubernetes cluster's issuer), never from a claim's value, so no token can
+// pass for another kind.
+type Kind string
+
+// The kinds of identity.
+const (
+	// KindUser is a person, vouched for by a people OIDC issuer.
+	KindUser Kind = "user"
+	// KindRobot holds one of the robot tokens of the auth config.
+	KindRobot Kind = "robot"
+	// KindServiceAccount is a Kubernetes service account, vouched for by the
+	// service-account issuer of a cluster named in the auth config.
+	KindServiceAccount Kind = "service account"
+)
+
 // Identity is who made a request.
 type Identity struct {
-	// Name is the user name claim, "system:serviceaccount:NS:NAME" for a
-	// Kubernetes service account, or "robot:NAME".
+	// Kind is how the identity was proven.
+	Kind Kind
+	// Name is, for a user, the issuer's usernamePrefix and the username
+	// claim; for a robot, its name; for a service account,
+	// "CLUSTER/NAMESPACE/NAME".
 	Name string
-	// Groups are the groups claim's values (or a robot's groups).
+	// Groups are a user's groups claim (with the issuer's groupsPrefix) or a
+	// robot's groups; service accounts have none.
 	Groups []string
 	// Issuer is the token's issuer; empty for robots.
 	Issuer string
 }
 
-// ServiceAccount returns "NAMESPACE/NAME" for a Kubernetes service account, else "".
-func (id *Identity) ServiceAccount() string {
-	if rest, ok := strings.CutPrefix(id.Name, "system:serviceaccount:"); ok {
-		if ns, name, ok := strings.Cut(rest, ":"); ok {
-			return ns + "/" + name
-		}
-	}
-	return ""
-}
-
-// Robot returns the robot's name, or "".
-func (id *Identity) Robot() string {
-	name, _ := strings.CutPrefix(id.Name, "robot:")
-	if name == id.Name {
-		return ""
-	}
-	return name
-}
+// String names the identity with its kind, e.g. "robot ci", "user
+// alice@example.com", "service account prod/serving/puller": what messages
+// and logs show, and a key that keeps identities of different kinds apart.
+func (id *Identity) String() string { return string(id.Kind) + " " + id.Name }
 
 // ErrInvalidToken means a bearer token was presented but is not valid:
-// malformed, badly signed, expired, of an untrusted issuer or audience.
+// malformed, badly signed, expired, of an untrusted issuer or audience, an
+// email username whose email_verified is not true, or a cluster issuer's
+// token that is not a service account's.
 var ErrInvalidToken = errors.New("invalid token")
 
-// IssuerConfig trusts one OIDC issuer.
+// IssuerConfig trusts one OIDC issuer: a people issuer (an identity
+// provider), whose tokens are users, or, with Cluster set, a Kubernetes
+// cluster's service-account issuer, whose tokens are service accounts.
 type IssuerConfig struct {
 	// Issuer is the issuer URL, exactly as in the tokens' "iss".
 	Issuer string `json:"issuer"`
 	// Audience is the expected "aud": the OAuth client ID for people, the
 	// token audience for pods.
 	Audience string `json:"audience"`
-	// UsernameClaim names the claim used as identity; default "email", or
-	// "sub" when the issuer is a Kubernetes cluster.
+	// Cluster marks a Kubernetes cluster's service-account issuer and names
+	// the cluster, as policies' serviceAccounts entries CLUSTER/NAMESPACE/NAME
+	// do. Its tokens' sub must be system:serviceaccount:NAMESPACE:NAME.
+	// Several issuers may share a name (a cluster whose issuer URL changes).
+	Cluster string `json:"cluster,omitempty"`
+	// UsernameClaim names the claim that names a user; default "email".
+	// A cluster issuer always uses "sub".
 	UsernameClaim string `json:"usernameClaim,omitempty"`
-	// GroupsClaim names the claim holding groups; default "groups".
+	// UsernamePrefix is put before every username of a people issuer, e.g.
+	// "partner:", so that two identity providers cannot claim each other's
+	// users.
+	UsernamePrefix string `json:"usernamePrefix,omitempty"`
+	// GroupsClaim names the claim holding a user's groups; default "groups".
 	GroupsClaim string `json:"groupsClaim,omitempty"`
+	// GroupsPrefix is put before every group of a people issuer's users.
+	GroupsPrefix string `json:"groupsPrefix,omitempty"`
+	// AllowUnverifiedEmail accepts tokens whose email_verified is not true
+	// when the username claim is email, for identity providers that never
+	// send that claim. Otherwise such tokens are refused.
+	AllowUnverifiedEmail bool `json:"allowUnverifiedEmail,omitempty"`
 	// JWKSFile verifies with these keys instead of discovery, for clusters
 	// whose discovery endpoint is not reachable.
 	JWKSFile string `json:"jwksFile,omitempty"`
 	// CAFile is a PEM bundle to trust for discovery, e.g. a cluster's CA.
 	CAFile string `json:"caFile,omitempty"`
 	// Login marks the issuer `modelx login` uses (the device flow). The
-	// first issuer is the login issuer when none is marked.
+	// first people issuer is the login issuer when none is marked.
 	Login bool `json:"login,omitempty"`
+}
+
+// validClusterName is what a cluster may be called: it is one element of
+// a serviceAccounts entry, so no '/' and no glob characters.
+var validClusterName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+
+// check refuses settings that do not fit the issuer's kind.
+func (is IssuerConfig) check() error {
+	if is.Issuer == "" || is.Audience == "" {
+		return errors.New("issuer and audience are both required")
+	}
+	if is.Cluster == "" {
+		return nil
+	}
+	if !validClusterName.MatchString(is.Cluster) {
+		return fmt.Errorf("cluster %q: a cluster name is letters, digits, '-', '_' and '.' (it is the first element of serviceAccounts entries CLUSTER/NAMESPACE/NAME)", is.Cluster)
+	}
+	for _, s := range []struct {
+		set  bool
+		name string
+	}{
+		{is.UsernameClaim != "" && is.UsernameClaim != "sub", "usernameClaim"},
+		{is.UsernamePrefix != "", "usernamePrefix"},
+		{is.GroupsClaim != "", "groupsClaim"},
+		{is.GroupsPrefix != "", "groupsPrefix"},
+		{is.AllowUnverifiedEmail, "allowUnverifiedEmail"},
+		{is.Login, "login"},
+	} {
+		if s.set {
+			return fmt.Errorf("cluster %s: %s is for people issuers; a cluster's tokens are service accounts named by their sub (system:serviceaccount:NAMESPACE:NAME), without groups: remove %s", is.Cluster, s.name, s.name)
+		}
+	}
+	return nil
 }
 
 // Robot is a static token for CI systems without OIDC.
@@ -115,6 +179,17 @@ func LoadConfig(path string) (Config, error) {
 // Enabled reports whether any way to authenticate is configured.
 func (c Config) Enabled() bool { return len(c.Issuers) > 0 || len(c.Robots) > 0 }
 
+// Clusters returns the cluster names the issuers carry.
+func (c Config) Clusters() []string {
+	var names []string
+	for _, is := range c.Issuers {
+		if is.Cluster != "" && !slices.Contains(names, is.Cluster) {
+			names = append(names, is.Cluster)
+		}
+	}
+	return names
+}
+
 // LoginIssuer returns the issuer `modelx login` should use, if any.
 func (c Config) LoginIssuer() (IssuerConfig, bool) {
 	for _, is := range c.Issuers {
@@ -123,7 +198,7 @@ func (c Config) LoginIssuer() (IssuerConfig, bool) {
 		}
 	}
 	for _, is := range c.Issuers {
-		if is.JWKSFile == "" && !strings.HasPrefix(is.UsernameClaim, "sub") {
+		if is.Cluster == "" && is.JWKSFile == "" && !strings.HasPrefix(is.UsernameClaim, "sub") {
 			return is, true
 		}
 	}
@@ -152,14 +227,18 @@ func New(cfg Config, httpClient *http.Client) (*Authenticator, error) {
 	a := &Authenticator{issuers: map[string]*issuer{}, robots: map[[32]byte]Robot{}}
 	var err error
 	for i, is := range cfg.Issuers {
-		if is.Issuer == "" || is.Audience == "" {
-			return nil, fmt.Errorf("issuers[%d]: issuer and audience are both required", i)
+		if err := is.check(); err != nil {
+			if is.Issuer == "" {
+				return nil, fmt.Errorf("issuers[%d]: %w", i, err)
+			}
+			return nil, fmt.Errorf("issuers[%d] (%s): %w", i, is.Issuer, err)
 		}
 		if _, dup := a.issuers[is.Issuer]; dup {
 			return nil, fmt.Errorf("issuers[%d]: issuer %s is listed twice", i, is.Issuer)
 		}
-		if is.GroupsClaim == "" {
-			is.GroupsClaim = "groups"
+		if is.Cluster == "" {
+			is.UsernameClaim = cmp.Or(is.UsernameClaim, "email")
+			is.GroupsClaim = cmp.Or(is.GroupsClaim, "groups")
 		}
 		iss := &issuer{cfg: is, client: httpClient}
 		if is.CAFile != "" {
@@ -268,7 +347,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*Ide
 	sum := sha256.Sum256([]byte(raw))
 	for h, robot := range a.robots {
 		if subtle.ConstantTimeCompare(h[:], sum[:]) == 1 {
-			return &Identity{Name: "robot:" + robot.Name, Groups: robot.Groups}, nil
+			return &Identity{Kind: KindRobot, Name: robot.Name, Groups: robot.Groups}, nil
 		}
 	}
 	iss, err := unverifiedIssuer(raw)
@@ -291,22 +370,41 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*Ide
 	if err := tok.Claims(&claims); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	claim := is.cfg.UsernameClaim
-	if claim == "" {
-		claim = "email"
-		if sub, _ := claims["sub"].(string); strings.HasPrefix(sub, "system:serviceaccount:") {
-			claim = "sub"
+	if is.cfg.Cluster != "" {
+		return serviceAccount(is.cfg, claims)
+	}
+	return user(is.cfg, claims)
+}
+
+// serviceAccount is the identity of a verified token of a cluster issuer:
+// always a service account, or no identity at all.
+func serviceAccount(cfg IssuerConfig, claims map[string]any) (*Identity, error) {
+	sub, _ := claims["sub"].(string)
+	rest, ok := strings.CutPrefix(sub, "system:serviceaccount:")
+	ns, name, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 || ns == "" || name == "" || strings.ContainsAny(ns+name, ":/") {
+		return nil, fmt.Errorf("%w: a token of cluster %s must be a service-account token (sub system:serviceaccount:NAMESPACE:NAME)", ErrInvalidToken, cfg.Cluster)
+	}
+	return &Identity{Kind: KindServiceAccount, Name: cfg.Cluster + "/" + ns + "/" + name, Issuer: cfg.Issuer}, nil
+}
+
+// user is the identity of a verified token of a people issuer: always a
+// user, whatever its claims say.
+func user(cfg IssuerConfig, claims map[string]any) (*Identity, error) {
+	name, _ := claims[cfg.UsernameClaim].(string)
+	if name == "" {
+		return nil, fmt.Errorf("%w: the token has no %q claim", ErrInvalidToken, cfg.UsernameClaim)
+	}
+	if cfg.UsernameClaim == "email" && !cfg.AllowUnverifiedEmail {
+		if verified, _ := claims["email_verified"].(bool); !verified {
+			return nil, fmt.Errorf("%w: the token's email is not verified (email_verified is not true)", ErrInvalidToken)
 		}
 	}
-	name, _ := claims[claim].(string)
-	if name == "" {
-		return nil, fmt.Errorf("%w: the token has no %q claim", ErrInvalidToken, claim)
-	}
-	id := &Identity{Name: name, Issuer: iss}
-	if groups, ok := claims[is.cfg.GroupsClaim].([]any); ok {
+	id := &Identity{Kind: KindUser, Name: cfg.UsernamePrefix + name, Issuer: cfg.Issuer}
+	if groups, ok := claims[cfg.GroupsClaim].([]any); ok {
 		for _, g := range groups {
 			if s, ok := g.(string); ok {
-				id.Groups = append(id.Groups, s)
+				id.Groups = append(id.Groups, cfg.GroupsPrefix+s)
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -27,20 +28,26 @@ type Rule struct {
 	// means every model).
 	Repositories []string `json:"repositories"`
 	Actions      []Action `json:"actions"`
-	// Users match the identity's name; "*" is any authenticated identity.
-	Users  []string `json:"users,omitempty"`
+	// Users are user names (with their issuer's usernamePrefix); they match
+	// users only, except "*", which is any authenticated identity.
+	Users []string `json:"users,omitempty"`
+	// Groups match the groups of users and robots.
 	Groups []string `json:"groups,omitempty"`
-	// ServiceAccounts are "NAMESPACE/NAME" globs of Kubernetes service accounts.
+	// ServiceAccounts are "CLUSTER/NAMESPACE/NAME" globs (path.Match) of
+	// Kubernetes service accounts; CLUSTER is an issuer's cluster name,
+	// written out. They match service accounts only.
 	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
-	// Robots are robot token names.
+	// Robots are robot names; they match robots only.
 	Robots []string `json:"robots,omitempty"`
 }
 
 // Policy decides what an identity may do.
 type Policy struct {
-	// AnonymousPull lets requests without a token pull every model.
+	// AnonymousPull lets requests without a token pull every model, and so
+	// every authenticated identity too.
 	AnonymousPull bool `json:"anonymousPull,omitempty"`
-	// AnonymousRepositories lets requests without a token pull these globs.
+	// AnonymousRepositories lets requests without a token, and so every
+	// authenticated identity, pull these globs.
 	AnonymousRepositories []string `json:"anonymousRepositories,omitempty"`
 	Rules                 []Rule   `json:"rules,omitempty"`
 	// ImmutableTags lists tags that cannot be moved or deleted (immutable.go).
@@ -107,6 +114,43 @@ func (p *Policy) Validate() error {
 		if err := check(f+".serviceAccounts", r.ServiceAccounts); err != nil {
 			return err
 		}
+		for _, sa := range r.ServiceAccounts {
+			if err := checkServiceAccountEntry(sa); err != nil {
+				return fmt.Errorf("%s.serviceAccounts: %w", f, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkServiceAccountEntry refuses a serviceAccounts entry that is not
+// CLUSTER/NAMESPACE/NAME with the cluster written out, such as the
+// NAMESPACE/NAME entries of earlier versions.
+func checkServiceAccountEntry(entry string) error {
+	parts := strings.Split(entry, "/")
+	if len(parts) == 2 {
+		return fmt.Errorf("%q names no cluster: write CLUSTER/%s, where CLUSTER is the cluster name (cluster:) of the issuer in --auth-config whose service accounts it means", entry, entry)
+	}
+	if len(parts) != 3 {
+		return fmt.Errorf("%q is not CLUSTER/NAMESPACE/NAME (e.g. prod/serving/* for every service account of namespace serving in cluster prod)", entry)
+	}
+	if !validClusterName.MatchString(parts[0]) {
+		return fmt.Errorf("%q: write the cluster out (a cluster name as in the auth config, no glob); list one entry per cluster", entry)
+	}
+	return nil
+}
+
+// CheckClusters refuses serviceAccounts entries whose cluster is not one of
+// clusters, the cluster names of the auth config's issuers: such a rule
+// could never match.
+func (p *Policy) CheckClusters(clusters []string) error {
+	for i, r := range p.Rules {
+		for _, sa := range r.ServiceAccounts {
+			cluster, _, _ := strings.Cut(sa, "/")
+			if !slices.Contains(clusters, cluster) {
+				return fmt.Errorf("rules[%d].serviceAccounts: %q names cluster %q, but no issuer in the auth config has `cluster: %s`; mark that cluster's service-account issuer in --auth-config with it", i, sa, cluster, cluster)
+			}
+		}
 	}
 	return nil
 }
@@ -133,31 +177,49 @@ func grants(have []Action, want Action) bool {
 }
 
 // Allowed reports whether id (nil: anonymous) may do action on the model
-// "REPOSITORY/NAME".
+// "REPOSITORY/NAME". Every identity may do what anonymous requests may.
 func (p *Policy) Allowed(id *Identity, action Action, model string) bool {
+	if action == Pull && (p.AnonymousPull || matchAny(p.AnonymousRepositories, model)) {
+		return true
+	}
 	if id == nil {
-		return action == Pull && (p.AnonymousPull || matchAny(p.AnonymousRepositories, model))
+		return false
 	}
 	for _, r := range p.Rules {
 		if !grants(r.Actions, action) || !matchAny(r.Repositories, model) {
 			continue
 		}
-		if p.subjectMatches(r, id) {
+		if subjectMatches(r, id) {
 			return true
 		}
 	}
 	return false
 }
 
-func (p *Policy) subjectMatches(r Rule, id *Identity) bool {
-	if slices.Contains(r.Users, "*") || slices.Contains(r.Users, id.Name) {
+// subjectMatches reports whether a rule names the identity: each field
+// matches only its own kind of identity.
+func subjectMatches(r Rule, id *Identity) bool {
+	if slices.Contains(r.Users, "*") {
 		return true
 	}
-	if sa := id.ServiceAccount(); sa != "" && matchAny(r.ServiceAccounts, sa) {
-		return true
-	}
-	if robot := id.Robot(); robot != "" && slices.Contains(r.Robots, robot) {
-		return true
+	switch id.Kind {
+	case KindUser:
+		if slices.Contains(r.Users, id.Name) {
+			return true
+		}
+	case KindRobot:
+		if slices.Contains(r.Robots, id.Name) {
+			return true
+		}
+	case KindServiceAccount:
+		for _, g := range r.ServiceAccounts {
+			if ok, _ := path.Match(g, id.Name); ok {
+				return true
+			}
+		}
+		return false // service accounts have no groups
+	default:
+		return false
 	}
 	for _, g := range id.Groups {
 		if slices.Contains(r.Groups, g) {

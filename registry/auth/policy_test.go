@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"strings"
 	"testing"
 )
@@ -12,16 +13,29 @@ func TestPolicyAllowed(t *testing.T) {
 			{Repositories: []string{"nlp/*"}, Actions: []Action{Push}, Users: []string{"alice"}},
 			{Repositories: []string{"nlp/bert"}, Actions: []Action{Delete}, Groups: []string{"ml"}},
 			{Repositories: []string{"*"}, Actions: []Action{Admin}, Groups: []string{"admins"}},
-			{Repositories: []string{"serving/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/*"}},
+			{Repositories: []string{"serving/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/serving/*"}},
 			{Repositories: []string{"ci/*"}, Actions: []Action{Push}, Robots: []string{"ci"}},
+			{Repositories: []string{"*"}, Actions: []Action{Admin}, Robots: []string{"admin"}},
+			{Repositories: []string{"team/*"}, Actions: []Action{Pull}, Users: []string{"*"}},
 		},
 	}
-	alice := &Identity{Name: "alice"}
-	ml := &Identity{Name: "bob", Groups: []string{"ml"}}
-	admin := &Identity{Name: "root", Groups: []string{"admins"}}
-	sa := &Identity{Name: "system:serviceaccount:prod:puller"}
-	otherSA := &Identity{Name: "system:serviceaccount:dev:puller"}
-	robot := &Identity{Name: "robot:ci"}
+	alice := &Identity{Kind: KindUser, Name: "alice"}
+	ml := &Identity{Kind: KindUser, Name: "bob", Groups: []string{"ml"}}
+	admin := &Identity{Kind: KindUser, Name: "root", Groups: []string{"admins"}}
+	sa := &Identity{Kind: KindServiceAccount, Name: "prod/serving/puller"}
+	otherNamespace := &Identity{Kind: KindServiceAccount, Name: "prod/dev/puller"}
+	otherCluster := &Identity{Kind: KindServiceAccount, Name: "dev/serving/puller"}
+	saInAdmins := &Identity{Kind: KindServiceAccount, Name: "prod/serving/x", Groups: []string{"admins"}}
+	robot := &Identity{Kind: KindRobot, Name: "ci"}
+	robotInML := &Identity{Kind: KindRobot, Name: "builder", Groups: []string{"ml"}}
+	// Names that read like another kind stay what they were proven to be.
+	userNamedRobot := &Identity{Kind: KindUser, Name: "robot:admin"}
+	userNamedAdmin := &Identity{Kind: KindUser, Name: "admin"}
+	userNamedSA := &Identity{Kind: KindUser, Name: "system:serviceaccount:serving:puller"}
+	userNamedSAPath := &Identity{Kind: KindUser, Name: "prod/serving/puller"}
+	robotNamedAlice := &Identity{Kind: KindRobot, Name: "alice"}
+	saNamedCI := &Identity{Kind: KindServiceAccount, Name: "ci"}
+	noKind := &Identity{Name: "alice", Groups: []string{"admins"}}
 	for _, tc := range []struct {
 		id     *Identity
 		action Action
@@ -31,11 +45,12 @@ func TestPolicyAllowed(t *testing.T) {
 		{nil, Pull, "public/x", true},
 		{nil, Push, "public/x", false},
 		{nil, Pull, "nlp/bert", false},
+		{nil, Pull, "team/x", false}, // users: ["*"] is any authenticated identity, not anonymous
 		{alice, Push, "nlp/bert", true},
 		{alice, Pull, "nlp/bert", true}, // push implies pull
 		{alice, Delete, "nlp/bert", false},
 		{alice, Push, "cv/resnet", false},
-		{alice, Pull, "public/x", false}, // anonymous repositories are for anonymous requests
+		{alice, Pull, "team/x", true},
 		{ml, Delete, "nlp/bert", true},
 		{ml, Pull, "nlp/bert", true}, // delete implies pull
 		{ml, Push, "nlp/bert", false},
@@ -44,13 +59,31 @@ func TestPolicyAllowed(t *testing.T) {
 		{admin, Push, "any/thing", true},
 		{sa, Pull, "serving/bert", true},
 		{sa, Push, "serving/bert", false},
-		{otherSA, Pull, "serving/bert", false},
+		{sa, Pull, "team/x", true}, // users: ["*"]
+		{otherNamespace, Pull, "serving/bert", false},
+		{otherCluster, Pull, "serving/bert", false},
+		{saInAdmins, Delete, "any/thing", false}, // groups never match service accounts
 		{robot, Push, "ci/nightly", true},
 		{robot, Push, "nlp/bert", false},
+		{robotInML, Delete, "nlp/bert", true}, // groups match robots
+		// Logged-in identities keep what anonymous requests may do.
+		{alice, Pull, "public/x", true},
+		{robot, Pull, "public/x", true},
+		{sa, Pull, "public/x", true},
+		{robot, Push, "public/x", false},
+		// No claim value crosses kinds.
+		{userNamedRobot, Push, "any/thing", false},
+		{userNamedAdmin, Push, "any/thing", false},
+		{userNamedSA, Pull, "serving/bert", false},
+		{userNamedSAPath, Pull, "serving/bert", false},
+		{robotNamedAlice, Push, "nlp/bert", false},
+		{saNamedCI, Push, "ci/nightly", false},
+		{noKind, Push, "nlp/bert", false},
+		{noKind, Delete, "any/thing", false},
 	} {
 		name := "anonymous"
 		if tc.id != nil {
-			name = tc.id.Name
+			name = tc.id.String()
 		}
 		if got := p.Allowed(tc.id, tc.action, tc.model); got != tc.want {
 			t.Errorf("%s %s %s = %v, want %v", name, tc.action, tc.model, got, tc.want)
@@ -60,8 +93,28 @@ func TestPolicyAllowed(t *testing.T) {
 	if !def.Allowed(alice, Push, "a/b") || def.Allowed(alice, Delete, "a/b") || def.Allowed(nil, Pull, "a/b") {
 		t.Error("default policy: authenticated pull+push, no delete, no anonymous")
 	}
-	if !DefaultPolicy(true).Allowed(nil, Pull, "a/b") {
-		t.Error("--anonymous-pull does not let anonymous requests pull")
+	if !def.Allowed(sa, Push, "a/b") || !def.Allowed(robot, Push, "a/b") {
+		t.Error("default policy: every kind of identity pulls and pushes")
+	}
+	if !DefaultPolicy(true).Allowed(nil, Pull, "a/b") || !DefaultPolicy(true).Allowed(robot, Pull, "a/b") {
+		t.Error("--anonymous-pull does not let anonymous requests, and everyone else, pull")
+	}
+	everyProdSA := &Policy{Rules: []Rule{{Repositories: []string{"*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/*/*"}}}}
+	if !everyProdSA.Allowed(sa, Pull, "a/b") || !everyProdSA.Allowed(otherNamespace, Pull, "a/b") || everyProdSA.Allowed(otherCluster, Pull, "a/b") {
+		t.Error("prod/*/* is every service account of cluster prod, and only those")
+	}
+}
+
+func TestIdentityString(t *testing.T) {
+	for id, want := range map[*Identity]string{
+		{Kind: KindUser, Name: "alice@example.com"}:        "user alice@example.com",
+		{Kind: KindRobot, Name: "ci"}:                      "robot ci",
+		{Kind: KindServiceAccount, Name: "prod/serving/x"}: "service account prod/serving/x",
+		{Kind: KindUser, Name: "robot:admin"}:              "user robot:admin",
+	} {
+		if got := id.String(); got != want {
+			t.Errorf("String() = %q, want %q", got, want)
+		}
 	}
 }
 
@@ -74,34 +127,70 @@ func TestPolicyValidate(t *testing.T) {
 		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}}}}, "names no users"},
 		{Policy{Rules: []Rule{{Actions: []Action{Pull}, Users: []string{"x"}}}}, "needs repositories"},
 		{Policy{Rules: []Rule{{Repositories: []string{"a/["}, Actions: []Action{Pull}, Users: []string{"x"}}}}, "bad glob"},
+		// The NAMESPACE/NAME entries of earlier versions name no cluster.
+		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/*"}}}}, `rules[0].serviceAccounts: "prod/*" names no cluster: write CLUSTER/prod/*`},
+		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"*"}}}}, "not CLUSTER/NAMESPACE/NAME"},
+		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"a/b/c/d"}}}}, "not CLUSTER/NAMESPACE/NAME"},
+		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"*/serving/*"}}}}, "write the cluster out"},
+		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/[/x"}}}}, "bad glob"},
 	} {
 		if err := tc.p.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", tc.p, err, tc.want)
 		}
 	}
+	ok := Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/serving/*", "prod/*/*", "dev-2/ns/name"}}}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("Validate(%+v) = %v", ok, err)
+	}
 }
 
-func TestIdentityKinds(t *testing.T) {
-	if sa := (&Identity{Name: "system:serviceaccount:ns:name"}).ServiceAccount(); sa != "ns/name" {
-		t.Errorf("ServiceAccount() = %q", sa)
+func TestPolicyCheckClusters(t *testing.T) {
+	p := &Policy{Rules: []Rule{
+		{Repositories: []string{"a/*"}, Actions: []Action{Pull}, Users: []string{"x"}},
+		{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/serving/*", "dev/*/*"}},
+	}}
+	if err := p.CheckClusters([]string{"prod", "dev"}); err != nil {
+		t.Errorf("both clusters configured: %v", err)
 	}
-	if r := (&Identity{Name: "robot:ci"}).Robot(); r != "ci" {
-		t.Errorf("Robot() = %q", r)
+	err := p.CheckClusters([]string{"prod"})
+	if err == nil || !strings.Contains(err.Error(), `rules[1].serviceAccounts: "dev/*/*" names cluster "dev"`) || !strings.Contains(err.Error(), "cluster: dev") {
+		t.Errorf("cluster dev not configured: %v", err)
 	}
-	if (&Identity{Name: "alice"}).Robot() != "" || (&Identity{Name: "alice"}).ServiceAccount() != "" {
-		t.Error("a user is neither a robot nor a service account")
+	if err := p.CheckClusters(nil); err == nil {
+		t.Error("no cluster configured, yet the policy names two")
+	}
+	if err := DefaultPolicy(false).CheckClusters(nil); err != nil {
+		t.Errorf("the default policy names no cluster: %v", err)
 	}
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	for _, cfg := range []Config{
-		{Issuers: []IssuerConfig{{Issuer: "https://x"}}},
-		{Issuers: []IssuerConfig{{Issuer: "https://x", Audience: "a"}, {Issuer: "https://x", Audience: "b"}}},
-		{Robots: []Robot{{Name: "ci", TokenSHA256: "abc"}}},
-		{Issuers: []IssuerConfig{{Issuer: "https://x", Audience: "a", JWKSFile: "/nonexistent.json"}}},
+	cluster := func(is IssuerConfig) Config {
+		is.Issuer, is.Audience, is.Cluster = "https://x", "a", cmp.Or(is.Cluster, "prod")
+		return Config{Issuers: []IssuerConfig{is}}
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Issuers: []IssuerConfig{{Issuer: "https://x"}}}, "issuers[0] (https://x): issuer and audience are both required"},
+		{Config{Issuers: []IssuerConfig{{Issuer: "https://x", Audience: "a"}, {Issuer: "https://x", Audience: "b"}}}, "listed twice"},
+		{Config{Robots: []Robot{{Name: "ci", TokenSHA256: "abc"}}}, "robots[0]"},
+		{Config{Issuers: []IssuerConfig{{Issuer: "https://x", Audience: "a", JWKSFile: "/nonexistent.json"}}}, "nonexistent.json"},
+		{cluster(IssuerConfig{Cluster: "prod/eu"}), `cluster "prod/eu": a cluster name is`},
+		{cluster(IssuerConfig{Cluster: "prod*"}), "a cluster name is"},
+		{cluster(IssuerConfig{UsernameClaim: "email"}), "usernameClaim is for people issuers"},
+		{cluster(IssuerConfig{GroupsClaim: "groups"}), "groupsClaim is for people issuers"},
+		{cluster(IssuerConfig{UsernamePrefix: "k8s:"}), "usernamePrefix is for people issuers"},
+		{cluster(IssuerConfig{GroupsPrefix: "k8s:"}), "groupsPrefix is for people issuers"},
+		{cluster(IssuerConfig{AllowUnverifiedEmail: true}), "allowUnverifiedEmail is for people issuers"},
+		{cluster(IssuerConfig{Login: true}), "login is for people issuers"},
 	} {
-		if _, err := New(cfg, nil); err == nil {
-			t.Errorf("New(%+v) succeeded", cfg)
+		if _, err := New(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error with %q", tc.cfg, err, tc.want)
 		}
+	}
+	if _, err := New(cluster(IssuerConfig{UsernameClaim: "sub"}), nil); err != nil {
+		t.Errorf("a cluster issuer with usernameClaim: sub (what it uses anyway): %v", err)
 	}
 }

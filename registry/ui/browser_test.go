@@ -453,7 +453,7 @@ func TestBrowserAuth(t *testing.T) {
 	if loc := b.location(); loc != e.url+"/ui/private/secret" {
 		t.Errorf("after login: at %s", loc)
 	}
-	if got := b.text("#viewer"); got != "robot:alice" {
+	if got := b.text("#viewer"); got != "robot alice" {
 		t.Errorf("viewer = %q", got)
 	}
 	if tags := b.text("#tags"); !strings.Contains(tags, "v1") {
@@ -489,7 +489,7 @@ func TestBrowserAuth(t *testing.T) {
 			t.Error("a token is in the registry log")
 		}
 	}
-	if !slices.ContainsFunc(strings.Split(logs, "\n"), func(l string) bool { return strings.Contains(l, "ui login") && strings.Contains(l, "robot:alice") }) {
+	if !slices.ContainsFunc(strings.Split(logs, "\n"), func(l string) bool { return strings.Contains(l, "ui login") && strings.Contains(l, "robot alice") }) {
 		t.Error("the login is not in the log")
 	}
 }

@@ -233,7 +233,7 @@ func TestLoginForm(t *testing.T) {
 		t.Error("the token is in the redirect")
 	}
 	withCookie := []string{"Cookie", cookie.Name + "=" + cookie.Value, "Accept", browserAccept}
-	if resp, body := e.get(t, "/ui/private/secret", withCookie...); resp.StatusCode != http.StatusOK || !strings.Contains(body, "robot:alice") {
+	if resp, body := e.get(t, "/ui/private/secret", withCookie...); resp.StatusCode != http.StatusOK || !strings.Contains(body, "robot alice") {
 		t.Errorf("logged in, the private model = %d", resp.StatusCode)
 	}
 	if resp, _ := e.get(t, "/ui/private/secret", "Accept", browserAccept); resp.StatusCode != http.StatusNotFound {
@@ -243,7 +243,7 @@ func TestLoginForm(t *testing.T) {
 	// A token with bytes a cookie cannot hold as they are still works.
 	resp, _ = post(form(odd, "/ui/private/secret"))
 	c := sessionCookieOf(t, resp)
-	if resp, body := e.get(t, "/ui/private/secret", "Cookie", c.Name+"="+c.Value); resp.StatusCode != http.StatusOK || !strings.Contains(body, "robot:odd") {
+	if resp, body := e.get(t, "/ui/private/secret", "Cookie", c.Name+"="+c.Value); resp.StatusCode != http.StatusOK || !strings.Contains(body, "robot odd") {
 		t.Errorf("logged in with an odd token, the private model = %d", resp.StatusCode)
 	}
 

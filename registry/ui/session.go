@@ -157,7 +157,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, v viewer) error {
 		Name: sessionCookie, Value: encodeCookieToken(token), Path: Prefix, MaxAge: int(sessionMaxAge.Seconds()),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: isHTTPS(r),
 	})
-	u.log.InfoContext(r.Context(), "ui login", "identity", id.Name)
+	u.log.InfoContext(r.Context(), "ui login", "identity", id.String())
 	http.Redirect(w, r, next, http.StatusSeeOther)
 	return nil
 }

@@ -110,6 +110,23 @@ what to change.
 {{- if and $r.oidc.caConfigMap.name (not $r.oidc.issuer) -}}
 {{- fail "registry.oidc.caConfigMap is set without registry.oidc.issuer" -}}
 {{- end -}}
+{{- $clusters := list -}}
+{{- range $r.auth.issuers -}}
+{{- if .cluster -}}
+{{- $clusters = append $clusters .cluster -}}
+{{- end -}}
+{{- end -}}
+{{- range $i, $rule := (default list $r.policy.rules) -}}
+{{- range $rule.serviceAccounts -}}
+{{- $parts := splitList "/" . -}}
+{{- if ne (len $parts) 3 -}}
+{{- fail (printf "registry.policy.rules[%d].serviceAccounts: %q is not CLUSTER/NAMESPACE/NAME: put first the cluster name that registry.auth.issuers[].cluster gives the cluster's service-account issuer (e.g. CLUSTER/%s)" $i . .) -}}
+{{- end -}}
+{{- if not (has (first $parts) $clusters) -}}
+{{- fail (printf "registry.policy.rules[%d].serviceAccounts: %q names cluster %q, but no entry of registry.auth.issuers has cluster: %s" $i . (first $parts) (first $parts)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if not (has $r.logFormat (list "text" "json")) -}}
 {{- fail (printf "registry.logFormat is %q: use text or json" $r.logFormat) -}}
 {{- end -}}
