@@ -114,7 +114,7 @@ func (reg *Registry) authorizeRegistry(action auth.Action) func(http.Handler) ht
 				writeError(w, spec.Errorf(spec.ErrorUnauthorized, "authentication required to %s the whole registry", action))
 				return
 			}
-			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s the whole registry: that needs %s on \"*\"", id.Name, action, action))
+			writeError(w, spec.Errorf(spec.ErrorDenied, "%s may not %s the whole registry: that needs %s on \"*\"", id, action, action))
 		})
 	}
 }

@@ -288,16 +288,17 @@ var errUploadTooSlow = errors.New("upload slower than the floor")
 // identifies the uploader; who names it in messages.
 func uploaderOf(r *http.Request, trusted []netip.Prefix) (key, who string) {
 	if id := identityOf(r.Context()); id != nil {
-		return identityLimitKey(id), id.Name
+		return identityLimitKey(id), id.String()
 	}
 	addr := clientAddr(r, trusted)
 	return "address " + addr, "client address " + addr
 }
 
 // identityLimitKey is the one place that says which identities share
-// limits: the same name vouched for by the same issuer (robots have none).
+// limits: the same kind and name vouched for by the same issuer (robots
+// have none).
 func identityLimitKey(id *auth.Identity) string {
-	return "identity " + strconv.Quote(id.Issuer) + " " + id.Name
+	return "identity " + strconv.Quote(id.Issuer) + " " + id.String()
 }
 
 // clientAddr is the address of the client that sent r, for limits. It is
