@@ -157,7 +157,7 @@ func TestUploadsBoundedPerIdentity(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
-			!strings.Contains(string(body), "--max-uploads-per-identity") || !strings.Contains(string(body), "robot:hog") {
+			!strings.Contains(string(body), "--max-uploads-per-identity") || !strings.Contains(string(body), "robot hog") {
 			t.Fatalf("the hog's upload %d: %d, Retry-After %q, %s", i+1, resp.StatusCode, resp.Header.Get("Retry-After"), body)
 		}
 	}

@@ -76,9 +76,9 @@ func TestMigrateLinks(t *testing.T) {
 	// Without the command, modelxd migrates before it serves.
 	legacy()
 	url, cmd, logs = startModelxd(t, bin, []string{"MODELXD_DATA_DIR=" + dataDir})
+	pull(url)
+	stop(t, cmd, logs) // the log is read once the process is gone
 	if !strings.Contains(logs.String(), "storage migrated") {
 		t.Fatalf("no migration in the log:\n%s", logs.String())
 	}
-	pull(url)
-	stop(t, cmd, logs)
 }
