@@ -600,6 +600,19 @@ func tarGz(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
+// blobPutter returns a func that uploads bytes as a blob of model
+// repo/name and returns its digest.
+func blobPutter(t *testing.T, api *client.API, repo, name string) func([]byte) digest.Digest {
+	return func(data []byte) digest.Digest {
+		t.Helper()
+		d := digest.FromBytes(data)
+		if _, err := api.PutBlob(context.Background(), repo, name, d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+}
+
 // TestLegacyManifest pulls a model as the original modelx pushed it: whole
 // files and one tar.gz per directory, and refuses a hostile archive.
 func TestLegacyManifest(t *testing.T) {
@@ -607,13 +620,7 @@ func TestLegacyManifest(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(client.Options{})
 	api := c.API(e.url)
-	put := func(data []byte) digest.Digest {
-		d := digest.FromBytes(data)
-		if _, err := api.PutBlob(ctx, "old", "model", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	put := blobPutter(t, api, "old", "model")
 	config := []byte("description: legacy\n")
 	weights := []byte("weights")
 	for tag, archive := range map[string][]byte{

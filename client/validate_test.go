@@ -224,13 +224,7 @@ func TestLegacyArchiveBounds(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(client.Options{})
 	api := c.API(e.url)
-	put := func(data []byte) digest.Digest {
-		d := digest.FromBytes(data)
-		if _, err := api.PutBlob(ctx, "old", "bounds", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	put := blobPutter(t, api, "old", "bounds")
 	config := []byte("description: legacy\n")
 	configDigest := put(config)
 	reg := func(name string, body []byte) tarEntry {

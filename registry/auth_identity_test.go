@@ -186,15 +186,7 @@ robots:
 			"sa prod/prod/x": {"public/p", "serving/m"},
 			"alice":          {"nlp/bert", "public/p"},
 		} {
-			idx, err := e.client(who).API(e.url).Index(ctx, "", "", "")
-			if err != nil {
-				t.Fatalf("%s: %v", who, err)
-			}
-			var got []string
-			for _, d := range idx.Manifests {
-				got = append(got, d.Name)
-			}
-			if !slices.Equal(got, want) {
+			if got := e.listed(t, who); !slices.Equal(got, want) {
 				t.Errorf("global index for %s: %v, want %v", who, got, want)
 			}
 		}

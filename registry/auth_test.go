@@ -115,6 +115,16 @@ func startAuthRegistry(t *testing.T) *authEnv {
 	return env
 }
 
+// listed returns the models the global index shows who.
+func (e *authEnv) listed(t *testing.T, who string) []string {
+	t.Helper()
+	idx, err := e.client(who).API(e.url).Index(context.Background(), "", "", "")
+	if err != nil {
+		t.Fatalf("%s: %v", who, err)
+	}
+	return names(idx)
+}
+
 func (e *authEnv) client(who string) *client.Client {
 	tok := e.tokens[who]
 	return client.New(client.Options{Token: func(string) (string, error) { return tok, nil }})
@@ -228,15 +238,7 @@ func TestAuth(t *testing.T) {
 	t.Run("GlobalIndexShowsOnlyWhatYouMayPull", func(t *testing.T) {
 		// Every identity sees what anonymous requests may pull too.
 		for who, want := range map[string]string{"alice": "nlp/bert,public/demo", "bob": "nlp/bert,public/demo", "carol": "public/demo", "anonymous": "public/demo", "robot": "ci/nightly,public/demo"} {
-			idx, err := e.client(who).API(e.url).Index(ctx, "", "", "")
-			if err != nil {
-				t.Fatalf("%s: %v", who, err)
-			}
-			var got []string
-			for _, d := range idx.Manifests {
-				got = append(got, d.Name)
-			}
-			if strings.Join(got, ",") != want {
+			if got := e.listed(t, who); strings.Join(got, ",") != want {
 				t.Errorf("global index for %s: %v, want %s", who, got, want)
 			}
 		}

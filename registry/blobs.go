@@ -81,11 +81,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return internal("presign blob download", err)
 		}
-		w.Header().Set(DigestHeader, string(d))
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Location", pr.URL)
-		w.WriteHeader(http.StatusFound)
-		reg.metrics.redirects.WithLabelValues("download").Inc()
+		reg.redirect(w, d, pr, "download")
 		return nil
 	}
 	offset, length, partial, err := parseRange(r.Header.Get("Range"), size)
@@ -262,12 +258,18 @@ func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo
 	if err != nil {
 		return internal("presign blob upload", err)
 	}
+	reg.redirect(w, d, pr, "upload")
+	return nil
+}
+
+// redirect answers 302 to a presigned URL for blob d and counts it by
+// direction (upload, download).
+func (reg *Registry) redirect(w http.ResponseWriter, d digest.Digest, pr storage.PresignedRequest, direction string) {
 	w.Header().Set(DigestHeader, string(d))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", pr.URL)
 	w.WriteHeader(http.StatusFound)
-	reg.metrics.redirects.WithLabelValues("upload").Inc()
-	return nil
+	reg.metrics.redirects.WithLabelValues(direction).Inc()
 }
 
 func blobCreated(w http.ResponseWriter, r *http.Request, d digest.Digest) error {

@@ -156,16 +156,7 @@ func TestTraceSpans(t *testing.T) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
 
-	st, err := fs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(reg.Handler())
-	defer srv.Close()
+	srv := quietServer(t)
 	ctx, root := tp.Tracer("test").Start(context.Background(), "modelx push")
 	r, _ := client.ParseReference(srv.URL+"/trace/model:v1", nil)
 	if _, err := client.New(client.Options{}).Push(ctx, r, smallModel(t)); err != nil {
@@ -218,16 +209,7 @@ func TestTraceSpans(t *testing.T) {
 // methods and paths, unauthenticated: the request series they add stay a
 // handful, labelled "other" and "unmatched", and name none of them.
 func TestMetricsSeriesStayBounded(t *testing.T) {
-	st, err := fs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(reg.Handler())
-	defer srv.Close()
+	srv := quietServer(t)
 	send := func(method, path string) {
 		req, err := http.NewRequest(method, srv.URL+path, nil)
 		if err != nil {
@@ -276,4 +258,20 @@ func TestMetricsSeriesStayBounded(t *testing.T) {
 	if after := len(series()); after != before {
 		t.Errorf("50 more made-up requests took the series from %d to %d", before, after)
 	}
+}
+
+// quietServer serves a registry on a fresh local filesystem, logging nothing.
+func quietServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(srv.Close)
+	return srv
 }
