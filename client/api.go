@@ -473,15 +473,14 @@ func (a *API) BlobExists(ctx context.Context, repo, name string, d digest.Digest
 // 100-continue and the registry answers 201 at once. open is called for
 // each attempt that sends the bytes. When the registry redirects, the bytes
 // go to the presigned URL with the length and the sha256 checksum the
-// signature binds, and the blob is then offered again, which links it to
-// the model.
+// signature binds; the registry links them to the model when a manifest
+// names the blob, or when the blob is offered again.
 func (a *API) PutBlob(ctx context.Context, repo, name string, d digest.Digest, size int64, open func() (io.ReadCloser, error)) (sent bool, err error) {
 	return a.MountBlob(ctx, repo, name, "", d, size, open)
 }
 
-// maxUploadRounds bounds how often one blob PUT is redirected and sent:
-// a second round happens when another model's upload of the same new blob
-// took the first one's place.
+// maxUploadRounds bounds how often one blob PUT asks the registry for a
+// presigned URL after the object store refused the previous one with 409.
 const maxUploadRounds = 3
 
 // MountBlob is PutBlob with a source model ("REPOSITORY/NAME", or "" for
@@ -493,32 +492,32 @@ func (a *API) MountBlob(ctx context.Context, repo, name, from string, d digest.D
 	if from != "" {
 		path += "?from=" + url.QueryEscape(from)
 	}
-	for round := range maxUploadRounds {
+	for round := 0; ; round++ {
 		resp, err := a.do(ctx, http.MethodPut, path, b,
 			http.Header{"Expect": {"100-continue"}, "Content-Type": {"application/octet-stream"}})
 		if err != nil {
-			return sent, err
+			return false, err
 		}
 		switch resp.StatusCode {
 		case http.StatusCreated:
 			resp.Body.Close()
-			return sent || b.opened.Load() || size == 0, nil
+			return b.opened.Load() || size == 0, nil
 		case http.StatusFound, http.StatusTemporaryRedirect, http.StatusSeeOther:
 		default:
-			return sent, a.errorFrom(resp, "", false)
+			return false, a.errorFrom(resp, "", false)
 		}
 		resp.Body.Close()
 		loc := resp.Header.Get("Location")
 		if loc == "" {
-			return sent, fmt.Errorf("%s: redirect without Location for blob %s", a.base, d)
+			return false, fmt.Errorf("%s: redirect without Location for blob %s", a.base, d)
 		}
 		sum, err := hex.DecodeString(d.Encoded())
 		if err != nil {
-			return sent, err
+			return false, err
 		}
 		resp, err = a.do(ctx, http.MethodPut, loc, b, http.Header{checksumHeader: {base64.StdEncoding.EncodeToString(sum)}})
 		if err != nil {
-			return sent, err
+			return false, err
 		}
 		if resp.StatusCode == http.StatusConflict && round < maxUploadRounds-1 {
 			// The store refused this write for now (some S3 servers do while
@@ -528,13 +527,11 @@ func (a *API) MountBlob(ctx context.Context, repo, name, from string, d digest.D
 			continue
 		}
 		if resp.StatusCode/100 != 2 {
-			return sent, a.errorFrom(resp, loc, true)
+			return false, a.errorFrom(resp, loc, true)
 		}
 		resp.Body.Close()
-		sent = true
-		// Offer the blob again: the registry links the upload to the model.
+		return true, nil
 	}
-	return sent, fmt.Errorf("%s: blob %s was still not linked to %s/%s after %d uploads; push again", a.base, d, repo, name, maxUploadRounds)
 }
 
 // GetBlob opens a blob from offset for length bytes (length < 0: to the

@@ -331,6 +331,10 @@ func TestRedirectCarriesNoToken(t *testing.T) {
 	if _, err := c.API(h.url).PutBlob(context.Background(), "ci", "m", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
 		t.Fatal(err)
 	}
+	// Offered again, the uploaded blob is linked to the model.
+	if _, err := c.API(h.url).PutBlob(context.Background(), "ci", "m", d, int64(len(data)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }); err != nil {
+		t.Fatal(err)
+	}
 	r = h.do(http.MethodGet, "/ci/m/blobs/"+string(d), nil, auth)
 	if loc := r.header.Get("Location"); r.status != http.StatusFound || strings.Contains(loc, robotToken) {
 		t.Fatalf("download redirect: %d %q", r.status, loc)

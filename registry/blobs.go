@@ -42,21 +42,19 @@ func setBlobHeaders(h http.Header, d digest.Digest) {
 	h.Set("Content-Type", "application/octet-stream")
 }
 
-// headBlob answers 200 with the blob's size when the model links the blob
-// and it is stored, never a redirect.
+// headBlob answers 200 with the blob's size when the model links the blob,
+// never a redirect.
 func (reg *Registry) headBlob(w http.ResponseWriter, r *http.Request) error {
 	repo, name, d, err := blobParams(r)
 	if err != nil {
 		return err
 	}
+	// A link is written only once the blob is stored, and garbage
+	// collection deletes a blob only after every link to it: the link
+	// answers for the blob, as a redirect does.
 	size, err := reg.blobLinkedTo(r.Context(), repo, name, d)
 	if err != nil {
 		return err
-	}
-	if _, err := reg.store.Stat(r.Context(), blobKey(d)); errors.Is(err, storage.ErrNotFound) {
-		return blobUnknown(d)
-	} else if err != nil {
-		return internal("stat blob", err)
 	}
 	setBlobHeaders(w.Header(), d)
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
@@ -227,31 +225,31 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 	return blobCreated(w, r, d)
 }
 
-// redirectUpload answers a blob PUT in redirect mode: 201 if an upload
-// through this model has completed (the client offers each blob again
-// after sending it), else a presigned PUT: to the blob's key under an
-// upload claim when the blob is not stored and no other model's claim
-// stands, to the model's staging key otherwise.
+// redirectUpload answers a blob PUT in redirect mode: a presigned PUT to
+// the blob's key under an upload claim when the blob is not stored and no
+// other model's claim stands; else 201 if an upload through this model has
+// completed (a client may offer a blob again after sending it); else a
+// presigned PUT to the model's staging key.
 func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo, name string, d digest.Digest, size int64) error {
 	ctx := r.Context()
 	stored, err := reg.blobStored(ctx, d, size)
 	if err != nil {
 		return err
 	}
-	if ok, err := reg.commitUpload(ctx, repo, name, d, size, stored); err != nil {
+	key := stagedKey(repo, name, d)
+	claimed := false
+	if !stored {
+		// The common case, a new blob, costs one write: the claim.
+		if claimed, err = reg.claimUpload(ctx, repo+"/"+name, d, false); err != nil {
+			return err
+		}
+	}
+	if claimed {
+		key = blobKey(d)
+	} else if ok, err := reg.commitUpload(ctx, repo, name, d, size, stored); err != nil {
 		return err
 	} else if ok {
 		return blobCreated(w, r, d)
-	}
-	key := stagedKey(repo, name, d)
-	if !stored {
-		claimed, err := reg.claimUpload(ctx, repo+"/"+name, d, false)
-		if err != nil {
-			return err
-		}
-		if claimed {
-			key = blobKey(d)
-		}
 	}
 	sum, _ := digestSum(d)
 	pr, err := reg.presign.PresignPut(ctx, key, size, sum, reg.opts.PresignExpiry)

@@ -13,7 +13,7 @@ import (
 //	index.json                                   global index of models
 //	layout.json                                  the layout's version (migrate.go)
 //	blobs/sha256/ab/abcdef…                      blob bytes
-//	uploads/sha256/ab/abcdef…                    upload claim of a blob being uploaded
+//	uploads/sha256/abcdef…                       upload claim of a blob being uploaded
 //	models/REPO/NAME/index.json                  the model's tags
 //	models/REPO/NAME/manifests/sha256/abcdef…    manifests by digest
 //	models/REPO/NAME/blobs/sha256/abcdef…        links: the blobs the model holds
@@ -35,9 +35,10 @@ func blobKey(d digest.Digest) string {
 	return blobsPrefix + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
 }
 
+// claimKey is flat: claims come and go, and on some stores every new
+// directory level costs a write.
 func claimKey(d digest.Digest) string {
-	hex := d.Encoded()
-	return claimsPrefix + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+	return claimsPrefix + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 func linkKey(repo, name string, d digest.Digest) string {

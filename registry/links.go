@@ -212,18 +212,6 @@ func (reg *Registry) claimUpload(ctx context.Context, model string, d digest.Dig
 	return false, spec.Errorf(spec.ErrorConflict, "the upload claim on blob %s changed on every attempt; retry", d)
 }
 
-// releaseClaim deletes the model's claim on d, if it is still the model's.
-func (reg *Registry) releaseClaim(ctx context.Context, model string, d digest.Digest) error {
-	c, _, exists, err := reg.readClaim(ctx, d)
-	if err != nil || !exists || c.Model != model {
-		return err
-	}
-	if err := reg.store.Delete(ctx, claimKey(d)); err != nil {
-		return internal("delete upload claim", err)
-	}
-	return nil
-}
-
 // blobStored reports whether blob d is stored with size bytes.
 func (reg *Registry) blobStored(ctx context.Context, d digest.Digest, size int64) (bool, error) {
 	info, err := reg.store.Stat(ctx, blobKey(d))
@@ -250,10 +238,9 @@ func (reg *Registry) commitUpload(ctx context.Context, repo, name string, d dige
 		if exists && c.Model == model {
 			// Claims are given only while the blob is missing, and only
 			// the holder's presigned PUT may create it: these are its bytes.
-			if err := reg.writeLink(ctx, repo, name, d, size); err != nil {
-				return false, err
-			}
-			return true, reg.releaseClaim(ctx, model, d)
+			// The claim is left to expire (garbage collection removes it):
+			// it names this model only, which holds the blob now.
+			return true, reg.writeLink(ctx, repo, name, d, size)
 		}
 	}
 	staged, err := reg.store.Stat(ctx, stagedKey(repo, name, d))
@@ -280,11 +267,7 @@ func (reg *Registry) commitUpload(ctx context.Context, repo, name string, d dige
 	if err := reg.writeLink(ctx, repo, name, d, size); err != nil {
 		return false, err
 	}
-	if !blobStored {
-		if err := reg.releaseClaim(ctx, model, d); err != nil {
-			return false, err
-		}
-	}
+
 	if err := reg.store.Delete(ctx, stagedKey(repo, name, d)); err != nil {
 		return false, internal("delete staged upload", err)
 	}
