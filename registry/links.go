@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -56,7 +57,21 @@ const maxLinkSize = 4 << 10
 // readLink returns the size the model's link to d records; ok is false
 // when the model holds no link to d.
 func (reg *Registry) readLink(ctx context.Context, repo, name string, d digest.Digest) (size int64, ok bool, err error) {
-	data, _, err := storage.ReadAll(ctx, reg.store, linkKey(repo, name, d), maxLinkSize)
+	key := linkKey(repo, name, d)
+	if size, cached := reg.links.get(key); cached {
+		// A link's document never changes; whether it still exists does
+		// (garbage collection, on any replica): a stat tells.
+		_, err := reg.store.Stat(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			reg.links.remove(key)
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, internal("stat blob link", err)
+		}
+		return size, true, nil
+	}
+	data, _, err := storage.ReadAll(ctx, reg.store, key, maxLinkSize)
 	if errors.Is(err, storage.ErrNotFound) {
 		return 0, false, nil
 	}
@@ -69,7 +84,46 @@ func (reg *Registry) readLink(ctx context.Context, repo, name string, d digest.D
 		reg.log.WarnContext(ctx, "blob link is corrupt; treating it as missing", "model", repo+"/"+name, "digest", d)
 		return 0, false, nil
 	}
+	reg.links.put(key, l.Size)
 	return l.Size, true, nil
+}
+
+// linkCacheEntries bounds the link cache: about 100 bytes an entry.
+const linkCacheEntries = 1 << 16
+
+// linkCache keeps the sizes links record, by link key, so that checking a
+// link costs a stat rather than a read and a parse.
+type linkCache struct {
+	mu    sync.Mutex
+	items map[string]int64
+}
+
+func (c *linkCache) get(key string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size, ok := c.items[key]
+	return size, ok
+}
+
+func (c *linkCache) put(key string, size int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.items == nil {
+		c.items = map[string]int64{}
+	}
+	for k := range c.items { // map order is random: random eviction
+		if len(c.items) < linkCacheEntries {
+			break
+		}
+		delete(c.items, k)
+	}
+	c.items[key] = size
+}
+
+func (c *linkCache) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.items, key)
 }
 
 // writeLink links d, of size bytes, to the model. The caller has verified
@@ -77,9 +131,11 @@ func (reg *Registry) readLink(ctx context.Context, repo, name string, d digest.D
 func (reg *Registry) writeLink(ctx context.Context, repo, name string, d digest.Digest, size int64) error {
 	data, _ := json.Marshal(blobLink{Digest: d, Size: size})
 	sum := sha256.Sum256(data)
-	if err := reg.store.Put(ctx, linkKey(repo, name, d), bytes.NewReader(data), int64(len(data)), sum[:]); err != nil {
+	key := linkKey(repo, name, d)
+	if err := reg.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), sum[:]); err != nil {
 		return internal("write blob link", err)
 	}
+	reg.links.put(key, size)
 	return nil
 }
 

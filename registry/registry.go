@@ -87,6 +87,7 @@ type Registry struct {
 	log       *slog.Logger
 	manifests manifestCache
 	indexes   indexCache
+	links     linkCache
 	uploads   *uploadLimits
 	metrics   *Metrics
 	// manifestBudget bounds the memory of manifest PUTs.

@@ -370,3 +370,27 @@ func TestImmutableTags(t *testing.T) {
 	}
 	a.expect(a.do(http.MethodDelete, "/team-a/m/manifests/latest", nil, nil), http.StatusAccepted, "")
 }
+
+// TestLinkDroppedByAnotherReplica: a link another replica's collection
+// deleted reads as gone at once on a replica that had just served it.
+func TestLinkDroppedByAnotherReplica(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			one := newHarness(t, b, registry.Options{GCGracePeriod: time.Nanosecond})
+			two := newHarness(t, backend{open: func(*testing.T) registry.Backend { return one.store }, redirect: b.redirect}, registry.Options{GCGracePeriod: time.Nanosecond})
+			m, _ := one.pushModel("rep/model", "v1", map[string]string{"w": "dropped soon"})
+			d := m.Blobs[0].Digest
+			if r := one.do(http.MethodHead, "/rep/model/blobs/"+string(d), nil, nil); r.status != http.StatusOK {
+				t.Fatalf("HEAD before: %d", r.status)
+			}
+			two.expect(two.do(http.MethodDelete, "/rep/model/manifests/v1", nil, nil), http.StatusAccepted, "")
+			time.Sleep(10 * time.Millisecond)
+			if res, err := two.reg.CollectModelGarbage(context.Background(), "rep", "model"); err != nil || res.LinksDeleted == 0 {
+				t.Fatalf("collection on the other replica: %+v %v", res, err)
+			}
+			if r := one.do(http.MethodHead, "/rep/model/blobs/"+string(d), nil, nil); r.status != http.StatusNotFound {
+				t.Fatalf("HEAD after the other replica dropped the link: %d, want 404", r.status)
+			}
+		})
+	}
+}
