@@ -39,9 +39,9 @@ type MigrationResult struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
-// readLayout returns the stored layout version: 1 when no layout.json exists
-// but models do, LayoutVersion for an empty store.
-func (reg *Registry) readLayout(ctx context.Context) (int, error) {
+// readLayout returns the stored layout version and whether layout.json
+// exists: without it, 1 when models exist, LayoutVersion for an empty store.
+func (reg *Registry) readLayout(ctx context.Context) (int, bool, error) {
 	data, _, err := storage.ReadAll(ctx, reg.store, layoutKey, 4<<10)
 	if errors.Is(err, storage.ErrNotFound) {
 		empty := true
@@ -50,52 +50,43 @@ func (reg *Registry) readLayout(ctx context.Context) (int, error) {
 			return errStopList
 		})
 		if err != nil && !errors.Is(err, errStopList) {
-			return 0, internal("list models", err)
+			return 0, false, internal("list models", err)
 		}
 		if empty {
-			return LayoutVersion, nil
+			return LayoutVersion, false, nil
 		}
-		return 1, nil
+		return 1, false, nil
 	}
 	if err != nil {
-		return 0, internal("read layout", err)
+		return 0, false, internal("read layout", err)
 	}
 	var l layout
 	if err := json.Unmarshal(data, &l); err != nil || l.Version < 1 {
-		return 0, fmt.Errorf("%s is corrupt (%q): restore it, or delete it to migrate again", layoutKey, data)
+		return 0, false, fmt.Errorf("%s is corrupt (%q): restore it, or delete it to migrate again", layoutKey, data)
 	}
-	return l.Version, nil
+	return l.Version, true, nil
 }
 
 var errStopList = errors.New("stop listing")
 
-// NeedsMigration reports whether the stored layout is older than this
-// registry's, and fails if it is newer (a newer modelxd wrote it).
-func (reg *Registry) NeedsMigration(ctx context.Context) (bool, error) {
-	v, err := reg.readLayout(ctx)
-	if err != nil {
-		return false, err
-	}
-	if v > LayoutVersion {
-		return false, fmt.Errorf("the storage layout is version %d, newer than this modelxd's %d: run a modelxd at least as new as the one that wrote it", v, LayoutVersion)
-	}
-	return v < LayoutVersion, nil
-}
-
 // Migrate upgrades the storage layout to LayoutVersion: it links to each
 // model every stored blob that a stored manifest of the model names, then
-// records the version. It is idempotent, so an interrupted migration is
-// simply run again, and safe while pushes go on (they link what they
-// upload) and on several replicas at once.
+// records the version (also in a new, empty store, so that its first start
+// is never taken for an old layout's). It is idempotent, so an interrupted
+// migration is simply run again, and safe while pushes go on (they link
+// what they upload) and on several replicas at once.
 func (reg *Registry) Migrate(ctx context.Context) (MigrationResult, error) {
 	var res MigrationResult
-	v, err := reg.readLayout(ctx)
+	v, recorded, err := reg.readLayout(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.From = v
 	if v > LayoutVersion {
-		return res, fmt.Errorf("the storage layout is version %d, newer than this modelxd's %d", v, LayoutVersion)
+		return res, fmt.Errorf("the storage layout is version %d, newer than this modelxd's %d: run a modelxd at least as new as the one that wrote it", v, LayoutVersion)
+	}
+	if recorded && v == LayoutVersion {
+		return res, nil
 	}
 	if v < LayoutVersion {
 		if err := reg.linkStoredManifests(ctx, &res); err != nil {

@@ -99,18 +99,17 @@ func OpenBackend(ctx context.Context, cfg Config) (Backend, string, error) {
 }
 
 // migrateOnStart upgrades an older storage layout before the registry
-// serves (docs/operations.md, "Upgrades").
+// serves (docs/operations.md, "Upgrades"), and records the layout of a new
+// store.
 func migrateOnStart(ctx context.Context, reg *Registry, log *slog.Logger) error {
-	need, err := reg.NeedsMigration(ctx)
-	if err != nil || !need {
-		return err
-	}
-	log.Info("storage layout is older than this modelxd: migrating before serving (modelxd migrate does the same ahead of an upgrade)")
 	res, err := reg.Migrate(ctx)
 	if err != nil {
-		return fmt.Errorf("migrate storage: %w", err)
+		return fmt.Errorf("storage layout: %w", err)
 	}
-	log.Info("storage migrated", "from", res.From, "to", LayoutVersion, "manifests", res.Manifests, "links_written", res.LinksWritten, "problems", len(res.Problems))
+	if res.From < LayoutVersion {
+		log.Info("storage migrated (modelxd migrate does the same ahead of an upgrade)", "from", res.From, "to", LayoutVersion,
+			"manifests", res.Manifests, "links_written", res.LinksWritten, "problems", len(res.Problems))
+	}
 	return nil
 }
 

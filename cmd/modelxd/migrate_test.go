@@ -33,6 +33,14 @@ func TestMigrateLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop(t, cmd, logs)
+	// A new store records its layout on the first start, so the next start
+	// does not take it for an old one.
+	if data, err := os.ReadFile(filepath.Join(dataDir, "layout.json")); err != nil || !strings.Contains(string(data), `"version":2`) {
+		t.Fatalf("layout.json of a new store: %q %v", data, err)
+	}
+	if strings.Contains(logs.String(), "storage migrated") {
+		t.Fatalf("a new store was migrated:\n%s", logs.String())
+	}
 
 	// What an older modelxd left: no links and no layout version.
 	legacy := func() {
