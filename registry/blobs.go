@@ -49,9 +49,8 @@ func (reg *Registry) headBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// A link is written only once the blob is stored, and garbage
-	// collection deletes a blob only after every link to it: the link
-	// answers for the blob, as a redirect does.
+	// No link outlives its blob (see writeLink): the link answers for
+	// the blob, as a redirect does.
 	size, err := reg.blobLinkedTo(r.Context(), repo, name, d)
 	if err != nil {
 		return err

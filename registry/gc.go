@@ -418,6 +418,7 @@ func (run *gcRun) sweepBlobs(ctx context.Context) error {
 	if err != nil {
 		return internal("list blobs", err)
 	}
+	deleted := map[digest.Digest]bool{}
 	for _, info := range doomed {
 		if !run.reg.stillOld(ctx, info.Key, run.cutoff) {
 			run.res.BlobsKept++
@@ -429,8 +430,46 @@ func (run *gcRun) sweepBlobs(ctx context.Context) error {
 		if err := run.reg.store.Delete(ctx, info.Key); err != nil {
 			return internal("delete blob", err)
 		}
+		d, _ := digestFromKey(info.Key)
+		deleted[d] = true
 		run.res.BlobsDeleted++
 		run.res.BytesFreed += info.Size
+	}
+	return run.dropDanglingLinks(ctx, deleted)
+}
+
+// dropDanglingLinks deletes the links to blobs this sweep deleted: links
+// written after the listings above (a pusher that sent the bytes of a
+// stored blob, which was garbage, again). See writeLink for why no link
+// outlives its blob.
+func (run *gcRun) dropDanglingLinks(ctx context.Context, deleted map[digest.Digest]bool) error {
+	if len(deleted) == 0 {
+		return nil
+	}
+	var dangling []string
+	err := run.reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
+		if _, _, rest, ok := parseModelKey(info.Key); ok && strings.HasPrefix(rest, linksDir) {
+			if d, ok := digestFromKey(info.Key); ok && deleted[d] {
+				dangling = append(dangling, info.Key)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return internal("list models", err)
+	}
+	for _, key := range dangling {
+		d, _ := digestFromKey(key)
+		if _, err := run.reg.store.Stat(ctx, blobKey(d)); err == nil {
+			continue // uploaded again since: the link stands
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return internal("stat blob", err)
+		}
+		run.reg.links.remove(key)
+		if err := run.reg.store.Delete(ctx, key); err != nil {
+			return internal("delete blob link", err)
+		}
+		run.res.LinksDeleted++
 	}
 	return nil
 }

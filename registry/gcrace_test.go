@@ -38,10 +38,13 @@ func (g *gatedStore) Delete(ctx context.Context, key string) error {
 // TestGCDuringManifestPush runs a collection in the middle of a manifest
 // push that reuses old unreferenced blobs: once between the push's blob
 // check and its manifest store, once with the push arriving while the
-// collection sweeps. The push must fail cleanly, leaving no manifest that
-// names a deleted blob, and succeed once the blobs are uploaded again.
+// collection sweeps, and once with the push sending the garbage blobs'
+// bytes again (which links the stored blobs) just before the sweep deletes
+// them. The push must fail cleanly, leaving no manifest that names a
+// deleted blob and no link to one, and succeed once the blobs are uploaded
+// again.
 func TestGCDuringManifestPush(t *testing.T) {
-	for _, stage := range []string{"gc-between-check-and-store", "push-during-sweep"} {
+	for _, stage := range []string{"gc-between-check-and-store", "push-during-sweep", "relink-during-sweep"} {
 		t.Run(stage, func(t *testing.T) {
 			base, err := fs.New(t.TempDir())
 			if err != nil {
@@ -72,6 +75,7 @@ func TestGCDuringManifestPush(t *testing.T) {
 
 			manifestStored := make(chan struct{})
 			release := make(chan struct{})
+			held := make(chan struct{})
 			var once, deleteOnce sync.Once
 			mu.Lock()
 			hook = func(op, key string) {
@@ -80,6 +84,11 @@ func TestGCDuringManifestPush(t *testing.T) {
 					once.Do(func() { close(manifestStored); <-release })
 				case stage == "push-during-sweep" && op == "put" && strings.Contains(key, "/manifests/"):
 					once.Do(func() { close(manifestStored) })
+				case stage == "relink-during-sweep" && op == "put" && strings.Contains(key, "/manifests/"):
+					once.Do(func() { close(manifestStored) })
+				case stage == "relink-during-sweep" && op == "delete" && strings.HasPrefix(key, "blobs/"):
+					// The first blob the sweep deletes: its links are gone.
+					deleteOnce.Do(func() { close(held); <-release })
 				case stage == "push-during-sweep" && op == "delete" && strings.HasPrefix(key, "models/gc/race/blobs/"):
 					// The first link the sweep deletes (links go before blobs).
 					deleteOnce.Do(func() { <-release })
@@ -121,6 +130,27 @@ func TestGCDuringManifestPush(t *testing.T) {
 					gcDone <- err
 				}()
 				time.Sleep(50 * time.Millisecond) // the collection is now held at its first link delete
+				go func() { pushed <- put() }()
+				<-manifestStored
+				time.Sleep(50 * time.Millisecond) // the push now waits for the sweep
+				close(release)
+				if err := <-gcDone; err != nil {
+					t.Fatal(err)
+				}
+			case "relink-during-sweep":
+				// The sweep has listed the links and is about to delete the
+				// blobs no link keeps; the push sends their bytes again,
+				// which links the stored blobs, then stores its manifest.
+				go func() {
+					res, err := h.reg.CollectGarbage(context.Background())
+					if err == nil && res.BlobsDeleted != 2 {
+						t.Errorf("collection deleted %d blobs, want 2", res.BlobsDeleted)
+					}
+					gcDone <- err
+				}()
+				<-held
+				h.pushBlob("gc/race", []byte("description: race\n"))
+				h.pushBlob("gc/race", bytes.Repeat([]byte("w"), 4096))
 				go func() { pushed <- put() }()
 				<-manifestStored
 				time.Sleep(50 * time.Millisecond) // the push now waits for the sweep

@@ -126,8 +126,19 @@ func (c *linkCache) remove(key string) {
 	delete(c.items, key)
 }
 
+// errBlobCollected reports a link taken back because garbage collection
+// deleted its blob while it was being written.
+var errBlobCollected = spec.Errorf(spec.ErrorUnavailable, "garbage collection removed the blob while it was being linked; retry")
+
 // writeLink links d, of size bytes, to the model. The caller has verified
 // that the blob is stored with that size and that the model may hold it.
+//
+// A link implies its blob. A collection deletes a blob no link it listed
+// points to, then deletes the links to it that were written since
+// (gcRun.dropDanglingLinks); writeLink stats the blob after writing the
+// link. Either the stat sees the blob, so the link came before the delete
+// and the collection removes it, or the stat does not, and writeLink takes
+// the link back and returns errBlobCollected. No link outlives its blob.
 func (reg *Registry) writeLink(ctx context.Context, repo, name string, d digest.Digest, size int64) error {
 	data, _ := json.Marshal(blobLink{Digest: d, Size: size})
 	sum := sha256.Sum256(data)
@@ -135,7 +146,25 @@ func (reg *Registry) writeLink(ctx context.Context, repo, name string, d digest.
 	if err := reg.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), sum[:]); err != nil {
 		return internal("write blob link", err)
 	}
+	if stored, err := reg.blobStored(ctx, d, size); err != nil {
+		return err
+	} else if !stored {
+		if err := reg.dropLink(ctx, repo, name, d); err != nil {
+			return err
+		}
+		return errBlobCollected
+	}
 	reg.links.put(key, size)
+	return nil
+}
+
+// dropLink deletes the model's link to d, whose blob is gone.
+func (reg *Registry) dropLink(ctx context.Context, repo, name string, d digest.Digest) error {
+	key := linkKey(repo, name, d)
+	reg.links.remove(key)
+	if err := reg.store.Delete(ctx, key); err != nil {
+		return internal("delete blob link", err)
+	}
 	return nil
 }
 
@@ -175,12 +204,12 @@ func (reg *Registry) mount(ctx context.Context, repo, name, source string, d dig
 		return false, err
 	}
 	// The source's link says the blob is stored; make sure before linking.
-	if info, err := reg.store.Stat(ctx, blobKey(d)); errors.Is(err, storage.ErrNotFound) || (err == nil && info.Size != size) {
-		return false, nil
-	} else if err != nil {
-		return false, internal("stat blob", err)
+	if stored, err := reg.blobStored(ctx, d, size); err != nil || !stored {
+		return false, err
 	}
-	if err := reg.writeLink(ctx, repo, name, d, size); err != nil {
+	if err := reg.writeLink(ctx, repo, name, d, size); errors.Is(err, errBlobCollected) {
+		return false, nil // the upload goes on without the source
+	} else if err != nil {
 		return false, err
 	}
 	reg.metrics.dedup.WithLabelValues("mount").Inc()
@@ -252,7 +281,7 @@ func (reg *Registry) claimUpload(ctx context.Context, model string, d digest.Dig
 			return false, err
 		}
 		if !exists {
-			continue // released meanwhile
+			continue // a collection removed it meanwhile
 		}
 		if c.Model != model && nowFunc().Before(c.Until) && !force {
 			return false, nil
@@ -296,7 +325,7 @@ func (reg *Registry) commitUpload(ctx context.Context, repo, name string, d dige
 			// the holder's presigned PUT may create it: these are its bytes.
 			// The claim is left to expire (garbage collection removes it):
 			// it names this model only, which holds the blob now.
-			return true, reg.writeLink(ctx, repo, name, d, size)
+			return linkedUnlessCollected(reg.writeLink(ctx, repo, name, d, size))
 		}
 	}
 	staged, err := reg.store.Stat(ctx, stagedKey(repo, name, d))
@@ -320,14 +349,22 @@ func (reg *Registry) commitUpload(ctx context.Context, repo, name string, d dige
 			return false, internal("copy staged upload", err)
 		}
 	}
-	if err := reg.writeLink(ctx, repo, name, d, size); err != nil {
+	if ok, err := linkedUnlessCollected(reg.writeLink(ctx, repo, name, d, size)); !ok {
 		return false, err
 	}
-
 	if err := reg.store.Delete(ctx, stagedKey(repo, name, d)); err != nil {
 		return false, internal("delete staged upload", err)
 	}
 	return true, nil
+}
+
+// linkedUnlessCollected turns writeLink's answer into a commit's: a blob
+// collected meanwhile is not committed, and its pusher uploads it again.
+func linkedUnlessCollected(err error) (bool, error) {
+	if errors.Is(err, errBlobCollected) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // linkedSize returns the size the model's link to d records, first

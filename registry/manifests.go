@@ -243,7 +243,8 @@ func (reg *Registry) untag(ctx context.Context, repo, name, tag string, d digest
 
 // checkBlobs verifies that every blob the manifest names is linked to the
 // model with the declared size (committing redirected uploads that have
-// completed); it names every missing blob in the error's detail.
+// completed); it names every missing blob in the error's detail. A link
+// implies its blob: see writeLink and gcRun.dropDanglingLinks.
 func (reg *Registry) checkBlobs(ctx context.Context, repo, name string, m *spec.Manifest) error {
 	refs := m.Referenced()
 	var unique []spec.Descriptor

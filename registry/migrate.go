@@ -160,8 +160,8 @@ func (reg *Registry) linkStoredManifests(ctx context.Context, res *MigrationResu
 				if err != nil {
 					return internal("stat blob", err)
 				}
-				written[i] = true
-				return reg.writeLink(gctx, repo, name, desc.Digest, info.Size)
+				written[i], err = linkedUnlessCollected(reg.writeLink(gctx, repo, name, desc.Digest, info.Size))
+				return err
 			})
 		}
 		if err := g.Wait(); err != nil {
