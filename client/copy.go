@@ -56,14 +56,9 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 	}
 	res := &CopyResult{Source: src.String(), Destination: dst.String(), Digest: d}
 	var mu sync.Mutex
-	seen := map[digest.Digest]bool{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
-	for _, desc := range m.Referenced() {
-		if seen[desc.Digest] {
-			continue
-		}
-		seen[desc.Digest] = true
+	for _, desc := range m.ReferencedOnce() {
 		g.Go(func() error {
 			open := func() (io.ReadCloser, error) {
 				rc, err := srcAPI.GetBlob(gctx, src.Repository, src.Name, desc.Digest, 0, -1)

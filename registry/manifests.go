@@ -130,12 +130,10 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if ref.Digest != "" && ref.Digest != d {
 		return spec.Errorf(spec.ErrorDigestInvalid, "the manifest's digest is %s, not %s as the URL says", d, ref.Digest)
 	}
-	if ref.Tag != "" {
+	if _, immutable := reg.immutableTag(repo, name, ref.Tag); ref.Tag != "" && immutable {
 		// Refused before anything is stored; tag checks again atomically.
 		if cur, err := reg.resolve(r.Context(), repo, name, ref); err == nil && cur != d {
-			if err := reg.checkMutable(repo, name, ref.Tag); err != nil {
-				return err
-			}
+			return reg.checkMutable(repo, name, ref.Tag)
 		}
 	}
 	before, _, err := reg.readGCState(r.Context())
@@ -246,15 +244,7 @@ func (reg *Registry) untag(ctx context.Context, repo, name, tag string, d digest
 // completed); it names every missing blob in the error's detail. A link
 // implies its blob: see writeLink and gcRun.dropDanglingLinks.
 func (reg *Registry) checkBlobs(ctx context.Context, repo, name string, m *spec.Manifest) error {
-	refs := m.Referenced()
-	var unique []spec.Descriptor
-	seen := make(map[digest.Digest]bool, len(refs))
-	for _, desc := range refs {
-		if !seen[desc.Digest] {
-			seen[desc.Digest] = true
-			unique = append(unique, desc)
-		}
-	}
+	refs, unique := m.Referenced(), m.ReferencedOnce()
 	linked := make([]int64, len(unique)) // linked size, -1 when not linked; one slot per goroutine
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(statConcurrency)
@@ -334,16 +324,17 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) erro
 	removed := 0
 	idx, err := reg.updateIndex(r.Context(), modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
 		before := len(idx.Manifests)
+		named := func(desc spec.Descriptor) bool {
+			return desc.Name == ref.Tag || (ref.Digest != "" && desc.Digest == ref.Digest)
+		}
 		for _, desc := range idx.Manifests {
-			if desc.Name == ref.Tag || (ref.Digest != "" && desc.Digest == ref.Digest) {
+			if named(desc) {
 				if err := reg.checkMutable(repo, name, desc.Name); err != nil {
 					return false, err
 				}
 			}
 		}
-		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(desc spec.Descriptor) bool {
-			return desc.Name == ref.Tag || (ref.Digest != "" && desc.Digest == ref.Digest)
-		})
+		idx.Manifests = slices.DeleteFunc(idx.Manifests, named)
 		removed = before - len(idx.Manifests)
 		return removed > 0, nil
 	})

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
 	"modelx.io/modelx/spec"
@@ -137,14 +136,7 @@ func (reg *Registry) linkStoredManifests(ctx context.Context, res *MigrationResu
 			continue
 		}
 		res.Manifests++
-		seen := map[digest.Digest]bool{}
-		var refs []spec.Descriptor
-		for _, desc := range m.Referenced() {
-			if !seen[desc.Digest] {
-				seen[desc.Digest] = true
-				refs = append(refs, desc)
-			}
-		}
+		refs := m.ReferencedOnce()
 		written := make([]bool, len(refs))
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(statConcurrency)

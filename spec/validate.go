@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // MaxManifestSize bounds a manifest document in bytes.
@@ -207,6 +209,21 @@ func (m *Manifest) Referenced() []Descriptor {
 		}
 		for i, c := range b.Chunks {
 			out = append(out, Descriptor{Name: fmt.Sprintf("%s#%d", b.Name, i), Digest: c.Digest, Size: c.Size})
+		}
+	}
+	return out
+}
+
+// ReferencedOnce is Referenced with each digest once: the first
+// descriptor that names it.
+func (m *Manifest) ReferencedOnce() []Descriptor {
+	refs := m.Referenced()
+	out := refs[:0:0]
+	seen := make(map[digest.Digest]bool, len(refs))
+	for _, desc := range refs {
+		if !seen[desc.Digest] {
+			seen[desc.Digest] = true
+			out = append(out, desc)
 		}
 	}
 	return out
