@@ -71,6 +71,11 @@ func (h *harness) as(who string) *harness {
 	return &c
 }
 
+// api is the client API of the registry with who's token.
+func (h *harness) api(who string) *client.API {
+	return client.New(client.Options{Token: func(string) (string, error) { return tenantRobots[who], nil }}).API(h.url)
+}
+
 // TestBlobsBelongToModels: a blob is read, probed and named in a manifest
 // only through a model that holds it, whoever knows its digest.
 func TestBlobsBelongToModels(t *testing.T) {
@@ -131,8 +136,7 @@ func TestLinkNeedsTheBytes(t *testing.T) {
 			// Offered without its bytes (a client that asks with Expect:
 			// 100-continue and has none to send): not linked.
 			opened := atomic.Bool{}
-			c := client.New(client.Options{Token: func(string) (string, error) { return tenantRobots["team-b"], nil }})
-			_, err := c.API(h.url).PutBlob(context.Background(), "team-b", "m", d, int64(len(data)), func() (io.ReadCloser, error) {
+			_, err := h.api("team-b").PutBlob(context.Background(), "team-b", "m", d, int64(len(data)), func() (io.ReadCloser, error) {
 				opened.Store(true)
 				return io.NopCloser(strings.NewReader("wrong bytes of that length")), nil
 			})
@@ -248,7 +252,7 @@ func TestMount(t *testing.T) {
 			d := h.as("team-b").pushBlob("public/base", data).Digest
 			secret := h.as("team-a").pushBlob("team-a/private", []byte("team a only")).Digest
 			ctx := context.Background()
-			api := client.New(client.Options{Token: func(string) (string, error) { return tenantRobots["team-a"], nil }}).API(h.url)
+			api := h.api("team-a")
 
 			var opened atomic.Bool
 			open := func(b []byte) func() (io.ReadCloser, error) {
@@ -263,7 +267,7 @@ func TestMount(t *testing.T) {
 			}
 			// team b may not pull team-a/private: naming it as the source
 			// does not spare it the bytes.
-			bapi := client.New(client.Options{Token: func(string) (string, error) { return tenantRobots["team-b"], nil }}).API(h.url)
+			bapi := h.api("team-b")
 			opened.Store(false)
 			_, err = bapi.MountBlob(ctx, "team-b", "stolen", "team-a/private", secret, int64(len("team a only")), open([]byte("wrong bytes")))
 			if err == nil || !opened.Load() {
