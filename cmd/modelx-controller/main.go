@@ -24,25 +24,28 @@ func main() {
 	var (
 		metricsAddr, probeAddr, image string
 		leaderElect                   bool
-		retry                         time.Duration
+		retry, drain                  time.Duration
+		clusterName                   string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "metrics endpoint address (0 disables)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "health and readiness probe address")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader, for more than one replica")
 	flag.StringVar(&image, "initializer-image", "modelx:latest", "the modelx image Seldon runs as storage initializer (it runs: modelx pull URI DEST)")
 	flag.DurationVar(&retry, "retry-after", 30*time.Second, "pause before resolving a failed model reference again")
+	flag.DurationVar(&drain, "drain", controller.DefaultDrain, "how long an old version keeps running without traffic after a new one took all of it")
+	flag.StringVar(&clusterName, "cluster-name", "default", "this cluster's name in the registry holds that keep served versions from garbage collection (one name per cluster sharing a registry)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 
-	if err := run(metricsAddr, probeAddr, image, leaderElect, retry); err != nil {
+	if err := run(metricsAddr, probeAddr, image, leaderElect, retry, drain, clusterName); err != nil {
 		fmt.Fprintln(os.Stderr, "modelx-controller:", err)
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr, image string, leaderElect bool, retry time.Duration) error {
+func run(metricsAddr, probeAddr, image string, leaderElect bool, retry, drain time.Duration, clusterName string) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -56,6 +59,7 @@ func run(metricsAddr, probeAddr, image string, leaderElect bool, retry time.Dura
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "modelx-controller.deploy.modelx.io",
+		Cache:                  controller.CacheOptions(),
 	})
 	if err != nil {
 		return err
@@ -67,7 +71,7 @@ func run(metricsAddr, probeAddr, image string, leaderElect bool, retry time.Dura
 		Client: mgr.GetClient(), Scheme: scheme,
 		Recorder:         mgr.GetEventRecorder("modelx-controller"),
 		Resolver:         &controller.RegistryResolver{Token: cfg.Token},
-		InitializerImage: image, RetryAfter: retry,
+		InitializerImage: image, RetryAfter: retry, Drain: drain, ClusterName: clusterName,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err

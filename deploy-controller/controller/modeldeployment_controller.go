@@ -8,19 +8,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/render"
@@ -36,6 +43,8 @@ const (
 	ReasonCanary      = "CanaryRunning"
 	ReasonServerError = "ServerFailed"
 	ReasonNotResolved = "NotResolved"
+	ReasonInvalidSpec = "InvalidSpec"
+	ReasonHoldFailed  = "HoldFailed"
 )
 
 // Reconciler reconciles ModelDeployment objects.
@@ -48,6 +57,16 @@ type Reconciler struct {
 	InitializerImage string
 	// RetryAfter is the pause after a failed resolution; default 30s.
 	RetryAfter time.Duration
+	// Drain is how long an old version keeps running without traffic after
+	// a new one took all of it; default DefaultDrain.
+	Drain time.Duration
+	// Holds, when set, keeps the served digests safe from the registry's
+	// garbage collection; nil holds nothing.
+	Holds Holds
+	// ClusterName names this cluster in the registry holds it makes.
+	ClusterName string
+	// Clock returns the current time; default time.Now.
+	Clock func() time.Time
 }
 
 // +kubebuilder:rbac:groups=deploy.modelx.io,resources=modeldeployments,verbs=get;list;watch;update;patch
@@ -55,6 +74,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=machinelearning.seldon.io,resources=seldondeployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;gateways,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // Reconcile brings the rendered objects and the status in line with md.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -63,63 +84,226 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, &md); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !md.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, &md)
+	}
+	if err := r.ensureFinalizer(ctx, &md); err != nil {
+		return ctrl.Result{}, err
+	}
 	before := md.Status.DeepCopy()
+	now := r.now()
 
-	digest, canary, err := r.versions(ctx, &md)
-	if err != nil {
+	target, resolveErr := r.target(ctx, &md)
+	if resolveErr != nil {
 		var re *ResolveError
 		reason := ReasonRegistryUnreachable
-		if errors.As(err, &re) {
+		if errors.As(resolveErr, &re) {
 			reason = re.Reason
 		}
-		delay := r.backoff(&md)
-		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionFalse, Reason: reason, Message: err.Error(), ObservedGeneration: md.Generation})
+		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionFalse, Reason: reason, Message: resolveErr.Error(), ObservedGeneration: md.Generation})
+		r.Recorder.Eventf(&md, nil, "Warning", reason, "Resolve", "%s", resolveErr.Error())
 		if md.Status.Digest == "" {
 			meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonNotResolved, Message: "nothing is served until the model resolves", ObservedGeneration: md.Generation})
+			md.Status.Phase = v1alpha1.PhasePending
+			return r.finish(ctx, &md, before, ctrl.Result{RequeueAfter: r.backoff(&md)})
 		}
-		r.Recorder.Eventf(&md, nil, "Warning", reason, "Resolve", "%s", err.Error())
-		if serr := r.updateStatus(ctx, &md, before); serr != nil {
-			return ctrl.Result{}, serr
+		// What runs keeps running, and a rollout under way goes on.
+		target = md.Status.Digest
+		if md.Status.Rollout != nil {
+			target = md.Status.Rollout.Digest
 		}
-		// Nothing rendered changes: the objects keep serving the last good digest.
-		return ctrl.Result{RequeueAfter: delay}, nil
-	}
-	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionTrue, Reason: ReasonResolved, Message: fmt.Sprintf("%s@%s is %s", md.Spec.Model.Name, refOf(md.Spec.Model), short(digest)), ObservedGeneration: md.Generation})
-	if digest != md.Status.Digest {
-		if md.Status.Digest != "" {
-			r.Recorder.Eventf(&md, nil, "Normal", ReasonRollingOut, "Rollout", "rolling out %s (was %s)", short(digest), short(md.Status.Digest))
-			rolloutsTotal.WithLabelValues("update").Inc()
-		} else {
-			r.Recorder.Eventf(&md, nil, "Normal", ReasonResolved, "Resolve", "serving %s", short(digest))
-			rolloutsTotal.WithLabelValues("initial").Inc()
-		}
-	}
-	if canary != "" && canary != md.Status.CanaryDigest {
-		r.Recorder.Eventf(&md, nil, "Normal", ReasonCanary, "Rollout", "canary %s takes %d%% of traffic", short(canary), md.Spec.FollowTag.CanaryPercent)
-		rolloutsTotal.WithLabelValues("canary").Inc()
+	} else {
+		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionTrue, Reason: ReasonResolved, Message: fmt.Sprintf("%s@%s is %s", md.Spec.Model.Name, refOf(md.Spec.Model), short(target)), ObservedGeneration: md.Generation})
 	}
 
-	sd, err := r.apply(ctx, &md, render.Inputs{Digest: digest, CanaryDigest: canary, InitializerImage: r.InitializerImage})
+	in := r.renderInputs()
+	hashes, err := predictorHashes(&md, in, md.Status.Digest, digestOf(md.Status.Rollout), target)
 	if err != nil {
+		return r.invalidSpec(ctx, &md, before, err)
+	}
+	obs, err := r.observe(ctx, &md)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	health := func(digest string) Health { return obs.health(digest, hashes[digest]) }
+	p := planRollout(now, &md.Status, md.Generation, target, policyOf(&md, r.Drain), health)
+
+	in.Versions = nil
+	for _, v := range p.Versions {
+		in.Versions = append(in.Versions, render.Version{Digest: v.Digest, Traffic: v.Traffic})
+	}
+	if _, err := r.apply(ctx, &md, in); err != nil {
 		r.Recorder.Eventf(&md, nil, "Warning", "ApplyFailed", "Apply", "%s", err.Error())
 		return ctrl.Result{}, err
 	}
-	md.Status.Digest, md.Status.ShortDigest, md.Status.CanaryDigest = digest, short(digest), canary
+	for _, e := range p.Events {
+		r.Recorder.Eventf(&md, nil, e.Type, e.Reason, "Rollout", "%s", e.Message)
+		rolloutsTotal.WithLabelValues(e.Reason).Inc()
+	}
+	if md.Status.Digest == "" {
+		r.Recorder.Eventf(&md, nil, "Normal", ReasonResolved, "Rollout", "serving %s", short(p.Serving))
+		rolloutsTotal.WithLabelValues("Initial").Inc()
+	}
+
+	md.Status.Digest, md.Status.ShortDigest = p.Serving, short(p.Serving)
+	md.Status.Rollout, md.Status.LastAborted, md.Status.CanaryDigest = p.Rollout, p.LastAborted, digestOf(p.Rollout)
 	md.Status.URL = render.URL(&md)
 	md.Status.ObservedGeneration = md.Generation
-	r.setReady(&md, sd, digest, canary)
-	if err := r.updateStatus(ctx, &md, before); err != nil {
-		return ctrl.Result{}, err
+	setRolloutStatus(&md, p, health, before.Phase)
+
+	wake := p.Wake
+	if err := r.hold(ctx, &md, p); err != nil {
+		r.Recorder.Eventf(&md, nil, "Warning", ReasonHoldFailed, "Hold", "%s", err.Error())
+		wake = minPositive(wake, r.retryAfter())
 	}
-	logger.V(1).Info("reconciled", "digest", digest, "canary", canary)
+	wake = minPositive(wake, r.holdWake(&md))
+	logger.V(1).Info("reconciled", "serving", p.Serving, "rollout", md.Status.CanaryDigest, "phase", md.Status.Phase)
 	if ft := md.Spec.FollowTag; ft != nil && ft.Enabled {
 		interval := ft.Interval.Duration
 		if interval <= 0 {
 			interval = time.Minute
 		}
-		return ctrl.Result{RequeueAfter: interval}, nil
+		wake = minPositive(wake, interval)
 	}
-	return ctrl.Result{}, nil
+	return r.finish(ctx, &md, before, ctrl.Result{RequeueAfter: wake})
+}
+
+// finish writes the status if it changed and returns res. A conflict means
+// the object changed since it was read: the request is queued again, to
+// decide on the fresh object, instead of dropping what was decided.
+func (r *Reconciler) finish(ctx context.Context, md *v1alpha1.ModelDeployment, before *v1alpha1.ModelDeploymentStatus, res ctrl.Result) (ctrl.Result, error) {
+	if equality.Semantic.DeepEqual(*before, md.Status) {
+		return res, nil
+	}
+	if err := r.Status().Update(ctx, md); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	return res, nil
+}
+
+// invalidSpec reports a spec that cannot be rendered; nothing changes in
+// the cluster until it is fixed.
+func (r *Reconciler) invalidSpec(ctx context.Context, md *v1alpha1.ModelDeployment, before *v1alpha1.ModelDeploymentStatus, err error) (ctrl.Result, error) {
+	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonInvalidSpec, Message: err.Error(), ObservedGeneration: md.Generation})
+	r.Recorder.Eventf(md, nil, "Warning", ReasonInvalidSpec, "Render", "%s", err.Error())
+	return r.finish(ctx, md, before, ctrl.Result{})
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) retryAfter() time.Duration {
+	if r.RetryAfter > 0 {
+		return r.RetryAfter
+	}
+	return 30 * time.Second
+}
+
+// minPositive is the smaller of two durations, ignoring those <= 0.
+func minPositive(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// digestOf is the digest of a rollout, or "" for none.
+func digestOf(ro *v1alpha1.Rollout) string {
+	if ro != nil {
+		return ro.Digest
+	}
+	return ""
+}
+
+// renderInputs are the inputs every rendering shares.
+func (r *Reconciler) renderInputs() render.Inputs {
+	return render.Inputs{InitializerImage: r.InitializerImage}
+}
+
+// predictorHashes renders, for each digest given, the predictor that would
+// serve it and returns its spec hash (render.AnnotationSpecHash) by digest.
+func predictorHashes(md *v1alpha1.ModelDeployment, in render.Inputs, digests ...string) (map[string]string, error) {
+	hashes := map[string]string{}
+	for _, d := range digests {
+		if d == "" || hashes[d] != "" {
+			continue
+		}
+		in.Versions = []render.Version{{Digest: d, Traffic: 100}}
+		sd, err := render.RenderSeldonDeployment(md, in)
+		if err != nil {
+			return nil, err
+		}
+		render.StampSpecHashes(sd)
+		hashes[d] = sd.Spec.Predictors[0].Annotations[render.AnnotationSpecHash]
+	}
+	return hashes, nil
+}
+
+// setRolloutStatus sets the phase and the Ready and Progressing conditions
+// from the plan and the versions' health.
+func setRolloutStatus(md *v1alpha1.ModelDeployment, p plan, health func(string) Health, phaseBefore string) {
+	ready := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonAvailable, ObservedGeneration: md.Generation}
+	var waiting []string
+	for _, v := range p.Versions {
+		if v.Traffic == 0 {
+			continue
+		}
+		h := health(v.Digest)
+		switch {
+		case h.Failed != "":
+			ready.Status, ready.Reason = metav1.ConditionFalse, ReasonServerError
+			waiting = append(waiting, short(v.Digest)+": "+h.Failed)
+		case !h.Available:
+			if ready.Reason != ReasonServerError {
+				ready.Status, ready.Reason = metav1.ConditionFalse, ReasonRollingOut
+			}
+			waiting = append(waiting, short(v.Digest)+": "+h.Detail)
+		}
+	}
+	if ready.Status == metav1.ConditionTrue {
+		ready.Message = "serving " + short(p.Serving)
+		if p.Rollout != nil {
+			ready.Message = fmt.Sprintf("serving %s; %s is at step %s with %d%% of traffic", short(p.Serving), short(p.Rollout.Digest), p.Rollout.Step, p.Rollout.Traffic)
+		}
+	} else {
+		ready.Message = strings.Join(waiting, "; ")
+	}
+	meta.SetStatusCondition(&md.Status.Conditions, ready)
+
+	progressing := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: ReasonRolledOut, Message: "serving " + short(p.Serving), ObservedGeneration: md.Generation}
+	switch {
+	case p.Rollout != nil:
+		progressing.Status, progressing.Reason = metav1.ConditionTrue, p.Rollout.Step
+		progressing.Message = fmt.Sprintf("%s is at step %s with %d%% of traffic", short(p.Rollout.Digest), p.Rollout.Step, p.Rollout.Traffic)
+		if h := health(p.Rollout.Digest); p.Rollout.Step == v1alpha1.StepStarting && h.Detail != "" {
+			progressing.Message += "; waiting: " + h.Detail
+		}
+	case p.LastAborted != nil:
+		progressing.Reason = ReasonRolloutAborted
+		progressing.Message = fmt.Sprintf("abandoned %s (%s): %s; %s keeps all traffic", short(p.LastAborted.Digest), p.LastAborted.Reason, p.LastAborted.Message, short(p.Serving))
+	}
+	meta.SetStatusCondition(&md.Status.Conditions, progressing)
+
+	switch {
+	case p.Rollout != nil:
+		md.Status.Phase = v1alpha1.PhaseRollingOut
+	case ready.Status == metav1.ConditionTrue:
+		md.Status.Phase = v1alpha1.PhaseServing
+	case phaseBefore == "" || phaseBefore == v1alpha1.PhasePending:
+		md.Status.Phase = v1alpha1.PhasePending
+	default:
+		md.Status.Phase = v1alpha1.PhaseDegraded
+	}
 }
 
 // maxRetryAfter caps the backoff of a failing resolution.
@@ -129,15 +313,12 @@ const maxRetryAfter = 5 * time.Minute
 // first, then as long as the failure has lasted (so it roughly doubles),
 // at most maxRetryAfter.
 func (r *Reconciler) backoff(md *v1alpha1.ModelDeployment) time.Duration {
-	base := r.RetryAfter
-	if base <= 0 {
-		base = 30 * time.Second
-	}
+	base := r.retryAfter()
 	c := meta.FindStatusCondition(md.Status.Conditions, v1alpha1.ConditionResolved)
 	if c == nil || c.Status != metav1.ConditionFalse {
 		return base
 	}
-	return min(max(base, time.Since(c.LastTransitionTime.Time)), maxRetryAfter)
+	return min(max(base, r.now().Sub(c.LastTransitionTime.Time)), maxRetryAfter)
 }
 
 func short(d string) string {
@@ -147,22 +328,20 @@ func short(d string) string {
 	return d
 }
 
-// versions decides what the main predictor serves and what, if anything,
-// runs as canary. A pinned digest is served as is; a tag is resolved when
-// the spec changed or, with followTag, on every check. A canary that is
-// Ready is promoted.
-func (r *Reconciler) versions(ctx context.Context, md *v1alpha1.ModelDeployment) (digest, canary string, err error) {
-	cur, curCanary := md.Status.Digest, md.Status.CanaryDigest
-	follow := md.Spec.FollowTag != nil && md.Spec.FollowTag.Enabled
-	specChanged := md.Status.ObservedGeneration != md.Generation
-	if curCanary != "" && r.canaryReady(ctx, md) {
-		cur, curCanary = curCanary, "" // promote
-	}
+// target is the digest the spec asks for now. A pinned digest is itself;
+// a tag is resolved when the spec changed or, with followTag, on every
+// check; otherwise the version already chosen stays.
+func (r *Reconciler) target(ctx context.Context, md *v1alpha1.ModelDeployment) (string, error) {
 	if md.Spec.Model.Digest != "" {
-		return md.Spec.Model.Digest, "", nil
+		return md.Spec.Model.Digest, nil
 	}
-	if !follow && !specChanged && cur != "" {
-		return cur, "", nil
+	chosen := md.Status.Digest
+	if md.Status.Rollout != nil {
+		chosen = md.Status.Rollout.Digest
+	}
+	follow := md.Spec.FollowTag != nil && md.Spec.FollowTag.Enabled
+	if !follow && md.Status.ObservedGeneration == md.Generation && chosen != "" {
+		return chosen, nil
 	}
 	resolved, err := r.Resolver.Resolve(ctx, md.Spec.Model)
 	if err != nil {
@@ -173,44 +352,10 @@ func (r *Reconciler) versions(ctx context.Context, md *v1alpha1.ModelDeployment)
 		}
 		resolvesTotal.WithLabelValues(reason).Inc()
 		registryErrorsTotal.WithLabelValues(reason).Inc()
-		return "", "", err
+		return "", err
 	}
 	resolvesTotal.WithLabelValues(ReasonResolved).Inc()
-	switch {
-	case cur == "" || specChanged && !follow:
-		return resolved, "", nil
-	case resolved == cur:
-		return cur, "", nil
-	case md.Spec.FollowTag.CanaryPercent > 0:
-		return cur, resolved, nil
-	default:
-		return resolved, "", nil
-	}
-}
-
-// canaryReady reads the SeldonDeployment: Available while the canary
-// predictor is rendered means the canary answers.
-func (r *Reconciler) canaryReady(ctx context.Context, md *v1alpha1.ModelDeployment) bool {
-	sd := &unstructured.Unstructured{}
-	sd.SetGroupVersionKind(render.SeldonDeploymentGVK)
-	if err := r.Get(ctx, client.ObjectKeyFromObject(md), sd); err != nil {
-		return false
-	}
-	state, _, _ := unstructured.NestedString(sd.Object, "status", "state")
-	return state == "Available" && len(predictorNames(sd)) == 2
-}
-
-func predictorNames(sd *unstructured.Unstructured) []string {
-	preds, _, _ := unstructured.NestedSlice(sd.Object, "spec", "predictors")
-	var names []string
-	for _, p := range preds {
-		if m, ok := p.(map[string]any); ok {
-			if n, ok := m["name"].(string); ok {
-				names = append(names, n)
-			}
-		}
-	}
-	return names
+	return resolved, nil
 }
 
 // apply renders and server-side-applies every object, owned by md.
@@ -270,56 +415,6 @@ func (r *Reconciler) deleteOwned(ctx context.Context, md *v1alpha1.ModelDeployme
 	return client.IgnoreNotFound(r.Delete(ctx, u))
 }
 
-// setReady maps Seldon's state to the Ready condition.
-func (r *Reconciler) setReady(md *v1alpha1.ModelDeployment, applied *unstructured.Unstructured, digest, canary string) {
-	state, description := "", ""
-	current := &unstructured.Unstructured{}
-	current.SetGroupVersionKind(render.SeldonDeploymentGVK)
-	if err := r.Get(context.Background(), client.ObjectKeyFromObject(md), current); err == nil {
-		state, _, _ = unstructured.NestedString(current.Object, "status", "state")
-		description, _, _ = unstructured.NestedString(current.Object, "status", "description")
-	}
-	cond := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: md.Generation}
-	switch state {
-	case "Available":
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, ReasonAvailable, "serving "+short(digest)
-		if canary != "" {
-			cond.Reason, cond.Message = ReasonCanary, fmt.Sprintf("serving %s; canary %s rolling out", short(digest), short(canary))
-		}
-	case "Failed":
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonServerError, "Seldon reports: "+description
-	default:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonRollingOut, "waiting for the SeldonDeployment to become Available"
-	}
-	if cond.Status == metav1.ConditionFalse && cond.Reason == ReasonServerError {
-		r.Recorder.Eventf(md, nil, "Warning", ReasonServerError, "Serve", "%s", cond.Message)
-	}
-	meta.SetStatusCondition(&md.Status.Conditions, cond)
-}
-
-func (r *Reconciler) updateStatus(ctx context.Context, md *v1alpha1.ModelDeployment, before *v1alpha1.ModelDeploymentStatus) error {
-	if equalStatus(before, &md.Status) {
-		return nil
-	}
-	if err := r.Status().Update(ctx, md); err != nil && !apierrors.IsConflict(err) {
-		return err
-	}
-	return nil
-}
-
-func equalStatus(a, b *v1alpha1.ModelDeploymentStatus) bool {
-	if a.Digest != b.Digest || a.CanaryDigest != b.CanaryDigest || a.URL != b.URL || a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) {
-		return false
-	}
-	for i := range a.Conditions {
-		x, y := a.Conditions[i], b.Conditions[i]
-		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message || x.ObservedGeneration != y.ObservedGeneration {
-			return false
-		}
-	}
-	return true
-}
-
 // SetupWithManager registers the reconciler; it watches the objects it owns.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	owned := func(gvk schema.GroupVersionKind) *unstructured.Unstructured {
@@ -327,8 +422,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		u.SetGroupVersionKind(gvk)
 		return u
 	}
+	// Seldon's Deployments and their pods carry the ModelDeployment's
+	// name: a change in their readiness is a reason to look again.
+	byName := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		name := o.GetLabels()[render.LabelName]
+		if name == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ModelDeployment{}).
+		Watches(&appsv1.Deployment{}, byName).
+		Watches(&corev1.Pod{}, byName).
 		Owns(owned(render.SeldonDeploymentGVK)).
 		Owns(owned(render.VirtualServiceGVK)).
 		Owns(owned(render.GatewayGVK)).

@@ -40,8 +40,29 @@ const (
 	SeldonHTTPPort = 8000
 )
 
+// Version is one model version the SeldonDeployment serves and its share
+// of traffic.
+type Version struct {
+	Digest  string
+	Traffic int32
+}
+
+// PredictorName names a version's predictor after its digest: a new
+// version runs beside the old one under its own predictor, and promotion
+// shifts traffic between predictors without re-rolling a running one.
+func PredictorName(digest string) string {
+	hex := strings.TrimPrefix(digest, "sha256:")
+	if len(hex) > 12 {
+		hex = hex[:12]
+	}
+	return "v-" + hex
+}
+
 // Inputs are what rendering needs beyond the spec.
 type Inputs struct {
+	// Versions, when set, are the predictors: Versions[0] the serving one;
+	// their traffic sums to 100.
+	Versions []Version
 	// Digest is the manifest digest the main predictor serves.
 	Digest string
 	// CanaryDigest, when set, runs as the canary predictor.
@@ -73,13 +94,29 @@ func ModelURI(src v1alpha1.ModelSource, digest string) (string, error) {
 
 // Labels mark every object rendered for a ModelDeployment.
 func Labels(md *v1alpha1.ModelDeployment) map[string]string {
-	return map[string]string{"app.kubernetes.io/managed-by": "modelx-controller", "deploy.modelx.io/name": md.Name}
+	return map[string]string{"app.kubernetes.io/managed-by": "modelx-controller", LabelName: md.Name}
 }
 
 // RenderSeldonDeployment renders the SeldonDeployment of md: the main predictor
 // on in.Digest and, with a canary, a second predictor on in.CanaryDigest
 // with that share of traffic.
 func RenderSeldonDeployment(md *v1alpha1.ModelDeployment, in Inputs) (*SeldonDeployment, error) {
+	if len(in.Versions) > 0 {
+		var predictors []PredictorSpec
+		for _, v := range in.Versions {
+			p, err := predictor(md, in, PredictorName(v.Digest), v.Digest)
+			if err != nil {
+				return nil, err
+			}
+			p.Traffic = v.Traffic
+			predictors = append(predictors, p)
+		}
+		return &SeldonDeployment{
+			TypeMeta:   metav1.TypeMeta{APIVersion: SeldonDeploymentGVK.GroupVersion().String(), Kind: SeldonDeploymentGVK.Kind},
+			ObjectMeta: metav1.ObjectMeta{Name: md.Name, Namespace: md.Namespace, Labels: Labels(md)},
+			Spec:       SeldonDeploymentSpec{Name: md.Name, Protocol: "v2", Predictors: predictors},
+		}, nil
+	}
 	if in.Digest == "" {
 		return nil, fmt.Errorf("no resolved digest to render")
 	}
@@ -142,7 +179,7 @@ func predictor(md *v1alpha1.ModelDeployment, in Inputs, name, digest string) (Pr
 	return PredictorSpec{
 		Name: name, Graph: unit, Replicas: ptr.To(ptr.Deref(spec.Replicas, 1)), Traffic: 100,
 		ComponentSpecs: []SeldonPodSpec{{Spec: pod}}, Labels: labels,
-		Annotations: map[string]string{"deploy.modelx.io/digest": digest},
+		Annotations: map[string]string{AnnotationDigest: digest},
 	}, nil
 }
 

@@ -46,12 +46,19 @@ type FollowTag struct {
 	// +kubebuilder:default="1m"
 	// +optional
 	Interval metav1.Duration `json:"interval,omitempty"`
-	// CanaryPercent, when above 0, runs a new version as a second predictor
-	// with this share of traffic and promotes it once it is Ready.
+	// CanaryPercent, when above 0, gives a new version this share of
+	// traffic for canaryDuration once its own pods are available, before it
+	// takes all traffic. 0 switches traffic over as soon as the new version
+	// is available (blue-green).
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=99
 	// +optional
 	CanaryPercent int32 `json:"canaryPercent,omitempty"`
+	// CanaryDuration is how long the canary must stay available at its
+	// share of traffic before it is promoted.
+	// +kubebuilder:default="5m"
+	// +optional
+	CanaryDuration metav1.Duration `json:"canaryDuration,omitempty"`
 }
 
 // Server configures the inference server.
@@ -149,15 +156,91 @@ type ModelDeploymentSpec struct {
 	Credentials *Credentials `json:"credentials,omitempty"`
 	// +optional
 	Expose *Expose `json:"expose,omitempty"`
+	// ProgressDeadline bounds how long a new version may take to become
+	// available (and, in a canary, how long it may stay unavailable): past
+	// it the rollout is aborted and traffic stays on the serving version.
+	// +kubebuilder:default="10m"
+	// +optional
+	ProgressDeadline metav1.Duration `json:"progressDeadline,omitempty"`
 }
 
 // Condition types of a ModelDeployment.
 const (
 	// ConditionResolved is True when the model reference resolved to a digest.
 	ConditionResolved = "Resolved"
-	// ConditionReady is True when the served version answers.
+	// ConditionReady is True when every version that takes traffic has its
+	// pods available.
 	ConditionReady = "Ready"
+	// ConditionProgressing is True while a new version rolls out; False
+	// with reason RolledOut or RolloutAborted once it ends.
+	ConditionProgressing = "Progressing"
 )
+
+// Phases of a ModelDeployment (status.phase).
+const (
+	// PhasePending: nothing is served yet.
+	PhasePending = "Pending"
+	// PhaseServing: one version takes all traffic and is available.
+	PhaseServing = "Serving"
+	// PhaseRollingOut: a new version runs beside the serving one.
+	PhaseRollingOut = "RollingOut"
+	// PhaseDegraded: the serving version is not available.
+	PhaseDegraded = "Degraded"
+)
+
+// Steps of a rollout (status.rollout.step).
+const (
+	// StepStarting: the new version runs beside the serving one without
+	// traffic until its own pods are available.
+	StepStarting = "Starting"
+	// StepCanary: the new version takes canaryPercent of traffic.
+	StepCanary = "Canary"
+	// StepPromoting: the new version takes all traffic; the old one drains
+	// and is then removed.
+	StepPromoting = "Promoting"
+)
+
+// Rollout is a new version on its way to take the traffic.
+type Rollout struct {
+	// Digest of the new version.
+	Digest string `json:"digest"`
+	// Step is Starting, Canary or Promoting.
+	Step string `json:"step"`
+	// Traffic is the new version's share, in percent.
+	Traffic int32 `json:"traffic"`
+	// StartedAt is when the new version was first deployed.
+	StartedAt metav1.Time `json:"startedAt"`
+	// StepSince is when the current step began.
+	StepSince metav1.Time `json:"stepSince"`
+}
+
+// AbortedRollout is the last rollout that was abandoned. Its digest is not
+// tried again until the tag points elsewhere or the spec changes.
+type AbortedRollout struct {
+	Digest string `json:"digest"`
+	// Reason is a CamelCase word: Failed, ProgressDeadlineExceeded.
+	Reason  string      `json:"reason"`
+	Message string      `json:"message"`
+	At      metav1.Time `json:"at"`
+	// Generation is the spec generation the rollout ran under.
+	Generation int64 `json:"generation"`
+}
+
+// RegistryHold records the hold that keeps the served versions safe from
+// the registry's garbage collection.
+type RegistryHold struct {
+	// Registry and Model name where the hold is.
+	Registry string `json:"registry"`
+	Model    string `json:"model"`
+	// Holder is the hold's name in the registry.
+	Holder string `json:"holder"`
+	// Digests held.
+	Digests []string `json:"digests,omitempty"`
+	// Renewed is when the controller last put the hold.
+	Renewed metav1.Time `json:"renewed"`
+	// Expires is when the registry drops the hold unless it is renewed.
+	Expires metav1.Time `json:"expires"`
+}
 
 // ModelDeploymentStatus is what the controller observed.
 type ModelDeploymentStatus struct {
@@ -170,13 +253,25 @@ type ModelDeploymentStatus struct {
 	// ShortDigest is Digest shortened for display.
 	// +optional
 	ShortDigest string `json:"shortDigest,omitempty"`
-	// CanaryDigest is the new version under canary, if any.
+	// CanaryDigest is the new version rolling out, if any (rollout.digest).
 	// +optional
 	CanaryDigest string `json:"canaryDigest,omitempty"`
+	// Phase is Pending, Serving, RollingOut or Degraded.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// Rollout is the new version on its way, if any.
+	// +optional
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// LastAborted is the last rollout that was abandoned.
+	// +optional
+	LastAborted *AbortedRollout `json:"lastAborted,omitempty"`
+	// Hold is the registry hold on the served digests.
+	// +optional
+	Hold *RegistryHold `json:"hold,omitempty"`
 	// URL is where the model answers.
 	// +optional
 	URL string `json:"url,omitempty"`
-	// Conditions: Resolved, Ready.
+	// Conditions: Resolved, Ready, Progressing.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -191,6 +286,7 @@ type ModelDeploymentStatus struct {
 // +kubebuilder:printcolumn:name="Tag",type=string,JSONPath=`.spec.model.tag`
 // +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.shortDigest`
 // +kubebuilder:printcolumn:name="Server",type=string,JSONPath=`.spec.server.type`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -1,0 +1,187 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"modelx.io/modelx/deploy-controller/api/v1alpha1"
+	"modelx.io/modelx/deploy-controller/render"
+)
+
+// crashLoopRestarts is how many restarts of a container that is not ready
+// make a version Failed, even between two CrashLoopBackOff waits.
+const crashLoopRestarts = 3
+
+// stuckWaiting are the waiting reasons of a container that will not start
+// without a change to the spec or the cluster.
+var stuckWaiting = map[string]bool{
+	"CrashLoopBackOff":           true,
+	"ImagePullBackOff":           true,
+	"ErrImagePull":               true,
+	"InvalidImageName":           true,
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+}
+
+// observed is the cluster's side of a ModelDeployment: the Deployments
+// Seldon made for its predictors and their pods, and the state Seldon
+// reports for the SeldonDeployment.
+type observed struct {
+	deployments []appsv1.Deployment
+	pods        []corev1.Pod
+	// seldonState and seldonDescription are the SeldonDeployment's status.
+	seldonState, seldonDescription string
+}
+
+// observe lists what Seldon made for md. Deployments and pods carry the
+// ModelDeployment's label (Seldon copies predictor labels onto both).
+func (r *Reconciler) observe(ctx context.Context, md *v1alpha1.ModelDeployment) (*observed, error) {
+	o := &observed{}
+	sd := &unstructured.Unstructured{}
+	sd.SetGroupVersionKind(render.SeldonDeploymentGVK)
+	if err := r.Get(ctx, client.ObjectKeyFromObject(md), sd); err == nil {
+		o.seldonState, _, _ = unstructured.NestedString(sd.Object, "status", "state")
+		o.seldonDescription, _, _ = unstructured.NestedString(sd.Object, "status", "description")
+	} else if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read SeldonDeployment: %w", err)
+	}
+	sel := client.MatchingLabels{render.LabelName: md.Name}
+	var deps appsv1.DeploymentList
+	if err := r.List(ctx, &deps, client.InNamespace(md.Namespace), sel); err != nil {
+		return nil, fmt.Errorf("list Deployments: %w", err)
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(md.Namespace), sel); err != nil {
+		return nil, fmt.Errorf("list Pods: %w", err)
+	}
+	o.deployments, o.pods = deps.Items, pods.Items
+	return o, nil
+}
+
+// health reports the version with this digest, whose predictor was
+// rendered with spec hash wantHash (render.AnnotationSpecHash).
+func (o *observed) health(digest, wantHash string) Health {
+	var mine []*appsv1.Deployment
+	for i := range o.deployments {
+		if o.deployments[i].Annotations[render.AnnotationDigest] == digest {
+			mine = append(mine, &o.deployments[i])
+		}
+	}
+	if len(mine) == 0 {
+		detail := "Seldon has not created its Deployment yet"
+		if o.seldonState == "Failed" && o.seldonDescription != "" {
+			return Health{Failed: "Seldon reports: " + o.seldonDescription}
+		}
+		return Health{Detail: detail}
+	}
+	for _, d := range mine {
+		if failed := deploymentFailure(d); failed != "" {
+			return Health{Failed: failed}
+		}
+	}
+	if failed := o.podFailure(digest, wantHash); failed != "" {
+		return Health{Failed: failed}
+	}
+	for _, d := range mine {
+		if detail := deploymentWaiting(d, wantHash); detail != "" {
+			return Health{Detail: detail}
+		}
+	}
+	return Health{Available: true}
+}
+
+// deploymentFailure is why Kubernetes gave up on a Deployment's rollout.
+func deploymentFailure(d *appsv1.Deployment) string {
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			return fmt.Sprintf("Deployment %s: %s", d.Name, c.Message)
+		}
+	}
+	return ""
+}
+
+// deploymentWaiting says what a Deployment waits for before all its
+// replicas run wantHash and are available; "" when none.
+func deploymentWaiting(d *appsv1.Deployment, wantHash string) string {
+	if got := d.Annotations[render.AnnotationSpecHash]; got != wantHash {
+		return fmt.Sprintf("Deployment %s does not run the rendered spec yet", d.Name)
+	}
+	want := ptr.Deref(d.Spec.Replicas, 1)
+	s := d.Status
+	switch {
+	case s.ObservedGeneration < d.Generation:
+		return fmt.Sprintf("Deployment %s: the deployment controller has not seen the new spec yet", d.Name)
+	case s.UpdatedReplicas < want || s.Replicas > s.UpdatedReplicas:
+		return fmt.Sprintf("Deployment %s: %d of %d pods updated", d.Name, s.UpdatedReplicas, want)
+	case s.AvailableReplicas < want:
+		return fmt.Sprintf("Deployment %s: %d of %d pods available", d.Name, s.AvailableReplicas, want)
+	}
+	return ""
+}
+
+// podFailure is the first reason, in pod name order, why a pod of the
+// version at wantHash will not become ready.
+func (o *observed) podFailure(digest, wantHash string) string {
+	var reasons []string
+	for i := range o.pods {
+		p := &o.pods[i]
+		if p.Annotations[render.AnnotationDigest] != digest || p.Annotations[render.AnnotationSpecHash] != wantHash || p.DeletionTimestamp != nil {
+			continue
+		}
+		if why := podStuck(p); why != "" {
+			reasons = append(reasons, why)
+		}
+	}
+	if len(reasons) == 0 {
+		return ""
+	}
+	sort.Strings(reasons)
+	return reasons[0]
+}
+
+// podStuck says why a pod will not become ready on its own; "" when it
+// may still.
+func podStuck(p *corev1.Pod) string {
+	if p.Status.Phase == corev1.PodFailed {
+		return fmt.Sprintf("pod %s failed: %s", p.Name, strings.TrimSpace(p.Status.Reason+" "+p.Status.Message))
+	}
+	statuses := append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+	for _, cs := range statuses {
+		if w := cs.State.Waiting; w != nil && stuckWaiting[w.Reason] {
+			return fmt.Sprintf("pod %s: container %s: %s", p.Name, cs.Name, strings.TrimSuffix(strings.TrimSpace(w.Reason+": "+w.Message), ":"))
+		}
+		if cs.RestartCount >= crashLoopRestarts && !cs.Ready {
+			msg := fmt.Sprintf("pod %s: container %s restarted %d times", p.Name, cs.Name, cs.RestartCount)
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				msg += fmt.Sprintf(" (last exit code %d: %s)", t.ExitCode, strings.TrimSpace(t.Reason+" "+t.Message))
+			}
+			return msg
+		}
+	}
+	return ""
+}
+
+// CacheOptions limits the manager's cache of Deployments and Pods to those
+// Seldon made for ModelDeployments (they carry render.LabelName): the
+// controller must not hold every pod of the cluster in memory.
+func CacheOptions() cache.Options {
+	ours, err := labels.Parse(render.LabelName)
+	if err != nil {
+		panic(err) // a constant label key
+	}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}: {Label: ours},
+		&corev1.Pod{}:        {Label: ours},
+	}}
+}

@@ -1,0 +1,75 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"modelx.io/modelx/deploy-controller/render"
+)
+
+func TestHealth(t *testing.T) {
+	const hash = "h1"
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Generation: 2, Annotations: map[string]string{render.AnnotationDigest: dNew, render.AnnotationSpecHash: hash}}
+	}
+	dep := func(mut func(*appsv1.Deployment)) appsv1.Deployment {
+		d := appsv1.Deployment{ObjectMeta: meta("sd-v-222-0-model"), Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 2, ReadyReplicas: 2}}
+		if mut != nil {
+			mut(&d)
+		}
+		return d
+	}
+	pod := func(mut func(*corev1.Pod)) corev1.Pod {
+		p := corev1.Pod{ObjectMeta: meta("sd-v-222-0-model-abc"), Status: corev1.PodStatus{Phase: corev1.PodRunning,
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "model", Ready: true}}}}
+		if mut != nil {
+			mut(&p)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name      string
+		obs       observed
+		available bool
+		failed    string // substring of Failed
+		detail    string // substring of Detail
+	}{
+		{name: "available", obs: observed{deployments: []appsv1.Deployment{dep(nil)}, pods: []corev1.Pod{pod(nil)}}, available: true},
+		{name: "no Deployment yet", obs: observed{}, detail: "not created"},
+		{name: "Seldon failed before creating it", obs: observed{seldonState: "Failed", seldonDescription: "bad graph"}, failed: "Seldon reports: bad graph"},
+		{name: "old spec", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Annotations[render.AnnotationSpecHash] = "h0" })}}, detail: "does not run the rendered spec"},
+		{name: "spec not observed", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Status.ObservedGeneration = 1 })}}, detail: "has not seen"},
+		{name: "old pods remain", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Status.Replicas = 3 })}}, detail: "2 of 2 pods updated"},
+		{name: "not all available", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Status.AvailableReplicas = 1 })}}, detail: "1 of 2 pods available"},
+		{name: "progress deadline", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) {
+			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "ReplicaSet x has timed out progressing."}}
+		})}}, failed: "timed out progressing"},
+		{name: "init container crash loop", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Status.AvailableReplicas = 0 })}, pods: []corev1.Pod{pod(func(p *corev1.Pod) {
+			p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "model-model-initializer", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 40s"}}}}
+		})}}, failed: "container model-model-initializer: CrashLoopBackOff: back-off 40s"},
+		{name: "restarts between back-offs", obs: observed{deployments: []appsv1.Deployment{dep(nil)}, pods: []corev1.Pod{pod(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses[0] = corev1.ContainerStatus{Name: "model", RestartCount: 3, LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}}
+		})}}, failed: "restarted 3 times (last exit code 137: OOMKilled)"},
+		{name: "image pull", obs: observed{deployments: []appsv1.Deployment{dep(nil)}, pods: []corev1.Pod{pod(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses[0].State.Waiting = &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}
+		})}}, failed: "ImagePullBackOff"},
+		{name: "a failing pod of an older spec does not count", obs: observed{deployments: []appsv1.Deployment{dep(nil)}, pods: []corev1.Pod{pod(func(p *corev1.Pod) {
+			p.Annotations[render.AnnotationSpecHash] = "h0"
+			p.Status.ContainerStatuses[0].State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
+		})}}, available: true},
+		{name: "another version's Deployment does not count", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Annotations[render.AnnotationDigest] = dOld })}}, detail: "not created"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := c.obs.health(dNew, hash)
+			if h.Available != c.available || !strings.Contains(h.Failed, c.failed) || (c.failed == "") != (h.Failed == "") || !strings.Contains(h.Detail, c.detail) {
+				t.Fatalf("health %+v, want available=%v failed~%q detail~%q", h, c.available, c.failed, c.detail)
+			}
+		})
+	}
+}
