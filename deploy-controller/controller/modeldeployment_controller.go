@@ -93,7 +93,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	before := md.Status.DeepCopy()
 	now := r.now()
 
-	target, resolveErr := r.target(ctx, &md)
+	resolved, resolveErr := r.target(ctx, &md)
+	target := resolved.Digest
 	if resolveErr != nil {
 		var re *ResolveError
 		reason := ReasonRegistryUnreachable
@@ -328,20 +329,18 @@ func short(d string) string {
 	return d
 }
 
-// target is the digest the spec asks for now. A pinned digest is itself;
-// a tag is resolved when the spec changed or, with followTag, on every
-// check; otherwise the version already chosen stays.
-func (r *Reconciler) target(ctx context.Context, md *v1alpha1.ModelDeployment) (string, error) {
-	if md.Spec.Model.Digest != "" {
-		return md.Spec.Model.Digest, nil
-	}
+// target is the version the spec asks for now. The reference (a tag, or a
+// pinned digest, which must exist) is resolved when the spec changed, when
+// nothing is chosen yet, and with followTag on every check; otherwise the
+// version already chosen stays (Files then empty).
+func (r *Reconciler) target(ctx context.Context, md *v1alpha1.ModelDeployment) (Resolved, error) {
 	chosen := md.Status.Digest
 	if md.Status.Rollout != nil {
 		chosen = md.Status.Rollout.Digest
 	}
 	follow := md.Spec.FollowTag != nil && md.Spec.FollowTag.Enabled
 	if !follow && md.Status.ObservedGeneration == md.Generation && chosen != "" {
-		return chosen, nil
+		return Resolved{Digest: chosen}, nil
 	}
 	resolved, err := r.Resolver.Resolve(ctx, md.Spec.Model)
 	if err != nil {
@@ -352,7 +351,7 @@ func (r *Reconciler) target(ctx context.Context, md *v1alpha1.ModelDeployment) (
 		}
 		resolvesTotal.WithLabelValues(reason).Inc()
 		registryErrorsTotal.WithLabelValues(reason).Inc()
-		return "", err
+		return Resolved{}, err
 	}
 	resolvesTotal.WithLabelValues(ReasonResolved).Inc()
 	return resolved, nil

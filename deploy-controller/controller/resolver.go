@@ -13,7 +13,15 @@ import (
 
 // Resolver turns a model reference into the digest of its manifest.
 type Resolver interface {
-	Resolve(ctx context.Context, src v1alpha1.ModelSource) (string, error)
+	Resolve(ctx context.Context, src v1alpha1.ModelSource) (Resolved, error)
+}
+
+// Resolved is a model version found in the registry.
+type Resolved struct {
+	// Digest of the manifest.
+	Digest string
+	// Files are the paths of the version's files.
+	Files []string
 }
 
 // Reasons of the Resolved condition, each naming what a person can do.
@@ -46,30 +54,60 @@ type RegistryResolver struct {
 }
 
 // Resolve implements Resolver.
-func (r *RegistryResolver) Resolve(ctx context.Context, src v1alpha1.ModelSource) (string, error) {
+func (r *RegistryResolver) Resolve(ctx context.Context, src v1alpha1.ModelSource) (Resolved, error) {
+	d, m, err := r.resolve(ctx, src)
+	if err != nil {
+		return Resolved{}, err
+	}
+	return Resolved{Digest: d, Files: fileNames(m)}, nil
+}
+
+// fileNames lists the paths of a manifest's files, packed or not, and
+// its config (modelx.yaml).
+func fileNames(m *spec.Manifest) []string {
+	if m == nil {
+		return nil
+	}
+	var out []string
+	if m.Config.Name != "" {
+		out = append(out, m.Config.Name)
+	}
+	for _, b := range m.Blobs {
+		if len(b.Files) > 0 {
+			for _, f := range b.Files {
+				out = append(out, f.Name)
+			}
+			continue
+		}
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+func (r *RegistryResolver) resolve(ctx context.Context, src v1alpha1.ModelSource) (string, *spec.Manifest, error) {
 	ref, err := client.ParseReference(src.Registry+"/"+src.Name+"@"+refOf(src), nil)
 	if err != nil {
-		return "", &ResolveError{Reason: ReasonInvalidReference, Err: err}
+		return "", nil, &ResolveError{Reason: ReasonInvalidReference, Err: err}
 	}
 	var token func() (string, error)
 	if r.Token != nil {
 		token = func() (string, error) { return r.Token(ref.Registry) }
 	}
 	api := client.NewAPI(ref.Registry, r.HTTPClient, token)
-	_, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
+	m, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
 	if err == nil {
-		return string(d), nil
+		return string(d), m, nil
 	}
 	var apiErr *client.Error
 	switch {
 	case errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden):
-		return "", &ResolveError{Reason: ReasonUnauthorized, Err: fmt.Errorf("%s refused the controller (%s): grant it pull on %s", ref.Registry, apiErr.API.Code, src.Name)}
+		return "", nil, &ResolveError{Reason: ReasonUnauthorized, Err: fmt.Errorf("%s refused the controller (%s): grant it pull on %s", ref.Registry, apiErr.API.Code, src.Name)}
 	case client.Code(err) == spec.ErrorManifestUnknown || client.Code(err) == spec.ErrorIndexUnknown:
-		return "", &ResolveError{Reason: ReasonModelNotFound, Err: fmt.Errorf("%s has no %s@%s: push it, or fix spec.model", ref.Registry, src.Name, refOf(src))}
+		return "", nil, &ResolveError{Reason: ReasonModelNotFound, Err: fmt.Errorf("%s has no %s@%s: push it, or fix spec.model", ref.Registry, src.Name, refOf(src))}
 	case errors.As(err, &apiErr) && apiErr.Status < 500:
-		return "", &ResolveError{Reason: ReasonInvalidReference, Err: err}
+		return "", nil, &ResolveError{Reason: ReasonInvalidReference, Err: err}
 	}
-	return "", &ResolveError{Reason: ReasonRegistryUnreachable, Err: err}
+	return "", nil, &ResolveError{Reason: ReasonRegistryUnreachable, Err: err}
 }
 
 func refOf(src v1alpha1.ModelSource) string {

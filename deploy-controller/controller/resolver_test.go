@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	modelx "modelx.io/modelx/client"
@@ -42,8 +44,12 @@ func TestResolverAuthenticates(t *testing.T) {
 	}
 	src := v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Tag: "prod"}
 	r := &controller.RegistryResolver{Token: token}
-	if d, err := r.Resolve(context.Background(), src); err != nil || d != string(res.Digest) {
-		t.Fatalf("Resolve = %s, %v; want %s", d, err, res.Digest)
+	if got, err := r.Resolve(context.Background(), src); err != nil || got.Digest != string(res.Digest) || !slices.Contains(got.Files, "modelx.yaml") {
+		t.Fatalf("Resolve = %+v, %v; want %s with its files", got, err, res.Digest)
+	}
+	pinned := v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Digest: string(res.Digest)}
+	if got, err := r.Resolve(context.Background(), pinned); err != nil || got.Digest != string(res.Digest) {
+		t.Fatalf("Resolve(pinned) = %+v, %v", got, err)
 	}
 	for _, tc := range []struct {
 		resolver *controller.RegistryResolver
@@ -52,6 +58,7 @@ func TestResolverAuthenticates(t *testing.T) {
 	}{
 		{&controller.RegistryResolver{}, src, controller.ReasonUnauthorized},
 		{r, v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Tag: "nope"}, controller.ReasonModelNotFound},
+		{r, v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Digest: "sha256:" + strings.Repeat("0", 64)}, controller.ReasonModelNotFound},
 		{r, v1alpha1.ModelSource{Registry: "http://127.0.0.1:1", Name: "nlp/bert", Tag: "prod"}, controller.ReasonRegistryUnreachable},
 		{r, v1alpha1.ModelSource{Registry: srv.URL, Name: "Not Valid", Tag: "prod"}, controller.ReasonInvalidReference},
 	} {
