@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -84,7 +85,7 @@ func startSuite(t *testing.T) *suite {
 		t.Fatal(err)
 	}
 	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
-		Resolver: &controller.RegistryResolver{}, InitializerImage: "modelx:test", RetryAfter: 500 * time.Millisecond}
+		Resolver: &controller.RegistryResolver{}, InitializerImage: "modelx:test", RetryAfter: 500 * time.Millisecond, Drain: time.Second}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -148,19 +149,6 @@ func modelURI(p map[string]any) string {
 	return uri
 }
 
-// setSeldonState plays Seldon's operator: it reports the deployment's state.
-func (s *suite) setSeldonState(name, state string) {
-	s.t.Helper()
-	s.eventually("set the SeldonDeployment's state", func() error { // retried on conflicts with the controller's writes
-		sd, err := s.get(render.SeldonDeploymentGVK, name)
-		if err != nil {
-			return err
-		}
-		unstructured.SetNestedField(sd.Object, state, "status", "state")
-		return s.k8s.Status().Update(context.Background(), sd)
-	})
-}
-
 // printerRow reads a ModelDeployment as a server-side table, the way
 // kubectl get prints it, and returns its cells by column name.
 func (s *suite) printerRow(name string) map[string]string {
@@ -192,17 +180,91 @@ func condition(md *v1alpha1.ModelDeployment, t string) *metav1.Condition {
 	return meta.FindStatusCondition(md.Status.Conditions, t)
 }
 
+// readyWatch records every time Ready is not True on a ModelDeployment,
+// from when it is started until stop.
+func (s *suite) readyWatch(name string) (stop func() []string) {
+	done, out := make(chan struct{}), make(chan []string)
+	go func() {
+		var lapses []string
+		for {
+			select {
+			case <-done:
+				out <- lapses
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			md := &v1alpha1.ModelDeployment{}
+			if err := s.k8s.Get(context.Background(), client.ObjectKey{Namespace: "ml", Name: name}, md); err != nil {
+				continue
+			}
+			if c := condition(md, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+				lapses = append(lapses, fmt.Sprintf("%+v", c))
+			}
+		}
+	}()
+	return func() []string { close(done); return <-out }
+}
+
+// traffic is each predictor's share of traffic, by name.
+func traffic(sd *unstructured.Unstructured) map[string]int64 {
+	out := map[string]int64{}
+	for _, p := range predictors(sd) {
+		t, _ := p["traffic"].(int64)
+		out[p["name"].(string)] = t
+	}
+	return out
+}
+
+// wantTraffic waits until the SeldonDeployment name serves exactly these
+// digests with these shares.
+func (s *suite) wantTraffic(name string, want map[string]int64) {
+	s.t.Helper()
+	byPredictor := map[string]int64{}
+	for d, t := range want {
+		byPredictor[render.PredictorName(d)] = t
+	}
+	s.eventually(fmt.Sprintf("traffic %v", byPredictor), func() error {
+		sd, err := s.get(render.SeldonDeploymentGVK, name)
+		if err != nil {
+			return err
+		}
+		if got := traffic(sd); !maps.Equal(got, byPredictor) {
+			return fmt.Errorf("traffic %v", got)
+		}
+		return nil
+	})
+}
+
+// event waits for an event of this reason on name whose note mentions text.
+func (s *suite) event(name, reason, text string) {
+	s.t.Helper()
+	s.eventually("event "+reason, func() error {
+		var list eventsv1.EventList
+		if err := s.k8s.List(context.Background(), &list, client.InNamespace("ml")); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == name && e.Reason == reason && strings.Contains(e.Note, text) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events, none %s mentioning %q", len(list.Items), reason, text)
+	})
+}
+
 func TestController(t *testing.T) {
 	s := startSuite(t)
+	c := cluster{s: s}
 	v1 := s.push("prod", "weights v1")
 
-	t.Run("TritonOnGPUBehindIstio", func(t *testing.T) {
+	t.Run("ReadyOnlyOncePodsAreAvailable", func(t *testing.T) {
 		s.t = t
 		md := &v1alpha1.ModelDeployment{
 			ObjectMeta: metav1.ObjectMeta{Name: "bert", Namespace: "ml"},
 			Spec: v1alpha1.ModelDeploymentSpec{
-				Model:     v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "prod"},
-				FollowTag: &v1alpha1.FollowTag{Enabled: true, Interval: metav1.Duration{Duration: 300 * time.Millisecond}},
+				Model: v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "prod"},
+				FollowTag: &v1alpha1.FollowTag{Enabled: true, Interval: metav1.Duration{Duration: 300 * time.Millisecond},
+					CanaryPercent: 25, CanaryDuration: metav1.Duration{Duration: 2 * time.Second}},
 				Server:    v1alpha1.Server{Type: v1alpha1.ServerTriton},
 				Resources: v1alpha1.Resources{GPU: 1},
 				Replicas:  ptr.To[int32](2),
@@ -210,30 +272,23 @@ func TestController(t *testing.T) {
 			},
 		}
 		s.create(md)
-		s.eventually("SeldonDeployment with the pinned digest", func() error {
-			sd, err := s.get(render.SeldonDeploymentGVK, "bert")
-			if err != nil {
-				return err
-			}
-			p := predictors(sd)
-			if len(p) != 1 || !strings.Contains(modelURI(p[0]), "@"+v1) {
-				return fmt.Errorf("predictors %v", p)
-			}
-			if !metav1.IsControlledBy(sd, md) {
-				return fmt.Errorf("owner references %v", sd.GetOwnerReferences())
-			}
-			return nil
-		})
+		s.wantTraffic("bert", map[string]int64{v1: 100})
 		sd, _ := s.get(render.SeldonDeploymentGVK, "bert")
-		containers, _, _ := unstructured.NestedSlice(predictors(sd)[0], "componentSpecs")
-		c := containers[0].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
-		if gpu, _, _ := unstructured.NestedString(c, "resources", "limits", "nvidia.com/gpu"); gpu != "1" {
-			t.Fatalf("GPU limit %q in %v", gpu, c)
+		if !metav1.IsControlledBy(sd, md) {
+			t.Fatalf("owner references %v", sd.GetOwnerReferences())
 		}
-		if impl, _, _ := unstructured.NestedString(predictors(sd)[0], "graph", "implementation"); impl != render.ImplementationTriton {
+		p := predictors(sd)[0]
+		if !strings.Contains(modelURI(p), "@"+v1) {
+			t.Fatalf("model URI %s", modelURI(p))
+		}
+		containers, _, _ := unstructured.NestedSlice(p, "componentSpecs")
+		server := containers[0].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+		if gpu, _, _ := unstructured.NestedString(server, "resources", "limits", "nvidia.com/gpu"); gpu != "1" {
+			t.Fatalf("GPU limit %q in %v", gpu, server)
+		}
+		if impl, _, _ := unstructured.NestedString(p, "graph", "implementation"); impl != render.ImplementationTriton {
 			t.Fatalf("implementation %q", impl)
 		}
-		// The Istio objects are applied right after the SeldonDeployment.
 		s.eventually("VirtualService and Gateway owned by the ModelDeployment", func() error {
 			for _, gvk := range []schema.GroupVersionKind{render.VirtualServiceGVK, render.GatewayGVK} {
 				obj, err := s.get(gvk, "bert")
@@ -247,117 +302,131 @@ func TestController(t *testing.T) {
 			}
 			return nil
 		})
-		s.eventually("status resolved, not yet ready", func() error {
+
+		// Seldon has made the Deployment, its pods are not ready: the
+		// version is chosen, nothing is served yet.
+		c.makeDeployment("bert", v1)
+		s.eventually("resolved, pending", func() error {
 			md := s.md("bert")
-			r, rd := condition(md, v1alpha1.ConditionResolved), condition(md, v1alpha1.ConditionReady)
-			if md.Status.Digest != v1 || md.Status.ShortDigest != v1[:19] || md.Status.URL != "http://bert.models.example.com/" || r == nil || r.Status != metav1.ConditionTrue || rd == nil || rd.Reason != controller.ReasonRollingOut {
+			rd := condition(md, v1alpha1.ConditionReady)
+			if md.Status.Digest != v1 || md.Status.ShortDigest != v1[:19] || md.Status.URL != "http://bert.models.example.com/" || md.Status.Phase != v1alpha1.PhasePending ||
+				rd == nil || rd.Status != metav1.ConditionFalse || rd.Reason != controller.ReasonRollingOut || !strings.Contains(rd.Message, "Deployment bert-") {
 				return fmt.Errorf("status %+v", md.Status)
 			}
 			return nil
 		})
-		s.setSeldonState("bert", "Available")
-		s.eventually("Ready from Seldon's state", func() error {
-			if c := condition(s.md("bert"), v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
-				return fmt.Errorf("ready %+v", c)
+		c.podsReady("bert", v1)
+		s.eventually("Ready once the pods are", func() error {
+			md := s.md("bert")
+			if c := condition(md, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || md.Status.Phase != v1alpha1.PhaseServing {
+				return fmt.Errorf("ready %+v, phase %s", c, md.Status.Phase)
 			}
 			return nil
 		})
-		// kubectl's columns, as the apiserver prints them.
 		cells := s.printerRow("bert")
-		want := map[string]string{"Model": "nlp/bert", "Tag": "prod", "Digest": v1[:19], "Server": "triton", "Ready": "True", "URL": "http://bert.models.example.com/"}
+		want := map[string]string{"Model": "nlp/bert", "Tag": "prod", "Digest": v1[:19], "Server": "triton", "Ready": "True", "Phase": "Serving", "URL": "http://bert.models.example.com/"}
 		for col, v := range want {
 			if cells[col] != v {
 				t.Fatalf("printer column %s = %q, want %q (row %v)", col, cells[col], v, cells)
 			}
 		}
-		if _, ok := cells["Age"]; !ok {
-			t.Fatalf("no Age column: %v", cells)
+	})
+
+	var v2 string
+	t.Run("CanaryThenPromotion", func(t *testing.T) {
+		s.t = t
+		lapses := s.readyWatch("bert")
+		v2 = s.push("prod", "weights v2")
+		// The new version starts beside the old one, without traffic.
+		s.wantTraffic("bert", map[string]int64{v1: 100, v2: 0})
+		s.event("bert", controller.ReasonRolloutStarted, v2[:19])
+		if md := s.md("bert"); md.Status.Digest != v1 || md.Status.CanaryDigest != v2 || md.Status.Rollout == nil || md.Status.Rollout.Step != v1alpha1.StepStarting || md.Status.Phase != v1alpha1.PhaseRollingOut {
+			t.Fatalf("status %+v", md.Status)
 		}
-	})
+		c.makeDeployment("bert", v2)
+		time.Sleep(time.Second) // not available: still no traffic
+		s.wantTraffic("bert", map[string]int64{v1: 100, v2: 0})
 
-	t.Run("TagMoveRollsOut", func(t *testing.T) {
-		s.t = t
-		v2 := s.push("prod", "weights v2")
-		s.eventually("rolled out to the new digest", func() error {
-			sd, err := s.get(render.SeldonDeploymentGVK, "bert")
-			if err != nil {
-				return err
-			}
-			if p := predictors(sd); len(p) != 1 || !strings.Contains(modelURI(p[0]), "@"+v2) {
-				return fmt.Errorf("predictors %v", p)
-			}
-			if md := s.md("bert"); md.Status.Digest != v2 {
-				return fmt.Errorf("status digest %s", md.Status.Digest)
-			}
-			return nil
-		})
-		s.eventually("a rollout event", func() error {
-			var list eventsv1.EventList
-			if err := s.k8s.List(context.Background(), &list, client.InNamespace("ml")); err != nil {
-				return err
-			}
-			for _, e := range list.Items {
-				if e.Regarding.Name == "bert" && e.Reason == controller.ReasonRollingOut && strings.Contains(e.Note, v2[:19]) {
-					return nil
-				}
-			}
-			return fmt.Errorf("%d events, none a rollout of %s", len(list.Items), v2[:19])
-		})
-	})
-
-	t.Run("CanaryThenPromote", func(t *testing.T) {
-		s.t = t
-		s.create(&v1alpha1.ModelDeployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "canary", Namespace: "ml"},
-			Spec: v1alpha1.ModelDeploymentSpec{
-				Model:     v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "prod"},
-				FollowTag: &v1alpha1.FollowTag{Enabled: true, Interval: metav1.Duration{Duration: 300 * time.Millisecond}, CanaryPercent: 25},
-				Server:    v1alpha1.Server{Type: v1alpha1.ServerMLServer},
-				Expose:    &v1alpha1.Expose{Hosts: []string{"canary.example.com"}, Gateway: "istio-system/public"},
-			},
-		})
-		var old string
-		s.eventually("serving the current digest", func() error {
-			old = s.md("canary").Status.Digest
-			if old == "" {
-				return fmt.Errorf("no digest yet")
-			}
-			return nil
-		})
-		v3 := s.push("prod", "weights v3")
-		s.eventually("canary predictor with a traffic split", func() error {
-			sd, err := s.get(render.SeldonDeploymentGVK, "canary")
-			if err != nil {
-				return err
-			}
-			p := predictors(sd)
-			if len(p) != 2 || !strings.Contains(modelURI(p[0]), old) || !strings.Contains(modelURI(p[1]), v3) || p[0]["traffic"] != int64(75) || p[1]["traffic"] != int64(25) {
-				return fmt.Errorf("predictors %v", p)
-			}
-			vs, err := s.get(render.VirtualServiceGVK, "canary")
+		c.podsReady("bert", v2)
+		s.wantTraffic("bert", map[string]int64{v1: 75, v2: 25})
+		s.event("bert", controller.ReasonCanaryStarted, v2[:19])
+		s.eventually("the VirtualService splits traffic as the predictors do", func() error {
+			vs, err := s.get(render.VirtualServiceGVK, "bert")
 			if err != nil {
 				return err
 			}
 			routes, _, _ := unstructured.NestedSlice(vs.Object, "spec", "http")
-			dests := routes[0].(map[string]any)["route"].([]any)
-			if len(dests) != 2 || dests[1].(map[string]any)["weight"] != int64(25) {
-				return fmt.Errorf("routes %v", dests)
+			weights := map[string]int64{}
+			for _, d := range routes[0].(map[string]any)["route"].([]any) {
+				host, _, _ := unstructured.NestedString(d.(map[string]any), "destination", "host")
+				w, _ := d.(map[string]any)["weight"].(int64)
+				weights[host] = w
+			}
+			if weights[render.PredictorService(s.md("bert"), render.PredictorName(v2))] != 25 || weights[render.PredictorService(s.md("bert"), render.PredictorName(v1))] != 75 {
+				return fmt.Errorf("weights %v", weights)
 			}
 			return nil
 		})
-		s.setSeldonState("canary", "Available")
-		s.eventually("canary promoted", func() error {
-			sd, err := s.get(render.SeldonDeploymentGVK, "canary")
-			if err != nil {
-				return err
-			}
-			p := predictors(sd)
-			md := s.md("canary")
-			if len(p) != 1 || !strings.Contains(modelURI(p[0]), v3) || md.Status.Digest != v3 || md.Status.CanaryDigest != "" {
-				return fmt.Errorf("predictors %v status %+v", p, md.Status)
+		// After canaryDuration it takes all traffic, then the old one goes.
+		s.event("bert", controller.ReasonPromoting, v2[:19])
+		s.wantTraffic("bert", map[string]int64{v2: 100})
+		s.event("bert", controller.ReasonPromoted, v2[:19])
+		s.eventually("status", func() error {
+			md := s.md("bert")
+			if md.Status.Digest != v2 || md.Status.CanaryDigest != "" || md.Status.Rollout != nil || md.Status.Phase != v1alpha1.PhaseServing {
+				return fmt.Errorf("status %+v", md.Status)
 			}
 			return nil
 		})
+		if l := lapses(); len(l) > 0 {
+			t.Fatalf("Ready lapsed during the rollout: %v", l)
+		}
+	})
+
+	t.Run("CrashingVersionIsAbandoned", func(t *testing.T) {
+		s.t = t
+		lapses := s.readyWatch("bert")
+		v3 := s.push("prod", "weights v3")
+		s.wantTraffic("bert", map[string]int64{v2: 100, v3: 0})
+		c.crashLoop("bert", v3)
+		s.event("bert", controller.ReasonRolloutAborted, "CrashLoopBackOff")
+		s.wantTraffic("bert", map[string]int64{v2: 100})
+		md := s.md("bert")
+		pr := condition(md, v1alpha1.ConditionProgressing)
+		if md.Status.Digest != v2 || md.Status.LastAborted == nil || md.Status.LastAborted.Digest != v3 || md.Status.LastAborted.Reason != controller.ReasonVersionFailed ||
+			pr == nil || pr.Reason != controller.ReasonRolloutAborted || !strings.Contains(pr.Message, "CrashLoopBackOff") {
+			t.Fatalf("status %+v", md.Status)
+		}
+		// The tag still names v3: it is not tried again under this spec.
+		time.Sleep(time.Second)
+		s.wantTraffic("bert", map[string]int64{v2: 100})
+		if l := lapses(); len(l) > 0 {
+			t.Fatalf("Ready lapsed: %v", l)
+		}
+	})
+
+	t.Run("SlowVersionIsAbandonedAtTheDeadline", func(t *testing.T) {
+		s.t = t
+		w1 := s.push("stable", "weights w1")
+		s.create(&v1alpha1.ModelDeployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "slow", Namespace: "ml"},
+			Spec: v1alpha1.ModelDeploymentSpec{
+				Model:            v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "stable"},
+				FollowTag:        &v1alpha1.FollowTag{Enabled: true, Interval: metav1.Duration{Duration: 300 * time.Millisecond}},
+				Server:           v1alpha1.Server{Type: v1alpha1.ServerMLServer},
+				ProgressDeadline: metav1.Duration{Duration: 3 * time.Second},
+			},
+		})
+		s.wantTraffic("slow", map[string]int64{w1: 100})
+		c.podsReady("slow", w1)
+		w2 := s.push("stable", "weights w2")
+		s.wantTraffic("slow", map[string]int64{w1: 100, w2: 0})
+		c.makeDeployment("slow", w2) // its pods never become ready
+		s.event("slow", controller.ReasonRolloutAborted, "not available after 3s")
+		s.wantTraffic("slow", map[string]int64{w1: 100})
+		if md := s.md("slow"); md.Status.LastAborted == nil || md.Status.LastAborted.Reason != controller.ReasonProgressDeadlineExceeded || md.Status.Phase != v1alpha1.PhaseServing {
+			t.Fatalf("status %+v", md.Status)
+		}
 	})
 
 	t.Run("BadReference", func(t *testing.T) {
@@ -372,8 +441,8 @@ func TestController(t *testing.T) {
 		s.eventually("a condition that says what is wrong", func() error {
 			md := s.md("missing")
 			c := condition(md, v1alpha1.ConditionResolved)
-			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != controller.ReasonModelNotFound || !strings.Contains(c.Message, "no-such-tag") {
-				return fmt.Errorf("conditions %+v", md.Status.Conditions)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != controller.ReasonModelNotFound || !strings.Contains(c.Message, "no-such-tag") || md.Status.Phase != v1alpha1.PhasePending {
+				return fmt.Errorf("status %+v", md.Status)
 			}
 			return nil
 		})
@@ -393,10 +462,7 @@ func TestController(t *testing.T) {
 			}
 			return nil
 		})
-		sd, _ := s.get(render.SeldonDeploymentGVK, "bert")
-		if p := predictors(sd); !strings.Contains(modelURI(p[0]), serving) {
-			t.Fatalf("a bad reference changed what is served: %v", modelURI(p[0]))
-		}
+		s.wantTraffic("bert", map[string]int64{serving: 100})
 	})
 
 	t.Run("DeleteRemovesEverything", func(t *testing.T) {
@@ -418,9 +484,9 @@ func TestController(t *testing.T) {
 	})
 
 	t.Run("Metrics", func(t *testing.T) {
-		// The runs above resolved, rolled out, ran a canary and met a
-		// missing model: the controller's series say so, next to
-		// controller-runtime's own.
+		// The runs above resolved, rolled out with a canary, abandoned two
+		// versions and met a missing model: the controller's series say
+		// so, next to controller-runtime's own.
 		families, err := ctrlmetrics.Registry.Gather()
 		if err != nil {
 			t.Fatal(err)
@@ -444,9 +510,11 @@ func TestController(t *testing.T) {
 			{"modelx_controller_resolves_total", "result", controller.ReasonResolved},
 			{"modelx_controller_resolves_total", "result", controller.ReasonModelNotFound},
 			{"modelx_controller_registry_errors_total", "reason", controller.ReasonModelNotFound},
-			{"modelx_controller_rollouts_total", "kind", "initial"},
-			{"modelx_controller_rollouts_total", "kind", "update"},
-			{"modelx_controller_rollouts_total", "kind", "canary"},
+			{"modelx_controller_rollout_steps_total", "step", "Initial"},
+			{"modelx_controller_rollout_steps_total", "step", controller.ReasonRolloutStarted},
+			{"modelx_controller_rollout_steps_total", "step", controller.ReasonCanaryStarted},
+			{"modelx_controller_rollout_steps_total", "step", controller.ReasonPromoted},
+			{"modelx_controller_rollout_steps_total", "step", controller.ReasonRolloutAborted},
 			{"controller_runtime_reconcile_total", "result", "success"},
 		} {
 			if value(c.name, c.label, c.value) < 1 {

@@ -13,9 +13,9 @@ var (
 		Help: "Model references the controller resolved against a registry, by result (Resolved or the failure's condition reason).",
 	}, []string{"result"})
 	rolloutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "modelx_controller_rollouts_total",
-		Help: "Digest changes the controller rolled out, by kind (initial, update, canary).",
-	}, []string{"kind"})
+		Name: "modelx_controller_rollout_steps_total",
+		Help: "Rollout steps the controller took, by step: Initial (a first version), RolloutStarted, CanaryStarted, Promoting, Promoted, RolloutWithdrawn, RolloutAborted.",
+	}, []string{"step"})
 	registryErrorsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelx_controller_registry_errors_total",
 		Help: "Failed registry requests while resolving, by condition reason.",

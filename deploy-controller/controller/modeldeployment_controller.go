@@ -363,6 +363,7 @@ func (r *Reconciler) apply(ctx context.Context, md *v1alpha1.ModelDeployment, in
 	if err != nil {
 		return nil, err
 	}
+	render.StampSpecHashes(sd) // health() compares Seldon's Deployments with these
 	applied, err := r.applyObject(ctx, md, sd)
 	if err != nil {
 		return nil, fmt.Errorf("apply SeldonDeployment: %w", err)
