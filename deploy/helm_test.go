@@ -95,6 +95,10 @@ var renderCases = []renderCase{
 			checkController(t, r, "modelx/modelx-controller:"+tag, "modelx/modelx:"+tag)
 			cd := r.deployment(t, "modelx-controller")
 			cc := container(t, cd, "manager")
+			// The controller's own defaults, spelled out.
+			wantArgs(t, cc, "--initializer-cpu-request=100m", "--initializer-cpu-limit=1",
+				"--initializer-memory-request=256Mi", "--initializer-memory-limit=1Gi", "--gateway-selector=istio=ingress")
+			noArgPrefix(t, cc, "--seldon-istio")
 			if env := envVar(cc, "MODELX_TOKEN_FILE"); env == nil || env.Value != "/var/run/secrets/modelx/token" {
 				t.Errorf("controller MODELX_TOKEN_FILE %+v, want the projected token", env)
 			}
@@ -303,6 +307,11 @@ images: {repo: registry.example.com/ml, tag: 9.9.9, pullSecrets: [pull-secret]}
 registry: {enabled: false}
 controller:
   initializerImage: registry.example.com/ml/modelx-initializer:1.2.3
+  initializerResources:
+    requests: {cpu: 250m, memory: 512Mi}
+    limits: {cpu: 2, memory: 2Gi}
+  seldonIstio: true
+  gatewaySelector: {tier: public, istio: ingressgateway}
   replicas: 2
   retryAfter: 1m
   registryToken: {existingSecret: modelx-token, key: token}
@@ -316,7 +325,9 @@ controller:
 			checkController(t, r, "registry.example.com/ml/modelx-controller:9.9.9", "registry.example.com/ml/modelx-initializer:1.2.3")
 			d := r.deployment(t, "modelx-controller")
 			c := container(t, d, "manager")
-			wantArgs(t, c, "--retry-after=1m", "--leader-elect")
+			wantArgs(t, c, "--retry-after=1m", "--leader-elect", "--seldon-istio",
+				"--initializer-cpu-request=250m", "--initializer-cpu-limit=2", "--initializer-memory-request=512Mi", "--initializer-memory-limit=2Gi",
+				"--gateway-selector=istio=ingressgateway,tier=public")
 			if *d.Spec.Replicas != 2 {
 				t.Errorf("controller replicas %d, want 2", *d.Spec.Replicas)
 			}

@@ -62,7 +62,7 @@ func TestExamples(t *testing.T) {
 			checkDeploymentMatchesConfig(t, md, ex.config)
 			switch ex.config.Serving.Server {
 			case "mlserver":
-				checkMLServer(t, ex, node)
+				checkMLServer(t, ex, md, node)
 			case "triton":
 				checkTriton(t, ex, node)
 			}
@@ -175,7 +175,7 @@ func loadDeployment(t *testing.T, dir string) *v1alpha1.ModelDeployment {
 func graphNodeName(t *testing.T, md *v1alpha1.ModelDeployment) string {
 	t.Helper()
 	digest := "sha256:" + strings.Repeat("0", 64)
-	sd, err := render.RenderSeldonDeployment(md, render.Inputs{Digest: digest, InitializerImage: "modelx"})
+	sd, err := render.RenderSeldonDeployment(md, render.Inputs{Versions: []render.Version{{Digest: digest, Traffic: 100}}, InitializerImage: "modelx"})
 	if err != nil {
 		t.Fatalf("deploy.yaml does not render: %v", err)
 	}
@@ -223,11 +223,16 @@ type modelSettings struct {
 	} `json:"parameters"`
 }
 
-// checkMLServer: Seldon runs `mlserver start /mnt/models`, which reads
-// model-settings.json there; its implementation is a module.Class that
-// MLServer imports from the model directory, and parameters.uri names the
-// weights relative to model-settings.json.
-func checkMLServer(t *testing.T, ex example, node string) {
+// checkMLServer: the MLServer container runs `mlserver start /mnt/models`
+// (MLSERVER_MODELS_DIR), which reads model-settings.json there; its
+// implementation is a module.Class that MLServer imports from the model
+// directory, and parameters.uri names the weights relative to
+// model-settings.json. deploy.yaml names no implementation of its own: the
+// file's would win (render.ImplementationIgnored).
+func checkMLServer(t *testing.T, ex example, md *v1alpha1.ModelDeployment, node string) {
+	if render.ImplementationIgnored(ex.files, md.Spec.Server.Implementation) {
+		t.Errorf("deploy.yaml: server.implementation %q, but the model ships model-settings.json, whose implementation MLServer takes instead: remove it", md.Spec.Server.Implementation)
+	}
 	const settingsFile = "model-settings.json"
 	if !ex.pulled(settingsFile) {
 		t.Fatalf("modelFiles does not select %s, so MLServer would not find it in /mnt/models", settingsFile)

@@ -55,6 +55,11 @@ type Reconciler struct {
 	Resolver Resolver
 	// InitializerImage is the modelx image Seldon runs to pull models.
 	InitializerImage string
+	// Initializer configures the initializer container render writes.
+	Initializer render.InitializerOptions
+	// Routing is what the cluster offers for spec.expose; without
+	// Routing.Istio no Istio object is watched or rendered.
+	Routing render.Routing
 	// RetryAfter is the pause after a failed resolution; default 30s.
 	RetryAfter time.Duration
 	// Drain is how long an old version keeps running without traffic after
@@ -117,7 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionTrue, Reason: ReasonResolved, Message: fmt.Sprintf("%s@%s is %s", md.Spec.Model.Name, refOf(md.Spec.Model), short(target)), ObservedGeneration: md.Generation})
 	}
 
-	in := r.renderInputs()
+	in := r.Inputs(nil)
 	hashes, err := predictorHashes(&md, in, md.Status.Digest, digestOf(md.Status.Rollout), target)
 	if err != nil {
 		return r.invalidSpec(ctx, &md, before, err)
@@ -148,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	md.Status.Digest, md.Status.ShortDigest = p.Serving, short(p.Serving)
 	md.Status.Rollout, md.Status.LastAborted, md.Status.CanaryDigest = p.Rollout, p.LastAborted, digestOf(p.Rollout)
-	md.Status.URL = render.URL(&md)
+	md.Status.URL = render.URL(&md, in)
 	md.Status.ObservedGeneration = md.Generation
 	setRolloutStatus(&md, p, health, before.Phase)
 
@@ -226,11 +231,6 @@ func digestOf(ro *v1alpha1.Rollout) string {
 	return ""
 }
 
-// renderInputs are the inputs every rendering shares.
-func (r *Reconciler) renderInputs() render.Inputs {
-	return render.Inputs{InitializerImage: r.InitializerImage}
-}
-
 // predictorHashes renders, for each digest given, the predictor that would
 // serve it and returns its spec hash (render.AnnotationSpecHash) by digest.
 func predictorHashes(md *v1alpha1.ModelDeployment, in render.Inputs, digests ...string) (map[string]string, error) {
@@ -244,7 +244,6 @@ func predictorHashes(md *v1alpha1.ModelDeployment, in render.Inputs, digests ...
 		if err != nil {
 			return nil, err
 		}
-		render.StampSpecHashes(sd)
 		hashes[d] = sd.Spec.Predictors[0].Annotations[render.AnnotationSpecHash]
 	}
 	return hashes, nil
@@ -368,18 +367,37 @@ func (r *Reconciler) apply(ctx context.Context, md *v1alpha1.ModelDeployment, in
 	if err != nil {
 		return nil, fmt.Errorf("apply SeldonDeployment: %w", err)
 	}
-	if vs := render.RenderVirtualService(md, sd); vs != nil {
+	if !in.Routing.Istio {
+		return applied, nil
+	}
+	vs, err := render.RenderVirtualService(md, in)
+	if err != nil {
+		return nil, err
+	}
+	// Before our objects were named render.RoutingName(md) they were
+	// named md.Name: those go too.
+	if vs != nil {
 		if _, err := r.applyObject(ctx, md, vs); err != nil {
 			return nil, fmt.Errorf("apply VirtualService: %w", err)
 		}
-	} else if err := r.deleteOwned(ctx, md, render.VirtualServiceGVK); err != nil {
+	} else if err := r.deleteOwned(ctx, md, render.VirtualServiceGVK, render.RoutingName(md)); err != nil {
 		return nil, err
 	}
-	if gw := render.RenderGateway(md); gw != nil {
+	if err := r.deleteOwned(ctx, md, render.VirtualServiceGVK, md.Name); err != nil {
+		return nil, err
+	}
+	gw, err := render.RenderGateway(md, in)
+	if err != nil {
+		return nil, err
+	}
+	if gw != nil {
 		if _, err := r.applyObject(ctx, md, gw); err != nil {
 			return nil, fmt.Errorf("apply Gateway: %w", err)
 		}
-	} else if err := r.deleteOwned(ctx, md, render.GatewayGVK); err != nil {
+	} else if err := r.deleteOwned(ctx, md, render.GatewayGVK, render.RoutingName(md)); err != nil {
+		return nil, err
+	}
+	if err := r.deleteOwned(ctx, md, render.GatewayGVK, md.Name); err != nil {
 		return nil, err
 	}
 	return applied, nil
@@ -402,11 +420,12 @@ func (r *Reconciler) applyObject(ctx context.Context, md *v1alpha1.ModelDeployme
 	return u, nil
 }
 
-// deleteOwned removes an object of kind gvk named like md, if md owns it.
-func (r *Reconciler) deleteOwned(ctx context.Context, md *v1alpha1.ModelDeployment, gvk schema.GroupVersionKind) error {
+// deleteOwned removes the object of kind gvk and name in md's namespace,
+// if md controls it (Seldon's VirtualService, named md.Name, is Seldon's).
+func (r *Reconciler) deleteOwned(ctx context.Context, md *v1alpha1.ModelDeployment, gvk schema.GroupVersionKind, name string) error {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvk)
-	if err := r.Get(ctx, client.ObjectKeyFromObject(md), u); err != nil {
+	if err := r.Get(ctx, client.ObjectKey{Namespace: md.Namespace, Name: name}, u); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	if !metav1.IsControlledBy(u, md) {
@@ -431,13 +450,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ModelDeployment{}).
 		Watches(&appsv1.Deployment{}, byName).
 		Watches(&corev1.Pod{}, byName).
-		Owns(owned(render.SeldonDeploymentGVK)).
-		Owns(owned(render.VirtualServiceGVK)).
-		Owns(owned(render.GatewayGVK)).
-		Named("modeldeployment").
-		Complete(r)
+		Owns(owned(render.SeldonDeploymentGVK))
+	// Istio's kinds are watched only where they exist: a watch on a kind
+	// the cluster does not serve keeps the manager from starting.
+	if r.Routing.Istio {
+		b = b.Owns(owned(render.VirtualServiceGVK)).Owns(owned(render.GatewayGVK))
+	}
+	return b.Named("modeldeployment").Complete(r)
 }

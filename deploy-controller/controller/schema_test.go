@@ -2,7 +2,9 @@ package controller_test
 
 import (
 	"context"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,10 +24,19 @@ import (
 // TestRenderedObjectsSurviveTheRealCRDs creates what the renderers produce,
 // with every feature on, under strict field validation against the real
 // Seldon and Istio CRDs, and reads it back: our typed subsets name only
-// fields the schemas know, and nothing is pruned.
+// fields the schemas know, and nothing is pruned. The ModelDeployment with
+// every field set passes our own CRD, and the CRD refuses what render
+// cannot serve.
 func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
-	kube := kubeenv.StartKube(t, kubeenv.SeldonCRD(t), kubeenv.IstioCRDs(t))
-	k8s, err := client.New(kube.Config, client.Options{})
+	kube := kubeenv.StartKube(t, filepath.Join("..", "config", "crd"), kubeenv.SeldonCRD(t), kubeenv.IstioCRDs(t))
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.New(kube.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,31 +44,86 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}}); err != nil {
 		t.Fatal(err)
 	}
+	const (
+		digestA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		digestB = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+		digestC = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+	)
 	md := &v1alpha1.ModelDeployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ModelDeployment"},
 		ObjectMeta: metav1.ObjectMeta{Name: "full", Namespace: "ml"},
 		Spec: v1alpha1.ModelDeploymentSpec{
 			Model:        v1alpha1.ModelSource{Registry: "https://models.example.com", Name: "nlp/bert", Tag: "prod", Files: []string{"*.onnx"}},
 			FollowTag:    &v1alpha1.FollowTag{Enabled: true, CanaryPercent: 30},
-			Server:       v1alpha1.Server{Type: v1alpha1.ServerMLServer, Implementation: "models.LinearModel", Image: "mlserver:custom", Env: []corev1.EnvVar{{Name: "A", Value: "b"}}},
+			Server:       v1alpha1.Server{Type: v1alpha1.ServerMLServer, Implementation: "models.LinearModel", Image: "mlserver:custom", Protocol: "v2", Env: []corev1.EnvVar{{Name: "A", Value: "b"}}},
 			Replicas:     ptr.To[int32](2),
 			Resources:    v1alpha1.Resources{GPU: 2, CPU: ptr.To(resource.MustParse("4")), Memory: ptr.To(resource.MustParse("16Gi"))},
 			NodeSelector: map[string]string{"gpu": "a100"},
 			Tolerations:  []corev1.Toleration{{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 			Credentials:  &v1alpha1.Credentials{ServiceAccountToken: &v1alpha1.ServiceAccountToken{ServiceAccountName: "puller", Audience: "modelx"}},
-			Expose:       &v1alpha1.Expose{Hosts: []string{"bert.example.com"}, CreateGateway: true, PathPrefix: "/bert"},
+			Expose:       &v1alpha1.Expose{Hosts: []string{"bert.example.com"}, CreateGateway: true, PathPrefix: "/bert", TLS: &v1alpha1.ExposeTLS{CredentialName: "bert-cert"}},
 		},
 	}
-	sd, err := render.RenderSeldonDeployment(md, render.Inputs{
-		Digest:       "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-		CanaryDigest: "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", InitializerImage: "modelx:1"})
+	// The ModelDeployment itself, every field set, passes its CRD.
+	if err := k8s.Create(ctx, md.DeepCopy(), client.FieldValidation("Strict")); err != nil {
+		t.Fatalf("ModelDeployment rejected under strict validation: %v", err)
+	}
+	for _, bad := range []struct {
+		name   string
+		mutate func(*v1alpha1.ModelDeployment)
+		want   string
+	}{
+		{"protocol", func(md *v1alpha1.ModelDeployment) { md.Spec.Server.Protocol = "seldon" }, "spec.server.protocol"},
+		{"tls", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Expose.CreateGateway, md.Spec.Expose.Gateway = false, "istio-system/public"
+		}, "tls needs createGateway"},
+		{"path", func(md *v1alpha1.ModelDeployment) { md.Spec.Expose.PathPrefix = "bert" }, "spec.expose.pathPrefix"},
+	} {
+		refused := md.DeepCopy()
+		refused.Name = "refused-" + bad.name
+		bad.mutate(refused)
+		if err := k8s.Create(ctx, refused); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: created with %v; want an error naming %q", bad.name, err, bad.want)
+		}
+	}
+
+	versions := []render.Version{{Digest: digestA, Traffic: 70}, {Digest: digestB, Traffic: 30}, {Digest: digestC}}
+	in := render.Inputs{Versions: versions, InitializerImage: "modelx/modelx:1", Routing: render.Routing{Istio: true}}
+	sd, err := render.RenderSeldonDeployment(md, in)
 	if err != nil {
 		t.Fatal(err)
+	}
+	vs, err := render.RenderVirtualService(md, in)
+	if err != nil || vs == nil {
+		t.Fatalf("virtual service %v, %v", vs, err)
+	}
+	gw, err := render.RenderGateway(md, in)
+	if err != nil || gw == nil {
+		t.Fatalf("gateway %v, %v", gw, err)
 	}
 	secretMD := md.DeepCopy()
 	secretMD.Name = "secret"
 	secretMD.Spec.Credentials = &v1alpha1.Credentials{SecretName: "modelx-token"}
-	secretSD, _ := render.RenderSeldonDeployment(secretMD, render.Inputs{Digest: "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})
-	for _, obj := range []any{sd, secretSD, render.RenderVirtualService(md, sd), render.RenderGateway(md)} {
+	secretMD.Spec.Server = v1alpha1.Server{Type: v1alpha1.ServerTriton}
+	secretSD, err := render.RenderSeldonDeployment(secretMD, render.Inputs{Versions: []render.Version{{Digest: digestA, Traffic: 100}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Under Seldon's Istio integration: annotations, no VirtualService.
+	seldonMD := md.DeepCopy()
+	seldonMD.Name = "seldon-routed"
+	seldonMD.Spec.Expose.PathPrefix = "/"
+	seldonIn := in
+	seldonIn.Routing.SeldonIstio = true
+	seldonSD, err := render.RenderSeldonDeployment(seldonMD, seldonIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seldonSD.Annotations[render.AnnotationSeldonIstioHost] == "" {
+		t.Fatalf("no %s on %v", render.AnnotationSeldonIstioHost, seldonSD.Annotations)
+	}
+
+	for _, obj := range []any{sd, secretSD, seldonSD, vs, gw} {
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
 			t.Fatal(err)
@@ -76,6 +143,9 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 		have, _, _ := unstructured.NestedMap(got.Object, "spec")
 		if !reflect.DeepEqual(normalize(want), normalize(have)) {
 			t.Fatalf("%s %s changed on the way through the apiserver:\nsent %v\ngot  %v", u.GetKind(), u.GetName(), want, have)
+		}
+		if !reflect.DeepEqual(u.GetAnnotations(), got.GetAnnotations()) {
+			t.Fatalf("%s %s annotations changed: sent %v, got %v", u.GetKind(), u.GetName(), u.GetAnnotations(), got.GetAnnotations())
 		}
 	}
 }

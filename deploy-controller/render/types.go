@@ -155,8 +155,17 @@ type GatewaySpec struct {
 
 // GatewayServer is one listening port and its hosts.
 type GatewayServer struct {
-	Port  GatewayPort `json:"port"`
-	Hosts []string    `json:"hosts"`
+	Port  GatewayPort        `json:"port"`
+	Hosts []string           `json:"hosts"`
+	TLS   *ServerTLSSettings `json:"tls,omitempty"`
+}
+
+// ServerTLSSettings is a server's TLS: an HTTPS redirect on a plain port,
+// or mode SIMPLE with the certificate in the Secret credentialName.
+type ServerTLSSettings struct {
+	HTTPSRedirect  bool   `json:"httpsRedirect,omitempty"`
+	Mode           string `json:"mode,omitempty"`
+	CredentialName string `json:"credentialName,omitempty"`
 }
 
 // GatewayPort names a listening port.

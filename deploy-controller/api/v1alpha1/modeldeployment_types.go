@@ -73,12 +73,17 @@ type Server struct {
 	// Image overrides the server image.
 	// +optional
 	Image string `json:"image,omitempty"`
-	// Protocol is the inference protocol.
+	// Protocol is the inference protocol. Only v2 (the Open Inference
+	// Protocol) is served: MLServer and Triton speak it, and Seldon's
+	// seldon and tensorflow protocols need servers this controller does
+	// not render.
 	// +kubebuilder:default=v2
-	// +kubebuilder:validation:Enum=v2;seldon;tensorflow
+	// +kubebuilder:validation:Enum=v2
 	// +optional
 	Protocol string `json:"protocol,omitempty"`
-	// Env adds environment variables to the server container.
+	// Env adds environment variables to the server container. Names that
+	// Seldon or the controller set (PREDICTIVE_UNIT_*, MLSERVER_HTTP_PORT,
+	// MLSERVER_MODEL_NAME, ...) are refused.
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
 }
@@ -117,21 +122,41 @@ type ServiceAccountToken struct {
 }
 
 // Expose routes traffic to the model through Istio.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || (has(self.createGateway) && self.createGateway)",message="tls needs createGateway: an existing gateway brings its own TLS"
 type Expose struct {
-	// Hosts the VirtualService answers for.
+	// Hosts the model answers for.
 	// +kubebuilder:validation:MinItems=1
 	Hosts []string `json:"hosts"`
 	// Gateway is an existing Istio Gateway (NAMESPACE/NAME); empty with
 	// createGateway makes one.
 	// +optional
 	Gateway string `json:"gateway,omitempty"`
-	// CreateGateway makes a Gateway for the hosts on port 80.
+	// CreateGateway makes a Gateway for the hosts: port 80, or with tls
+	// port 443 and a redirect from port 80.
 	// +optional
 	CreateGateway bool `json:"createGateway,omitempty"`
-	// PathPrefix routes only this prefix.
+	// PathPrefix routes only this prefix, rewritten to "/" on the way to
+	// the server; "/bert" is taken as "/bert/". Under Seldon's own Istio
+	// integration (controller flag --seldon-istio) Seldon always routes
+	// /seldon/NAMESPACE/NAME/, and any other prefix but "/" is reported
+	// as PathPrefixUnsupported in the Exposed condition.
 	// +kubebuilder:default="/"
+	// +kubebuilder:validation:Pattern=`^/`
 	// +optional
 	PathPrefix string `json:"pathPrefix,omitempty"`
+	// TLS serves the hosts over HTTPS on the Gateway the controller
+	// creates (createGateway).
+	// +optional
+	TLS *ExposeTLS `json:"tls,omitempty"`
+}
+
+// ExposeTLS is the certificate of the created Gateway.
+type ExposeTLS struct {
+	// CredentialName names the Secret (type kubernetes.io/tls) with the
+	// certificate and key. Istio reads it in the namespace of the ingress
+	// gateway's pods, not the ModelDeployment's.
+	// +kubebuilder:validation:MinLength=1
+	CredentialName string `json:"credentialName"`
 }
 
 // ModelDeploymentSpec is the desired deployment.
@@ -174,6 +199,9 @@ const (
 	// ConditionProgressing is True while a new version rolls out; False
 	// with reason RolledOut or RolloutAborted once it ends.
 	ConditionProgressing = "Progressing"
+	// ConditionExposed is True when spec.expose is in effect; False with
+	// a reason (render.Exposed) when it is not set or cannot be honoured.
+	ConditionExposed = "Exposed"
 )
 
 // Phases of a ModelDeployment (status.phase).
