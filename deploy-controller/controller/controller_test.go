@@ -85,7 +85,8 @@ func startSuite(t *testing.T) *suite {
 		t.Fatal(err)
 	}
 	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
-		Resolver: &controller.RegistryResolver{}, InitializerImage: "modelx:test", RetryAfter: 500 * time.Millisecond, Drain: time.Second}
+		Resolver: &controller.RegistryResolver{}, InitializerImage: "modelx:test", RetryAfter: 500 * time.Millisecond, Drain: time.Second,
+		Routing: render.Routing{Istio: true, GatewaySelector: render.DefaultGatewaySelector()}}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +292,7 @@ func TestController(t *testing.T) {
 		}
 		s.eventually("VirtualService and Gateway owned by the ModelDeployment", func() error {
 			for _, gvk := range []schema.GroupVersionKind{render.VirtualServiceGVK, render.GatewayGVK} {
-				obj, err := s.get(gvk, "bert")
+				obj, err := s.get(gvk, "bert-modelx")
 				if err != nil {
 					return fmt.Errorf("%s: %w", gvk.Kind, err)
 				}
@@ -320,6 +321,9 @@ func TestController(t *testing.T) {
 			md := s.md("bert")
 			if c := condition(md, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || md.Status.Phase != v1alpha1.PhaseServing {
 				return fmt.Errorf("ready %+v, phase %s", c, md.Status.Phase)
+			}
+			if c := condition(md, v1alpha1.ConditionExposed); c == nil || c.Status != metav1.ConditionTrue || c.Reason != render.ReasonRouted {
+				return fmt.Errorf("exposed %+v", c)
 			}
 			return nil
 		})
@@ -351,7 +355,7 @@ func TestController(t *testing.T) {
 		s.wantTraffic("bert", map[string]int64{v1: 75, v2: 25})
 		s.event("bert", controller.ReasonCanaryStarted, v2[:19])
 		s.eventually("the VirtualService splits traffic as the predictors do", func() error {
-			vs, err := s.get(render.VirtualServiceGVK, "bert")
+			vs, err := s.get(render.VirtualServiceGVK, "bert-modelx")
 			if err != nil {
 				return err
 			}
@@ -362,7 +366,7 @@ func TestController(t *testing.T) {
 				w, _ := d.(map[string]any)["weight"].(int64)
 				weights[host] = w
 			}
-			if weights[render.PredictorService(s.md("bert"), render.PredictorName(v2))] != 25 || weights[render.PredictorService(s.md("bert"), render.PredictorName(v1))] != 75 {
+			if weights[render.PredictorServiceHost(s.md("bert"), render.PredictorName(v2))] != 25 || weights[render.PredictorServiceHost(s.md("bert"), render.PredictorName(v1))] != 75 {
 				return fmt.Errorf("weights %v", weights)
 			}
 			return nil
@@ -475,6 +479,11 @@ func TestController(t *testing.T) {
 			for _, gvk := range []schema.GroupVersionKind{render.SeldonDeploymentGVK, render.VirtualServiceGVK, render.GatewayGVK} {
 				if _, err := s.get(gvk, "bert"); err == nil {
 					return fmt.Errorf("%s bert still exists", gvk.Kind)
+				} else if !apierrors.IsNotFound(err) {
+					return err
+				}
+				if _, err := s.get(gvk, "bert-modelx"); err == nil {
+					return fmt.Errorf("%s bert-modelx still exists", gvk.Kind)
 				} else if !apierrors.IsNotFound(err) {
 					return err
 				}

@@ -45,6 +45,9 @@ const (
 	ReasonNotResolved = "NotResolved"
 	ReasonInvalidSpec = "InvalidSpec"
 	ReasonHoldFailed  = "HoldFailed"
+	// ReasonImplementationIgnored warns that the model's own
+	// model-settings.json overrides spec.server.implementation.
+	ReasonImplementationIgnored = "ImplementationIgnored"
 )
 
 // Reconciler reconciles ModelDeployment objects.
@@ -120,6 +123,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	} else {
 		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionTrue, Reason: ReasonResolved, Message: fmt.Sprintf("%s@%s is %s", md.Spec.Model.Name, refOf(md.Spec.Model), short(target)), ObservedGeneration: md.Generation})
+		r.warnIgnoredImplementation(&md, resolved)
 	}
 
 	in := r.Inputs(nil)
@@ -154,6 +158,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	md.Status.Digest, md.Status.ShortDigest = p.Serving, short(p.Serving)
 	md.Status.Rollout, md.Status.LastAborted, md.Status.CanaryDigest = p.Rollout, p.LastAborted, digestOf(p.Rollout)
 	md.Status.URL = render.URL(&md, in)
+	exposed, reason, msg := render.Exposed(&md, in)
+	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionExposed, Status: exposed, Reason: reason, Message: msg, ObservedGeneration: md.Generation})
 	md.Status.ObservedGeneration = md.Generation
 	setRolloutStatus(&md, p, health, before.Phase)
 
@@ -172,6 +178,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		wake = minPositive(wake, interval)
 	}
 	return r.finish(ctx, &md, before, ctrl.Result{RequeueAfter: wake})
+}
+
+// warnIgnoredImplementation warns, once for each version chosen or spec
+// changed, when spec.server.implementation will not take effect because
+// the version ships its own model-settings.json.
+func (r *Reconciler) warnIgnoredImplementation(md *v1alpha1.ModelDeployment, resolved Resolved) {
+	impl := md.Spec.Server.Implementation
+	if impl == "" || resolved.Files == nil || !render.ImplementationIgnored(resolved.Files, impl) {
+		return
+	}
+	news := resolved.Digest != md.Status.Digest && resolved.Digest != digestOf(md.Status.Rollout)
+	if !news && md.Status.ObservedGeneration == md.Generation {
+		return
+	}
+	r.Recorder.Eventf(md, nil, "Warning", ReasonImplementationIgnored, "Resolve",
+		"%s ships %s, whose settings MLServer takes over spec.server.implementation %q: set the implementation in that file, or remove it from the model", short(resolved.Digest), render.ModelSettingsFile, impl)
 }
 
 // finish writes the status if it changed and returns res. A conflict means
@@ -362,7 +384,6 @@ func (r *Reconciler) apply(ctx context.Context, md *v1alpha1.ModelDeployment, in
 	if err != nil {
 		return nil, err
 	}
-	render.StampSpecHashes(sd) // health() compares Seldon's Deployments with these
 	applied, err := r.applyObject(ctx, md, sd)
 	if err != nil {
 		return nil, fmt.Errorf("apply SeldonDeployment: %w", err)
