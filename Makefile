@@ -68,7 +68,15 @@ fuzz:
 bench: tools
 	$(GO) run ./bench $(BENCH_FLAGS)
 
-tools: $(VERSITYGW) $(DEX) $(KUBE_TOOLS) $(HELM)
+# The tools are independent builds: run them in parallel (TOOLS_JOBS at
+# once) even under a plain `make test`; a make already given -j shares its
+# job slots instead.
+TOOLS_JOBS ?= 4
+.PHONY: tools-build
+tools:
+	@$(MAKE) --no-print-directory $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(TOOLS_JOBS)) tools-build
+
+tools-build: $(VERSITYGW) $(DEX) $(KUBE_TOOLS) $(HELM)
 
 # The version in the path names the build; an existing binary is reused.
 $(VERSITYGW):

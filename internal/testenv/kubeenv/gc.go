@@ -2,12 +2,10 @@ package kubeenv
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,19 +29,21 @@ const gcReadyLine = "Proceeding to collect garbage"
 func (k *Kube) StartGarbageCollector(t testing.TB) {
 	t.Helper()
 	bin := testenv.RequireBinary(t, "kube-controller-manager", KubeVersion)
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := writeKubeconfig(k, kubeconfig); err != nil {
 		t.Fatalf("write kubeconfig: %v", err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "kube-controller-manager.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin,
-		"--kubeconfig="+kubeconfig,
-		"--controllers=garbage-collector-controller,namespace-controller",
+	p := startProcess(t, "kube-controller-manager", bin, controllerManagerArgs(kubeconfig,
+		"garbage-collector-controller", "namespace-controller"), nil)
+	p.waitLogLine(t, gcReadyLine, 60*time.Second)
+}
+
+// controllerManagerArgs are the flags of a kube-controller-manager that runs
+// the named controllers against the apiserver of kubeconfig.
+func controllerManagerArgs(kubeconfig string, controllers ...string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--controllers=" + strings.Join(controllers, ","),
 		// One instance: no lease to win (and no 15 s wait to win it).
 		"--leader-elect=false",
 		// Serve nothing: no port to pick, no serving cert, and no
@@ -53,27 +53,6 @@ func (k *Kube) StartGarbageCollector(t testing.TB) {
 		// per-controller service accounts whose tokens need the
 		// service-account-token controller and a signing key.
 		"--use-service-account-credentials=false",
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		cancel()
-		logFile.Close()
-		t.Fatalf("start kube-controller-manager: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-		logFile.Close()
-		if t.Failed() {
-			t.Logf("kube-controller-manager log (tail):\n%s", tail(logFile.Name(), 4000))
-		}
-	})
-	if err := waitForLogLine(logFile.Name(), gcReadyLine, exited, 60*time.Second); err != nil {
-		t.Fatalf("kube-controller-manager: %v\n%s", err, tail(logFile.Name(), 4000))
 	}
 }
 

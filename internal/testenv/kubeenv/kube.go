@@ -61,6 +61,21 @@ type Kube struct {
 // Issuer+"/openid/v1/jwks".
 func StartKube(t testing.TB, crdPaths ...string) *Kube {
 	t.Helper()
+	return startKube(t, kubeOptions{crdPaths: crdPaths})
+}
+
+// kubeOptions configure startKube.
+type kubeOptions struct {
+	crdPaths []string
+	// serviceAccountAdmission enables the ServiceAccount admission plugin
+	// (envtest disables it): pods get their service account's token
+	// volume, and are refused until the account exists.
+	serviceAccountAdmission bool
+}
+
+func startKube(t testing.TB, opts kubeOptions) *Kube {
+	t.Helper()
+	crdPaths := opts.crdPaths
 	etcdPath := testenv.RequireBinary(t, "etcd", EtcdVersion)
 	apiserverPath := testenv.RequireBinary(t, "kube-apiserver", KubeVersion)
 	for _, p := range crdPaths {
@@ -104,6 +119,9 @@ func StartKube(t testing.TB, crdPaths ...string) *Kube {
 		args.Set("service-account-issuer", issuer)
 		args.Set("service-account-jwks-uri", issuer+"/openid/v1/jwks")
 		args.Set("api-audiences", issuer)
+		if opts.serviceAccountAdmission {
+			args.Disable("disable-admission-plugins")
+		}
 
 		cfg, err := env.Start()
 		if err != nil {
