@@ -3,6 +3,7 @@ package kubeenv
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -120,6 +121,48 @@ type ClusterOptions struct {
 	// loaded with the built-in ones, for behaviours this package lacks.
 	// Keep their selectors apart from the built-in ones'.
 	Stages []string
+	// Behaviours chooses a pod's behaviour by another label, for pods the
+	// test does not label itself (those a controller renders): a pod
+	// without BehaviourLabel whose label Behaviours.Label has a value in
+	// Behaviours.ByValue behaves as that names.
+	Behaviours BehaviourRule
+}
+
+// BehaviourRule maps the values of one pod label to behaviours.
+type BehaviourRule struct {
+	// Label is the label's key.
+	Label string
+	// ByValue maps a value of Label to a behaviour (BehaviourSlow, ...).
+	ByValue map[string]string
+}
+
+// behaviourKey is the jq expression by which the built-in stages read a
+// pod's behaviour.
+const behaviourKey = `.metadata.labels["kwok.modelx.io/behaviour"]`
+
+// withBehaviours rewrites the stages so that a pod's behaviour is its
+// BehaviourLabel or, without one, what rule maps its rule.Label to.
+func withBehaviours(stages string, rule BehaviourRule) (string, error) {
+	if rule.Label == "" || len(rule.ByValue) == 0 {
+		return stages, nil
+	}
+	table, err := json.Marshal(rule.ByValue)
+	if err != nil {
+		return "", err
+	}
+	label, err := json.Marshal(rule.Label)
+	if err != nil {
+		return "", err
+	}
+	// (BEHAVIOUR // {"value": "behaviour", ...}[LABEL // ""]), quoted for
+	// the YAML single-quoted scalars the keys are written in.
+	expr := fmt.Sprintf(`(%s // %s[.metadata.labels[%s] // ""])`, behaviourKey, table, label)
+	quoted := "'" + strings.ReplaceAll(expr, "'", "''") + "'"
+	n := strings.Count(stages, "'"+behaviourKey+"'")
+	if n == 0 {
+		return "", fmt.Errorf("no stage reads %s", behaviourKey)
+	}
+	return strings.ReplaceAll(stages, "'"+behaviourKey+"'", quoted), nil
 }
 
 // controllerManagerControllers are the kube-controller-manager controllers
@@ -175,7 +218,11 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Kube {
 	}, nil)
 
 	stagesPath := filepath.Join(dir, "kwok-stages.yaml")
-	all := strings.Join(append([]string{stages}, opts.Stages...), "\n---\n")
+	builtin, err := withBehaviours(stages, opts.Behaviours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(append([]string{builtin}, opts.Stages...), "\n---\n")
 	if err := os.WriteFile(stagesPath, []byte(all), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +249,7 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Kube {
 	// The garbage collector starts its workers once its informers synced:
 	// by then every controller runs.
 	kcm.waitLogLine(t, gcReadyLine, 60*time.Second)
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		var list corev1.NodeList
 		if err := k.client.List(ctx, &list); err != nil {
 			return false, nil

@@ -20,7 +20,7 @@ import (
 // TestCluster runs Deployments of each behaviour on one cluster.
 func TestCluster(t *testing.T) {
 	start := time.Now()
-	kube := StartCluster(t, ClusterOptions{})
+	kube := StartCluster(t, ClusterOptions{Behaviours: BehaviourRule{Label: "example.com/version", ByValue: map[string]string{"bad": BehaviourCrashLoop, "good": BehaviourReady}}})
 	t.Logf("cluster up in %s", time.Since(start).Round(time.Millisecond))
 	c := kube.client
 	ctx := t.Context()
@@ -130,6 +130,22 @@ func TestCluster(t *testing.T) {
 		if s.LastTerminationState.Terminated == nil || s.LastTerminationState.Terminated.ExitCode != 1 || podReady(pod) || pod.Status.Phase != corev1.PodRunning {
 			t.Errorf("crash-looping pod: phase %s ready %v status %+v", pod.Status.Phase, podReady(pod), s)
 		}
+	})
+
+	t.Run("behaviour by another label", func(t *testing.T) {
+		t.Parallel()
+		bad := deployment("apps", "by-label-bad", 1, map[string]string{"example.com/version": "bad"}, nil)
+		good := deployment("apps", "by-label-good", 1, map[string]string{"example.com/version": "good"}, nil)
+		for _, d := range []*appsv1.Deployment{bad, good} {
+			if err := c.Create(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitPod(t, c, bad, 60*time.Second, "CrashLoopBackOff by its version label", func(p *corev1.Pod) bool {
+			return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Waiting != nil &&
+				p.Status.ContainerStatuses[0].State.Waiting.Reason == "CrashLoopBackOff"
+		})
+		waitPod(t, c, good, 60*time.Second, "Ready by its version label", podReady)
 	})
 
 	t.Run("init-crashloop", func(t *testing.T) {
