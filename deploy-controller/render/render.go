@@ -143,6 +143,27 @@ func RenderSeldonDeployment(md *v1alpha1.ModelDeployment, in Inputs) (*SeldonDep
 	return sd, nil
 }
 
+// MetricsPortName and MetricsPort are the server's metrics port, as
+// Seldon names and numbers it.
+const (
+	MetricsPortName = "metrics"
+	MetricsPort     = 6000
+)
+
+// pinMetricsPort names the server's metrics port. Seldon numbers the
+// metrics ports of a SeldonDeployment's containers one after another
+// across all its predictors (6000, 6001, ...) unless a container names
+// its own: without this, adding or removing a version's predictor would
+// renumber, and so restart, the pods of the versions beside it.
+func pinMetricsPort(c *corev1.Container) {
+	for _, p := range c.Ports {
+		if p.Name == MetricsPortName {
+			return
+		}
+	}
+	c.Ports = append(c.Ports, corev1.ContainerPort{Name: MetricsPortName, ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP})
+}
+
 func predictor(md *v1alpha1.ModelDeployment, in Inputs, v Version) (PredictorSpec, error) {
 	uri, err := ModelURI(md.Spec.Model, v.Digest)
 	if err != nil {
@@ -160,6 +181,7 @@ func predictor(md *v1alpha1.ModelDeployment, in Inputs, v Version) (PredictorSpe
 		container = MLServerContainer(spec.Server)
 	}
 	container.Resources = resources(spec.Resources)
+	pinMetricsPort(&container)
 	pod := corev1.PodSpec{Containers: []corev1.Container{container}, NodeSelector: spec.NodeSelector, Tolerations: spec.Tolerations}
 	if c := spec.Credentials; c != nil {
 		switch {

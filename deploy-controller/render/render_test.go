@@ -518,3 +518,23 @@ func TestRouteSkipsVersionsWithoutTraffic(t *testing.T) {
 		t.Fatalf("URL without versions %q", got)
 	}
 }
+
+// Every server names its metrics port, so that Seldon does not number it
+// by the predictor's position: a predictor's pods do not change when
+// another version's predictor comes or goes.
+func TestMetricsPortPinned(t *testing.T) {
+	for _, server := range []v1alpha1.ServerType{v1alpha1.ServerMLServer, v1alpha1.ServerTriton} {
+		md := base()
+		md.Spec.Server.Type = server
+		sd, err := RenderSeldonDeployment(md, Inputs{Versions: []Version{{Digest: digestA, Traffic: 90}, {Digest: digestB, Traffic: 10}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range sd.Spec.Predictors {
+			ports := p.ComponentSpecs[0].Spec.Containers[0].Ports
+			if i := slices.IndexFunc(ports, func(p corev1.ContainerPort) bool { return p.Name == MetricsPortName }); i < 0 || ports[i].ContainerPort != MetricsPort {
+				t.Fatalf("%s predictor %s: ports %+v", server, p.Name, ports)
+			}
+		}
+	}
+}
