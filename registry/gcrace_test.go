@@ -18,11 +18,21 @@ import (
 	"modelx.io/modelx/storage/fs"
 )
 
-// gatedStore calls hook before every Put and Delete, so a test can stop a
-// request or a collection at an exact point.
+// gatedStore calls hook before every Put, Delete and conditional write
+// ("cas"), so a test can stop a request or a collection at an exact point.
 type gatedStore struct {
 	registry.Backend
 	hook func(op, key string)
+}
+
+func (g *gatedStore) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	g.hook("cas", key)
+	return g.Backend.PutIfAbsent(ctx, key, data)
+}
+
+func (g *gatedStore) PutIfMatch(ctx context.Context, key string, data []byte, etag string) error {
+	g.hook("cas", key)
+	return g.Backend.PutIfMatch(ctx, key, data, etag)
 }
 
 func (g *gatedStore) Put(ctx context.Context, key string, r io.Reader, size int64, sum []byte) error {
