@@ -375,7 +375,7 @@ func (reg *Registry) releaseHold(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !found {
-		return spec.Errorf(spec.ErrorHoldUnknown, "model %s/%s has no hold %q: it was released, or it expired (GET /%s/%s/holds lists the holds)", repo, name, holder, repo, name)
+		return spec.Errorf(spec.ErrorHoldUnknown, "model %s/%s has no hold %q: it was released, or it expired", repo, name, holder)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -404,6 +404,6 @@ func (reg *Registry) refuseHeld(ctx context.Context, repo, name string, d digest
 	if d == "" {
 		what = "model " + repo + "/" + name + " has versions"
 	}
-	return spec.Errorf(spec.ErrorConflict, "%s held by %s: the holder releases its hold (modelx hold release REGISTRY/%s/%s HOLDER, or DELETE /%s/%s/holds/HOLDER), or it expires; modelx hold list shows the holds", what, named, repo, name, repo, name).
+	return spec.Errorf(spec.ErrorConflict, "%s held by %s: release the holds first (modelx hold release REGISTRY/%s/%s HOLDER, or DELETE /%s/%s/holds/HOLDER) or let them expire", what, named, repo, name, repo, name).
 		WithDetail(map[string]any{"holders": holders[:min(len(holders), 100)]})
 }
