@@ -92,14 +92,18 @@ func (reg *Registry) readHolds(ctx context.Context, repo, name string) (holdsDoc
 	if errors.Is(err, storage.ErrNotFound) {
 		return holdsDoc{}, "", nil
 	}
-	if err != nil {
+	if err == nil {
+		var doc holdsDoc
+		if err = json.Unmarshal(data, &doc); err == nil {
+			return doc, info.ETag, nil
+		}
+	} else if !errors.Is(err, storage.ErrTooLarge) {
 		return holdsDoc{}, "", internal("read holds", err)
 	}
-	var doc holdsDoc
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return holdsDoc{}, "", fmt.Errorf("%s is corrupt: %w", key, err)
-	}
-	return doc, info.ETag, nil
+	// Corrupt or too large: nothing says what it holds, so nothing of the
+	// model may go, and only an operator can repair it.
+	reg.log.ErrorContext(ctx, "holds cannot be read", "key", key, "error", err)
+	return holdsDoc{}, "", spec.Errorf(spec.ErrorInternal, "the holds of model %s/%s (%s) are corrupt or too large to read: restore or remove that object in storage (docs/operations.md, Backup and restore); until then the model cannot be deleted and garbage collection keeps it whole", repo, name, key)
 }
 
 // updateHolds applies mutate to the model's holds document with

@@ -349,3 +349,33 @@ func TestHoldAuthorization(t *testing.T) {
 		t.Fatalf("holds left: %+v", got)
 	}
 }
+
+// TestUnreadableHolds: a corrupt holds document says nothing about what it
+// holds, so the model is kept whole by collection and cannot be deleted,
+// and the answers say which object to repair.
+func TestUnreadableHolds(t *testing.T) {
+	h := newHarness(t, backends(t)[0], registry.Options{GCGracePeriod: time.Nanosecond})
+	const model = "broken/holds"
+	old := h.movedVersion(model, "corrupt")
+	h.putObject("models/"+model+"/holds.json", []byte(`{"holds": [{"holder": "x", "dig`))
+	time.Sleep(10 * time.Millisecond)
+	res := h.collect()
+	if res.ModelsSkipped != 1 || res.ManifestsDeleted != 0 || len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "holds cannot be read") {
+		t.Fatalf("collection with corrupt holds: %+v", res)
+	}
+	if !h.versionReadable(model, old) {
+		t.Fatal("a version of a model with corrupt holds was collected")
+	}
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/" + model + "/holds"},
+		{http.MethodDelete, "/" + model + "/index"},
+		{http.MethodDelete, "/" + model + "/manifests/" + string(old)},
+		{http.MethodDelete, "/" + model + "/holds/x"},
+	} {
+		r := h.do(tc.method, tc.path, nil, nil)
+		h.expect(r, http.StatusInternalServerError, spec.ErrorInternal)
+		if msg := r.apiError(t).Message; !strings.Contains(msg, "models/"+model+"/holds.json") || !strings.Contains(msg, "restore or remove") {
+			t.Errorf("%s %s: %s does not say what to repair", tc.method, tc.path, msg)
+		}
+	}
+}
