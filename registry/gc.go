@@ -334,7 +334,8 @@ func (run *gcRun) keptNowBy(ctx context.Context, mo storedObject) (tagged, held 
 	return k.tagged[mo.key], k.held[mo.key] && !k.tagged[mo.key], nil
 }
 
-// sweepManifests deletes old manifests that no tag points to.
+// sweepManifests deletes old manifests that no tag points to and no
+// unexpired hold names, as read again within the lease.
 func (run *gcRun) sweepManifests(ctx context.Context) error {
 	for _, mo := range run.manifests {
 		if run.marked[mo.key] || run.skipped[mo.model] {
