@@ -60,7 +60,7 @@ var renderCases = []renderCase{
 			if want := "modelx/modelxd:" + tag; c.Image != want {
 				t.Errorf("registry image %q, want %q", c.Image, want)
 			}
-			wantArgs(t, c, "--data-dir=/data", "--enable-redirect=false", "--anonymous-pull=false", "--gc-interval=0s", "--gc-grace=1h", "--log-format=json")
+			wantArgs(t, c, "--data-dir=/data", "--enable-redirect=false", "--anonymous-pull=false", "--gc-interval=0s", "--gc-grace=1h", "--max-hold-ttl=720h", "--log-format=json")
 			noArgPrefix(t, c, "--s3-", "--policy", "--auth-config")
 			if len(c.Env) != 0 {
 				t.Errorf("registry env %v, want none", c.Env)
@@ -148,8 +148,8 @@ registry:
     anonymousRepositories: ["public/*"]
     rules:
     - {repositories: ["*"], actions: [admin], groups: [registry-admins]}
-    - {repositories: ["serving/*"], actions: [pull], serviceAccounts: ["local/prod/*"]}
-  gc: {interval: 6h, grace: 2h}
+    - {repositories: ["serving/*"], actions: [hold], serviceAccounts: ["local/prod/*"]}
+  gc: {interval: 6h, grace: 2h, maxHoldTTL: 168h}
   lifecycle: {preStop: {sleep: {seconds: 5}}}
   ingress:
     enabled: true
@@ -170,7 +170,7 @@ registry:
 			c := container(t, d, "modelxd")
 			wantArgs(t, c, "--s3-url=https://s3.example.com", "--s3-bucket=models", "--s3-region=eu-west-1",
 				"--s3-path-style=true", "--s3-presign-expire=10m", "--enable-redirect=true", "--anonymous-pull=true",
-				"--gc-interval=6h", "--gc-grace=2h",
+				"--gc-interval=6h", "--gc-grace=2h", "--max-hold-ttl=168h",
 				"--policy=/etc/modelx/config/policy.yaml", "--auth-config=/etc/modelx/config/auth.yaml")
 			noArgPrefix(t, c, "--data-dir", "--s3-secret-key", "--s3-access-key")
 			if m := mountPath(c, "data"); m != "" {

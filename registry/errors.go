@@ -22,6 +22,8 @@ var statusOf = map[spec.ErrorCode]int{
 	spec.ErrorNameInvalid:         http.StatusBadRequest,
 	spec.ErrorReferenceInvalid:    http.StatusBadRequest,
 	spec.ErrorIndexUnknown:        http.StatusNotFound,
+	spec.ErrorHoldUnknown:         http.StatusNotFound,
+	spec.ErrorHoldInvalid:         http.StatusBadRequest,
 	spec.ErrorRangeInvalid:        http.StatusRequestedRangeNotSatisfiable,
 	spec.ErrorTooLarge:            http.StatusRequestEntityTooLarge,
 	spec.ErrorUnauthorized:        http.StatusUnauthorized,

@@ -16,16 +16,18 @@ import (
 
 // Garbage collection, over the whole registry or one model.
 //
-//   - A manifest is garbage when no tag points to it.
+//   - A manifest is garbage when no tag points to it and no unexpired
+//     hold names it (holds.go).
 //   - A link is garbage when no remaining manifest of its model names its
 //     blob.
 //   - A blob is garbage when no remaining manifest of any model names it
 //     and no remaining link points to it.
 //   - Staged uploads and upload claims are garbage once old.
+//   - Expired holds are garbage.
 //
 // Nothing younger than the grace period goes: a push uploads its blobs
 // (and links them), then stores its manifest, then tags it, and each of
-// those steps may be in flight. A model whose index or one of whose
+// those steps may be in flight. A model whose index, holds or one of whose
 // manifests cannot be read (corrupt, or over the size bounds) is skipped
 // whole, and reported: what it names is unknown, so none of its manifests
 // and links go, and so no blob it may name goes either. Collection goes on
@@ -78,13 +80,15 @@ type gcRun struct {
 	res    spec.GCResult
 
 	tagged    map[string]bool                   // manifest keys some tag points to
+	held      map[string]bool                   // manifest keys some unexpired hold names
+	expired   map[gcScope]bool                  // models whose holds document has expired holds
 	manifests []storedObject                    // every stored manifest in scope
 	links     []storedObject                    // every link in scope
 	staged    []storedObject                    // every staged upload in scope
 	skipped   map[string]bool                   // models kept whole: something of theirs is unreadable
 	marked    map[string]bool                   // manifest keys whose blobs are marked
 	refs      map[string]map[digest.Digest]bool // model → blobs its live manifests name
-	retagged  map[string]map[string]bool        // model → manifest keys tagged at the sweep's re-read
+	keptNow   map[string]*keptBy                // model → what kept its manifests at the sweep's re-read
 	mayDelete func() bool
 }
 
@@ -106,15 +110,20 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 	defer func(began time.Time) { reg.metrics.recordGC(res, time.Since(began), err) }(time.Now())
 	run := &gcRun{
 		reg: reg, scope: scope, cutoff: start.Add(-reg.opts.GCGracePeriod),
-		tagged: map[string]bool{}, skipped: map[string]bool{}, marked: map[string]bool{},
-		refs: map[string]map[digest.Digest]bool{}, retagged: map[string]map[string]bool{},
+		tagged: map[string]bool{}, held: map[string]bool{}, expired: map[gcScope]bool{},
+		skipped: map[string]bool{}, marked: map[string]bool{},
+		refs: map[string]map[digest.Digest]bool{}, keptNow: map[string]*keptBy{},
 	}
 	run.res.Scope = scope.String()
 	if err := run.list(ctx); err != nil {
 		return run.res, err
 	}
 	for _, mo := range run.manifests {
-		if run.tagged[mo.key] || !mo.modTime.Before(run.cutoff) || run.skipped[mo.model] {
+		young := !mo.modTime.Before(run.cutoff)
+		if run.tagged[mo.key] || run.held[mo.key] || young || run.skipped[mo.model] {
+			if run.held[mo.key] && !run.tagged[mo.key] && !young && !run.skipped[mo.model] {
+				run.res.ManifestsHeld++
+			}
 			if err := run.mark(ctx, mo); err != nil {
 				return run.res, err
 			}
@@ -136,7 +145,7 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 		}
 	}()
 	run.mayDelete = sw.mayDelete
-	for _, step := range []func(context.Context) error{run.sweepManifests, run.markNewManifests, run.sweepLinks, run.sweepStaged} {
+	for _, step := range []func(context.Context) error{run.sweepManifests, run.markNewManifests, run.sweepLinks, run.sweepStaged, run.dropExpiredHolds} {
 		if err := step(ctx); err != nil {
 			return run.res, err
 		}
@@ -152,7 +161,8 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 	run.res.DurationSeconds = nowFunc().Sub(start).Seconds()
 	reg.log.InfoContext(ctx, "garbage collection done", "scope", run.res.Scope,
 		"manifests_deleted", run.res.ManifestsDeleted, "links_deleted", run.res.LinksDeleted,
-		"blobs_deleted", run.res.BlobsDeleted, "bytes_freed", run.res.BytesFreed, "models_skipped", len(run.skipped))
+		"blobs_deleted", run.res.BlobsDeleted, "bytes_freed", run.res.BytesFreed, "models_skipped", len(run.skipped),
+		"manifests_held", run.res.ManifestsHeld, "holds_expired", run.res.HoldsExpired)
 	return run.res, nil
 }
 
@@ -171,8 +181,8 @@ func (run *gcRun) skip(ctx context.Context, model, why string) {
 	}
 }
 
-// list reads every index and lists every manifest, link and staged upload
-// in scope.
+// list reads every index and holds document and lists every manifest,
+// link and staged upload in scope.
 func (run *gcRun) list(ctx context.Context) error {
 	err := run.reg.store.List(ctx, run.scope.prefix(), func(info storage.Info) error {
 		repo, name, rest, ok := parseModelKey(info.Key)
@@ -195,6 +205,21 @@ func (run *gcRun) list(ctx context.Context) error {
 				if spec.ValidateDigest(desc.Digest) == nil {
 					run.tagged[manifestKey(repo, name, desc.Digest)] = true
 				}
+			}
+		case rest == holdsFile:
+			held, expired, err := run.readHeld(ctx, repo, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				run.skip(ctx, model, "its holds cannot be read: "+err.Error())
+				return nil
+			}
+			for key := range held {
+				run.held[key] = true
+			}
+			if expired {
+				run.expired[gcScope{repo: repo, name: name}] = true
 			}
 		case strings.HasPrefix(rest, manifestsDir):
 			run.manifests = append(run.manifests, obj)
@@ -248,38 +273,80 @@ func (run *gcRun) mark(ctx context.Context, mo storedObject) error {
 	return nil
 }
 
-// taggedNow reads the model's index again within the lease: a push may have
-// tagged the manifest since the listing.
-func (run *gcRun) taggedNow(ctx context.Context, mo storedObject) (bool, error) {
-	if run.retagged[mo.model] == nil {
+// readHeld reads a model's holds: the keys of the manifests its unexpired
+// holds name, and whether it has expired holds.
+func (run *gcRun) readHeld(ctx context.Context, repo, name string) (map[string]bool, bool, error) {
+	doc, _, err := run.reg.readHolds(ctx, repo, name)
+	if err != nil {
+		return nil, false, err
+	}
+	now, held, expired := nowFunc(), map[string]bool{}, false
+	for _, h := range doc.Holds {
+		if h.Expired(now) {
+			expired = true
+			continue
+		}
+		for _, d := range h.Digests {
+			if spec.ValidateDigest(d) == nil {
+				held[manifestKey(repo, name, d)] = true
+			}
+		}
+	}
+	return held, expired, nil
+}
+
+// keptBy is what keeps a model's manifests, by manifest key.
+type keptBy struct {
+	tagged, held map[string]bool
+}
+
+// keptNowBy reads the model's index and holds again within the lease: a
+// push may have tagged the manifest, or a holder held it, since the
+// listing. It says whether the manifest is tagged, and whether it is held
+// (untagged). A model whose index or holds cannot be read is skipped.
+func (run *gcRun) keptNowBy(ctx context.Context, mo storedObject) (tagged, held bool, err error) {
+	k := run.keptNow[mo.model]
+	if k == nil {
 		repo, name, _, _ := parseModelKey(mo.key)
 		idx, _, err := run.reg.readIndex(ctx, modelIndexKey(repo, name))
 		if err != nil {
 			if ctx.Err() != nil {
-				return false, ctx.Err()
+				return false, false, ctx.Err()
 			}
 			run.skip(ctx, mo.model, "its index cannot be read: "+err.Error())
-			return true, nil
+			return false, false, nil
 		}
-		run.retagged[mo.model] = map[string]bool{}
+		k = &keptBy{tagged: map[string]bool{}}
+		if k.held, _, err = run.readHeld(ctx, repo, name); err != nil {
+			if ctx.Err() != nil {
+				return false, false, ctx.Err()
+			}
+			run.skip(ctx, mo.model, "its holds cannot be read: "+err.Error())
+			return false, false, nil
+		}
 		for _, desc := range idx.Manifests {
 			if spec.ValidateDigest(desc.Digest) == nil {
-				run.retagged[mo.model][manifestKey(repo, name, desc.Digest)] = true
+				k.tagged[manifestKey(repo, name, desc.Digest)] = true
 			}
 		}
+		run.keptNow[mo.model] = k
 	}
-	return run.retagged[mo.model][mo.key], nil
+	return k.tagged[mo.key], k.held[mo.key] && !k.tagged[mo.key], nil
 }
 
-// sweepManifests deletes old manifests that no tag points to.
+// sweepManifests deletes old manifests that no tag points to and no
+// unexpired hold names, as read again within the lease.
 func (run *gcRun) sweepManifests(ctx context.Context) error {
 	for _, mo := range run.manifests {
 		if run.marked[mo.key] || run.skipped[mo.model] {
 			continue
 		}
-		if now, err := run.taggedNow(ctx, mo); err != nil {
+		if tagged, held, err := run.keptNowBy(ctx, mo); err != nil {
 			return err
-		} else if now || run.skipped[mo.model] {
+		} else if tagged || held || run.skipped[mo.model] {
+			if held {
+				run.res.ManifestsHeld++
+			}
 			if err := run.mark(ctx, mo); err != nil {
 				return err
 			}
@@ -470,6 +537,26 @@ func (run *gcRun) dropDanglingLinks(ctx context.Context, deleted map[digest.Dige
 			return internal("delete blob link", err)
 		}
 		run.res.LinksDeleted++
+	}
+	return nil
+}
+
+// dropExpiredHolds removes the expired holds the listing found. A hold
+// put again since is not expired any more, and stays.
+func (run *gcRun) dropExpiredHolds(ctx context.Context) error {
+	for m := range run.expired {
+		if run.skipped[m.String()] {
+			continue
+		}
+		dropped := 0
+		err := run.reg.updateHolds(ctx, m.repo, m.name, func(doc *holdsDoc) (bool, error) {
+			dropped = doc.dropExpired(nowFunc())
+			return dropped > 0, nil
+		})
+		if err != nil {
+			return err
+		}
+		run.res.HoldsExpired += dropped
 	}
 	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,11 +20,21 @@ import (
 	"modelx.io/modelx/storage/fs"
 )
 
-// gatedStore calls hook before every Put and Delete, so a test can stop a
-// request or a collection at an exact point.
+// gatedStore calls hook before every Put, Delete and conditional write
+// ("cas"), so a test can stop a request or a collection at an exact point.
 type gatedStore struct {
 	registry.Backend
 	hook func(op, key string)
+}
+
+func (g *gatedStore) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	g.hook("cas", key)
+	return g.Backend.PutIfAbsent(ctx, key, data)
+}
+
+func (g *gatedStore) PutIfMatch(ctx context.Context, key string, data []byte, etag string) error {
+	g.hook("cas", key)
+	return g.Backend.PutIfMatch(ctx, key, data, etag)
 }
 
 func (g *gatedStore) Put(ctx context.Context, key string, r io.Reader, size int64, sum []byte) error {
@@ -182,4 +194,141 @@ func TestGCDuringManifestPush(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGCDuringHoldPut puts a hold on an old untagged version while a
+// collection runs: with the collection stopped just before it deletes the
+// version (after its last reading of the holds), the hold PUT must fail
+// naming the version and leave no hold on it; with the collection stopped
+// before its sweep, the hold must keep the version and its blobs. Many
+// unstaged races end either way, never with a hold on a deleted version.
+func TestGCDuringHoldPut(t *testing.T) {
+	for _, stage := range []string{"hold-during-sweep", "hold-before-sweep"} {
+		t.Run(stage, func(t *testing.T) {
+			base, err := fs.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var hook func(op, key string)
+			store := &gatedStore{Backend: base, hook: func(op, key string) {
+				mu.Lock()
+				h := hook
+				mu.Unlock()
+				if h != nil {
+					h(op, key)
+				}
+			}}
+			h := newHarness(t, backend{name: "fs-gated", open: func(*testing.T) registry.Backend { return store }}, registry.Options{GCGracePeriod: time.Nanosecond})
+			const model = "gc/held"
+			old := h.movedVersion(model, "race")
+			cur := h.index("/" + model + "/index").Manifests[0].Digest
+			time.Sleep(10 * time.Millisecond)
+
+			stopped, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			mu.Lock()
+			hook = func(op, key string) {
+				switch {
+				case stage == "hold-during-sweep" && op == "delete" && strings.HasSuffix(key, "/manifests/sha256/"+old.Encoded()):
+					once.Do(func() { close(stopped); <-release })
+				case stage == "hold-before-sweep" && op == "cas" && key == "gc/state.json":
+					once.Do(func() { close(stopped); <-release })
+				}
+			}
+			mu.Unlock()
+			type result struct {
+				res spec.GCResult
+				err error
+			}
+			gcDone := make(chan result, 1)
+			go func() {
+				res, err := h.reg.CollectGarbage(context.Background())
+				gcDone <- result{res, err}
+			}()
+			<-stopped
+			put := make(chan response, 1)
+			go func() { put <- h.do(http.MethodPut, "/"+model+"/holds/ctl", holdBody("1h", old, cur), nil) }()
+			switch stage {
+			case "hold-during-sweep":
+				// The PUT writes its hold, then waits for the sweep.
+				for !slices.ContainsFunc(h.holds(model), func(x spec.Hold) bool { return x.Holder == "ctl" }) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				close(release)
+				r := <-put
+				h.expect(r, http.StatusNotFound, spec.ErrorManifestUnknown)
+				if msg := r.apiError(t).Message; !strings.Contains(msg, string(old)) || !strings.Contains(msg, "garbage collection") {
+					t.Errorf("the refusal does not name the deleted version: %s", msg)
+				}
+				g := <-gcDone
+				if g.err != nil || g.res.ManifestsDeleted != 1 || g.res.BlobsDeleted == 0 {
+					t.Fatalf("collection: %+v %v", g.res, g.err)
+				}
+				// The hold keeps what exists, and names nothing deleted.
+				got := h.holds(model)
+				if len(got) != 1 || !slices.Equal(got[0].Digests, []digest.Digest{cur}) {
+					t.Fatalf("holds after the race: %+v, want ctl on %s only", got, cur)
+				}
+			case "hold-before-sweep":
+				r := <-put // completes while the collection waits to sweep
+				h.expect(r, http.StatusCreated, "")
+				close(release)
+				g := <-gcDone
+				if g.err != nil || g.res.ManifestsDeleted != 0 || g.res.ManifestsHeld != 1 || g.res.BlobsDeleted != 0 {
+					t.Fatalf("collection: %+v %v, want the held version kept", g.res, g.err)
+				}
+				if !h.versionReadable(model, old) {
+					t.Fatal("the held version or a blob of it is gone")
+				}
+			}
+			if !h.versionReadable(model, cur) {
+				t.Fatal("the tagged version or a blob of it is gone")
+			}
+		})
+	}
+	t.Run("unstaged", func(t *testing.T) {
+		h := newHarness(t, backend{name: "fs", open: func(t *testing.T) registry.Backend {
+			st, err := fs.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}}, registry.Options{GCGracePeriod: time.Nanosecond})
+		outcomes := map[int]int{}
+		for i := range 12 {
+			model := fmt.Sprintf("gc/race%d", i)
+			old := h.movedVersion(model, model)
+			time.Sleep(5 * time.Millisecond)
+			gcDone := make(chan error, 1)
+			go func() {
+				_, err := h.reg.CollectGarbage(context.Background())
+				gcDone <- err
+			}()
+			time.Sleep(time.Duration(i%4) * time.Millisecond)
+			r := h.do(http.MethodPut, "/"+model+"/holds/ctl", holdBody("1h", old), nil)
+			if err := <-gcDone; err != nil {
+				t.Fatal(err)
+			}
+			outcomes[r.status]++
+			switch r.status {
+			case http.StatusCreated:
+				if !h.versionReadable(model, old) {
+					t.Fatalf("round %d: the hold was put, yet the version or a blob of it is gone", i)
+				}
+				h.collect()
+				if !h.versionReadable(model, old) {
+					t.Fatalf("round %d: the next collection deleted a held version", i)
+				}
+			case http.StatusNotFound:
+				h.expect(r, http.StatusNotFound, spec.ErrorManifestUnknown)
+				if got := h.holds(model); len(got) != 0 {
+					t.Fatalf("round %d: the hold PUT failed, yet holds %+v", i, got)
+				}
+			default:
+				t.Fatalf("round %d: hold PUT answered %d %s", i, r.status, r.body)
+			}
+		}
+		t.Logf("hold PUT outcomes by status: %v", outcomes)
+	})
 }

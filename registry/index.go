@@ -127,15 +127,23 @@ func (reg *Registry) updateIndex(ctx context.Context, key string, mutate func(*s
 		if !errors.Is(err, storage.ErrPreconditionFailed) {
 			return spec.Index{}, internal("write index", err)
 		}
-		// Lost the race: back off with jitter, then read again.
-		backoff := time.Duration(1<<min(attempt, 7)) * time.Millisecond
-		select {
-		case <-ctx.Done():
-			return spec.Index{}, ctx.Err()
-		case <-time.After(backoff/2 + rand.N(backoff)):
+		if err := retryBackoff(ctx, attempt); err != nil {
+			return spec.Index{}, err
 		}
 	}
 	return spec.Index{}, spec.Errorf(spec.ErrorConflict, "index %s changed on every one of %d attempts; retry the request", key, maxUpdateAttempts)
+}
+
+// retryBackoff waits before the next attempt of a compare-and-swap update
+// that lost the race: exponentially longer, with jitter.
+func retryBackoff(ctx context.Context, attempt int) error {
+	backoff := time.Duration(1<<min(attempt, 7)) * time.Millisecond
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(backoff/2 + rand.N(backoff)):
+		return nil
+	}
 }
 
 // indexWriteLimit is the bound an update may not grow the index at key past.
@@ -289,10 +297,14 @@ func (reg *Registry) getIndex(w http.ResponseWriter, r *http.Request) error {
 // deleteIndex removes every tag of a model and the model from the global
 // index. Manifests and blobs stay until garbage collection. The tags are
 // cleared by a compare-and-swap write, so a push racing the delete either
-// lands after it (and its tag stays) or before it (and is deleted).
+// lands after it (and its tag stays) or before it (and is deleted). A
+// model with unexpired holds is not deleted.
 func (reg *Registry) deleteIndex(w http.ResponseWriter, r *http.Request) error {
 	repo, name, err := model(r)
 	if err != nil {
+		return err
+	}
+	if err := reg.refuseHeld(r.Context(), repo, name, ""); err != nil {
 		return err
 	}
 	existed := false

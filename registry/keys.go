@@ -15,6 +15,7 @@ import (
 //	blobs/sha256/ab/abcdef…                      blob bytes
 //	uploads/sha256/abcdef…                       upload claim of a blob being uploaded
 //	models/REPO/NAME/index.json                  the model's tags
+//	models/REPO/NAME/holds.json                  the model's holds (holds.go)
 //	models/REPO/NAME/manifests/sha256/abcdef…    manifests by digest
 //	models/REPO/NAME/blobs/sha256/abcdef…        links: the blobs the model holds
 //	models/REPO/NAME/uploads/sha256/abcdef…      staged uploads of stored blobs
@@ -25,6 +26,7 @@ const (
 	claimsPrefix   = "uploads/"
 	modelsPrefix   = "models/"
 	indexFile      = "index.json"
+	holdsFile      = "holds.json"
 	manifestsDir   = "manifests/"
 	linksDir       = "blobs/"
 	stagedDir      = "uploads/"
@@ -53,13 +55,15 @@ func modelPrefix(repo, name string) string { return modelsPrefix + repo + "/" + 
 
 func modelIndexKey(repo, name string) string { return modelPrefix(repo, name) + indexFile }
 
+func holdsKey(repo, name string) string { return modelPrefix(repo, name) + holdsFile }
+
 func manifestKey(repo, name string, d digest.Digest) string {
 	return modelPrefix(repo, name) + manifestsDir + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 // parseModelKey splits a key under models/ into repository, name and the
-// rest ("index.json", "manifests/sha256/…", "blobs/sha256/…" or
-// "uploads/sha256/…").
+// rest ("index.json", "holds.json", "manifests/sha256/…", "blobs/sha256/…"
+// or "uploads/sha256/…").
 func parseModelKey(key string) (repo, name, rest string, ok bool) {
 	parts := strings.SplitN(strings.TrimPrefix(key, modelsPrefix), "/", 3)
 	if len(parts) != 3 || !strings.HasPrefix(key, modelsPrefix) {

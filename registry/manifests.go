@@ -315,11 +315,18 @@ func (reg *Registry) tag(ctx context.Context, repo, name, tag string, d digest.D
 }
 
 // deleteManifest removes a tag, or every tag pointing at a digest. The
-// manifest and its blobs stay until garbage collection.
+// manifest and its blobs stay until garbage collection. A digest that a
+// hold keeps is not deleted; a tag is, as a tag may move: the hold keeps
+// the version it pointed at.
 func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) error {
 	repo, name, ref, err := manifestParams(r)
 	if err != nil {
 		return err
+	}
+	if ref.Digest != "" {
+		if err := reg.refuseHeld(r.Context(), repo, name, ref.Digest); err != nil {
+			return err
+		}
 	}
 	removed := 0
 	idx, err := reg.updateIndex(r.Context(), modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {

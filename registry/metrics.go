@@ -66,7 +66,7 @@ func newMetrics() *Metrics {
 		Name: "modelxd_gc_runs_total", Help: "Garbage collections, by result (ok, skipped, error).",
 	}, []string{"result"})
 	m.gcDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "modelxd_gc_deleted_total", Help: "Objects garbage collection deleted, by kind (blob, manifest).",
+		Name: "modelxd_gc_deleted_total", Help: "Objects garbage collection deleted, by kind (blob, manifest, hold).",
 	}, []string{"kind"})
 	m.gcBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "modelxd_gc_reclaimed_bytes_total", Help: "Bytes of blobs garbage collection deleted.",
@@ -196,6 +196,7 @@ func (m *Metrics) recordGC(res spec.GCResult, took time.Duration, err error) {
 	}
 	m.gcDeleted.WithLabelValues("blob").Add(float64(res.BlobsDeleted))
 	m.gcDeleted.WithLabelValues("manifest").Add(float64(res.ManifestsDeleted))
+	m.gcDeleted.WithLabelValues("hold").Add(float64(res.HoldsExpired))
 	m.gcBytes.Add(float64(res.BytesFreed))
 	m.gcDuration.Observe(took.Seconds())
 }

@@ -40,6 +40,9 @@ type Options struct {
 	// GCGracePeriod protects blobs and manifests younger than this from
 	// garbage collection, so in-flight pushes keep their blobs; default 1 hour.
 	GCGracePeriod time.Duration
+	// MaxHoldTTL is the longest a hold may last; a hold PUT asking for more
+	// gets 400 HOLD_INVALID. Default DefaultMaxHoldTTL.
+	MaxHoldTTL time.Duration
 	// MaxManifestSize bounds a manifest PUT body; default spec.MaxManifestSize.
 	MaxManifestSize int64
 	// MaxUploads bounds the blob uploads proxied at once (not those sent
@@ -103,6 +106,9 @@ func New(store Backend, opts Options) (*Registry, error) {
 	if opts.GCGracePeriod <= 0 {
 		opts.GCGracePeriod = time.Hour
 	}
+	if opts.MaxHoldTTL <= 0 {
+		opts.MaxHoldTTL = DefaultMaxHoldTTL
+	}
 	if opts.MaxManifestSize <= 0 {
 		opts.MaxManifestSize = spec.MaxManifestSize
 	}
@@ -163,7 +169,7 @@ func (reg *Registry) Handler() http.Handler {
 		r.Get("/", reg.handle(reg.root))
 		r.With(reg.authorizeRegistry(auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollectRegistry))
 		r.Route("/{repository}/{name}", func(r chi.Router) {
-			pull, push, del := reg.authorize(auth.Pull), reg.authorize(auth.Push), reg.authorize(auth.Delete)
+			pull, push, del, hold := reg.authorize(auth.Pull), reg.authorize(auth.Push), reg.authorize(auth.Delete), reg.authorize(auth.Hold)
 			r.With(pull).Get("/index", reg.handle(reg.getIndex))
 			r.With(del).Delete("/index", reg.handle(reg.deleteIndex))
 			r.With(pull).Get("/manifests/{reference}", reg.handle(reg.getManifest))
@@ -173,6 +179,9 @@ func (reg *Registry) Handler() http.Handler {
 			r.With(pull).Head("/blobs/{digest}", reg.handle(reg.headBlob))
 			r.With(pull).Get("/blobs/{digest}", reg.handle(reg.getBlob))
 			r.With(push).Put("/blobs/{digest}", reg.handle(reg.putBlob))
+			r.With(pull).Get("/holds", reg.handle(reg.listHolds))
+			r.With(hold).Put("/holds/{holder}", reg.handle(reg.putHold))
+			r.With(hold).Delete("/holds/{holder}", reg.handle(reg.releaseHold))
 			r.With(reg.authorize(auth.Delete, auth.Admin)).Post("/garbage-collect", reg.handle(reg.garbageCollect))
 		})
 	})

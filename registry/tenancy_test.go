@@ -25,11 +25,13 @@ import (
 
 // Tenants in these tests are robots, each with pull and push on its own
 // repository; "admin" has admin on everything; public/* is readable by
-// anonymous requests.
+// anonymous requests. "ctl" has no rights here; the holds tests give it
+// hold on team-a/*.
 var tenantRobots = map[string]string{
 	"team-a": "token-of-team-a-0123456789",
 	"team-b": "token-of-team-b-0123456789",
 	"admin":  "token-of-the-admin-0123456",
+	"ctl":    "token-of-the-controller-01",
 }
 
 func tenantOptions(t *testing.T) registry.Options {

@@ -43,9 +43,10 @@ func (reg *Registry) webUI() func(http.Handler) http.Handler {
 // isUIRequest says whether a request is for the web UI. Everything under
 // /ui/ is, except what is also the API of a repository called "ui"
 // (/ui/NAME/index, /ui/NAME/manifests/REF, /ui/NAME/blobs/DIGEST,
-// /ui/NAME/garbage-collect): those go to the API unless a browser asks for
-// a page (GET or HEAD preferring text/html), which is the UI page of the
-// model NAME/index, NAME/manifests and so on.
+// /ui/NAME/holds, /ui/NAME/holds/HOLDER, /ui/NAME/garbage-collect): those
+// go to the API unless a browser asks for a page (GET or HEAD preferring
+// text/html), which is the UI page of the model NAME/index, NAME/manifests
+// and so on.
 func isUIRequest(r *http.Request) bool {
 	if r.URL.Path == "/ui" {
 		return true
@@ -65,9 +66,9 @@ func apiShaped(rest string) bool {
 	parts := strings.Split(rest, "/")
 	switch len(parts) {
 	case 2:
-		return parts[1] == "index" || parts[1] == "garbage-collect"
+		return parts[1] == "index" || parts[1] == "holds" || parts[1] == "garbage-collect"
 	case 3:
-		return parts[1] == "manifests" || parts[1] == "blobs"
+		return parts[1] == "manifests" || parts[1] == "blobs" || parts[1] == "holds"
 	}
 	return false
 }

@@ -52,6 +52,9 @@ func TestIsUIRequest(t *testing.T) {
 		{"GET", "/ui/bert/blobs/sha256:abc", "*/*", false},
 		{"PUT", "/ui/bert/blobs/sha256:abc", browser, false},
 		{"POST", "/ui/bert/garbage-collect", browser, false},
+		{"GET", "/ui/bert/holds", "", false},
+		{"PUT", "/ui/bert/holds/ctl", browser, false},
+		{"DELETE", "/ui/bert/holds/ctl", "", false},
 		// ... unless a browser asks for the page of the model bert/index.
 		{"GET", "/ui/bert/index", browser, true},
 		{"GET", "/ui/nlp/manifests/v1", browser, true},

@@ -17,6 +17,8 @@ const (
 	ErrorNameInvalid         ErrorCode = "NAME_INVALID"
 	ErrorReferenceInvalid    ErrorCode = "REFERENCE_INVALID"
 	ErrorIndexUnknown        ErrorCode = "INDEX_UNKNOWN"
+	ErrorHoldUnknown         ErrorCode = "HOLD_UNKNOWN"
+	ErrorHoldInvalid         ErrorCode = "HOLD_INVALID"
 	ErrorRangeInvalid        ErrorCode = "RANGE_INVALID"
 	ErrorTooLarge            ErrorCode = "TOO_LARGE"
 	ErrorUnauthorized        ErrorCode = "UNAUTHORIZED"

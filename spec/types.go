@@ -131,6 +131,11 @@ type GCResult struct {
 	Scope            string `json:"scope,omitempty"`
 	ManifestsKept    int    `json:"manifestsKept"`
 	ManifestsDeleted int    `json:"manifestsDeleted"`
+	// ManifestsHeld counts the manifests kept (within ManifestsKept) only
+	// because a hold names them; HoldsExpired counts the expired holds
+	// dropped.
+	ManifestsHeld int `json:"manifestsHeld,omitempty"`
+	HoldsExpired  int `json:"holdsExpired,omitempty"`
 	// LinksKept and LinksDeleted count links of models to blobs.
 	LinksKept    int `json:"linksKept"`
 	LinksDeleted int `json:"linksDeleted"`

@@ -290,7 +290,7 @@ type fileInfo struct {
 func (a *app) infoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info REF",
-		Short: "Show a model version: digest, metadata and files",
+		Short: "Show a model version: digest, metadata, files, and the holds on its model",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, ref, err := a.configAndRef(args[0])
@@ -315,8 +315,13 @@ func (a *app) infoCommand() *cobra.Command {
 					}
 				}
 			}
+			// Holds are shown when the registry answers (older ones have none).
+			holds, err := api.Holds(cmd.Context(), ref.Repository, ref.Name)
+			if err != nil || holds == nil {
+				holds = []spec.Hold{}
+			}
 			if a.output == "json" {
-				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "immutable": immutable, "config": config, "files": files, "manifest": m})
+				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "immutable": immutable, "holds": holds, "config": config, "files": files, "manifest": m})
 			}
 			fmt.Fprintf(a.stdout, "reference:   %s\ndigest:      %s\nsize:        %s in %d files\n", ref, d, humanize.Bytes(total), len(files))
 			if immutable {
@@ -326,6 +331,12 @@ func (a *app) infoCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "description: %s\nframework:   %s\ntask:        %s\n", config.Description, config.Framework, config.Task)
 				if len(config.ModelFiles) > 0 {
 					fmt.Fprintf(a.stdout, "modelFiles:  %s\n", strings.Join(config.ModelFiles, ", "))
+				}
+			}
+			if len(holds) > 0 {
+				fmt.Fprintf(a.stdout, "holds:       %d on versions of %s (modelx hold list)\n", len(holds), ref.Model())
+				if err := writeHolds(a.stdout, "  ", holds, d); err != nil {
+					return err
 				}
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)

@@ -58,7 +58,7 @@ References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
 	pf.BoolVar(&a.insecure, "insecure", envTrue("MODELX_INSECURE"), "do not verify TLS certificates (testing only: anyone on the path can read and change the traffic; env MODELX_INSECURE=true)")
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.listCommand(), a.infoCommand(),
-		a.deleteCommand(), a.gcCommand(), a.copyCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
+		a.deleteCommand(), a.gcCommand(), a.holdCommand(), a.copyCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
 		a.versionCommand(),
 	)
 	return root

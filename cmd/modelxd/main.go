@@ -140,6 +140,7 @@ func parseFlags(args []string) (registry.Config, string, error) {
 		duration(&cfg.Options.PresignExpiry, "s3-presign-expire", 15*time.Minute, "validity of presigned URLs"),
 		duration(&cfg.GCInterval, "gc-interval", 0, "run garbage collection this often (0: only on request)"),
 		duration(&cfg.Options.GCGracePeriod, "gc-grace", time.Hour, "never collect blobs or manifests younger than this"),
+		duration(&cfg.Options.MaxHoldTTL, "max-hold-ttl", registry.DefaultMaxHoldTTL, "the longest a hold may last; a hold asking for more is refused (holders renew before expiry)"),
 		duration(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "wait this long for requests on SIGTERM"),
 	} {
 		if err != nil {

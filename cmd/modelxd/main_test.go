@@ -43,9 +43,17 @@ func TestParseFlags(t *testing.T) {
 	}
 	// Limits: sizes with units, the floor's 0 (off), trusted proxies.
 	if cfg, _, _ := parseFlags(nil); cfg.Options.MinUploadRate != 64<<10 || cfg.Options.MaxUploadsPerIdentity != 16 || cfg.Options.TrustedProxies != nil ||
-		cfg.Options.ManifestParseMemory != 256<<20 {
+		cfg.Options.ManifestParseMemory != 256<<20 || cfg.Options.MaxHoldTTL != 720*time.Hour {
 		t.Fatalf("default limits: %+v", cfg.Options)
 	}
+	t.Setenv("MODELXD_MAX_HOLD_TTL", "48h")
+	if cfg, _, _ := parseFlags(nil); cfg.Options.MaxHoldTTL != 48*time.Hour {
+		t.Fatalf("MODELXD_MAX_HOLD_TTL=48h: %v", cfg.Options.MaxHoldTTL)
+	}
+	if cfg, _, _ := parseFlags([]string{"--max-hold-ttl", "2160h"}); cfg.Options.MaxHoldTTL != 2160*time.Hour {
+		t.Fatalf("--max-hold-ttl 2160h: %v", cfg.Options.MaxHoldTTL)
+	}
+	os.Unsetenv("MODELXD_MAX_HOLD_TTL")
 	t.Setenv("MODELXD_MIN_UPLOAD_RATE", "1MiB")
 	cfg, _, err = parseFlags([]string{"--max-uploads-per-identity", "4", "--trusted-proxies", "10.0.0.0/8, 192.168.1.7,fd00::/8", "--manifest-parse-memory", "1GiB"})
 	if err != nil {
@@ -79,6 +87,7 @@ func TestParseFlags(t *testing.T) {
 		{"", "", []string{"--min-upload-rate", "1.5MiB"}, "min-upload-rate"},
 		{"", "", []string{"--trusted-proxies", "10.0.0.0/8,proxy.local"}, "--trusted-proxies"},
 		{"MODELXD_GC_INTERVAL", "soon", nil, "MODELXD_GC_INTERVAL"},
+		{"MODELXD_MAX_HOLD_TTL", "a month", nil, "MODELXD_MAX_HOLD_TTL"},
 		{"", "", []string{"extra"}, "unexpected argument"},
 		{"", "", []string{"--log-format", "xml"}, "--log-format"},
 		{"", "", []string{"--no-such-flag"}, "no-such-flag"},

@@ -14,12 +14,15 @@ import (
 type Action string
 
 // The actions a policy grants. admin implies every other action; push and
-// delete imply pull.
+// delete imply hold; push, delete and hold imply pull.
 const (
 	Pull   Action = "pull"
 	Push   Action = "push"
 	Delete Action = "delete"
-	Admin  Action = "admin"
+	// Hold puts and releases holds, which keep versions from garbage
+	// collection (a deploy controller's right).
+	Hold  Action = "hold"
+	Admin Action = "admin"
 )
 
 // Rule grants actions on repositories to subjects.
@@ -103,9 +106,9 @@ func (p *Policy) Validate() error {
 		}
 		for _, a := range r.Actions {
 			switch a {
-			case Pull, Push, Delete, Admin:
+			case Pull, Push, Delete, Hold, Admin:
 			default:
-				return fmt.Errorf("%s: action %q is not one of pull, push, delete, admin", f, a)
+				return fmt.Errorf("%s: action %q is not one of pull, push, delete, hold, admin", f, a)
 			}
 		}
 		if err := check(f+".repositories", r.Repositories); err != nil {
@@ -167,9 +170,16 @@ func matchAny(globs []string, s string) bool {
 	return false
 }
 
+// grants reports whether a rule's actions include want, directly or by
+// implication.
 func grants(have []Action, want Action) bool {
 	for _, a := range have {
-		if a == want || a == Admin || (want == Pull && (a == Push || a == Delete)) {
+		switch {
+		case a == want || a == Admin:
+			return true
+		case want == Pull && (a == Push || a == Delete || a == Hold):
+			return true
+		case want == Hold && (a == Push || a == Delete):
 			return true
 		}
 	}

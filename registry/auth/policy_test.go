@@ -17,8 +17,10 @@ func TestPolicyAllowed(t *testing.T) {
 			{Repositories: []string{"ci/*"}, Actions: []Action{Push}, Robots: []string{"ci"}},
 			{Repositories: []string{"*"}, Actions: []Action{Admin}, Robots: []string{"admin"}},
 			{Repositories: []string{"team/*"}, Actions: []Action{Pull}, Users: []string{"*"}},
+			{Repositories: []string{"serving/*"}, Actions: []Action{Hold}, ServiceAccounts: []string{"prod/controllers/*"}},
 		},
 	}
+	controller := &Identity{Kind: KindServiceAccount, Name: "prod/controllers/modelx"}
 	alice := &Identity{Kind: KindUser, Name: "alice"}
 	ml := &Identity{Kind: KindUser, Name: "bob", Groups: []string{"ml"}}
 	admin := &Identity{Kind: KindUser, Name: "root", Groups: []string{"admins"}}
@@ -80,6 +82,17 @@ func TestPolicyAllowed(t *testing.T) {
 		{saNamedCI, Push, "ci/nightly", false},
 		{noKind, Push, "nlp/bert", false},
 		{noKind, Delete, "any/thing", false},
+		// hold: implied by push, delete and admin; implies pull, and nothing else.
+		{controller, Hold, "serving/bert", true},
+		{controller, Pull, "serving/bert", true},
+		{controller, Push, "serving/bert", false},
+		{controller, Delete, "serving/bert", false},
+		{controller, Hold, "nlp/bert", false},
+		{alice, Hold, "nlp/bert", true},  // push implies hold
+		{ml, Hold, "nlp/bert", true},     // delete implies hold
+		{admin, Hold, "any/thing", true}, // admin implies everything
+		{sa, Hold, "serving/bert", false},
+		{nil, Hold, "public/x", false},
 	} {
 		name := "anonymous"
 		if tc.id != nil {
@@ -90,7 +103,7 @@ func TestPolicyAllowed(t *testing.T) {
 		}
 	}
 	def := DefaultPolicy(false)
-	if !def.Allowed(alice, Push, "a/b") || def.Allowed(alice, Delete, "a/b") || def.Allowed(nil, Pull, "a/b") {
+	if !def.Allowed(alice, Push, "a/b") || !def.Allowed(alice, Hold, "a/b") || def.Allowed(alice, Delete, "a/b") || def.Allowed(nil, Pull, "a/b") {
 		t.Error("default policy: authenticated pull+push, no delete, no anonymous")
 	}
 	if !def.Allowed(sa, Push, "a/b") || !def.Allowed(robot, Push, "a/b") {
@@ -123,7 +136,7 @@ func TestPolicyValidate(t *testing.T) {
 		p    Policy
 		want string
 	}{
-		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{"write"}, Users: []string{"x"}}}}, `"write"`},
+		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{"write"}, Users: []string{"x"}}}}, `"write" is not one of pull, push, delete, hold, admin`},
 		{Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}}}}, "names no users"},
 		{Policy{Rules: []Rule{{Actions: []Action{Pull}, Users: []string{"x"}}}}, "needs repositories"},
 		{Policy{Rules: []Rule{{Repositories: []string{"a/["}, Actions: []Action{Pull}, Users: []string{"x"}}}}, "bad glob"},
@@ -138,7 +151,7 @@ func TestPolicyValidate(t *testing.T) {
 			t.Errorf("Validate(%+v) = %v, want %q", tc.p, err, tc.want)
 		}
 	}
-	ok := Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull}, ServiceAccounts: []string{"prod/serving/*", "prod/*/*", "dev-2/ns/name"}}}}
+	ok := Policy{Rules: []Rule{{Repositories: []string{"a/*"}, Actions: []Action{Pull, Hold}, ServiceAccounts: []string{"prod/serving/*", "prod/*/*", "dev-2/ns/name"}}}}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("Validate(%+v) = %v", ok, err)
 	}
