@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,7 @@ import (
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/controller"
 	"modelx.io/modelx/deploy-controller/render"
+	"modelx.io/modelx/spec"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; it tags
@@ -34,7 +36,7 @@ var version = "dev"
 type config struct {
 	metricsAddr, probeAddr string
 	leaderElect            bool
-	retry, drain           time.Duration
+	retry, drain, holdTTL  time.Duration
 	clusterName            string
 	initializerImage       string
 	// initializerCPURequest and the like are resource quantities.
@@ -59,6 +61,7 @@ func main() {
 	flag.StringVar(&c.gatewaySelector, "gateway-selector", labels.FormatLabels(render.DefaultGatewaySelector()), "labels (k=v,...) of the ingress gateway pods that the Gateways the controller creates select")
 	flag.DurationVar(&c.retry, "retry-after", 30*time.Second, "pause before resolving a failed model reference again")
 	flag.DurationVar(&c.drain, "drain", controller.DefaultDrain, "how long an old version keeps running without traffic after a new one took all of it")
+	flag.DurationVar(&c.holdTTL, "hold-ttl", 0, "how long a registry hold on the served versions lasts unless renewed (renewed at half-life); 0 is the registry's default (7 days)")
 	flag.StringVar(&c.clusterName, "cluster-name", "default", "this cluster's name in the registry holds that keep served versions from garbage collection (one name per cluster sharing a registry)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -114,6 +117,13 @@ func (c config) initializerOptions() (render.InitializerOptions, error) {
 }
 
 func run(c config) error {
+	// The cluster name goes into the holder names of registry holds.
+	if err := spec.ValidateHolder("modelx-controller:" + c.clusterName); err != nil || strings.Contains(c.clusterName, ":") {
+		return fmt.Errorf("--cluster-name=%q: use letters, digits, '.', '_' and '-'", c.clusterName)
+	}
+	if c.holdTTL < 0 {
+		return fmt.Errorf("--hold-ttl=%s: must not be negative (0 is the registry's default)", c.holdTTL)
+	}
 	initializer, err := c.initializerOptions()
 	if err != nil {
 		return err
@@ -147,10 +157,11 @@ func run(c config) error {
 	// The controller's own registry token: MODELX_TOKEN, or MODELX_TOKEN_FILE
 	// (a projected service-account token), re-read on every request.
 	var cfg *client.Config
+	resolver := &controller.RegistryResolver{Token: cfg.Token, HoldTTL: c.holdTTL}
 	r := &controller.Reconciler{
 		Client: mgr.GetClient(), Scheme: scheme,
-		Recorder:         mgr.GetEventRecorder("modelx-controller"),
-		Resolver:         &controller.RegistryResolver{Token: cfg.Token},
+		Recorder: mgr.GetEventRecorder("modelx-controller"),
+		Resolver: resolver, Holds: resolver,
 		InitializerImage: c.initializerImage, Initializer: initializer,
 		Routing:    render.Routing{Istio: istio, SeldonIstio: c.seldonIstio, GatewaySelector: selector},
 		RetryAfter: c.retry, Drain: c.drain, ClusterName: c.clusterName,

@@ -175,10 +175,21 @@ func TestController(t *testing.T) {
 		if d := s.deploymentOf("bert", v1); d.Generation != serving.Generation {
 			t.Fatalf("the serving version's Deployment changed when the new version was added (generation %d, then %d)", serving.Generation, d.Generation)
 		}
+		s.eventually("status", func() error {
+			md := s.md("bert")
+			if md.Status.Digest != v1 || md.Status.CanaryDigest != v2 || md.Status.Rollout == nil || md.Status.Rollout.Step != v1alpha1.StepCanary || md.Status.Phase != v1alpha1.PhaseRollingOut {
+				return fmt.Errorf("status %+v", md.Status)
+			}
+			return nil
+		})
 		md := s.md("bert")
-		if md.Status.Digest != v1 || md.Status.CanaryDigest != v2 || md.Status.Rollout == nil || md.Status.Phase != v1alpha1.PhaseRollingOut {
-			t.Fatalf("status %+v", md.Status)
-		}
+		s.eventually("both versions held while both run", func() error {
+			h := s.md("bert").Status.Hold
+			if h == nil || !slices.Contains(h.Digests, v1) || !slices.Contains(h.Digests, v2) {
+				return fmt.Errorf("status.hold %+v", h)
+			}
+			return nil
+		})
 		s.eventually("the VirtualService splits traffic as the predictors do", func() error {
 			w := s.routeWeights("bert-modelx")
 			if w[render.PredictorServiceHost(md, render.PredictorName(v1))] != 75 || w[render.PredictorServiceHost(md, render.PredictorName(v2))] != 25 {
@@ -217,12 +228,15 @@ func TestController(t *testing.T) {
 		s.wantTraffic("bert", map[string]int64{v2: 100, v3: 0})
 		s.event("bert", controller.ReasonRolloutAborted, v3[:19])
 		s.wantTraffic("bert", map[string]int64{v2: 100})
-		md := s.md("bert")
-		pr := condition(md, v1alpha1.ConditionProgressing)
-		if md.Status.Digest != v2 || md.Status.LastAborted == nil || md.Status.LastAborted.Digest != v3 || md.Status.LastAborted.Reason != controller.ReasonVersionFailed ||
-			pr == nil || pr.Reason != controller.ReasonRolloutAborted || !strings.Contains(pr.Message, "CrashLoopBackOff") && !strings.Contains(pr.Message, "restarted") {
-			t.Fatalf("status %+v", md.Status)
-		}
+		s.eventually("status", func() error {
+			md := s.md("bert")
+			pr := condition(md, v1alpha1.ConditionProgressing)
+			if md.Status.Digest != v2 || md.Status.LastAborted == nil || md.Status.LastAborted.Digest != v3 || md.Status.LastAborted.Reason != controller.ReasonVersionFailed ||
+				pr == nil || pr.Reason != controller.ReasonRolloutAborted || !strings.Contains(pr.Message, "CrashLoopBackOff") && !strings.Contains(pr.Message, "restarted") {
+				return fmt.Errorf("status %+v", md.Status)
+			}
+			return nil
+		})
 		// The tag still names v3: it is not tried again under this spec.
 		time.Sleep(2 * time.Second)
 		s.wantTraffic("bert", map[string]int64{v2: 100})
@@ -253,9 +267,12 @@ func TestController(t *testing.T) {
 		s.wantTraffic("slow", map[string]int64{w1: 100, w2: 0})
 		s.event("slow", controller.ReasonRolloutAborted, "not available after 5s")
 		s.wantTraffic("slow", map[string]int64{w1: 100})
-		if md := s.md("slow"); md.Status.LastAborted == nil || md.Status.LastAborted.Reason != controller.ReasonProgressDeadlineExceeded || md.Status.Phase != v1alpha1.PhaseServing {
-			t.Fatalf("status %+v", md.Status)
-		}
+		s.eventually("status", func() error {
+			if md := s.md("slow"); md.Status.LastAborted == nil || md.Status.LastAborted.Reason != controller.ReasonProgressDeadlineExceeded || md.Status.Phase != v1alpha1.PhaseServing {
+				return fmt.Errorf("status %+v", md.Status)
+			}
+			return nil
+		})
 	})
 
 	t.Run("InitializerPullsWithThePodsOwnToken", func(t *testing.T) {
@@ -307,6 +324,73 @@ func TestController(t *testing.T) {
 		}
 		if fmt.Sprint(files) != "[model.onnx]" && fmt.Sprint(files) != "[model.onnx modelx.yaml]" {
 			t.Fatalf("the mount path holds %v: only the model belongs there", files)
+		}
+	})
+
+	t.Run("HoldsKeepServedVersionsFromGC", func(t *testing.T) {
+		s.t = t
+		ctx := context.Background()
+		h1 := s.push("held", "weights h1")
+		s.create(&v1alpha1.ModelDeployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "held", Namespace: "ml"},
+			Spec: v1alpha1.ModelDeploymentSpec{
+				Model:  v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "held"},
+				Server: v1alpha1.Server{Type: v1alpha1.ServerMLServer},
+			},
+		})
+		const holder = "modelx-controller:" + clusterName + ":ml:held"
+		s.eventually("the served version held in the registry", func() error {
+			md := s.md("held")
+			if h := md.Status.Hold; h == nil || h.Holder != holder || fmt.Sprint(h.Digests) != "["+h1+"]" || h.Expires.Before(&h.Renewed) {
+				return fmt.Errorf("status.hold %+v", md.Status.Hold)
+			}
+			if !slices.Contains(md.Finalizers, controller.HoldFinalizer) {
+				return fmt.Errorf("finalizers %v", md.Finalizers)
+			}
+			holds, err := s.admin.Holds(ctx, "nlp", "bert")
+			if err != nil {
+				return err
+			}
+			for _, h := range holds {
+				if h.Holder == holder && fmt.Sprint(h.Digests) == "["+h1+"]" {
+					return nil
+				}
+			}
+			return fmt.Errorf("registry holds %+v", holds)
+		})
+		// The tag moves on; this deployment does not follow it, and the
+		// version it serves is referenced by nothing but its hold.
+		s.push("held", "weights h2")
+		if _, err := s.admin.GarbageCollect(ctx, "nlp", "bert"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := s.admin.GetManifest(ctx, "nlp", "bert", h1); err != nil {
+			t.Fatalf("garbage collection took the served version: %v", err)
+		}
+		// Deleting the deployment releases the hold, and then the version goes.
+		if err := s.k8s.Delete(ctx, s.md("held")); err != nil {
+			t.Fatal(err)
+		}
+		s.eventually("the hold released and the ModelDeployment gone", func() error {
+			if err := s.k8s.Get(ctx, client.ObjectKey{Namespace: "ml", Name: "held"}, &v1alpha1.ModelDeployment{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("still there: %v", err)
+			}
+			holds, err := s.admin.Holds(ctx, "nlp", "bert")
+			if err != nil {
+				return err
+			}
+			for _, h := range holds {
+				if h.Holder == holder {
+					return fmt.Errorf("hold %+v still there", h)
+				}
+			}
+			return nil
+		})
+		if _, err := s.admin.GarbageCollect(ctx, "nlp", "bert"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := s.admin.GetManifest(ctx, "nlp", "bert", h1); err == nil {
+			t.Fatal("an unreferenced, released version survived garbage collection")
 		}
 	})
 

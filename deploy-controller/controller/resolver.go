@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
@@ -51,6 +52,59 @@ type RegistryResolver struct {
 	HTTPClient *http.Client
 	// Token returns the bearer token for a registry; nil for none.
 	Token func(registry string) (string, error)
+	// HoldTTL is how long the holds it puts last unless renewed; 0 is the
+	// registry's default (7 days, or its --max-hold-ttl).
+	HoldTTL time.Duration
+}
+
+// api is the registry API of src's registry, and src's repository and name.
+func (r *RegistryResolver) api(src v1alpha1.ModelSource, ref string) (*client.API, client.Reference, error) {
+	parsed, err := client.ParseReference(src.Registry+"/"+src.Name+"@"+ref, nil)
+	if err != nil {
+		return nil, client.Reference{}, &ResolveError{Reason: ReasonInvalidReference, Err: err}
+	}
+	var token func() (string, error)
+	if r.Token != nil {
+		token = func() (string, error) { return r.Token(parsed.Registry) }
+	}
+	return client.NewAPI(parsed.Registry, r.HTTPClient, token), parsed, nil
+}
+
+// Hold implements Holds: it puts (or renews) the hold in the registry.
+func (r *RegistryResolver) Hold(ctx context.Context, src v1alpha1.ModelSource, holder string, digests []string) (time.Time, error) {
+	api, ref, err := r.api(src, "latest")
+	if err != nil {
+		return time.Time{}, err
+	}
+	h, err := api.PutHold(ctx, ref.Repository, ref.Name, holder, digests, r.HoldTTL)
+	if err != nil {
+		return time.Time{}, holdError(err, ref)
+	}
+	return h.Expires, nil
+}
+
+// Release implements Holds: it removes the hold from the registry; one the
+// registry does not know (released, expired, or its model deleted) is
+// released already.
+func (r *RegistryResolver) Release(ctx context.Context, src v1alpha1.ModelSource, holder string) error {
+	api, ref, err := r.api(src, "latest")
+	if err != nil {
+		return err
+	}
+	err = api.ReleaseHold(ctx, ref.Repository, ref.Name, holder)
+	if err == nil || errors.Is(err, client.ErrHoldUnknown) || client.Code(err) == spec.ErrorIndexUnknown {
+		return nil
+	}
+	return holdError(err, ref)
+}
+
+// holdError says what to do about a refused hold.
+func holdError(err error, ref client.Reference) error {
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden) {
+		return fmt.Errorf("%s refused the controller's hold (%s): grant it the hold action on %s/%s: %w", ref.Registry, apiErr.API.Code, ref.Repository, ref.Name, err)
+	}
+	return err
 }
 
 // Resolve implements Resolver.
@@ -85,15 +139,10 @@ func fileNames(m *spec.Manifest) []string {
 }
 
 func (r *RegistryResolver) resolve(ctx context.Context, src v1alpha1.ModelSource) (string, *spec.Manifest, error) {
-	ref, err := client.ParseReference(src.Registry+"/"+src.Name+"@"+refOf(src), nil)
+	api, ref, err := r.api(src, refOf(src))
 	if err != nil {
-		return "", nil, &ResolveError{Reason: ReasonInvalidReference, Err: err}
+		return "", nil, err
 	}
-	var token func() (string, error)
-	if r.Token != nil {
-		token = func() (string, error) { return r.Token(ref.Registry) }
-	}
-	api := client.NewAPI(ref.Registry, r.HTTPClient, token)
 	m, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
 	if err == nil {
 		return string(d), m, nil

@@ -44,6 +44,7 @@ import (
 // The robots of the suite's registry: ci pushes, the controller resolves.
 const (
 	ciToken         = "ci-token"
+	adminToken      = "admin-token"
 	controllerToken = "controller-token"
 	// clusterName is the name modelxd knows the test cluster's issuer by.
 	clusterName = "test"
@@ -75,6 +76,8 @@ type suite struct {
 	storage  registry.Backend
 	registry string
 	ci       *modelx.API
+	// admin collects garbage.
+	admin *modelx.API
 	// digests are the pushed versions' manifest digests, by name.
 	digests map[string]string
 }
@@ -117,17 +120,19 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	sum := func(token string) string { h := sha256.Sum256([]byte(token)); return hex.EncodeToString(h[:]) }
 	policy := &auth.Policy{Rules: []auth.Rule{
 		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Push}, Robots: []string{"ci"}},
-		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Pull}, Robots: []string{"controller"}},
+		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Pull, auth.Hold}, Robots: []string{"controller"}},
+		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Admin}, Robots: []string{"admin"}},
 		{Repositories: []string{"nlp/*"}, Actions: []auth.Action{auth.Pull}, ServiceAccounts: []string{clusterName + "/ml/puller"}},
 	}}
 	cfg := auth.Config{
 		Issuers: []auth.IssuerConfig{{Issuer: s.kube.Issuer, Audience: "modelx", Cluster: clusterName, CAFile: ca}},
-		Robots:  []auth.Robot{{Name: "ci", TokenSHA256: sum(ciToken)}, {Name: "controller", TokenSHA256: sum(controllerToken)}},
+		Robots:  []auth.Robot{{Name: "ci", TokenSHA256: sum(ciToken)}, {Name: "controller", TokenSHA256: sum(controllerToken)}, {Name: "admin", TokenSHA256: sum(adminToken)}},
 	}
 	srv := httptest.NewServer(newRegistry(t, st, cfg, policy).Handler())
 	t.Cleanup(srv.Close)
 	s.registry = srv.URL
 	s.ci = modelx.NewAPI(srv.URL, nil, func() (string, error) { return ciToken, nil })
+	s.admin = modelx.NewAPI(srv.URL, nil, func() (string, error) { return adminToken, nil })
 
 	scheme := runtime.NewScheme()
 	clientgoscheme.AddToScheme(scheme)
@@ -138,8 +143,9 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
+	resolver := &controller.RegistryResolver{Token: func(string) (string, error) { return controllerToken, nil }}
 	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
-		Resolver:         &controller.RegistryResolver{Token: func(string) (string, error) { return controllerToken, nil }},
+		Resolver: resolver, Holds: resolver,
 		InitializerImage: "modelx/modelx:test", RetryAfter: 500 * time.Millisecond, Drain: time.Second, ClusterName: clusterName,
 		Routing: render.Routing{Istio: controller.IstioInstalled(mgr.GetRESTMapper()), SeldonIstio: opts.seldonIstio, GatewaySelector: render.DefaultGatewaySelector()}}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -168,7 +174,8 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 
 func newRegistry(t *testing.T, st registry.Backend, cfg auth.Config, policy *auth.Policy) *registry.Registry {
 	t.Helper()
-	opts := registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// Garbage collection takes what nothing references at once.
+	opts := registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCGracePeriod: time.Nanosecond}
 	if cfg.Enabled() {
 		authn, err := auth.New(cfg, nil)
 		if err != nil {
@@ -184,8 +191,15 @@ func newRegistry(t *testing.T, st registry.Backend, cfg auth.Config, policy *aut
 }
 
 // push pushes a model of one file, model.onnx holding content, to
+// nlp/bert:tag as the ci robot and returns its manifest digest.
+func (s *suite) push(tag, content string) string {
+	s.t.Helper()
+	return push(s.t, s.registry, tag, content, ciToken)
+}
+
+// push pushes a model of one file, model.onnx holding content, to
 // nlp/bert:tag and returns its manifest digest.
-func push(t *testing.T, registryURL, tag, content string) string {
+func push(t *testing.T, registryURL, tag, content string, token ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte("description: bert\nmodelFiles: [model.onnx]\n"), 0o644)
@@ -194,7 +208,11 @@ func push(t *testing.T, registryURL, tag, content string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := modelx.New(modelx.Options{}).Push(context.Background(), ref, dir)
+	var opts modelx.Options
+	if len(token) > 0 {
+		opts.Token = func(string) (string, error) { return token[0], nil }
+	}
+	res, err := modelx.New(opts).Push(context.Background(), ref, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
