@@ -118,8 +118,10 @@ func (c config) initializerOptions() (render.InitializerOptions, error) {
 
 func run(c config) error {
 	// The cluster name goes into the holder names of registry holds.
-	if err := spec.ValidateHolder("modelx-controller:" + c.clusterName); err != nil || strings.Contains(c.clusterName, ":") {
-		return fmt.Errorf("--cluster-name=%q: use letters, digits, '.', '_' and '-'", c.clusterName)
+	// With a namespace and a name (63 characters each) it stays within
+	// the registry's 253.
+	if err := spec.ValidateHolder("modelx-controller:" + c.clusterName); err != nil || strings.Contains(c.clusterName, ":") || len(c.clusterName) > 100 {
+		return fmt.Errorf("--cluster-name=%q: use at most 100 letters, digits, '.', '_' and '-'", c.clusterName)
 	}
 	if c.holdTTL < 0 {
 		return fmt.Errorf("--hold-ttl=%s: must not be negative (0 is the registry's default)", c.holdTTL)
