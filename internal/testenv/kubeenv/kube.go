@@ -1,5 +1,10 @@
-// Package kubeenv starts a real etcd and kube-apiserver (envtest style) for
-// tests, built by `make tools` from pinned tools modules.
+// Package kubeenv starts Kubernetes for tests, from binaries that `make
+// tools` builds from pinned tools modules: StartKube is a bare etcd and
+// kube-apiserver (envtest style) for clients and controllers that only read
+// and write objects; StartCluster adds kube-controller-manager,
+// kube-scheduler and kwok's fake nodes, so that Deployments roll out and
+// pods run, become ready or crash-loop as a test scripts them (see
+// BehaviourLabel); StartSeldon runs the real Seldon Core v1 operator in it.
 package kubeenv
 
 import (
@@ -30,16 +35,18 @@ import (
 )
 
 // EtcdVersion and KubeVersion are the etcd and kube-apiserver (and
-// kube-controller-manager) releases the tests run against; keep them in step
-// with tools/etcd/go.mod, tools/kube-apiserver/go.mod and tools/kube.mk.
+// kube-controller-manager and kube-scheduler) releases the tests run
+// against; keep them in step with tools/etcd/go.mod,
+// tools/kube-apiserver/go.mod and tools/kube.mk.
 const (
 	EtcdVersion = "v3.7.3"
 	KubeVersion = "v1.37.2"
 )
 
-// Kube is a running etcd + kube-apiserver on 127.0.0.1, without controllers
-// (no namespace, service-account or garbage-collection controllers run);
-// StartGarbageCollector adds the garbage-collection and namespace ones.
+// Kube is a running etcd + kube-apiserver on 127.0.0.1. From StartKube it
+// has no controllers (no namespace, service-account or garbage-collection
+// controllers run; StartGarbageCollector adds the garbage-collection and
+// namespace ones); from StartCluster it is a whole cluster.
 type Kube struct {
 	// Config is admin (system:masters) access over TLS with a client cert.
 	Config *rest.Config
