@@ -90,14 +90,14 @@ func startKube(t testing.TB, opts kubeOptions) *Kube {
 			t.Fatalf("CRD path: %v", err)
 		}
 	}
-	logDir := t.TempDir()
+	logsDir := logDir(t)
 	useExistingCluster := false // whatever USE_EXISTING_CLUSTER says
 
 	var lastErr error
 	for attempt := range 3 { // a port taken between FreePort and listen: try another
 		port := strconv.Itoa(testenv.FreePort(t))
 		issuer := "https://127.0.0.1:" + port
-		logs, err := openLogs(logDir, attempt)
+		logs, err := openLogs(logsDir, attempt)
 		if err != nil {
 			t.Fatal(err)
 		}
