@@ -17,7 +17,8 @@ import (
 // SeldonVersion and IstioVersion are the releases of seldon-core/operator
 // and istio.io/api whose CRDs SeldonCRD and IstioCRDs return. They are
 // fetched into the module cache with `go mod download`; the main module
-// does not require them.
+// does not require them. SeldonVersion is also the operator StartSeldon
+// runs: keep it in step with tools/seldon-operator/go.mod and tools/kube.mk.
 const (
 	SeldonVersion = "v1.19.0"
 	IstioVersion  = "v1.31.1"

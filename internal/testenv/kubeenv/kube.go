@@ -1,5 +1,10 @@
-// Package kubeenv starts a real etcd and kube-apiserver (envtest style) for
-// tests, built by `make tools` from pinned tools modules.
+// Package kubeenv starts Kubernetes for tests, from binaries that `make
+// tools` builds from pinned tools modules: StartKube is a bare etcd and
+// kube-apiserver (envtest style) for clients and controllers that only read
+// and write objects; StartCluster adds kube-controller-manager,
+// kube-scheduler and kwok's fake nodes, so that Deployments roll out and
+// pods run, become ready or crash-loop as a test scripts them (see
+// BehaviourLabel); StartSeldon runs the real Seldon Core v1 operator in it.
 package kubeenv
 
 import (
@@ -30,16 +35,18 @@ import (
 )
 
 // EtcdVersion and KubeVersion are the etcd and kube-apiserver (and
-// kube-controller-manager) releases the tests run against; keep them in step
-// with tools/etcd/go.mod, tools/kube-apiserver/go.mod and tools/kube.mk.
+// kube-controller-manager and kube-scheduler) releases the tests run
+// against; keep them in step with tools/etcd/go.mod,
+// tools/kube-apiserver/go.mod and tools/kube.mk.
 const (
 	EtcdVersion = "v3.7.3"
 	KubeVersion = "v1.37.2"
 )
 
-// Kube is a running etcd + kube-apiserver on 127.0.0.1, without controllers
-// (no namespace, service-account or garbage-collection controllers run);
-// StartGarbageCollector adds the garbage-collection and namespace ones.
+// Kube is a running etcd + kube-apiserver on 127.0.0.1. From StartKube it
+// has no controllers (no namespace, service-account or garbage-collection
+// controllers run; StartGarbageCollector adds the garbage-collection and
+// namespace ones); from StartCluster it is a whole cluster.
 type Kube struct {
 	// Config is admin (system:masters) access over TLS with a client cert.
 	Config *rest.Config
@@ -83,14 +90,14 @@ func startKube(t testing.TB, opts kubeOptions) *Kube {
 			t.Fatalf("CRD path: %v", err)
 		}
 	}
-	logDir := t.TempDir()
+	logsDir := logDir(t)
 	useExistingCluster := false // whatever USE_EXISTING_CLUSTER says
 
 	var lastErr error
 	for attempt := range 3 { // a port taken between FreePort and listen: try another
 		port := strconv.Itoa(testenv.FreePort(t))
 		issuer := "https://127.0.0.1:" + port
-		logs, err := openLogs(logDir, attempt)
+		logs, err := openLogs(logsDir, attempt)
 		if err != nil {
 			t.Fatal(err)
 		}

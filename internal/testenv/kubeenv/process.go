@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +13,27 @@ import (
 
 // logTail is how much of a component's log a failing test prints.
 const logTail = 8000
+
+// LogsEnv names the environment variable that keeps the components' logs:
+// when set to a directory, each test writes its logs (control plane,
+// kube-controller-manager, kube-scheduler, kwok, seldon-operator) into
+// DIR/TEST_NAME/ and leaves them there. Otherwise they go to the test's
+// temp directory and only their tails are printed, when the test fails.
+const LogsEnv = "MODELX_KUBE_LOGS"
+
+// logDir is where a test's component logs go (see LogsEnv).
+func logDir(t testing.TB) string {
+	t.Helper()
+	root := os.Getenv(LogsEnv)
+	if root == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(root, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("%s: %v", LogsEnv, err)
+	}
+	return dir
+}
 
 // process is one server binary run by a test: its output goes to a log
 // file, SIGTERM stops it when the test ends, and the log's tail is printed
@@ -26,7 +48,7 @@ type process struct {
 // environment. The log is written in a fresh temp directory.
 func startProcess(t testing.TB, name, bin string, args, env []string) *process {
 	t.Helper()
-	logFile, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	logFile, err := os.Create(filepath.Join(logDir(t), name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}

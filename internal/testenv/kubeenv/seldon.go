@@ -55,9 +55,6 @@ type SeldonOptions struct {
 	// IstioGateway is ISTIO_GATEWAY, the gateway the VirtualServices bind
 	// to; default "istio-system/seldon-gateway", the chart's.
 	IstioGateway string
-	// WatchNamespace restricts the operator to one namespace
-	// (WATCH_NAMESPACE, the chart's singleNamespace); empty watches all.
-	WatchNamespace string
 	// Env sets more operator environment variables, or overrides those
 	// StartSeldon sets (the chart's manager container's).
 	Env map[string]string
@@ -86,7 +83,10 @@ func (s *Seldon) Log() string { return s.proc.Log() }
 // at create, as in a real cluster). The reconciler applies the API's
 // defaults itself, as it does in a real install. It returns once the webhook
 // answers the apiserver; the operator stops when the test ends, and its log
-// is printed if the test failed.
+// is printed if the test failed. Pass SeldonCRD (and IstioCRDs) in the
+// cluster's ClusterOptions.CRDPaths too: the garbage collector rediscovers
+// kinds only every 30 s, and collects the Deployments of a deleted
+// SeldonDeployment only once it watches the kind.
 func StartSeldon(t testing.TB, k *Kube, opts SeldonOptions) *Seldon {
 	t.Helper()
 	bin := testenv.RequireBinary(t, "seldon-operator", SeldonVersion)
@@ -157,7 +157,11 @@ func StartSeldon(t testing.TB, k *Kube, opts SeldonOptions) *Seldon {
 		t.Fatalf("seldon-operator not ready: %v\n%s", err, tail(p.log, logTail))
 	}
 
-	// What the chart's webhook configuration says, pointed at 127.0.0.1.
+	// What the operator's webhook manifests (config/webhook, which the chart
+	// renders) say, pointed at 127.0.0.1.
+	notControllerID := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: "seldon.io/controller-id", Operator: metav1.LabelSelectorOpDoesNotExist,
+	}}}
 	failurePolicy := admissionregistrationv1.Fail
 	sideEffects := admissionregistrationv1.SideEffectClassNone
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
@@ -168,6 +172,10 @@ func StartSeldon(t testing.TB, k *Kube, opts SeldonOptions) *Seldon {
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &s.Webhook, CABundle: caPEM},
 			FailurePolicy:           &failurePolicy,
 			SideEffects:             &sideEffects,
+			// Objects and namespaces that name another operator by its
+			// CONTROLLER_ID are that operator's to validate.
+			ObjectSelector:    notControllerID,
+			NamespaceSelector: notControllerID,
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 				Rule: admissionregistrationv1.Rule{
@@ -178,11 +186,6 @@ func StartSeldon(t testing.TB, k *Kube, opts SeldonOptions) *Seldon {
 			}},
 		}},
 	}
-	if opts.WatchNamespace != "" {
-		vwc.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{
-			corev1.LabelMetadataName: opts.WatchNamespace,
-		}}
-	}
 	if err := k.client.Create(ctx, vwc); err != nil {
 		t.Fatalf("create validating webhook configuration: %v", err)
 	}
@@ -192,14 +195,7 @@ func StartSeldon(t testing.TB, k *Kube, opts SeldonOptions) *Seldon {
 			t.Errorf("delete validating webhook configuration: %v", err)
 		}
 	})
-	probeNS := opts.Namespace
-	if opts.WatchNamespace != "" {
-		probeNS = opts.WatchNamespace
-		if err := k.ensureNamespace(ctx, probeNS); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := waitWebhookServes(ctx, k, probeNS); err != nil {
+	if err := waitWebhookServes(ctx, k, opts.Namespace); err != nil {
 		t.Fatalf("seldon webhook: %v\n%s", err, tail(p.log, logTail))
 	}
 	return s
@@ -210,7 +206,7 @@ func StartSeldon(t testing.TB, k *Kube, opts SeldonOptions) *Seldon {
 func seldonEnv(opts SeldonOptions) map[string]string {
 	return map[string]string{
 		"POD_NAMESPACE":                               opts.Namespace,
-		"WATCH_NAMESPACE":                             opts.WatchNamespace,
+		"WATCH_NAMESPACE":                             "",
 		"CONTROLLER_ID":                               "",
 		"AMBASSADOR_ENABLED":                          "false",
 		"AMBASSADOR_SINGLE_NAMESPACE":                 "false",
