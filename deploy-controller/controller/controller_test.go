@@ -263,6 +263,21 @@ func TestController(t *testing.T) {
 			}
 			return nil
 		})
+		// MLServer runs as a custom server: Seldon still gives it its
+		// storage initializer, and the server finds the model where it lands.
+		dep := s.deploymentOf("slow", w1)
+		pod := dep.Spec.Template.Spec
+		if len(pod.InitContainers) != 1 || len(pod.InitContainers[0].Args) != 2 || !strings.Contains(pod.InitContainers[0].Args[0], "@"+w1+"?") || pod.InitContainers[0].Args[1] != render.ModelMountPath {
+			t.Fatalf("Seldon's initializer for the custom MLServer: %+v", pod.InitContainers)
+		}
+		server := pod.Containers[slices.IndexFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == render.GraphNodeName })]
+		env := map[string]string{}
+		for _, e := range server.Env {
+			env[e.Name] = e.Value
+		}
+		if server.Image != render.DefaultMLServerImage || env[render.EnvMLServerModelsDir] != render.ModelMountPath {
+			t.Fatalf("MLServer container: image %s env %v", server.Image, env)
+		}
 		w2 := s.tag("stable", "w2")
 		s.wantTraffic("slow", map[string]int64{w1: 100, w2: 0})
 		s.event("slow", controller.ReasonRolloutAborted, "not available after 5s")
@@ -583,7 +598,10 @@ func TestControllerWithSeldonIstio(t *testing.T) {
 func TestControllerWithoutIstio(t *testing.T) {
 	s := startSuite(t, suiteOptions{noIstio: true, versions: map[string]string{"v1": ""}})
 	s.tag("prod", "v1")
-	for _, name := range []string{"plain", "exposed"} {
+	// A name long enough that Seldon would hash its Service's name: the
+	// controller pins one, and routes to it.
+	const long = "a-model-deployment-with-a-name-long-enough-to-be-hashed"
+	for _, name := range []string{"plain", "exposed", long} {
 		md := &v1alpha1.ModelDeployment{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml"},
 			Spec: v1alpha1.ModelDeploymentSpec{
@@ -596,7 +614,7 @@ func TestControllerWithoutIstio(t *testing.T) {
 		}
 		s.create(md)
 	}
-	for name, exposed := range map[string]string{"plain": render.ReasonNotExposed, "exposed": render.ReasonIstioNotInstalled} {
+	for name, exposed := range map[string]string{"plain": render.ReasonNotExposed, "exposed": render.ReasonIstioNotInstalled, long: render.ReasonNotExposed} {
 		s.eventually(name+" Ready", func() error {
 			md := s.md(name)
 			if c := condition(md, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
@@ -607,6 +625,17 @@ func TestControllerWithoutIstio(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	md := s.md(long)
+	svc := render.PredictorServiceName(md, render.PredictorName(md.Status.Digest))
+	if len(long+"-"+render.PredictorName(md.Status.Digest)) <= 63 || len(svc) > 63 {
+		t.Fatalf("service name %q (%d characters)", svc, len(svc))
+	}
+	if err := s.k8s.Get(context.Background(), client.ObjectKey{Namespace: "ml", Name: svc}, &corev1.Service{}); err != nil {
+		t.Fatalf("Seldon's Service for %s: %v", long, err)
+	}
+	if want := "http://" + render.PredictorServiceHost(md, render.PredictorName(md.Status.Digest)) + ":8000/"; md.Status.URL != want {
+		t.Fatalf("url %s, want %s", md.Status.URL, want)
 	}
 }
 
