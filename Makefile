@@ -24,6 +24,9 @@ HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
 HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37 \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37
+# Tools are linked without symbol tables and DWARF (-s -w): the links of the
+# big binaries are much of their build time, and nobody debugs them here.
+TOOLS_LDFLAGS := -s -w
 include tools/kube.mk
 
 TEST_FLAGS ?= -race -timeout 30m
@@ -81,23 +84,23 @@ tools-build: $(VERSITYGW) $(DEX) $(KUBE_TOOLS) $(HELM)
 # The version in the path names the build; an existing binary is reused.
 $(VERSITYGW):
 	@mkdir -p $(dir $@)
-	cd tools/versitygw && CGO_ENABLED=0 $(GO) build -o $@.tmp github.com/versity/versitygw/cmd/versitygw
+	cd tools/versitygw && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp github.com/versity/versitygw/cmd/versitygw
 	mv $@.tmp $@
 
 # Dex's own go.mod has a replace directive, so it builds from a pinned tools module.
 $(DEX):
 	@mkdir -p $(dir $@)
-	cd tools/dex && CGO_ENABLED=0 $(GO) build -o $@.tmp github.com/dexidp/dex/cmd/dex
+	cd tools/dex && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp github.com/dexidp/dex/cmd/dex
 	mv $@.tmp $@
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(dir $@)
-	cd tools/controller-gen && CGO_ENABLED=0 $(GO) build -o $@.tmp sigs.k8s.io/controller-tools/cmd/controller-gen
+	cd tools/controller-gen && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp sigs.k8s.io/controller-tools/cmd/controller-gen
 	mv $@.tmp $@
 
 $(HELM):
 	@mkdir -p $(dir $@)
-	cd tools/helm && CGO_ENABLED=0 $(GO) build -ldflags '$(HELM_LDFLAGS)' -o $@.tmp helm.sh/helm/v3/cmd/helm
+	cd tools/helm && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS) $(HELM_LDFLAGS)' -o $@.tmp helm.sh/helm/v3/cmd/helm
 	mv $@.tmp $@
 
 # Regenerate deepcopy code, the CRD and the RBAC role from the markers in

@@ -31,7 +31,7 @@ KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 # The version in the path names the build; an existing binary is reused.
 $(ETCD):
 	@mkdir -p $(dir $@)
-	cd tools/etcd && CGO_ENABLED=0 $(GO) build -o $@.tmp go.etcd.io/etcd/server/v3
+	cd tools/etcd && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp go.etcd.io/etcd/server/v3
 	mv $@.tmp $@
 
 # kube-apiserver, kube-controller-manager, kube-scheduler and kwok share
@@ -50,7 +50,7 @@ $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KWOK) &:
 	done; \
 	rm -rf $(KUBE_BUILD_DIR); mkdir -p $(KUBE_BUILD_DIR); \
 	echo "go build$$pkgs"; \
-	(cd tools/kube-apiserver && CGO_ENABLED=0 $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $(KUBE_BUILD_DIR)/ $$pkgs); \
+	(cd tools/kube-apiserver && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS) $(KUBE_LDFLAGS)' -o $(KUBE_BUILD_DIR)/ $$pkgs); \
 	for pair in $(KUBE_GROUP); do \
 		b=$${pair%%=*}; n=$$(basename $$b); \
 		if [ -e $(KUBE_BUILD_DIR)/$$n ]; then mkdir -p $$(dirname $$b); mv $(KUBE_BUILD_DIR)/$$n $$b; fi; \
@@ -63,5 +63,5 @@ $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KWOK) &:
 # builds from its own module and shares nothing with the build above.
 $(SELDON_OPERATOR):
 	@mkdir -p $(dir $@)
-	cd tools/seldon-operator && CGO_ENABLED=0 $(GO) build -o $@.tmp .
+	cd tools/seldon-operator && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp .
 	mv $@.tmp $@
