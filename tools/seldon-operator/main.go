@@ -126,4 +126,3 @@ func run() error {
 	log.Info("starting manager", "namespace", *namespace, "webhook", *certDir != "")
 	return mgr.Start(ctx)
 }
-
