@@ -40,7 +40,6 @@ const FieldOwner = "modelx-controller"
 const (
 	ReasonAvailable   = "Available"
 	ReasonRollingOut  = "RollingOut"
-	ReasonCanary      = "CanaryRunning"
 	ReasonServerError = "ServerFailed"
 	ReasonNotResolved = "NotResolved"
 	ReasonInvalidSpec = "InvalidSpec"
