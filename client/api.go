@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/opencontainers/go-digest"
 	"go.opentelemetry.io/otel"
@@ -78,8 +80,11 @@ func (e *Error) Error() string {
 	msg := fmt.Sprintf("%s: %s", e.Registry, e.API.Error())
 	if strings.HasPrefix(string(e.API.Code), "STORAGE_") {
 		// A presigned URL refused: credentials are not the cause.
-		if e.Status == http.StatusForbidden {
+		switch e.Status {
+		case http.StatusForbidden:
 			msg += "; the presigned URL was refused: check that this machine's clock is right, and retry (a new URL is signed each time)"
+		case http.StatusInsufficientStorage:
+			msg += "; the registry's object store is full, so nothing was stored: its operator must free space or grow it, then run the command again"
 		}
 		return msg
 	}
@@ -239,13 +244,24 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 		}
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 		resp.Body = &guardedBody{ReadCloser: resp.Body, guard: guard, ctx: reqCtx}
-		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		if retryable(resp.StatusCode) {
 			lastErr = a.errorFrom(resp, target, presigned)
 			continue
 		}
 		return resp, nil
 	}
 	return nil, lastErr
+}
+
+// retryable reports whether an answer with this status may succeed when
+// sent again: a server error or throttling, but not a full store (507) or
+// a method the server lacks (501), which a retry only delays.
+func retryable(status int) bool {
+	switch status {
+	case http.StatusInsufficientStorage, http.StatusNotImplemented:
+		return false
+	}
+	return status >= 500 || status == http.StatusTooManyRequests
 }
 
 // startSpan starts the client span of one request. A presigned URL's
@@ -338,13 +354,34 @@ func (a *API) errorFrom(resp *http.Response, target string, presigned bool) erro
 		if u, err := url.Parse(target); err == nil {
 			host = u.Host
 		}
-		e.API = spec.Error{Code: spec.ErrorCode("STORAGE_" + strconv.Itoa(resp.StatusCode)), Message: fmt.Sprintf("object store %s refused the transfer (HTTP %d)", host, resp.StatusCode)}
+		msg := fmt.Sprintf("object store %s refused the transfer (HTTP %d)", host, resp.StatusCode)
+		var s3err struct{ Code, Message string }
+		if xml.Unmarshal(data, &s3err) == nil && s3err.Code != "" {
+			msg = fmt.Sprintf("object store %s refused the transfer (HTTP %d %s: %s)", host, resp.StatusCode, printable(s3err.Code, 64), printable(s3err.Message, 200))
+		}
+		e.API = spec.Error{Code: spec.ErrorCode("STORAGE_" + strconv.Itoa(resp.StatusCode)), Message: msg}
 		return e
 	}
 	if err := json.Unmarshal(data, &e.API); err != nil || e.API.Code == "" {
 		e.API = spec.Error{Code: spec.ErrorCode("HTTP_" + strconv.Itoa(resp.StatusCode)), Message: http.StatusText(resp.StatusCode)}
 	}
 	return e
+}
+
+// printable keeps at most n printable characters of text a server sent,
+// so it cannot move the cursor or recolour the terminal it is printed on.
+func printable(s string, n int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= n {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func modelPath(repo, name string) string { return "/" + repo + "/" + name }

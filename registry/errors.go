@@ -3,12 +3,14 @@ package registry
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 
 	"github.com/go-chi/chi/v5/middleware"
 
 	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
 )
 
 // statusOf is the one table that maps each API error code to its HTTP status.
@@ -33,6 +35,7 @@ var statusOf = map[spec.ErrorCode]int{
 	spec.ErrorUnavailable:         http.StatusServiceUnavailable,
 	spec.ErrorTooManyRequests:     http.StatusTooManyRequests,
 	spec.ErrorInternal:            http.StatusInternalServerError,
+	spec.ErrorInsufficientStorage: http.StatusInsufficientStorage,
 }
 
 // StatusOf returns the HTTP status the registry answers an error code with.
@@ -61,6 +64,14 @@ func (reg *Registry) handle(h handlerFunc) http.HandlerFunc {
 			reg.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 			apiErr = unreadable.apiError()
 		}
+		if apiErr == nil && errors.Is(err, storage.ErrInsufficientStorage) {
+			reg.log.ErrorContext(r.Context(), "storage full",
+				"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
+			apiErr = spec.Errorf(spec.ErrorInsufficientStorage,
+				"the registry's storage is full, so nothing was stored; its operator must free space (modelx gc) or grow the storage, then run the command again").
+				WithDetail(map[string]string{"requestId": middleware.GetReqID(r.Context())})
+			drainBody(r)
+		}
 		if apiErr == nil && !errors.As(err, &apiErr) {
 			reg.log.ErrorContext(r.Context(), "request failed",
 				"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
@@ -70,6 +81,20 @@ func (reg *Registry) handle(h handlerFunc) http.HandlerFunc {
 			}
 		}
 		writeError(w, apiErr)
+	}
+}
+
+// maxDrain bounds how much of an unread request body drainBody reads: a
+// blob is at most a 64 MiB chunk or pack, a little more with headroom.
+const maxDrain = 80 << 20
+
+// drainBody reads what is left of a request body, up to maxDrain, before
+// an error answer: a client still sending would otherwise see its
+// connection reset instead of the answer. Beyond maxDrain the server
+// closes the connection.
+func drainBody(r *http.Request) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxDrain))
 	}
 }
 

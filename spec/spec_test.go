@@ -314,3 +314,25 @@ func BenchmarkCheckManifestKeys(b *testing.B) {
 		}
 	}
 }
+
+func TestErrorDetailIsReadable(t *testing.T) {
+	for _, tc := range []struct {
+		err  *Error
+		want string
+	}{
+		{Errorf(ErrorInternal, "internal error").WithDetail(map[string]any{"requestId": "host/abc-000001"}),
+			"INTERNAL_ERROR: internal error (request ID host/abc-000001: quote it to the registry's operator)"},
+		{Errorf(ErrorInternal, "internal error").WithDetail(map[string]string{"requestId": "x-1"}),
+			"INTERNAL_ERROR: internal error (request ID x-1: quote it to the registry's operator)"},
+		{Errorf(ErrorManifestBlobUnknown, "blobs missing").WithDetail(map[string]any{"missing": []any{"a", "b", "c", "d", "e", "f", "g"}}),
+			"MANIFEST_BLOB_UNKNOWN: blobs missing (missing: a, b, c, d, e and 2 more)"},
+		{Errorf(ErrorHoldInvalid, "bad").WithDetail(map[string]any{"names": []string{"x"}, "requestId": "r"}),
+			"HOLD_INVALID: bad (names: x; request ID r: quote it to the registry's operator)"},
+		{Errorf(ErrorDenied, "no"), "DENIED: no"},
+		{Errorf(ErrorDenied, "no").WithDetail("plain"), "DENIED: no (plain)"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}

@@ -33,6 +33,9 @@ var (
 	ErrNotModified = errors.New("not modified")
 	// ErrTooLarge means ReadAll found an object over the size it accepts.
 	ErrTooLarge = errors.New("object too large")
+	// ErrInsufficientStorage means the store has no room (or quota) left for
+	// a write; nothing was stored.
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
 
 // Info describes a stored object.
@@ -61,7 +64,8 @@ type Storage interface {
 	// fails, yields other than size bytes (ErrSizeMismatch) or other bytes
 	// (ErrChecksumMismatch), nothing is stored. Without sha256sum, whether an
 	// upload aborted by a failing reader leaves a partial object is up to
-	// the S3 server (AWS never does; some S3-compatible servers do).
+	// the S3 server (AWS never does; some S3-compatible servers do). A store
+	// out of space or quota returns ErrInsufficientStorage.
 	Put(ctx context.Context, key string, r io.Reader, size int64, sha256sum []byte) error
 	// List calls fn for every object whose key starts with prefix, in
 	// lexical key order. An error from fn stops the walk and is returned.

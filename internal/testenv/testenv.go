@@ -1,7 +1,8 @@
-// Package testenv starts the real servers tests run against (an S3 server
-// today) on 127.0.0.1. The binaries come from `make tools`, which builds them
-// into a version-named cache; a test that needs a missing binary fails when
-// CI=true and skips with the command to run otherwise.
+// Package testenv starts the real servers tests run against (S3, OIDC and,
+// in kubeenv, Kubernetes) on 127.0.0.1. The binaries come from `make
+// tools`, which builds them into a version-named cache; a test that needs a
+// missing binary fails when CI=true and skips with the command to run
+// otherwise.
 package testenv
 
 import (
@@ -87,8 +88,14 @@ type S3Server struct {
 // test ends. Buckets are made with CreateBucket by the caller.
 func StartS3(t testing.TB) *S3Server {
 	t.Helper()
+	return StartS3On(t, t.TempDir())
+}
+
+// StartS3On is StartS3 with the objects stored under dir (a small
+// filesystem from SmallFS, say).
+func StartS3On(t testing.TB, dir string) *S3Server {
+	t.Helper()
 	bin := RequireBinary(t, "versitygw", VersitygwVersion)
-	dir := t.TempDir()
 	srv := &S3Server{AccessKey: "AK" + randomHex(8), SecretKey: randomHex(20), Region: "us-east-1"}
 	var lastErr error
 	for range 3 { // a port taken between FreePort and listen: try another

@@ -235,7 +235,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sh
 	}
 	tmp, err := s.writeTemp(r, size, sha256sum)
 	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, noSpace(err))
 	}
 	if err := ctx.Err(); err != nil {
 		os.Remove(tmp)
@@ -243,7 +243,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sh
 	}
 	if err := commit(tmp, p); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, noSpace(err))
 	}
 	return nil
 }
@@ -267,7 +267,7 @@ func (s *Store) conditionalPut(key string, data []byte, allowed func(storage.Inf
 	}
 	tmp, err := s.writeTemp(bytes.NewReader(data), int64(len(data)), nil)
 	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, noSpace(err))
 	}
 	defer os.Remove(tmp)
 	unlock, err := s.lock(key)
@@ -287,9 +287,18 @@ func (s *Store) conditionalPut(key string, data []byte, allowed func(storage.Inf
 		return fmt.Errorf("%w: %s", storage.ErrPreconditionFailed, key)
 	}
 	if err := commit(tmp, p); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, noSpace(err))
 	}
 	return nil
+}
+
+// noSpace marks a write that failed for want of space or quota (ENOSPC,
+// EDQUOT) with storage.ErrInsufficientStorage, keeping the OS error.
+func noSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", storage.ErrInsufficientStorage, err)
+	}
+	return err
 }
 
 // lock takes the exclusive flock of the key's stripe; flock excludes other

@@ -3,6 +3,7 @@ package fs_test
 import (
 	"testing"
 
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/storage"
 	"modelx.io/modelx/storage/fs"
 	"modelx.io/modelx/storage/storagetest"
@@ -16,4 +17,13 @@ func TestConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+func TestFull(t *testing.T) {
+	const capacity = 4 << 20
+	st, err := fs.New(testenv.SmallFS(t, capacity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.RunFull(t, st, capacity)
 }

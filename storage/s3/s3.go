@@ -154,8 +154,22 @@ func (s *Store) wrap(op, key string, err error) error {
 		return fmt.Errorf("%w: %s", storage.ErrPreconditionFailed, key)
 	case isInvalidRange(err):
 		return fmt.Errorf("%w: %s", storage.ErrInvalidRange, key)
+	case isInsufficientStorage(err):
+		return fmt.Errorf("%w: s3 %s %s: %w", storage.ErrInsufficientStorage, op, key, err)
 	}
 	return fmt.Errorf("s3 %s %s: %w", op, key, err)
+}
+
+// isInsufficientStorage recognises an S3 server out of space: 507, which
+// S3-compatible servers on their own disks answer (as InsufficientStorage
+// or XMinioStorageFull).
+func isInsufficientStorage(err error) bool {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusInsufficientStorage {
+		return true
+	}
+	var ae smithy.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode() == "InsufficientStorage" || ae.ErrorCode() == "XMinioStorageFull")
 }
 
 func etag(p *string) string { return strings.Trim(aws.ToString(p), `"`) }

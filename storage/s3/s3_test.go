@@ -39,3 +39,9 @@ func NewTestStore(t *testing.T, srv *testenv.S3Server, bucket string) *s3.Store 
 	}
 	return st
 }
+
+func TestFull(t *testing.T) {
+	const capacity = 4 << 20
+	srv := testenv.StartS3On(t, testenv.SmallFS(t, capacity))
+	storagetest.RunFull(t, NewTestStore(t, srv, "full"), capacity)
+}
