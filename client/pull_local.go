@@ -61,7 +61,7 @@ const conflictsShown = 10
 func (e *ConflictError) Error() string {
 	n := len(e.Conflicts)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s in %s in the way of the pull (nothing was written): ", n, plural(n, "path is", "paths are"), e.Dir)
+	fmt.Fprintf(&b, "%d %s in %s %s in the way of the pull (nothing was written): ", n, plural(n, "path", "paths"), e.Dir, plural(n, "is", "are"))
 	for i, c := range e.Conflicts[:min(n, conflictsShown)] {
 		if i > 0 {
 			b.WriteString(", ")

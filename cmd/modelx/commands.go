@@ -213,7 +213,7 @@ func (a *app) explainConflict(e *client.ConflictError) error {
 		fmt.Fprintf(a.stderr, "  … and %d more\n", n-conflictsListed)
 	}
 	n := len(e.Conflicts)
-	what := fmt.Sprintf("%d %s in %s in the way (listed above); nothing was written", n, plural(n, "path is", "paths are"), e.Dir)
+	what := fmt.Sprintf("%d %s in %s %s in the way (listed above); nothing was written", n, plural(n, "path", "paths"), e.Dir, plural(n, "is", "are"))
 	switch {
 	case forceable == n:
 		return fmt.Errorf("%s. Pull with --force to overwrite %s, or pull into an empty directory", what, plural(n, "it", "them"))
