@@ -49,7 +49,7 @@ type ConflictError struct {
 type Conflict struct {
 	// Path is slash-separated, relative to the directory.
 	Path string
-	// Reason says what is there, e.g. "changed since modelx wrote it".
+	// Reason says what is there, e.g. "changed since modelx last pulled or pushed it".
 	Reason string
 	// Forceable is true when PullOptions.Force replaces it.
 	Forceable bool
@@ -126,7 +126,7 @@ func (p *puller) judgeFile(t target, fi fs.FileInfo, force bool) (verdict, error
 		return verdict{}, err
 	}
 	if _, recorded := p.cache.entry(t.name); recorded {
-		return inTheWay(t.name, "changed since modelx wrote it", force), nil
+		return inTheWay(t.name, "changed since modelx last pulled or pushed it", force), nil
 	}
 	return inTheWay(t.name, "differs from the version, and modelx did not write it", force), nil
 }

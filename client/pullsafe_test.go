@@ -243,7 +243,7 @@ func TestPullReplacesWhatModelxWrote(t *testing.T) {
 	before := snapshot(t, dst)
 	_, err := c.Pull(ctx, ref(t, e, "safe/versions:v2"), dst, client.PullOptions{})
 	cs := conflictsOf(t, err)
-	if want := []client.Conflict{{Path: "edited.txt", Reason: "changed since modelx wrote it", Forceable: true}}; !slices.Equal(cs, want) {
+	if want := []client.Conflict{{Path: "edited.txt", Reason: "changed since modelx last pulled or pushed it", Forceable: true}}; !slices.Equal(cs, want) {
 		t.Fatalf("conflicts %+v, want %+v", cs, want)
 	}
 	sameSnapshot(t, before, dst)
