@@ -48,10 +48,10 @@ type PullOptions struct {
 	// changed since it wrote them. It never removes a directory that holds
 	// files, nor writes through a symbolic link.
 	Force bool
-	// Prune removes, after a successful pull, the files modelx knows (see
-	// hashCache) that the version does not have, and the directories they
-	// leave empty: never a file modelx does not know, nor one changed since
-	// modelx wrote it. A selective pull prunes only files its selection
+	// Prune removes, after a successful pull, the files modelx knows in the
+	// directory (see Pull) that the version does not have, and the
+	// directories they leave empty: never a file modelx does not know, nor
+	// one changed since. A selective pull prunes only files its selection
 	// (Files, ModelFiles) matches.
 	Prune bool
 }
@@ -155,9 +155,12 @@ func (p *puller) tmpName() string {
 // from what is there. Every byte is verified against its digest before a
 // file is renamed into place; a killed pull resumes its partial downloads.
 //
-// Pull replaces a file only when modelx knows it and it is unchanged since
-// (see hashCache), or with opts.Force. Anything else in the way is refused
-// before a byte is written, with a *ConflictError listing every path.
+// Pull replaces a file only when modelx knows it and it is unchanged since,
+// or with opts.Force. Anything else in the way is refused before a byte is
+// written, with a *ConflictError listing every path. modelx knows the files
+// its hash cache in dir/.modelx records: each file a pull wrote there or
+// found holding a file of the version, and each file the last push from
+// dir sent.
 //
 // A pull that fails leaves dir ready for a retry: the files it placed, and
 // in dir/.modelx a record of them and its partial downloads. In a directory

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -61,7 +62,7 @@ const conflictsShown = 10
 func (e *ConflictError) Error() string {
 	n := len(e.Conflicts)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s in %s %s in the way of the pull (nothing was written): ", n, plural(n, "path", "paths"), e.Dir, plural(n, "is", "are"))
+	fmt.Fprintf(&b, "%d %s in %s %s in the way of the pull (nothing was written): ", n, humanize.Plural(n, "path", "paths"), e.Dir, humanize.Plural(n, "is", "are"))
 	for i, c := range e.Conflicts[:min(n, conflictsShown)] {
 		if i > 0 {
 			b.WriteString(", ")
@@ -72,13 +73,6 @@ func (e *ConflictError) Error() string {
 		fmt.Fprintf(&b, ", and %d more", n-conflictsShown)
 	}
 	return b.String()
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // verdict is what the plan decided for one path: nothing to write (same),

@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -14,54 +13,8 @@ import (
 
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/client/chunker"
+	"modelx.io/modelx/internal/testenv"
 )
-
-// snapshot describes everything under dir, dir itself and .modelx
-// included: each entry's type, mode, size, mtime and content.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %x", data)
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameSnapshot fails when dir no longer matches before.
-func sameSnapshot(t *testing.T, before map[string]string, dir string) {
-	t.Helper()
-	after := snapshot(t, dir)
-	for name, desc := range before {
-		if after[name] != desc {
-			t.Fatalf("%s changed: was %q, now %q", name, desc, after[name])
-		}
-	}
-	for name := range after {
-		if _, ok := before[name]; !ok {
-			t.Fatalf("%s appeared", name)
-		}
-	}
-}
 
 // pushFiles pushes files (name → content) from a new directory as model
 // and returns the directory.
@@ -137,7 +90,7 @@ func TestPullRefusesUserFiles(t *testing.T) {
 	for _, p := range []string{"README.md", "weights.bin", "sub", "notes.txt", "modelx.yaml", "."} {
 		os.Chtimes(filepath.Join(dst, p), old, old) // so that any write would show
 	}
-	before := snapshot(t, dst)
+	before := testenv.Snapshot(t, dst)
 
 	_, err := c.Pull(ctx, ref(t, e, "safe/model:v1"), dst, client.PullOptions{})
 	cs := conflictsOf(t, err)
@@ -150,7 +103,7 @@ func TestPullRefusesUserFiles(t *testing.T) {
 		}
 	}
 	t.Logf("refused: %v", err)
-	sameSnapshot(t, before, dst)
+	testenv.SameSnapshot(t, before, dst)
 
 	res, err := c.Pull(ctx, ref(t, e, "safe/model:v1"), dst, client.PullOptions{Force: true})
 	if err != nil {
@@ -161,7 +114,7 @@ func TestPullRefusesUserFiles(t *testing.T) {
 	if got := fileTree(t, dst); !maps.Equal(got, want) {
 		t.Fatalf("forced pull left %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 	}
-	if after := snapshot(t, dst); after["notes.txt"] != before["notes.txt"] {
+	if after := testenv.Snapshot(t, dst); after["notes.txt"] != before["notes.txt"] {
 		t.Fatal("the forced pull touched a file the version does not have")
 	}
 	if len(res.Stale) != 0 || len(res.Pruned) != 0 {
@@ -182,7 +135,7 @@ func TestPullDirectoryInTheWay(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dst, "b.txt", "empty"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, dst)
+	before := testenv.Snapshot(t, dst)
 	for _, force := range []bool{false, true} {
 		_, err := c.Pull(ctx, ref(t, e, "safe/dirs:v1"), dst, client.PullOptions{Force: force})
 		cs := conflictsOf(t, err)
@@ -193,7 +146,7 @@ func TestPullDirectoryInTheWay(t *testing.T) {
 		if !slices.Equal(cs, want) {
 			t.Fatalf("force=%v: conflicts %+v, want %+v", force, cs, want)
 		}
-		sameSnapshot(t, before, dst)
+		testenv.SameSnapshot(t, before, dst)
 	}
 	os.RemoveAll(filepath.Join(dst, "a.txt"))
 	if _, err := c.Pull(ctx, ref(t, e, "safe/dirs:v1"), dst, client.PullOptions{Force: true}); err != nil {
@@ -240,13 +193,13 @@ func TestPullReplacesWhatModelxWrote(t *testing.T) {
 	later := time.Now().Add(time.Hour)
 	os.Chtimes(filepath.Join(dst, "touched.txt"), later, later)
 	write(t, dst, "edited.txt", []byte("the user's edit"), 0o644)
-	before := snapshot(t, dst)
+	before := testenv.Snapshot(t, dst)
 	_, err := c.Pull(ctx, ref(t, e, "safe/versions:v2"), dst, client.PullOptions{})
 	cs := conflictsOf(t, err)
 	if want := []client.Conflict{{Path: "edited.txt", Reason: "changed since modelx last pulled or pushed it", Forceable: true}}; !slices.Equal(cs, want) {
 		t.Fatalf("conflicts %+v, want %+v", cs, want)
 	}
-	sameSnapshot(t, before, dst)
+	testenv.SameSnapshot(t, before, dst)
 
 	write(t, dst, "edited.txt", []byte(v1["edited.txt"]), 0o644) // the edit undone: same bytes, new mtime
 	res, err := c.Pull(ctx, ref(t, e, "safe/versions:v2"), dst, client.PullOptions{})
@@ -281,12 +234,12 @@ func TestPullOverPushedDirectory(t *testing.T) {
 	work := pushFiles(t, c, e, "safe/pushed:v1", v1)
 	pushFiles(t, c, e, "safe/pushed:v2", v2) // a colleague's
 	write(t, work, "b.txt", []byte("edited after the push"), 0o644)
-	before := snapshot(t, work)
+	before := testenv.Snapshot(t, work)
 	_, err := c.Pull(ctx, ref(t, e, "safe/pushed:v2"), work, client.PullOptions{})
 	if got := conflictPaths(conflictsOf(t, err)); !slices.Equal(got, []string{"b.txt"}) {
 		t.Fatalf("conflicts %v, want [b.txt]", got)
 	}
-	sameSnapshot(t, before, work)
+	testenv.SameSnapshot(t, before, work)
 	write(t, work, "b.txt", []byte(v1["b.txt"]), 0o644)
 	if _, err := c.Pull(ctx, ref(t, e, "safe/pushed:v2"), work, client.PullOptions{}); err != nil {
 		t.Fatal(err)

@@ -178,7 +178,7 @@ wrote that the version no longer has stay, unless --prune removes them.`,
 			fmt.Fprintf(a.stdout, "pulled %s into %s\ndigest: %s\n%d files; downloaded %s in %d blobs, %s already present (%.1fs)\n",
 				res.Reference, dir, res.Digest, res.Files, humanize.Bytes(res.DownloadedBytes), res.BlobsTransferred, humanize.Bytes(res.SkippedBytes), res.DurationSeconds)
 			if len(res.Pruned) > 0 {
-				fmt.Fprintf(a.stdout, "removed %d %s that this version no longer has\n", len(res.Pruned), plural(len(res.Pruned), "file", "files"))
+				fmt.Fprintf(a.stdout, "removed %d %s that this version no longer has\n", len(res.Pruned), humanize.Plural(len(res.Pruned), "file", "files"))
 			}
 			return nil
 		},
@@ -213,10 +213,10 @@ func (a *app) explainConflict(e *client.ConflictError) error {
 		fmt.Fprintf(a.stderr, "  … and %d more\n", n-conflictsListed)
 	}
 	n := len(e.Conflicts)
-	what := fmt.Sprintf("%d %s in %s %s in the way (listed above); nothing was written", n, plural(n, "path", "paths"), e.Dir, plural(n, "is", "are"))
+	what := fmt.Sprintf("%d %s in %s %s in the way (listed above); nothing was written", n, humanize.Plural(n, "path", "paths"), e.Dir, humanize.Plural(n, "is", "are"))
 	switch {
 	case forceable == n:
-		return fmt.Errorf("%s. Pull with --force to overwrite %s, or pull into an empty directory", what, plural(n, "it", "them"))
+		return fmt.Errorf("%s. Pull with --force to overwrite %s, or pull into an empty directory", what, humanize.Plural(n, "it", "them"))
 	case forceable == 0:
 		return fmt.Errorf("%s. Move the directories away (--force never removes a directory that holds files), or pull into an empty directory", what)
 	}
@@ -236,18 +236,11 @@ func (a *app) reportStale(res *client.PullResult, prune bool) {
 	}
 	if prune {
 		fmt.Fprintf(a.stderr, "modelx: kept %d %s that this version no longer has, because %s changed since modelx wrote %s: %s\n",
-			n, plural(n, "file", "files"), plural(n, "it", "they"), plural(n, "it", "them"), names)
+			n, humanize.Plural(n, "file", "files"), humanize.Plural(n, "it", "they"), humanize.Plural(n, "it", "them"), names)
 		return
 	}
 	fmt.Fprintf(a.stderr, "modelx: %d %s that modelx wrote here %s not in this version and %s left in place (%s); pull with --prune to remove %s\n",
-		n, plural(n, "file", "files"), plural(n, "is", "are"), plural(n, "was", "were"), names, plural(n, "it", "them"))
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
+		n, humanize.Plural(n, "file", "files"), humanize.Plural(n, "is", "are"), humanize.Plural(n, "was", "were"), names, humanize.Plural(n, "it", "them"))
 }
 
 // configAndRef checks -o, loads the config and parses the reference

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	iofs "io/fs"
 	"os"
 	"os/exec"
@@ -11,38 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// treeState describes everything under dir, dir itself and .modelx
-// included: type, mode, size, mtime and content of each entry.
-func treeState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		desc := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %x", data)
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[rel] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+	"modelx.io/modelx/internal/testenv"
+)
 
 func writeModel(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -95,7 +65,7 @@ func TestPullNeverDestroysUserFiles(t *testing.T) {
 	for _, p := range []string{"README.md", "weights.bin", "mine.txt", "."} {
 		os.Chtimes(filepath.Join(dst, p), old, old)
 	}
-	before := treeState(t, dst)
+	before := testenv.Snapshot(t, dst)
 	_, errOut, err := cli("pull", url+"/nlp/bert:v1", dst)
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
@@ -115,15 +85,7 @@ func TestPullNeverDestroysUserFiles(t *testing.T) {
 	if strings.Contains(errOut, "mine.txt") {
 		t.Fatalf("stderr names a file the version does not have:\n%s", errOut)
 	}
-	after := treeState(t, dst)
-	if len(after) != len(before) {
-		t.Fatalf("the refused pull changed the tree: %d entries before, %d after", len(before), len(after))
-	}
-	for name, desc := range before {
-		if after[name] != desc {
-			t.Fatalf("the refused pull changed %s: %q → %q", name, desc, after[name])
-		}
-	}
+	testenv.SameSnapshot(t, before, dst)
 	mustCLI("pull", url+"/nlp/bert:v1", dst, "--force")
 	if data, _ := os.ReadFile(filepath.Join(dst, "weights.bin")); string(data) != weights {
 		t.Fatal("--force did not replace weights.bin")
