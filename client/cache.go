@@ -56,7 +56,7 @@ type cachedPack struct {
 // knows: each file a pull wrote, or found already holding a file of the
 // version, and each file the last push sent (modelx.yaml included). Such a
 // file holds a file of a version on the registry, so a pull may replace it,
-// and --prune remove it, while it is unchanged since (see
+// and PullOptions.Prune remove it, while it is unchanged since (see
 // puller.unchangedSince); any other file is the user's (see pull_local.go).
 // The cache is saved after a push or pull, also after a failed pull
 // (files it placed are recorded), but not after a refused one.

@@ -199,8 +199,8 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 			p.afterFailure(created, hadState, err)
 		}
 	}()
-	targets := targetsOf(m)
-	targets, inSelection, err := p.selectTargets(ctx, m, targets, opts)
+	all := targetsOf(m)
+	targets, inSelection, err := p.selectTargets(ctx, m, all, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -221,8 +221,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		}
 		return nil, err
 	}
-	inVersion := p.versionNames(m, plan)
-	if err := p.settleStale(inVersion, inSelection, opts.Prune); err != nil {
+	if err := p.settleStale(p.versionNames(all, plan), inSelection, opts.Prune); err != nil {
 		return nil, err
 	}
 	_ = p.cache.save()

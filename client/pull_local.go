@@ -285,13 +285,13 @@ func (p *puller) fetchLegacyDirs(ctx context.Context, targets []target) ([]targe
 	return plan, err
 }
 
-// versionNames returns whether a name is a file of the version m: a target
-// of the manifest, a file of a fetched archive (plan), or anything under
-// an archive the pull did not fetch, whose files it does not know.
-func (p *puller) versionNames(m *spec.Manifest, plan []target) func(string) bool {
+// versionNames returns whether a name is a file of the version: one of all
+// its targets, a file of a fetched archive (plan), or anything under an
+// archive the pull did not fetch, whose files it does not know.
+func (p *puller) versionNames(all, plan []target) func(string) bool {
 	names := map[string]bool{}
 	var unfetched []string
-	for _, t := range targetsOf(m) {
+	for _, t := range all {
 		names[t.name] = true
 		if t.isLegacyDir() && p.legacy[t.name] == nil {
 			unfetched = append(unfetched, t.name)
