@@ -2,8 +2,10 @@ package client
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -49,6 +51,15 @@ type cachedPack struct {
 
 // hashCache is the on-disk cache in DIR/.modelx/cache.json. It is safe for
 // concurrent use.
+//
+// Its file entries are also the directory's record of which files modelx
+// knows: each file a pull wrote, or found already holding a file of the
+// version, and each file the last push sent (modelx.yaml included). Such a
+// file holds a file of a version on the registry, so a pull may replace it,
+// and PullOptions.Prune remove it, while it is unchanged since (see
+// puller.unchangedSince); any other file is the user's (see pull_local.go).
+// The cache is saved after a push or pull, also after a failed pull
+// (files it placed are recorded), but not after a refused one.
 type hashCache struct {
 	path string
 	mu   sync.Mutex
@@ -86,6 +97,31 @@ func (c *hashCache) file(name string, fi os.FileInfo) (cachedFile, bool) {
 	defer c.mu.Unlock()
 	f, ok := c.data.Files[name]
 	return f, ok && f.Key == keyOf(fi)
+}
+
+// entry returns the entry of name, whatever the file's info now.
+func (c *hashCache) entry(name string) (cachedFile, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.data.Files[name]
+	return f, ok
+}
+
+// fileNames returns the names of the files the cache describes, sorted.
+func (c *hashCache) fileNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.data.Files))
+}
+
+// forget drops the entry of name, if there is one.
+func (c *hashCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.data.Files[name]; ok {
+		delete(c.data.Files, name)
+		c.dirty = true
+	}
 }
 
 func (c *hashCache) putFile(name string, f cachedFile) {
@@ -139,6 +175,13 @@ func (c *hashCache) prune(files map[string]bool, packs map[string]bool) {
 			c.dirty = true
 		}
 	}
+}
+
+// changed reports whether the cache holds anything save has not written.
+func (c *hashCache) changed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dirty
 }
 
 // save writes the cache atomically; a read-only directory just keeps no cache.

@@ -73,52 +73,85 @@ type legacyEntry struct {
 	mode os.FileMode
 }
 
-// pullLegacyDir downloads a directory blob of the original modelx (one
-// tar.gz), verifies it, checks every entry, and only then extracts it
-// under its name. An archive is refused whole, with nothing written, when
-// it expands past its bound (legacyBudget, legacyMaxEntries), holds a link
-// or special file, an entry spec.ValidatePath refuses (one that would land
-// outside, or in .git), or the same name twice.
-func (p *puller) pullLegacyDir(ctx context.Context, t target) error {
+// legacyArchive is a directory archive fetched and checked while a pull
+// plans, before anything is written: its files are targets the plan
+// compares with what is there like any other (archived: written by the
+// archive's extraction).
+type legacyArchive struct {
+	f     *os.File
+	files []target
+}
+
+// close removes the archive's temp file.
+func (a *legacyArchive) close() {
+	a.f.Close()
+	os.Remove(a.f.Name())
+}
+
+// fetchLegacyDir downloads a directory blob of the original modelx (one
+// tar.gz) into the state directory, verifies it, and checks every entry,
+// hashing each file. An archive is refused whole, with nothing written,
+// when it expands past its bound (legacyBudget, legacyMaxEntries), holds a
+// link or special file, an entry spec.ValidatePath refuses (one that would
+// land outside, or in .git), or the same name twice.
+func (p *puller) fetchLegacyDir(ctx context.Context, t target) (_ *legacyArchive, err error) {
 	tmp, err := os.CreateTemp(p.tmp, "dir-*.tar.gz")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	a := &legacyArchive{f: tmp}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
 	h := sha256.New()
 	tracker := p.c.opts.Progress.Start(t.name+"/", t.size)
 	err = p.fetchInto(ctx, t.digest, 0, t.size, io.MultiWriter(tmp, h), tracker)
 	tracker.Done(err)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if digest.NewDigest(digest.SHA256, h) != t.digest {
-		return fmt.Errorf("%s: directory archive does not match its digest %s; the blob on the registry is corrupt (nothing of it was written)", t.name, t.digest)
+		return nil, fmt.Errorf("%s: directory archive does not match its digest %s; the blob on the registry is corrupt (nothing of it was written)", t.name, t.digest)
 	}
 	p.countBlob()
-	// First pass: read it all and check it, writing nothing.
 	files := map[string]bool{}  // name → is a directory
 	rels := map[string]string{} // name → entry name, for errors
-	err = walkLegacy(tmp, t, func(e legacyEntry, _ io.Reader) error {
+	err = walkLegacy(tmp, t, func(e legacyEntry, r io.Reader) error {
 		if dir, seen := files[e.name]; seen && !(dir && e.dir) {
 			return fmt.Errorf("refusing archive entry %q of %s: it appears twice (nothing of it was written)", e.rel, t.name)
 		}
 		files[e.name], rels[e.name] = e.dir, e.rel
+		if e.dir {
+			return nil
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, io.LimitReader(r, e.size)); err != nil {
+			return err
+		}
+		a.files = append(a.files, target{name: e.name, size: e.size, mode: e.mode, digest: digest.NewDigest(digest.SHA256, h),
+			blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}, archived: true})
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for name := range files {
 		for dir := path.Dir(name); dir != t.name && dir != "."; dir = path.Dir(dir) {
 			if isDir, seen := files[dir]; seen && !isDir {
-				return fmt.Errorf("refusing archive entry %q of %s: %q is a file in the same archive (nothing of it was written)", rels[name], t.name, rels[dir])
+				return nil, fmt.Errorf("refusing archive entry %q of %s: %q is a file in the same archive (nothing of it was written)", rels[name], t.name, rels[dir])
 			}
 		}
 	}
-	// Second pass: extract, with the same checks.
-	return walkLegacy(tmp, t, func(e legacyEntry, r io.Reader) error {
+	return a, nil
+}
+
+// extractLegacyDir extracts an archive fetchLegacyDir checked under its
+// name, with the same checks, and removes its temp file.
+func (p *puller) extractLegacyDir(t target, a *legacyArchive) error {
+	defer a.close()
+	return walkLegacy(a.f, t, func(e legacyEntry, r io.Reader) error {
 		if e.dir {
 			return p.ensureDir(e.name, e.name)
 		}

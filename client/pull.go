@@ -39,8 +39,21 @@ type PullOptions struct {
 	// DropState removes DIR/.modelx (hash cache, partial downloads) after a
 	// successful pull, so the directory holds only the model: what a model
 	// server that scans its directory (Triton) needs. A failed pull keeps
-	// it, so a retry resumes.
+	// it, so a retry resumes (see Pull for a directory the pull created).
+	// Without the record, a later pull of another version finds the files
+	// unknown, and reports them as conflicts.
 	DropState bool
+	// Force replaces the files in the way that a pull otherwise refuses
+	// to touch (see ConflictError): files modelx did not write, or that
+	// changed since it wrote them. It never removes a directory that holds
+	// files, nor writes through a symbolic link.
+	Force bool
+	// Prune removes, after a successful pull, the files modelx knows in the
+	// directory (see Pull) that the version does not have, and the
+	// directories they leave empty: never a file modelx does not know, nor
+	// one changed since. A selective pull prunes only files its selection
+	// (Files, ModelFiles) matches.
+	Prune bool
 }
 
 // PullResult reports a pull.
@@ -53,17 +66,29 @@ type PullResult struct {
 	BlobsSkipped     int           `json:"blobs_skipped"`
 	Files            int           `json:"files"`
 	DurationSeconds  float64       `json:"duration_seconds"`
+	// Stale lists, sorted, the files modelx knows in the directory that the
+	// version does not have (within the selection) and that are still
+	// there: every one without Prune; with Prune, those changed since
+	// modelx wrote them, which it leaves to the user from then on.
+	Stale []string `json:"stale_files,omitempty"`
+	// Pruned lists, sorted, the files Prune removed.
+	Pruned []string `json:"pruned_files,omitempty"`
 }
 
 // target is one file a pull may write.
 type target struct {
-	name   string
-	size   int64
-	mode   fs.FileMode
-	digest digest.Digest
-	blob   *spec.Descriptor // file, chunked file, pack or legacy directory
-	packed *spec.PackedFile // set for a file inside a pack
+	name     string
+	size     int64
+	mode     fs.FileMode
+	digest   digest.Digest
+	blob     *spec.Descriptor // file, chunked file, pack or legacy directory
+	packed   *spec.PackedFile // set for a file inside a pack
+	archived bool             // a file of a legacy directory archive: checked by the plan, written by the extraction
 }
+
+// isLegacyDir reports whether t is a legacy directory archive, whose name
+// is a directory.
+func (t target) isLegacyDir() bool { return t.blob.MediaType == spec.MediaTypeDirectoryTarGz }
 
 // puller carries the state of one pull.
 type puller struct {
@@ -80,6 +105,11 @@ type puller struct {
 	tmpSeq    atomic.Uint64 // and numbered within it
 	dirsMu    sync.Mutex
 	dirs      map[string]bool // directories this pull's writes checked or created
+
+	// Set by the plan, read-only while writing.
+	legacy       map[string]*legacyArchive // fetched archives, by target name
+	replaceFiles map[string]bool           // files where the version has a directory, which the writes may remove
+	clearDirs    map[string][]string       // directories where the version has a file → the known files in them, which the writes may remove
 
 	unnamedOnce sync.Once
 	unnamedOK   bool // small files are written as unnamed files (see unnamedWorks)
@@ -124,7 +154,20 @@ func (p *puller) tmpName() string {
 // Pull writes the model ref names into dir, downloading only what differs
 // from what is there. Every byte is verified against its digest before a
 // file is renamed into place; a killed pull resumes its partial downloads.
-func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullOptions) (*PullResult, error) {
+//
+// Pull replaces a file only when modelx knows it and it is unchanged since,
+// or with opts.Force. Anything else in the way is refused before a byte is
+// written, with a *ConflictError listing every path. modelx knows the files
+// its hash cache in dir/.modelx records: each file a pull wrote there or
+// found holding a file of the version, and each file the last push from
+// dir sent.
+//
+// A pull that fails leaves dir ready for a retry: the files it placed, and
+// in dir/.modelx a record of them and its partial downloads. In a directory
+// the pull created, .modelx is kept only when it holds partial downloads
+// for the retry to resume; otherwise it is removed, and so is the
+// directory when the pull placed nothing in it.
+func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullOptions) (res *PullResult, err error) {
 	start := time.Now()
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -138,21 +181,38 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	if err != nil {
 		return nil, c.explainMissing(ctx, api, ref, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	created, err := mkdirAllCreated(abs)
+	if err != nil {
 		return nil, err
 	}
 	p := &puller{c: c, api: api, ref: ref, dir: abs, tmp: filepath.Join(abs, stateDir, "tmp"),
 		cache: <-loaded, res: &PullResult{Reference: ref.String(), Digest: d},
-		tmpPrefix: fmt.Sprintf("f%08x-", rand.Uint32()), dirs: map[string]bool{}}
-	if err := os.MkdirAll(p.tmp, 0o755); err != nil {
-		return nil, err
-	}
-	targets := targetsOf(m)
-	if targets, err = p.selectTargets(ctx, m, targets, opts); err != nil {
-		return nil, err
-	}
-	todo, err := p.compareLocal(targets)
+		tmpPrefix: fmt.Sprintf("f%08x-", rand.Uint32()), dirs: map[string]bool{},
+		legacy: map[string]*legacyArchive{}, replaceFiles: map[string]bool{}, clearDirs: map[string][]string{}}
+	_, statErr := os.Lstat(filepath.Join(abs, stateDir))
+	hadState := statErr == nil
+	defer func() {
+		for _, a := range p.legacy {
+			a.close() // a no-op for the archives extracted
+		}
+		if err != nil {
+			p.afterFailure(created, hadState, err)
+		}
+	}()
+	all := targetsOf(m)
+	targets, inSelection, err := p.selectTargets(ctx, m, all, opts)
 	if err != nil {
+		return nil, err
+	}
+	plan, err := p.fetchLegacyDirs(ctx, targets)
+	if err != nil {
+		return nil, err
+	}
+	todo, err := p.compareLocal(plan, opts.Force)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(p.tmp, 0o755); err != nil {
 		return nil, err
 	}
 	if err := p.download(ctx, todo); err != nil {
@@ -161,12 +221,15 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		}
 		return nil, err
 	}
+	if err := p.settleStale(p.versionNames(all, plan), inSelection, opts.Prune); err != nil {
+		return nil, err
+	}
 	_ = p.cache.save()
+	p.res.Files = len(targets)
 	if opts.DropState {
 		if err := os.RemoveAll(filepath.Join(abs, stateDir)); err != nil {
 			return nil, err
 		}
-		p.res.Files = len(targets)
 		p.res.DurationSeconds = time.Since(start).Seconds()
 		return p.res, nil
 	}
@@ -176,7 +239,6 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 			os.RemoveAll(filepath.Join(p.tmp, e.Name()))
 		}
 	}
-	p.res.Files = len(targets)
 	p.res.DurationSeconds = time.Since(start).Seconds()
 	return p.res, nil
 }
@@ -219,52 +281,56 @@ func targetsOf(m *spec.Manifest) []target {
 	return out
 }
 
-func (p *puller) selectTargets(ctx context.Context, m *spec.Manifest, targets []target, opts PullOptions) ([]target, error) {
+// selectTargets returns the targets opts selects, and whether a name is in
+// the selection (for the files the version does not have: see settleStale).
+func (p *puller) selectTargets(ctx context.Context, m *spec.Manifest, targets []target, opts PullOptions) ([]target, func(string) bool, error) {
+	all := func(string) bool { return true }
 	globs := slices.Clone(opts.Files)
 	for _, g := range globs {
 		if _, err := path.Match(g, ""); err != nil {
-			return nil, fmt.Errorf("--file %q is not a valid pattern: %v", g, err)
+			return nil, nil, fmt.Errorf("--file %q is not a valid pattern: %v", g, err)
 		}
 	}
 	var prefixes []string
 	if opts.ModelFiles || opts.ModelFilesIfListed {
 		rc, err := p.api.GetBlob(ctx, p.ref.Repository, p.ref.Name, m.Config.Digest, 0, -1)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
 		rc.Close()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if digest.FromBytes(data) != m.Config.Digest {
-			return nil, fmt.Errorf("%s from the registry does not match its digest %s", spec.ConfigFileName, m.Config.Digest)
+			return nil, nil, fmt.Errorf("%s from the registry does not match its digest %s", spec.ConfigFileName, m.Config.Digest)
 		}
 		cfg, err := spec.ParseModelConfig(data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(cfg.ModelFiles) == 0 && opts.ModelFilesIfListed && !opts.ModelFiles {
-			return targets, nil
+			return targets, all, nil
 		}
 		if len(cfg.ModelFiles) == 0 {
-			return nil, fmt.Errorf("--model-files: %s of %s lists no modelFiles; pull without --model-files, or name files with --file", spec.ConfigFileName, p.ref)
+			return nil, nil, fmt.Errorf("--model-files: %s of %s lists no modelFiles; pull without --model-files, or name files with --file", spec.ConfigFileName, p.ref)
 		}
 		prefixes = cfg.ModelFiles
 	}
 	if len(globs) == 0 && len(prefixes) == 0 {
-		return targets, nil
+		return targets, all, nil
 	}
+	inSelection := func(name string) bool { return matchesAny(name, globs) || underAny(name, prefixes) }
 	selected := []target{targets[0]} // the config always comes along
 	for _, t := range targets[1:] {
-		if matchesAny(t.name, globs) || underAny(t.name, prefixes) {
+		if inSelection(t.name) {
 			selected = append(selected, t)
 		}
 	}
 	if len(selected) == 1 {
-		return nil, fmt.Errorf("no file of %s matches %s; `modelx info %s` lists the files", p.ref, strings.Join(append(globs, prefixes...), ", "), p.ref)
+		return nil, nil, fmt.Errorf("no file of %s matches %s; `modelx info %s` lists the files", p.ref, strings.Join(append(globs, prefixes...), ", "), p.ref)
 	}
-	return selected, nil
+	return selected, inSelection, nil
 }
 
 func matchesAny(name string, globs []string) bool {
@@ -318,102 +384,143 @@ func (p *puller) refuseDir(name, full string, fi fs.FileInfo) error {
 	return nil
 }
 
+// pathsSeen memoizes what the plan found at the directories of the
+// targets' paths: whether each exists as a real directory, and the files
+// found where the version has a directory.
+type pathsSeen struct {
+	dirs  map[string]bool
+	files map[string]fs.FileInfo
+}
+
 // parentsExist reports whether directory rel (relative to p.dir, "." for
 // p.dir) and its parents exist as real directories; false means one is
-// missing. A symbolic link or a file on the way is refused. found memoizes
-// the answer per directory, so it holds only while nothing is written.
-func (p *puller) parentsExist(name, rel string, found map[string]bool) (bool, error) {
+// missing, or is a file (recorded in seen.files: something in the way). A
+// symbolic link on the way is refused. seen holds only while nothing is
+// written.
+func (p *puller) parentsExist(name, rel string, seen *pathsSeen) (bool, error) {
 	if rel == "." {
 		return true, nil
 	}
-	if ok, seen := found[rel]; seen {
+	if ok, done := seen.dirs[rel]; done {
 		return ok, nil
 	}
-	ok, err := p.parentsExist(name, path.Dir(rel), found)
+	ok, err := p.parentsExist(name, path.Dir(rel), seen)
 	if err != nil || !ok {
-		found[rel] = false
+		seen.dirs[rel] = false
 		return false, err
 	}
 	full := p.localPath(rel)
 	fi, err := os.Lstat(full)
 	if errors.Is(err, fs.ErrNotExist) {
-		found[rel] = false
+		seen.dirs[rel] = false
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
+	if fi.Mode()&fs.ModeSymlink == 0 && !fi.IsDir() {
+		seen.files[rel] = fi
+		seen.dirs[rel] = false
+		return false, nil
+	}
 	if err := p.refuseDir(name, full, fi); err != nil {
 		return false, err
 	}
-	found[rel] = true
+	seen.dirs[rel] = true
 	return true, nil
 }
 
-// compareLocal refuses every target whose path is unsafe (a parent inside
-// dir that is a symbolic link or a file, or a directory where a file goes:
-// no write may land outside dir), then returns the targets whose local
-// copy is missing or differs, counting the rest as skipped. Unchanged
-// files are recognised through the hash cache without reading them. It
-// writes nothing; the writes check each directory again (ensureDir).
-func (p *puller) compareLocal(targets []target) ([]target, error) {
+// compareLocal plans the writes against what dir holds, and writes
+// nothing. It refuses every target whose path is unsafe (a parent inside
+// dir that is a symbolic link: no write may land outside dir), then
+// returns the targets whose local copy is missing or differs, counting the
+// rest as skipped. Something in the way (a file that differs, a file where
+// the version has a directory, a directory where it has a file) may be
+// replaced as judgeFile and judgeDir say; when any may not, it returns a
+// *ConflictError naming every such path. Unchanged files are recognised
+// through the hash cache without reading them. The writes check each
+// directory again (ensureDir).
+func (p *puller) compareLocal(targets []target, force bool) ([]target, error) {
 	// Parents first, one Lstat per directory; then one Lstat per file
 	// whose parents exist, and only after every path passed, reads.
-	found := map[string]bool{}
+	seen := &pathsSeen{dirs: map[string]bool{}, files: map[string]fs.FileInfo{}}
 	exists := make([]bool, len(targets))
 	for i, t := range targets {
 		if err := checkName(t.name); err != nil {
 			return nil, err
 		}
-		ok, err := p.parentsExist(t.name, path.Dir(t.name), found)
+		dir := path.Dir(t.name)
+		if t.isLegacyDir() {
+			dir = t.name // it is extracted as a directory
+		}
+		ok, err := p.parentsExist(t.name, dir, seen)
 		if err != nil {
 			return nil, err
 		}
-		exists[i] = ok
+		exists[i] = ok && !t.isLegacyDir()
 	}
 	infos := make([]fs.FileInfo, len(targets))
 	err := inParallel(len(targets), func(i int) error {
-		t := targets[i]
 		if !exists[i] {
 			return nil // a parent is missing: so is the file
 		}
-		fi, err := os.Lstat(p.localPath(t.name))
+		fi, err := os.Lstat(p.localPath(targets[i].name))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() && t.blob.MediaType != spec.MediaTypeDirectoryTarGz {
-			return fmt.Errorf("refusing to write %q: a directory is in the way", t.name)
-		}
 		infos[i] = fi
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	same := make([]bool, len(targets))
-	err = inParallel(len(targets), func(i int) error {
-		t := targets[i]
-		if t.blob.MediaType == spec.MediaTypeDirectoryTarGz {
-			return nil // no per-file digests to compare with
-		}
-		var err error
-		same[i], err = p.matchesLocal(t, infos[i])
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	verdicts := make([]verdict, len(targets))
+	err = inParallel(len(targets), func(i int) error {
+		var err error
+		if fi := infos[i]; fi != nil && fi.IsDir() {
+			verdicts[i], err = p.judgeDir(targets[i].name, force)
+		} else if fi != nil {
+			verdicts[i], err = p.judgeFile(targets[i], fi, force)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var conflicts []Conflict
+	for rel, fi := range seen.files {
+		v, err := p.judgeInTheWay(rel, fi, force)
+		if err != nil {
+			return nil, err
+		}
+		if v.conflict != nil {
+			conflicts = append(conflicts, *v.conflict)
+		} else {
+			p.replaceFiles[rel] = true
+		}
+	}
 	var todo []target
 	for i, t := range targets {
-		if same[i] {
+		v := verdicts[i]
+		switch {
+		case v.conflict != nil:
+			conflicts = append(conflicts, *v.conflict)
+		case v.clear != nil:
+			p.clearDirs[t.name] = v.clear
+		}
+		if t.archived {
+			continue // written by its archive's extraction
+		}
+		if v.same {
 			p.res.BlobsSkipped++
 			p.res.SkippedBytes += t.size
 			continue
 		}
 		todo = append(todo, t)
+	}
+	if len(conflicts) > 0 {
+		slices.SortFunc(conflicts, func(a, b Conflict) int { return strings.Compare(a.Path, b.Path) })
+		return nil, &ConflictError{Dir: p.dir, Conflicts: conflicts}
 	}
 	return todo, nil
 }
@@ -443,22 +550,6 @@ func inParallel(n int, fn func(i int) error) error {
 		})
 	}
 	return g.Wait()
-}
-
-// matchesLocal reports whether the local file, which Lstat found as fi
-// (nil: missing), holds t.
-func (p *puller) matchesLocal(t target, fi fs.FileInfo) (bool, error) {
-	if fi == nil || !fi.Mode().IsRegular() || fi.Size() != t.size {
-		return false, nil
-	}
-	if cf, ok := p.cache.file(t.name, fi); ok {
-		return cf.Digest == t.digest, nil
-	}
-	ok, err := p.verifyLocal(t)
-	if ok {
-		p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
-	}
-	return ok, err
 }
 
 // verifyLocal hashes the local file the way the manifest describes it.
@@ -567,8 +658,8 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 				return err
 			}
 			chunkJobs = append(chunkJobs, jobs...)
-		case t.blob.MediaType == spec.MediaTypeDirectoryTarGz:
-			g.Go(func() error { return p.pullLegacyDir(gctx, t) })
+		case t.isLegacyDir():
+			g.Go(func() error { return p.extractLegacyDir(t, p.legacy[t.name]) })
 		default:
 			g.Go(func() error { return p.pullFile(gctx, t, copiesOf(t)) })
 		}
@@ -585,8 +676,9 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 // ensureDir makes directory rel (relative to p.dir, "." for p.dir) and its
 // parents real directories, creating what is missing, and refuses a
 // symbolic link or a file on the way, so no write through it can land
-// outside p.dir. Each directory is checked once per pull, at the first
-// write into it; name is the file being written, for errors.
+// outside p.dir; a file the plan let go (replaceFiles) is removed first.
+// Each directory is checked once per pull, at the first write into it;
+// name is the file being written, for errors.
 func (p *puller) ensureDir(name, rel string) error {
 	if rel == "." {
 		return nil
@@ -602,6 +694,11 @@ func (p *puller) ensureDir(name, rel string) error {
 	}
 	full := p.localPath(rel)
 	fi, err := os.Lstat(full)
+	if err == nil && p.replaceFiles[rel] && fi.Mode().Type()&(fs.ModeDir|fs.ModeSymlink) == 0 {
+		if err = p.removeFile(rel); err == nil {
+			err = fs.ErrNotExist // gone: made below
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = os.Mkdir(full, 0o755); err == nil {
 			p.markDir(rel)
@@ -679,7 +776,8 @@ func permOf(t target) fs.FileMode {
 
 // place renames a verified, closed temp file to its target and records it
 // in the cache under fi, the temp file's info. The name's directories are
-// checked (ensureDir), and a directory at the name itself is refused.
+// checked (ensureDir), and a directory at the name itself is refused,
+// unless the plan let it go (clearDirs).
 func (p *puller) place(tmp string, t target, fi fs.FileInfo) error {
 	if err := checkName(t.name); err != nil {
 		return err
@@ -688,7 +786,13 @@ func (p *puller) place(tmp string, t target, fi fs.FileInfo) error {
 		return err
 	}
 	dst := p.localPath(t.name)
-	if err := os.Rename(tmp, dst); err != nil {
+	err := os.Rename(tmp, dst)
+	if files, ok := p.clearDirs[t.name]; ok && err != nil {
+		if err = p.removeDir(t.name, files); err == nil {
+			err = os.Rename(tmp, dst)
+		}
+	}
+	if err != nil {
 		// Renaming a file onto a directory fails (EISDIR): the one thing at
 		// the name itself that is refused. A symbolic link there is
 		// replaced, not followed.
@@ -748,7 +852,7 @@ func (p *puller) placeCopies(src *os.File, t target, copies []target) error {
 // one left by a killed pull, verifies it, copies it to the targets with the
 // same content (copies), and moves it into place.
 func (p *puller) pullFile(ctx context.Context, t target, copies []target) error {
-	tmp := filepath.Join(p.tmp, t.digest.Encoded()+".part")
+	tmp := filepath.Join(p.tmp, t.digest.Encoded()+partSuffix)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return err

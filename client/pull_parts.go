@@ -54,7 +54,7 @@ func (c *chunkedFile) saveState() error {
 func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]func(context.Context) error, error) {
 	// Not <digest>.part, a whole file's name: a whole file's digest could
 	// equal this chunk list's.
-	part := filepath.Join(p.tmp, t.digest.Encoded()+".chunked.part")
+	part := filepath.Join(p.tmp, t.digest.Encoded()+chunkedPart)
 	c := &chunkedFile{p: p, t: t, copies: copies, part: part, statePath: part + ".state", done: map[int]bool{}}
 	if data, err := os.ReadFile(c.statePath); err == nil {
 		_ = json.Unmarshal(data, &c.done)

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -63,10 +64,11 @@ func TestPullReusesShiftedChunks(t *testing.T) {
 				name    string
 				tag     string
 				prepare func(dir string)
+				force   bool // without the cache, modelx no longer knows it wrote the old file
 			}{
-				{"cached", "v2", func(string) {}},
-				{"uncached", "v2", func(dir string) { os.Remove(filepath.Join(dir, ".modelx", "cache.json")) }},
-				{"other-file", "v3", func(string) {}},
+				{"cached", "v2", func(string) {}, false},
+				{"uncached", "v2", func(dir string) { os.Remove(filepath.Join(dir, ".modelx", "cache.json")) }, true},
+				{"other-file", "v3", func(string) {}, false},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					dst := t.TempDir()
@@ -74,7 +76,7 @@ func TestPullReusesShiftedChunks(t *testing.T) {
 						t.Fatal(err)
 					}
 					tc.prepare(dst)
-					res, err := c.Pull(ctx, ref(t, e, "reuse/llm:"+tc.tag), dst, client.PullOptions{})
+					res, err := c.Pull(ctx, ref(t, e, "reuse/llm:"+tc.tag), dst, client.PullOptions{Force: tc.force})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -246,8 +248,9 @@ func TestPullExactModes(t *testing.T) {
 // TestPullSmallFilesBothWays pulls small files as unnamed files linked
 // into place (where the system has them) and as temp files renamed into
 // place, each into an empty directory and then over an older version,
-// with a symbolic link planted at one name: the trees match, the link is
-// replaced rather than followed, and no temp file is left.
+// with a symbolic link planted at one name: the link is a conflict, and
+// forced, it is replaced rather than followed; the trees match, and no
+// temp file is left.
 func TestPullSmallFilesBothWays(t *testing.T) {
 	e := envs(t)[0]
 	ctx := context.Background()
@@ -286,7 +289,12 @@ func TestPullSmallFilesBothWays(t *testing.T) {
 			if err := os.Symlink(outside, filepath.Join(dst, "a/one.txt")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.Pull(ctx, ref(t, e, "both/ways:v2"), dst, client.PullOptions{}); err != nil {
+			var conflict *client.ConflictError
+			if _, err := c.Pull(ctx, ref(t, e, "both/ways:v2"), dst, client.PullOptions{}); !errors.As(err, &conflict) ||
+				len(conflict.Conflicts) != 1 || conflict.Conflicts[0].Path != "a/one.txt" {
+				t.Fatalf("pull over a planted link: %v; want a conflict at a/one.txt", err)
+			}
+			if _, err := c.Pull(ctx, ref(t, e, "both/ways:v2"), dst, client.PullOptions{Force: true}); err != nil {
 				t.Fatal(err)
 			}
 			sameTree(t, srcs["v2"], dst)

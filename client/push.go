@@ -102,6 +102,10 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	s.send(upload{label: spec.ConfigFileName, digest: configDigest, size: int64(len(configData)),
 		open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(configData)), nil }})
 	cache := loadCache(dir, c.opts.Chunker)
+	// Recorded like every other file pushed, so that a pull of a newer
+	// version may replace it (see hashCache). Its key is from before the
+	// read: a change in between makes it look changed, never unchanged.
+	cache.putFile(spec.ConfigFileName, cachedFile{Key: keyOf(configFile.info), Digest: configDigest})
 	m, packKeys, buildErr := c.buildManifest(ctx, cancel, files, cache, s)
 	if err := s.wait(); err != nil {
 		return nil, err
@@ -121,7 +125,7 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	} else if res.Digest, err = s.putManifest(ctx, data); err != nil {
 		return nil, fmt.Errorf("push manifest: %w", err)
 	}
-	names := map[string]bool{}
+	names := map[string]bool{spec.ConfigFileName: true}
 	for _, f := range files {
 		names[f.name] = true
 	}

@@ -304,14 +304,13 @@ func TestLegacyArchiveBounds(t *testing.T) {
 				t.Fatalf("pull: %v; want an error containing %q", err, tc.want)
 			}
 			t.Logf("refused: %v", err)
-			if entries, _ := os.ReadDir(parent); len(entries) != 2 {
-				t.Fatalf("written next to the directory: %v", entries)
+			// The archive is checked before anything is written, so the
+			// directory the pull created is gone again, .modelx and all.
+			if entries, _ := os.ReadDir(parent); len(entries) != 1 || entries[0].Name() != "outside" {
+				t.Fatalf("written next to the directory, or the refused pull left its directory: %v", entries)
 			}
 			if entries, _ := os.ReadDir(filepath.Join(parent, "outside")); len(entries) != 0 {
 				t.Fatalf("written outside: %v", entries)
-			}
-			if entries, err := os.ReadDir(filepath.Join(dst, "tokenizer")); err == nil {
-				t.Fatalf("entries of a refused archive were written: %v", entries)
 			}
 		})
 	}

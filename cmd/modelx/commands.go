@@ -132,7 +132,12 @@ func (a *app) pullCommand() *cobra.Command {
 		Long: `Pull writes the model into DIR, fetching only files that differ from what is
 there, and verifies every byte before a file is moved into place. An
 interrupted pull resumes where it stopped. As a storage initializer:
-  modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models`,
+  modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models
+
+Pull replaces only files that modelx wrote there (or pushed from there) and
+that are unchanged since. Any other file in the way stops the pull before
+it writes anything, listing the paths; --force overwrites them. Files modelx
+wrote that the version no longer has stay, unless --prune removes them.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, ref, err := a.configAndRef(args[0])
@@ -160,24 +165,82 @@ interrupted pull resumes where it stopped. As a storage initializer:
 					err = werr
 				}
 			}
+			if conflict := (*client.ConflictError)(nil); errors.As(err, &conflict) {
+				return a.explainConflict(conflict)
+			}
 			if err != nil {
 				return err
 			}
+			a.reportStale(res, opts.Prune)
 			if a.output == "json" {
 				return a.printJSON(res)
 			}
 			fmt.Fprintf(a.stdout, "pulled %s into %s\ndigest: %s\n%d files; downloaded %s in %d blobs, %s already present (%.1fs)\n",
 				res.Reference, dir, res.Digest, res.Files, humanize.Bytes(res.DownloadedBytes), res.BlobsTransferred, humanize.Bytes(res.SkippedBytes), res.DurationSeconds)
+			if len(res.Pruned) > 0 {
+				fmt.Fprintf(a.stdout, "removed %d %s that this version no longer has\n", len(res.Pruned), humanize.Plural(len(res.Pruned), "file", "files"))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&opts.Files, "file", nil, "pull only files matching this glob (repeatable; matches the path or its base name)")
 	cmd.Flags().BoolVar(&opts.ModelFiles, "model-files", false, "pull only the files modelx.yaml lists in modelFiles")
 	cmd.Flags().BoolVar(&opts.DropState, "no-state", false, "remove DIR/.modelx (hash cache) after a successful pull; the default for modelx:// URIs")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "overwrite files in DIR that modelx did not write, or that changed since it wrote them")
+	cmd.Flags().BoolVar(&opts.Prune, "prune", false, "also remove the files modelx wrote in DIR that this version no longer has (never files modelx did not write, nor ones changed since)")
 	a.addOutputFlag(cmd)
 	a.addConcurrencyFlag(cmd)
 	addMetricsFileFlag(cmd, &metricsFile)
 	return cmd
+}
+
+// conflictsListed bounds the paths a refused pull lists.
+const conflictsListed = 100
+
+// explainConflict lists the paths that stopped a pull on stderr, and
+// returns the error that says how to go on.
+func (a *app) explainConflict(e *client.ConflictError) error {
+	forceable := 0
+	for i, c := range e.Conflicts {
+		if c.Forceable {
+			forceable++
+		}
+		if i < conflictsListed {
+			fmt.Fprintf(a.stderr, "  %s: %s\n", c.Path, c.Reason)
+		}
+	}
+	if n := len(e.Conflicts); n > conflictsListed {
+		fmt.Fprintf(a.stderr, "  … and %d more\n", n-conflictsListed)
+	}
+	n := len(e.Conflicts)
+	what := fmt.Sprintf("%d %s in %s %s in the way (listed above); nothing was written", n, humanize.Plural(n, "path", "paths"), e.Dir, humanize.Plural(n, "is", "are"))
+	switch {
+	case forceable == n:
+		return fmt.Errorf("%s. Pull with --force to overwrite %s, or pull into an empty directory", what, humanize.Plural(n, "it", "them"))
+	case forceable == 0:
+		return fmt.Errorf("%s. Move the directories away (--force never removes a directory that holds files), or pull into an empty directory", what)
+	}
+	return fmt.Errorf("%s. Move the directories that hold files away (--force never removes them), then pull with --force to overwrite the rest; or pull into an empty directory", what)
+}
+
+// reportStale says on stderr which files modelx wrote that the version no
+// longer has are still in the directory.
+func (a *app) reportStale(res *client.PullResult, prune bool) {
+	n := len(res.Stale)
+	if n == 0 {
+		return
+	}
+	names := strings.Join(res.Stale[:min(n, 5)], ", ")
+	if n > 5 {
+		names += ", …"
+	}
+	if prune {
+		fmt.Fprintf(a.stderr, "modelx: kept %d %s that this version no longer has, because %s changed since modelx wrote %s: %s\n",
+			n, humanize.Plural(n, "file", "files"), humanize.Plural(n, "it", "they"), humanize.Plural(n, "it", "them"), names)
+		return
+	}
+	fmt.Fprintf(a.stderr, "modelx: %d %s that modelx wrote here %s not in this version and %s left in place (%s); pull with --prune to remove %s\n",
+		n, humanize.Plural(n, "file", "files"), humanize.Plural(n, "is", "are"), humanize.Plural(n, "was", "were"), names, humanize.Plural(n, "it", "them"))
 }
 
 // configAndRef checks -o, loads the config and parses the reference

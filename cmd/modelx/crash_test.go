@@ -792,8 +792,9 @@ func checkNoTornFiles(dir string, target, older map[string][]byte) (fromTarget, 
 // TestCrashKillPull SIGKILLs `modelx pull` at seeded random points,
 // MODELX_CRASH_TRIALS times (default 50). Each trial pulls one of three
 // versions of the model into a directory that is empty, holds a copy of
-// another version (no .modelx), or holds the version the previous trial
-// pulled (with its .modelx), and kills the CLI after a delay drawn from
+// another version (no .modelx, so pulled with --force), or holds the
+// version the previous trial pulled (with its .modelx, so the files
+// modelx wrote are replaced without --force, also after a kill), and kills the CLI after a delay drawn from
 // [S, S+1.25×(T−S)), T being the median time of the last three pulls into
 // an empty directory and S the CLI's start-up time, at most T/3 (see
 // killClock). After each kill, every file under the directory outside
@@ -848,7 +849,8 @@ func TestCrashKillPull(t *testing.T) {
 		if from >= 0 {
 			writeFiles(t, dir, versions[from], nil)
 		}
-		res, err := c.Pull(ctx, parse(refOf(to)), dir, client.PullOptions{})
+		// A copy without .modelx: modelx does not know its files.
+		res, err := c.Pull(ctx, parse(refOf(to)), dir, client.PullOptions{Force: from >= 0})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -886,12 +888,13 @@ func TestCrashKillPull(t *testing.T) {
 			older++
 		}
 		dir, from, start := newDir(), -1, "empty"
+		var force []string // into a copy: files modelx does not know, so --force
 		switch {
 		case mode == 2 && prevVersion >= 0 && prevVersion != target:
 			dir, from, start = prevDir, prevVersion, fmt.Sprintf("the previous trial's v%d (with .modelx)", prevVersion)
 		case mode >= 1:
 			writeFiles(t, dir, versions[older], nil)
-			from, start = older, fmt.Sprintf("a copy of v%d", older)
+			from, start, force = older, fmt.Sprintf("a copy of v%d", older), []string{"--force"}
 		}
 		if prevDir != "" && prevDir != dir {
 			os.RemoveAll(prevDir)
@@ -910,7 +913,7 @@ func TestCrashKillPull(t *testing.T) {
 		}
 		want := baselineOf(from, target)
 
-		wasKilled, took, err := killAfter(t, bin, env, delay, "pull", refOf(target), dir, "-q")
+		wasKilled, took, err := killAfter(t, bin, env, delay, append([]string{"pull", refOf(target), dir, "-q"}, force...)...)
 		prevDir, prevVersion = dir, -1
 		if err != nil {
 			fail("%v", err)
@@ -921,7 +924,7 @@ func TestCrashKillPull(t *testing.T) {
 			fail("after the kill: %s", strings.Join(problems, "; "))
 			continue
 		}
-		res, err := cliJSON(bin, env, "pull", refOf(target), dir)
+		res, err := cliJSON(bin, env, append([]string{"pull", refOf(target), dir}, force...)...)
 		if err != nil {
 			fail("re-pull: %v", err)
 			continue
