@@ -148,3 +148,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+func (p *barProgress) Plan(int64, int64)  {}
+func (t *barTracker) Skip(int64)          {}
+func (p *lineProgress) Plan(int64, int64) {}
+func (t *lineTracker) Skip(int64)         {}
