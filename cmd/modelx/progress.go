@@ -153,7 +153,8 @@ func (d *progressDisplay) stop(err error, wasInterrupted bool) {
 			d.draw(nil)
 		}
 	case d.tty:
-		d.draw([]string{ttyLines(f, d.width())[0], clip(summaryLine(f), d.width()-1)})
+		// The summary is the last line drawn: it may wrap.
+		d.draw([]string{ttyLines(f, d.width())[0], summaryLine(f)})
 	default:
 		fmt.Fprintln(d.out, summaryLine(f))
 	}

@@ -39,11 +39,11 @@ func opWords(op string) (name, moved, skipped string) {
 func ttyLines(f progressFrame, width int) []string {
 	name, _, _ := opWords(f.Op)
 	cells := barCells(width)
-	total := fmt.Sprintf("%-8s %s %3.0f%%  %s of %s", name, bar(f.Fraction(), cells), 100*f.Fraction(), humanize.Bytes(f.Done()), humanize.Bytes(f.Total))
+	total := fmt.Sprintf("%s %s %3.0f%%  %s of %s", name, bar(f.Fraction(), cells), 100*f.Fraction(), humanize.Bytes(f.Done()), humanize.Bytes(f.Total))
 	if f.Outcome == running {
 		total += "  " + rate(f.Rate, f.RateKnown) + "  ETA " + eta(f)
 	}
-	total += notes(f)
+	total += notes(f, "present")
 	lines := []string{total}
 	// A file line is 46 columns and a bar besides its name (at most).
 	nameWidth := max(12, min(40, width-cells-46))
@@ -70,7 +70,7 @@ func ttyLines(f progressFrame, width int) []string {
 func statusLine(f progressFrame) string {
 	name, _, _ := opWords(f.Op)
 	s := fmt.Sprintf("%s: %.0f%% %s of %s", name, 100*f.Fraction(), humanize.Bytes(f.Done()), humanize.Bytes(f.Total))
-	s += notes(f)
+	s += notes(f, "already present")
 	s += ", " + rate(f.Rate, f.RateKnown) + ", ETA " + eta(f)
 	if n := len(f.Files); n > 0 {
 		s += fmt.Sprintf(", %d %s in flight", n, plural(n, "file", "files"))
@@ -100,15 +100,16 @@ func summaryLine(f progressFrame) string {
 	return s + fmt.Sprintf("; %s/s average", humanize.Bytes(int64(f.AverageRate())))
 }
 
-// notes adds the skipped and present bytes to a total.
-func notes(f progressFrame) string {
+// notes adds the skipped and present bytes to a total, the latter called
+// present.
+func notes(f progressFrame, present string) string {
 	_, _, skipped := opWords(f.Op)
 	var parts []string
 	if f.Skipped > 0 {
 		parts = append(parts, humanize.Bytes(f.Skipped)+" "+skipped)
 	}
 	if f.Present > 0 {
-		parts = append(parts, humanize.Bytes(f.Present)+" already present")
+		parts = append(parts, humanize.Bytes(f.Present)+" "+present)
 	}
 	if len(parts) == 0 {
 		return ""

@@ -92,7 +92,7 @@ func TestProgressModelPush(t *testing.T) {
 	}
 	lines := ttyLines(f, 100)
 	want := []string{
-		"push     ██████████████████░░  90%  90.0 MiB of 100.0 MiB  0 B/s  ETA -- (40.0 MiB skipped)",
+		"push ██████████████████░░  90%  90.0 MiB of 100.0 MiB  0 B/s  ETA -- (40.0 MiB skipped)",
 		"  weights.bin                        █████████████████░░░  83%   50.0 MiB / 60.0 MiB   0 B/s",
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
@@ -137,7 +137,7 @@ func TestProgressModelInterrupted(t *testing.T) {
 	if f.Outcome != interrupted || f.Fraction() != 0.45 || len(f.Files) != 0 {
 		t.Fatalf("final frame: %+v", f)
 	}
-	if got, want := ttyLines(f, 120)[0], "push     █████████░░░░░░░░░░░  45%  90.0 MiB of 200.0 MiB (40.0 MiB skipped)"; got != want {
+	if got, want := ttyLines(f, 120)[0], "push █████████░░░░░░░░░░░  45%  90.0 MiB of 200.0 MiB (40.0 MiB skipped)"; got != want {
 		t.Errorf("final bar:\n got %q\nwant %q", got, want)
 	}
 	if got, want := summaryLine(f), "push interrupted at 45%: 90.0 MiB of 200.0 MiB in 2.0s; uploaded 50.0 MiB, skipped 40.0 MiB; 25.0 MiB/s average"; got != want {
@@ -166,6 +166,9 @@ func TestProgressModelPull(t *testing.T) {
 	}
 	if got, want := statusLine(f), "pull: 0% 0 B of 100.0 MiB (900.0 MiB already present), --/s, ETA --"; got != want {
 		t.Errorf("status line:\n got %q\nwant %q", got, want)
+	}
+	if got, want := ttyLines(f, 120)[0], "pull ░░░░░░░░░░░░░░░░░░░░   0%  0 B of 100.0 MiB  --/s  ETA -- (900.0 MiB present)"; got != want {
+		t.Errorf("terminal line:\n got %q\nwant %q", got, want)
 	}
 	w := m.Start("w.bin", 100*mib)
 	w.Skip(20 * mib) // chunks found in local files
