@@ -54,9 +54,9 @@ func (a *app) stopProgress(ctx context.Context, err error) {
 // first event, and the summary only for an operation that planned.
 type progressDisplay struct {
 	*progressModel
-	out   io.Writer
-	tty   bool
-	width func() int
+	out  io.Writer
+	tty  bool
+	size func() (width, height int) // of the terminal
 
 	begin      sync.Once
 	started    bool // the loop runs; set once, within begin
@@ -65,18 +65,26 @@ type progressDisplay struct {
 }
 
 func newProgressDisplay(out io.Writer, op string, now func() time.Time) *progressDisplay {
-	d := &progressDisplay{progressModel: newProgressModel(op, now), out: out, width: func() int { return 80 },
+	d := &progressDisplay{progressModel: newProgressModel(op, now), out: out, size: func() (int, int) { return 80, 24 },
 		quit: make(chan struct{}), done: make(chan struct{})}
 	if f, ok := out.(*os.File); ok && isTerminal(out) {
 		d.tty = true
-		d.width = func() int {
-			if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
-				return w
+		d.size = func() (int, int) {
+			if w, h, err := term.GetSize(int(f.Fd())); err == nil && w > 0 && h > 0 {
+				return w, h
 			}
-			return 80
+			return 80, 24
 		}
 	}
 	return d
+}
+
+// block is what a terminal shows of f: its lines, no more of them than
+// fit on the screen (the cursor cannot go back above its top).
+func (d *progressDisplay) block(f progressFrame) []string {
+	width, height := d.size()
+	lines := ttyLines(f, width)
+	return lines[:min(len(lines), max(1, height-1))]
 }
 
 // Plan adds to the plan and starts showing (client.Progress).
@@ -111,7 +119,7 @@ func (d *progressDisplay) loop() {
 		case <-t.C:
 			f := d.Frame()
 			if d.tty {
-				d.draw(ttyLines(f, d.width()))
+				d.draw(d.block(f))
 			} else if f.Planned {
 				fmt.Fprintln(d.out, statusLine(f))
 			}
@@ -154,7 +162,7 @@ func (d *progressDisplay) stop(err error, wasInterrupted bool) {
 		}
 	case d.tty:
 		// The summary is the last line drawn: it may wrap.
-		d.draw([]string{ttyLines(f, d.width())[0], summaryLine(f)})
+		d.draw([]string{d.block(f)[0], summaryLine(f)})
 	default:
 		fmt.Fprintln(d.out, summaryLine(f))
 	}

@@ -242,6 +242,16 @@ func TestProgressDisplay(t *testing.T) {
 	if got, want := out.String(), "\r\x1b[2Ka\n\x1b[2Kb\n\x1b[J\r\x1b[2A\x1b[2Kc\n\x1b[J"; got != want {
 		t.Errorf("drawn %q, want %q", got, want)
 	}
+	// No more lines than the screen holds, less one for the cursor.
+	d.size = func() (int, int) { return 100, 4 }
+	d.Plan(100, 0)
+	for i := range 5 {
+		d.Start(fmt.Sprint("f", i), 10).Add(1)
+	}
+	if lines := d.block(d.Frame()); len(lines) != 3 || !strings.HasPrefix(lines[0], "push ") {
+		t.Errorf("block on a 4-line screen: %q", lines)
+	}
+	d.stop(nil, false)
 
 	out.Reset()
 	d = newProgressDisplay(&out, "pull", time.Now)
