@@ -34,25 +34,43 @@ type Options struct {
 	Progress Progress
 }
 
-// Progress receives progress of blob transfers. Implementations must be
-// safe for concurrent use.
+// Progress receives the progress of one push, pull or copy, file by file.
+// Every byte of the plan is reported once, by the Tracker of the file it
+// belongs to, either as moved or as skipped; so when the operation
+// succeeds, moved plus skipped equals the planned total, and moved and
+// skipped (with present) equal the result's figures. Implementations must
+// be safe for concurrent use.
 type Progress interface {
-	// Start announces a transfer of size bytes and returns its tracker.
-	Start(label string, size int64) Tracker
+	// Plan adds to the operation's plan: total bytes that it moves or
+	// skips by its end, and present bytes that are in place already and
+	// outside total (a pull's unchanged local files). The first call,
+	// before any byte moves, gives the whole plan; later ones correct it
+	// and may be negative (a push learns a pack's compressed size as it
+	// builds the pack; a registry that lost blobs asks for them again).
+	Plan(total, present int64)
+	// Start begins the tracking of one file, or one pack of small files,
+	// whose planned bytes are size, before any of them moves or is
+	// skipped. A large file is one Tracker, whatever its chunks.
+	Start(name string, size int64) Tracker
 }
 
-// Tracker follows one transfer.
+// Tracker follows the bytes of one file (or pack).
 type Tracker interface {
 	// Add reports n more bytes moved (negative when a retry starts over).
 	Add(n int64)
-	// Done ends the transfer; err is nil on success.
+	// Skip reports n bytes that need not move: the registry holds them,
+	// a local file does, or they repeat bytes moved once already.
+	Skip(n int64)
+	// Done ends the file; err is nil on success.
 	Done(err error)
 }
 
 type noProgress struct{}
 
+func (noProgress) Plan(int64, int64)           {}
 func (noProgress) Start(string, int64) Tracker { return noProgress{} }
 func (noProgress) Add(int64)                   {}
+func (noProgress) Skip(int64)                  {}
 func (noProgress) Done(error)                  {}
 
 // Client pushes and pulls models.

@@ -55,10 +55,27 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 		from = src.Model()
 	}
 	res := &CopyResult{Source: src.String(), Destination: dst.String(), Digest: d}
+	blobs := copyBlobs(m)
+	var planned int64
+	for _, b := range blobs {
+		planned += b.desc.Size
+	}
+	c.opts.Progress.Plan(planned, 0)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
-	for _, desc := range m.ReferencedOnce() {
+	files := map[int]*fileTracker{}
+	for _, b := range blobs {
+		desc := b.desc
+		file := files[b.file]
+		if file == nil {
+			file = startFile(c.opts.Progress, b.label, b.fileSize)
+			files[b.file] = file
+		}
+		file.begin()
+		if b.last {
+			file.seal(nil)
+		}
 		g.Go(func() error {
 			open := func() (io.ReadCloser, error) {
 				rc, err := srcAPI.GetBlob(gctx, src.Repository, src.Name, desc.Digest, 0, -1)
@@ -71,34 +88,50 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 					io.Closer
 				}{storage.NewVerifyingReader(rc, desc.Size, sum), rc}, nil
 			}
-			var tracker Tracker
+			// Bytes count as they are read (a retry starts over) and settle,
+			// once the registry answered, on the figure the result counts.
+			var moved int64
+			settled := false
+			add := func(n int64) {
+				mu.Lock()
+				if !settled {
+					moved += n
+					file.Add(n)
+				}
+				mu.Unlock()
+			}
 			counted := func() (io.ReadCloser, error) {
+				mu.Lock()
+				if !settled {
+					file.Add(-moved)
+					moved = 0
+				}
+				mu.Unlock()
 				rc, err := open()
 				if err != nil {
 					return nil, err
 				}
-				mu.Lock()
-				if tracker == nil {
-					tracker = c.opts.Progress.Start(desc.Name, desc.Size)
-				}
-				mu.Unlock()
-				return &countingReadCloser{ReadCloser: rc, add: func(n int64) { tracker.Add(n) }}, nil
+				return &countingReadCloser{ReadCloser: rc, add: add}, nil
 			}
 			sent, err := dstAPI.MountBlob(gctx, dst.Repository, dst.Name, from, desc.Digest, desc.Size, counted)
 			mu.Lock()
-			defer mu.Unlock()
-			if tracker != nil {
-				tracker.Done(err)
-			}
-			if err != nil {
-				return fmt.Errorf("copy %s (%s): %w", desc.Name, desc.Digest, err)
-			}
-			if sent {
+			settled = true
+			switch {
+			case err != nil:
+			case sent:
+				file.Add(desc.Size - moved)
 				res.BlobsCopied++
 				res.CopiedBytes += desc.Size
-			} else {
+			default:
+				file.Add(-moved)
+				file.Skip(desc.Size)
 				res.BlobsMounted++
 				res.MountedBytes += desc.Size
+			}
+			mu.Unlock()
+			file.end(err)
+			if err != nil {
+				return fmt.Errorf("copy %s (%s): %w", desc.Name, desc.Digest, err)
 			}
 			return nil
 		})
@@ -111,6 +144,57 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 	}
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// copyBlob is one blob a copy moves, and the file it belongs to.
+type copyBlob struct {
+	desc     spec.Descriptor
+	file     int    // the file's index in the manifest: 0 the config, i+1 Blobs[i]
+	label    string // the file, as progress names it
+	fileSize int64  // the file's planned bytes: its blobs copied by this copy
+	last     bool   // the file's last blob
+}
+
+// copyBlobs lists the blobs of m once each, file by file: a chunked file's
+// chunks are one file in progress. A blob that repeats one listed before
+// is left out, as its bytes move once.
+func copyBlobs(m *spec.Manifest) []copyBlob {
+	var out []copyBlob
+	seen := map[digest.Digest]bool{}
+	add := func(file int, label string, descs []spec.Descriptor) {
+		first := len(out)
+		var size int64
+		for _, d := range descs {
+			if seen[d.Digest] {
+				continue
+			}
+			seen[d.Digest] = true
+			size += d.Size
+			out = append(out, copyBlob{desc: d, file: file, label: label})
+		}
+		for i := first; i < len(out); i++ {
+			out[i].fileSize = size
+		}
+		if len(out) > first {
+			out[len(out)-1].last = true
+		}
+	}
+	add(0, m.Config.Name, []spec.Descriptor{m.Config})
+	for i, b := range m.Blobs {
+		switch b.MediaType {
+		case spec.MediaTypeChunkedFile:
+			descs := make([]spec.Descriptor, len(b.Chunks))
+			for k, ch := range b.Chunks {
+				descs[k] = spec.Descriptor{Name: fmt.Sprintf("%s#%d", b.Name, k), Digest: ch.Digest, Size: ch.Size}
+			}
+			add(i+1, b.Name, descs)
+		case spec.MediaTypePack:
+			add(i+1, packLabel(b.Name, len(b.Files)), []spec.Descriptor{b})
+		default:
+			add(i+1, b.Name, []spec.Descriptor{b})
+		}
+	}
+	return out
 }
 
 // digestBytes returns the raw sum of a sha256 digest.

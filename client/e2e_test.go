@@ -400,16 +400,18 @@ func keys(m map[string]string) []string {
 	return out
 }
 
-// cancelAfter cancels a context once n transfers have finished.
+// cancelAfter cancels a context once n bytes have moved.
 type cancelAfter struct {
-	n      atomic.Int32
+	n      atomic.Int64
 	cancel context.CancelFunc
 }
 
+func (c *cancelAfter) Plan(int64, int64)                  {}
 func (c *cancelAfter) Start(string, int64) client.Tracker { return c }
-func (c *cancelAfter) Add(int64)                          {}
-func (c *cancelAfter) Done(err error) {
-	if err == nil && c.n.Add(-1) == 0 {
+func (c *cancelAfter) Skip(int64)                         {}
+func (c *cancelAfter) Done(error)                         {}
+func (c *cancelAfter) Add(n int64) {
+	if left := c.n.Add(-n); left <= 0 && left+n > 0 {
 		c.cancel()
 	}
 }
@@ -419,8 +421,10 @@ func testResume(t *testing.T, e env) {
 	write(t, src, "modelx.yaml", []byte("description: resume\n"), 0o644)
 	write(t, src, "weights.bin", random(20, 4<<20), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
+	// Half the bytes: with 2 transfers at once, and chunks of at most
+	// 256 KiB, at least 6 chunks are stored by then.
 	stopper := &cancelAfter{cancel: cancel}
-	stopper.n.Store(5)
+	stopper.n.Store(2 << 20)
 	c := newClient(client.Options{Concurrency: 2, Progress: stopper})
 	if _, err := c.Push(ctx, ref(t, e, "res/model:v1"), src); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted push: %v", err)
@@ -436,7 +440,7 @@ func testResume(t *testing.T, e env) {
 	dst := t.TempDir()
 	ctx, cancel = context.WithCancel(context.Background())
 	stopper = &cancelAfter{cancel: cancel}
-	stopper.n.Store(5)
+	stopper.n.Store(2 << 20)
 	if _, err := newClient(client.Options{Concurrency: 2, Progress: stopper}).Pull(ctx, ref(t, e, "res/model:v1"), dst, client.PullOptions{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted pull: %v", err)
 	}

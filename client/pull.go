@@ -215,6 +215,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	if err := os.MkdirAll(p.tmp, 0o755); err != nil {
 		return nil, err
 	}
+	c.opts.Progress.Plan(plannedFetch(todo), p.res.SkippedBytes)
 	if err := p.download(ctx, todo); err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
 			return nil, fmt.Errorf("the disk holding %s is full: free space and pull again (finished chunks are kept): %w", abs, err)
@@ -844,6 +845,9 @@ func (p *puller) placeCopies(src *os.File, t target, copies []target) error {
 			return err
 		}
 		p.skip(c.size)
+		tracker := p.c.opts.Progress.Start(c.name, c.size)
+		tracker.Skip(c.size)
+		tracker.Done(nil)
 	}
 	return nil
 }
@@ -871,7 +875,8 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 		have = 0
 	}
 	tracker := p.c.opts.Progress.Start(t.name, t.size)
-	tracker.Add(have)
+	tracker.Skip(have) // downloaded by a pull before
+	p.skip(have)
 	err = p.fetchInto(ctx, t.blob.Digest, have, t.size-have, io.MultiWriter(f, h), tracker)
 	if err == nil && digest.NewDigest(digest.SHA256, h) != t.digest {
 		f.Truncate(0)

@@ -35,6 +35,13 @@ type chunkedFile struct {
 	mu        sync.Mutex
 	done      map[int]bool
 	remaining int
+	tracker   Tracker // the file's progress, over all its chunks
+	ended     sync.Once
+}
+
+// end ends the file's progress; the first call counts.
+func (c *chunkedFile) end(err error) {
+	c.ended.Do(func() { c.tracker.Done(err) })
 }
 
 func (c *chunkedFile) saveState() error {
@@ -78,6 +85,7 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 	var chunks []todo
 	found := false
 	var offset int64
+	c.tracker = p.c.opts.Progress.Start(t.name, t.size)
 	for i, ch := range t.blob.Chunks {
 		off := offset
 		offset += ch.Size
@@ -86,6 +94,7 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 		// crash may have lost recorded bytes.
 		if c.done[i] && chunkAt(f, off, ch) {
 			p.skip(ch.Size)
+			c.tracker.Skip(ch.Size)
 			continue
 		}
 		delete(c.done, i)
@@ -149,21 +158,23 @@ func (c *chunkedFile) pullChunk(ctx context.Context, i int, offset int64, src ch
 	ch := c.t.blob.Chunks[i]
 	if src.f != nil && copyChunk(src, c.f, offset, ch) {
 		c.p.skip(ch.Size)
+		c.tracker.Skip(ch.Size)
 		return c.chunkDone(i)
 	}
-	return c.fetch(ctx, i, offset, ch)
+	err := c.fetch(ctx, i, offset, ch)
+	if err != nil {
+		c.end(err)
+	}
+	return err
 }
 
 func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Chunk) error {
-	label := fmt.Sprintf("%s [%d/%d]", c.t.name, i+1, len(c.t.blob.Chunks))
-	tracker := c.p.c.opts.Progress.Start(label, ch.Size)
 	h := sha256.New()
 	w := io.MultiWriter(io.NewOffsetWriter(c.f, offset), h)
-	err := c.p.fetchInto(ctx, ch.Digest, 0, ch.Size, w, tracker)
+	err := c.p.fetchInto(ctx, ch.Digest, 0, ch.Size, w, c.tracker)
 	if err == nil && digest.NewDigest(digest.SHA256, h) != ch.Digest {
 		err = fmt.Errorf("%s: chunk %d does not match its digest %s; the blob on the registry is corrupt (nothing was written)", c.t.name, i, ch.Digest)
 	}
-	tracker.Done(err)
 	if err != nil {
 		return err
 	}
@@ -182,6 +193,7 @@ func (c *chunkedFile) chunkDone(i int) error {
 	err := c.saveState()
 	c.mu.Unlock()
 	if err != nil {
+		c.end(err)
 		return err
 	}
 	if last {
@@ -192,7 +204,8 @@ func (c *chunkedFile) chunkDone(i int) error {
 
 // finish copies the assembled, chunk-verified file to the targets with the
 // same content and moves it into place.
-func (c *chunkedFile) finish() error {
+func (c *chunkedFile) finish() (err error) {
+	defer func() { c.end(err) }()
 	if err := c.f.Sync(); err != nil {
 		c.f.Close()
 		return err
@@ -354,17 +367,47 @@ func chunkFile(ctx context.Context, f *os.File, params chunker.Params) ([]spec.C
 	}
 }
 
-// pullPacked fetches the needed files of one pack: the whole pack when
-// most of it is needed, else each file's frame with a Range request.
-func (p *puller) pullPacked(ctx context.Context, ts []target) error {
+// plannedFetch is what a pull of todo moves or skips: the bytes of each
+// file, except packed files, whose frames or packs are fetched (packFetch).
+func plannedFetch(todo []target) int64 {
+	var n int64
+	packs := map[digest.Digest][]target{}
+	for _, t := range todo {
+		if t.packed == nil {
+			n += t.size
+			continue
+		}
+		packs[t.blob.Digest] = append(packs[t.blob.Digest], t)
+	}
+	for _, ts := range packs {
+		_, fetch := packFetch(ts)
+		n += fetch
+	}
+	return n
+}
+
+// packFetch decides how the needed files ts of one pack are fetched: the
+// whole pack when most of it is needed, else each file's frame with a
+// Range request; fetch is the bytes that moves.
+func packFetch(ts []target) (whole bool, fetch int64) {
 	blob := ts[0].blob
 	var needed int64
 	for _, t := range ts {
 		needed += t.packed.Length
 	}
-	tracker := p.c.opts.Progress.Start(fmt.Sprintf("%s (%d files)", blob.Name, len(ts)), needed)
-	var err error
 	if needed*2 >= blob.Size || len(ts) > 32 {
+		return true, blob.Size
+	}
+	return false, needed
+}
+
+// pullPacked fetches the needed files of one pack, as packFetch decides.
+func (p *puller) pullPacked(ctx context.Context, ts []target) error {
+	blob := ts[0].blob
+	whole, fetch := packFetch(ts)
+	tracker := p.c.opts.Progress.Start(packLabel(blob.Name, len(ts)), fetch)
+	var err error
+	if whole {
 		err = p.pullWholePack(ctx, blob, ts, tracker)
 	} else {
 		for _, t := range ts {

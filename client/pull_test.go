@@ -149,8 +149,10 @@ func (s *onFirstStart) Start(string, int64) client.Tracker {
 	s.once.Do(func() { s.err = s.change() })
 	return s
 }
-func (s *onFirstStart) Add(int64)  {}
-func (s *onFirstStart) Done(error) {}
+func (s *onFirstStart) Plan(int64, int64) {}
+func (s *onFirstStart) Add(int64)         {}
+func (s *onFirstStart) Skip(int64)        {}
+func (s *onFirstStart) Done(error)        {}
 
 // TestPullRefusesPathsChangedDuringPull: the directories a pull writes into
 // are checked at their first write, so one that became a symbolic link

@@ -22,7 +22,8 @@ import (
 	"modelx.io/modelx/spec"
 )
 
-// PushResult reports a push.
+// PushResult reports a push. SkippedBytes were not sent: blobs the
+// registry holds, and blobs that repeat one sent already in this push.
 type PushResult struct {
 	Reference        string        `json:"reference"`
 	Digest           digest.Digest `json:"digest"`
@@ -40,7 +41,8 @@ type upload struct {
 	digest  digest.Digest
 	size    int64
 	open    func() (io.ReadCloser, error)
-	release func() // if set, called once the upload is over
+	release func()       // if set, called once the upload is over
+	file    *fileTracker // the progress of the file the blob belongs to
 }
 
 // PushOptions tune a push.
@@ -98,15 +100,19 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	s.from = opts.From
 	go s.loadCurrent()
 
-	configDigest := digest.FromBytes(configData)
-	s.send(upload{label: spec.ConfigFileName, digest: configDigest, size: int64(len(configData)),
-		open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(configData)), nil }})
 	cache := loadCache(dir, c.opts.Chunker)
+	layout := c.layoutOf(files, cache)
+	c.opts.Progress.Plan(int64(len(configData))+layout.plannedBytes(), 0)
+	configDigest := digest.FromBytes(configData)
+	configProgress := startFile(c.opts.Progress, spec.ConfigFileName, int64(len(configData)))
+	s.send(upload{label: spec.ConfigFileName, digest: configDigest, size: int64(len(configData)), file: configProgress,
+		open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(configData)), nil }})
+	configProgress.seal(nil)
 	// Recorded like every other file pushed, so that a pull of a newer
 	// version may replace it (see hashCache). Its key is from before the
 	// read: a change in between makes it look changed, never unchanged.
 	cache.putFile(spec.ConfigFileName, cachedFile{Key: keyOf(configFile.info), Digest: configDigest})
-	m, packKeys, buildErr := c.buildManifest(ctx, cancel, files, cache, s)
+	m, packKeys, buildErr := c.buildManifest(ctx, cancel, layout, cache, s)
 	if err := s.wait(); err != nil {
 		return nil, err
 	}
@@ -135,27 +141,74 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	return res, nil
 }
 
-// buildManifest hashes the files (large ones into chunks, small ones into
-// packs, both from the cache when unchanged) and hands every blob to s as
-// soon as it is known. Files are worked on Concurrency at a time; a full
-// sender holds them back, so memory stays bounded.
-func (c *Client) buildManifest(ctx context.Context, cancel context.CancelCauseFunc, files []localFile, cache *hashCache, s *sender) (*spec.Manifest, map[string]bool, error) {
-	var large []localFile
+// pushLayout is how a push cuts the model's files into blobs.
+type pushLayout struct {
+	large  []localFile          // chunked, file by file
+	groups [][]pack.Entry       // packed, group by group
+	byName map[string]localFile // the packed files
+	packed []int64              // each group's planned bytes
+}
+
+// layoutOf sorts the files into large and small and groups the small ones
+// into packs, with the digests the cache knows.
+func (c *Client) layoutOf(files []localFile, cache *hashCache) pushLayout {
+	l := pushLayout{byName: map[string]localFile{}}
 	var small []pack.Entry
-	byName := map[string]localFile{}
 	for _, f := range files {
 		if f.info.Size() >= c.opts.SmallFileThreshold {
-			large = append(large, f)
+			l.large = append(l.large, f)
 			continue
 		}
-		byName[f.name] = f
+		l.byName[f.name] = f
 		e := pack.Entry{Name: f.name, Mode: f.info.Mode().Perm(), Size: f.info.Size()}
 		if cf, ok := cache.file(f.name, f.info); ok {
 			e.Digest = cf.Digest
 		}
 		small = append(small, e)
 	}
-	groups := pack.Group(small)
+	l.groups = pack.Group(small)
+	l.packed = make([]int64, len(l.groups))
+	for i, group := range l.groups {
+		if p, ok := cachedGroup(group, cache); ok {
+			l.packed[i] = p.Size
+			continue
+		}
+		for _, e := range group {
+			l.packed[i] += e.Size // until the pack is built
+		}
+	}
+	return l
+}
+
+// plannedBytes is what the push moves or skips, as far as it is known
+// before any file is read: the large files' sizes, and each pack's size
+// when the cache knows it, else the sizes of its files.
+func (l pushLayout) plannedBytes() int64 {
+	var n int64
+	for _, f := range l.large {
+		n += f.info.Size()
+	}
+	for _, p := range l.packed {
+		n += p
+	}
+	return n
+}
+
+// cachedGroup returns the pack of a group whose files and pack are all in
+// the cache.
+func cachedGroup(group []pack.Entry, cache *hashCache) (cachedPack, bool) {
+	if slices.ContainsFunc(group, func(e pack.Entry) bool { return e.Digest == "" }) {
+		return cachedPack{}, false
+	}
+	return cache.pack(groupKey(group))
+}
+
+// buildManifest hashes the files (large ones into chunks, small ones into
+// packs, both from the cache when unchanged) and hands every blob to s as
+// soon as it is known. Files are worked on Concurrency at a time; a full
+// sender holds them back, so memory stays bounded.
+func (c *Client) buildManifest(ctx context.Context, cancel context.CancelCauseFunc, l pushLayout, cache *hashCache, s *sender) (*spec.Manifest, map[string]bool, error) {
+	large, groups, byName := l.large, l.groups, l.byName
 	blobs := make([]spec.Descriptor, len(large)+len(groups))
 	packKeys := make([]string, len(groups))
 
@@ -183,7 +236,7 @@ func (c *Client) buildManifest(ctx context.Context, cancel context.CancelCauseFu
 	for i, group := range groups {
 		work(func() (err error) {
 			name := fmt.Sprintf("pack-%04d", i)
-			blobs[len(large)+i], packKeys[i], err = c.pushPack(name, group, byName, open, cache, s)
+			blobs[len(large)+i], packKeys[i], err = c.pushPack(name, group, l.packed[i], byName, open, cache, s)
 			return err
 		})
 	}
@@ -211,12 +264,20 @@ func (c *Client) pushLargeFile(ctx context.Context, f localFile, cache *hashCach
 	return d, nil
 }
 
-// fileChunks returns a large file's chunks, sending each to s.
-func (c *Client) fileChunks(ctx context.Context, f localFile, cache *hashCache, s *sender) ([]spec.Chunk, error) {
+// fileChunks returns a large file's chunks, sending each to s. Its
+// progress is one file, planned at the size the scan saw.
+func (c *Client) fileChunks(ctx context.Context, f localFile, cache *hashCache, s *sender) (chunks []spec.Chunk, err error) {
+	progress := startFile(c.opts.Progress, f.name, f.info.Size())
+	defer func() {
+		if err == nil && chunksSize(chunks) != f.info.Size() { // changed since the scan
+			c.opts.Progress.Plan(chunksSize(chunks)-f.info.Size(), 0)
+		}
+		progress.seal(err)
+	}()
 	emit := func(chunks []spec.Chunk, offset int64) {
 		ch := chunks[len(chunks)-1]
 		label := fmt.Sprintf("%s [%d]", f.name, len(chunks))
-		s.send(upload{label: label, digest: ch.Digest, size: ch.Size, open: sectionOpener(f.path, offset, ch.Size)})
+		s.send(upload{label: label, digest: ch.Digest, size: ch.Size, open: sectionOpener(f.path, offset, ch.Size), file: progress})
 	}
 	if cf, ok := cache.file(f.name, f.info); ok && len(cf.Chunks) > 0 {
 		var offset int64
@@ -240,7 +301,6 @@ func (c *Client) fileChunks(ctx context.Context, f localFile, cache *hashCache, 
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
 	h := sha256.New()
-	var chunks []spec.Chunk
 	var offset, size int64
 	cut := func() {
 		chunks = append(chunks, spec.Chunk{Digest: digest.NewDigest(digest.SHA256, h), Size: size})
@@ -293,15 +353,22 @@ func chunkedDigest(chunks []spec.Chunk) digest.Digest {
 // descriptor and cache key. A group whose files and pack are all in the
 // cache is not read; its pack is built again only if the registry asks for
 // the bytes. Otherwise each file is read once, to hash and compress it.
-func (c *Client) pushPack(name string, group []pack.Entry, byName map[string]localFile, open func(string) (io.ReadCloser, error), cache *hashCache, s *sender) (spec.Descriptor, string, error) {
+//
+// planned is what the push planned for the pack: its size is planned
+// again once known.
+func (c *Client) pushPack(name string, group []pack.Entry, planned int64, byName map[string]localFile, open func(string) (io.ReadCloser, error), cache *hashCache, s *sender) (spec.Descriptor, string, error) {
 	label := fmt.Sprintf("%s (%d files)", name, len(group))
-	known := !slices.ContainsFunc(group, func(e pack.Entry) bool { return e.Digest == "" })
-	if known {
-		key := groupKey(group)
-		if p, ok := cache.pack(key); ok {
-			s.send(upload{label: label, digest: p.Digest, size: p.Size, open: packBuilder(p.Digest, group, open)})
-			return spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: p.Files}, key, nil
+	send := func(u upload) {
+		if u.size != planned {
+			c.opts.Progress.Plan(u.size-planned, 0)
 		}
+		u.file = startFile(c.opts.Progress, packLabel(name, len(group)), u.size)
+		s.send(u)
+		u.file.seal(nil)
+	}
+	if p, ok := cachedGroup(group, cache); ok {
+		send(upload{label: label, digest: p.Digest, size: p.Size, open: packBuilder(p.Digest, group, open)})
+		return spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: p.Files}, groupKey(group), nil
 	}
 	buf := packBuffers.Get().(*[]byte)
 	data, recs, err := pack.Build(*buf, group, open)
@@ -323,7 +390,7 @@ func (c *Client) pushPack(name string, group []pack.Entry, byName map[string]loc
 	// a later attempt (the registry lost the blob) builds it again.
 	var released atomic.Bool
 	rebuild := packBuilder(p.Digest, group, open)
-	s.send(upload{label: label, digest: p.Digest, size: p.Size,
+	send(upload{label: label, digest: p.Digest, size: p.Size,
 		open: func() (io.ReadCloser, error) {
 			if released.Load() {
 				return rebuild()
@@ -457,25 +524,34 @@ func (s *sender) latestManifest() (*spec.Manifest, error) {
 	return m, err
 }
 
+// send hands u to an upload; a digest sent before is only counted as
+// skipped, as its bytes move once.
 func (s *sender) send(u upload) {
+	u.file.begin()
 	s.mu.Lock()
 	dup := s.seen[u.digest]
 	if !dup {
 		s.seen[u.digest] = true
 		s.all[u.digest] = u
+	} else {
+		s.res.SkippedBytes += u.size
 	}
 	s.mu.Unlock()
 	if dup {
 		if u.release != nil {
 			u.release()
 		}
+		u.file.Skip(u.size)
+		u.file.end(nil)
 		return
 	}
 	s.g.Go(func() error {
 		if u.release != nil {
 			defer u.release()
 		}
-		if err := s.upload(u); err != nil {
+		err := s.upload(u)
+		u.file.end(err)
+		if err != nil {
 			s.cancel(err)
 			return err
 		}
@@ -520,7 +596,14 @@ func (s *sender) putManifest(ctx context.Context, data []byte) (digest.Digest, e
 			if !ok {
 				return "", err // not a blob of this push: nothing to do about it
 			}
-			g.Go(func() error { return s.transfer(u) })
+			// Counted once more, in the plan as in the result.
+			s.c.opts.Progress.Plan(u.size, 0)
+			u.file = startFile(s.c.opts.Progress, u.label, u.size)
+			g.Go(func() error {
+				err := s.transfer(u)
+				u.file.Done(err)
+				return err
+			})
 		}
 		if err := g.Wait(); err != nil {
 			return "", err
@@ -565,34 +648,50 @@ func (s *sender) upload(u upload) error {
 }
 
 // transfer offers one blob to the registry, sending its bytes if asked.
+// Its progress counts the bytes as they are read (a retry starts over)
+// and, once the registry answered, settles on the figure the result
+// counts: size moved when the bytes were sent, size skipped when not.
 func (s *sender) transfer(u upload) error {
 	// The body is opened on the HTTP transport's goroutine, and only when
-	// the registry wants the bytes: the progress bar starts there too.
-	// The transport may close a body after PutBlob returns; u's memory
-	// is released only once every body opened is closed.
+	// the registry wants the bytes. The transport may close a body after
+	// PutBlob returns; u's memory is released only once every body
+	// opened is closed.
 	var mu sync.Mutex
-	var tracker Tracker
-	var moved atomic.Int64
+	var moved int64
+	settled := false
+	add := func(n int64) {
+		mu.Lock()
+		if !settled {
+			moved += n
+			u.file.Add(n)
+		}
+		mu.Unlock()
+	}
 	var open sync.WaitGroup
 	defer open.Wait()
 	body := func() (io.ReadCloser, error) {
 		mu.Lock()
-		if tracker == nil {
-			tracker = s.c.opts.Progress.Start(u.label, u.size)
+		if !settled { // a retry starts over
+			u.file.Add(-moved)
+			moved = 0
 		}
-		tracker.Add(-moved.Swap(0)) // a retry starts over
 		mu.Unlock()
 		rc, err := u.open()
 		if err != nil {
 			return nil, err
 		}
 		open.Add(1)
-		return &countingReadCloser{ReadCloser: &closeOnce{ReadCloser: rc, done: open.Done}, add: func(n int64) { moved.Add(n); tracker.Add(n) }}, nil
+		return &countingReadCloser{ReadCloser: &closeOnce{ReadCloser: rc, done: open.Done}, add: add}, nil
 	}
 	sent, err := s.api.MountBlob(s.ctx, s.ref.Repository, s.ref.Name, s.from, u.digest, u.size, body)
 	mu.Lock()
-	if tracker != nil {
-		tracker.Done(err)
+	settled = true
+	switch {
+	case err != nil:
+	case sent:
+		u.file.Add(u.size - moved)
+	default:
+		u.file.Add(-moved)
 	}
 	mu.Unlock()
 	if err != nil {
@@ -605,7 +704,12 @@ func (s *sender) transfer(u upload) error {
 	return nil
 }
 
+// count counts u in the result as sent or skipped; the bytes of a skipped
+// blob are skipped in its file's progress too.
 func (s *sender) count(u upload, sent bool) {
+	if !sent {
+		u.file.Skip(u.size)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sent {

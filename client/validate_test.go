@@ -146,8 +146,10 @@ func TestPushRefusesReservedNames(t *testing.T) {
 // countingProgress counts the transfers started.
 type countingProgress struct{ started atomic.Int64 }
 
+func (c *countingProgress) Plan(int64, int64)                  {}
 func (c *countingProgress) Start(string, int64) client.Tracker { c.started.Add(1); return c }
 func (c *countingProgress) Add(int64)                          {}
+func (c *countingProgress) Skip(int64)                         {}
 func (c *countingProgress) Done(error)                         {}
 
 // tarEntry is one entry of a crafted archive; raw, if set, replaces the

@@ -89,8 +89,8 @@ func (a *app) pushCommand() *cobra.Command {
 				}
 				opts.From = src.Model()
 			}
-			res, err := a.newClient(cfg).PushWithOptions(cmd.Context(), ref, dir, opts)
-			a.stopProgress()
+			res, err := a.newTransferClient(cfg, "push").PushWithOptions(cmd.Context(), ref, dir, opts)
+			a.stopProgress(cmd.Context(), err)
 			if metricsFile != "" {
 				f := transferFigures{operation: "push", reference: ref.String(), err: err}
 				if res != nil {
@@ -154,8 +154,8 @@ wrote that the version no longer has stay, unless --prune removes them.`,
 			opts.ModelFilesIfListed = ref.ModelFiles == "auto"
 			// The storage-initializer form leaves only the model behind.
 			opts.DropState = opts.DropState || strings.HasPrefix(args[0], "modelx://")
-			res, err := a.newClient(cfg).Pull(cmd.Context(), ref, dir, opts)
-			a.stopProgress()
+			res, err := a.newTransferClient(cfg, "pull").Pull(cmd.Context(), ref, dir, opts)
+			a.stopProgress(cmd.Context(), err)
 			if metricsFile != "" {
 				f := transferFigures{operation: "pull", reference: ref.String(), err: err}
 				if res != nil {
@@ -552,8 +552,8 @@ verified against its digest, and uploaded; blobs DST holds already are skipped.`
 			if err != nil {
 				return err
 			}
-			res, err := a.newClient(cfg).Copy(cmd.Context(), src, dst)
-			a.stopProgress()
+			res, err := a.newTransferClient(cfg, "copy").Copy(cmd.Context(), src, dst)
+			a.stopProgress(cmd.Context(), err)
 			if err != nil {
 				return err
 			}

@@ -1,142 +1,170 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 
 	"modelx.io/modelx/client"
-	"modelx.io/modelx/internal/humanize"
 )
 
-// progress returns how transfers are shown: bars on a terminal, a line
-// every few seconds otherwise, nothing with -q.
-func (a *app) progress() client.Progress {
-	switch {
-	case a.quiet:
+// How often progress is shown: redrawn on a terminal, a line otherwise.
+const (
+	redrawEvery = 200 * time.Millisecond
+	lineEvery   = 5 * time.Second
+)
+
+// progress returns how the transfers of op (push, pull, copy) are shown:
+// bars on a terminal, a line every few seconds otherwise, nothing with
+// -q. Either ends with a summary line (stopProgress).
+func (a *app) progress(op string) client.Progress {
+	if a.quiet {
 		return nil
-	case isTerminal(a.stderr):
-		p := &barProgress{container: mpb.New(mpb.WithOutput(a.stderr), mpb.WithWidth(32), mpb.WithRefreshRate(150*time.Millisecond))}
-		a.stop = p.stop
-		return p
-	default:
-		p := &lineProgress{out: a.stderr, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
-		go p.loop(5 * time.Second)
-		a.stop = p.stop
-		return p
 	}
+	d := newProgressDisplay(a.stderr, op, time.Now)
+	a.stop = d.stop
+	return d
 }
 
-func (a *app) stopProgress() {
+// newTransferClient is newClient with the progress of op.
+func (a *app) newTransferClient(cfg *client.Config, op string) *client.Client {
+	return a.clientWith(cfg, a.progress(op))
+}
+
+// stopProgress ends the progress display with the command's outcome: err
+// nil for success; ctx done means interrupted.
+func (a *app) stopProgress(ctx context.Context, err error) {
 	if a.stop != nil {
-		a.stop()
+		a.stop(err, ctx.Err() != nil || errors.Is(err, context.Canceled))
 		a.stop = nil
 	}
 }
 
-// barProgress draws one bar per running transfer and a total.
-type barProgress struct {
-	container *mpb.Progress
-	once      sync.Once
-	total     *mpb.Bar
-	totalSize atomic.Int64
-}
+// progressDisplay shows a progressModel on a writer: on a terminal, a
+// block of lines redrawn in place (the total, then the files in flight);
+// otherwise a status line every lineEvery. Nothing is shown before the
+// first event, and the summary only for an operation that planned.
+type progressDisplay struct {
+	*progressModel
+	out  io.Writer
+	tty  bool
+	size func() (width, height int) // of the terminal
 
-func (p *barProgress) Start(label string, size int64) client.Tracker {
-	p.once.Do(func() {
-		p.total = p.container.AddBar(0,
-			mpb.PrependDecorators(decor.Name("total", decor.WC{W: 28, C: decor.DindentRight})),
-			mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), decor.Name(" "),
-				decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name(" "), decor.AverageETA(decor.ET_STYLE_GO)))
-	})
-	p.total.SetTotal(p.totalSize.Add(size), false)
-	if len(label) > 28 {
-		label = "…" + label[len(label)-27:]
-	}
-	bar := p.container.AddBar(size, mpb.BarRemoveOnComplete(),
-		mpb.PrependDecorators(decor.Name(label, decor.WC{W: 28, C: decor.DindentRight})),
-		mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
-	return &barTracker{p: p, bar: bar, start: time.Now()}
-}
-
-func (p *barProgress) stop() {
-	if p.total != nil {
-		p.total.SetTotal(-1, true)
-	}
-	p.container.Shutdown()
-}
-
-type barTracker struct {
-	p     *barProgress
-	bar   *mpb.Bar
-	start time.Time
-	moved atomic.Int64
-}
-
-func (t *barTracker) Add(n int64) {
-	t.moved.Add(n)
-	t.bar.EwmaIncrInt64(n, time.Since(t.start))
-	t.p.total.IncrInt64(n)
-}
-
-func (t *barTracker) Done(err error) {
-	if err != nil {
-		t.bar.Abort(true)
-		return
-	}
-	t.bar.SetTotal(-1, true)
-}
-
-// lineProgress prints a summary line periodically, for logs and CI.
-type lineProgress struct {
-	out        io.Writer
-	start      time.Time
-	total      atomic.Int64
-	moved      atomic.Int64
-	transfers  atomic.Int64
-	finished   atomic.Int64
+	begin      sync.Once
+	started    bool // the loop runs; set once, within begin
 	quit, done chan struct{}
-	stopOnce   sync.Once
+	drawn      int // lines of the block on screen (terminal)
 }
 
-func (p *lineProgress) Start(label string, size int64) client.Tracker {
-	p.total.Add(size)
-	p.transfers.Add(1)
-	return &lineTracker{p: p}
+func newProgressDisplay(out io.Writer, op string, now func() time.Time) *progressDisplay {
+	d := &progressDisplay{progressModel: newProgressModel(op, now), out: out, size: func() (int, int) { return 80, 24 },
+		quit: make(chan struct{}), done: make(chan struct{})}
+	if f, ok := out.(*os.File); ok && isTerminal(out) {
+		d.tty = true
+		d.size = func() (int, int) {
+			if w, h, err := term.GetSize(int(f.Fd())); err == nil && w > 0 && h > 0 {
+				return w, h
+			}
+			return 80, 24
+		}
+	}
+	return d
 }
 
-func (p *lineProgress) loop(every time.Duration) {
-	defer close(p.done)
+// block is what a terminal shows of f: its lines, no more of them than
+// fit on the screen (the cursor cannot go back above its top).
+func (d *progressDisplay) block(f progressFrame) []string {
+	width, height := d.size()
+	lines := ttyLines(f, width)
+	return lines[:min(len(lines), max(1, height-1))]
+}
+
+// Plan adds to the plan and starts showing (client.Progress).
+func (d *progressDisplay) Plan(total, present int64) {
+	d.progressModel.Plan(total, present)
+	d.begin.Do(d.start)
+}
+
+// Start begins a file's line and starts showing (client.Progress).
+func (d *progressDisplay) Start(name string, size int64) client.Tracker {
+	d.begin.Do(d.start)
+	return d.progressModel.Start(name, size)
+}
+
+func (d *progressDisplay) start() {
+	d.started = true
+	go d.loop()
+}
+
+func (d *progressDisplay) loop() {
+	defer close(d.done)
+	every := lineEvery
+	if d.tty {
+		every = redrawEvery
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.quit:
+		case <-d.quit:
 			return
 		case <-t.C:
-			secs := time.Since(p.start).Seconds()
-			fmt.Fprintf(p.out, "progress: %s of %s, %d of %d blobs, %s/s\n",
-				humanize.Bytes(p.moved.Load()), humanize.Bytes(p.total.Load()), p.finished.Load(), p.transfers.Load(), humanize.Bytes(int64(float64(p.moved.Load())/secs)))
+			f := d.Frame()
+			if d.tty {
+				d.draw(d.block(f))
+			} else if f.Planned {
+				fmt.Fprintln(d.out, statusLine(f))
+			}
 		}
 	}
 }
 
-func (p *lineProgress) stop() {
-	p.stopOnce.Do(func() { close(p.quit); <-p.done })
+// draw replaces the block on screen with lines: back to its first line,
+// each line cleared and written, and whatever was below (a shorter
+// block's rest, an echoed ^C) erased.
+func (d *progressDisplay) draw(lines []string) {
+	var b bytes.Buffer
+	b.WriteString("\r")
+	if d.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", d.drawn)
+	}
+	for _, l := range lines {
+		b.WriteString("\x1b[2K")
+		b.WriteString(l)
+		b.WriteString("\n")
+	}
+	b.WriteString("\x1b[J")
+	d.out.Write(b.Bytes())
+	d.drawn = len(lines)
 }
 
-type lineTracker struct{ p *lineProgress }
-
-func (t *lineTracker) Add(n int64) { t.p.moved.Add(n) }
-func (t *lineTracker) Done(err error) {
-	if err == nil {
-		t.p.finished.Add(1)
+// stop ends the display: the last frame shows what was really done (the
+// fraction at an interruption, not a full bar), then the summary.
+func (d *progressDisplay) stop(err error, wasInterrupted bool) {
+	d.begin.Do(func() {}) // no loop starts after this
+	if d.started {
+		close(d.quit)
+		<-d.done
+	}
+	f := d.Finish(err, wasInterrupted)
+	switch {
+	case !f.Planned:
+		if d.drawn > 0 {
+			d.draw(nil)
+		}
+	case d.tty:
+		// The summary is the last line drawn: it may wrap.
+		d.draw([]string{d.block(f)[0], summaryLine(f)})
+	default:
+		fmt.Fprintln(d.out, summaryLine(f))
 	}
 }
 

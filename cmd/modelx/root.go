@@ -30,7 +30,7 @@ type app struct {
 	concurrency    int
 	caFile         string
 	insecure       bool
-	stop           func() // ends the progress display
+	stop           func(err error, interrupted bool) // ends the progress display
 	hc             *http.Client
 }
 
@@ -103,13 +103,17 @@ func (a *app) loadConfig() (*client.Config, error) {
 }
 
 // newClient builds the library client with tokens from the config and
-// environment, and progress on stderr.
+// environment; newTransferClient adds progress on stderr.
 func (a *app) newClient(cfg *client.Config) *client.Client {
+	return a.clientWith(cfg, nil)
+}
+
+func (a *app) clientWith(cfg *client.Config, progress client.Progress) *client.Client {
 	return client.New(client.Options{
 		HTTPClient:  a.hc, // set up by loadConfig
 		Token:       cfg.TokenSource(context.Background(), a.hc),
 		Concurrency: a.concurrency,
-		Progress:    a.progress(),
+		Progress:    progress,
 	})
 }
 
