@@ -45,14 +45,21 @@ type PullOptions struct {
 
 // PullResult reports a pull.
 type PullResult struct {
-	Reference        string        `json:"reference"`
-	Digest           digest.Digest `json:"digest"`
-	DownloadedBytes  int64         `json:"downloaded_bytes"`
-	SkippedBytes     int64         `json:"skipped_bytes"`
-	BlobsTransferred int           `json:"blobs_transferred"`
-	BlobsSkipped     int           `json:"blobs_skipped"`
-	Files            int           `json:"files"`
-	DurationSeconds  float64       `json:"duration_seconds"`
+	Reference string        `json:"reference"`
+	Digest    digest.Digest `json:"digest"`
+	// DownloadedBytes and BlobsTransferred count what was fetched: whole
+	// blobs, chunks, packs, and ranges of packs. SkippedBytes and
+	// BlobsSkipped count what was not fetched because the directory held
+	// it already (or a killed pull had fetched it), as a push counts what
+	// the registry holds: by the stored size (a packed file counts its
+	// compressed frame), each blob once. A file that repeats another's
+	// content under a second name is neither.
+	DownloadedBytes  int64   `json:"downloaded_bytes"`
+	SkippedBytes     int64   `json:"skipped_bytes"`
+	BlobsTransferred int     `json:"blobs_transferred"`
+	BlobsSkipped     int     `json:"blobs_skipped"`
+	Files            int     `json:"files"`
+	DurationSeconds  float64 `json:"duration_seconds"`
 }
 
 // target is one file a pull may write.
@@ -407,15 +414,50 @@ func (p *puller) compareLocal(targets []target) ([]target, error) {
 		return nil, err
 	}
 	var todo []target
+	packNeeded := map[digest.Digest]bool{}
 	for i, t := range targets {
-		if same[i] {
-			p.res.BlobsSkipped++
-			p.res.SkippedBytes += t.size
-			continue
+		if !same[i] {
+			todo = append(todo, t)
+			if t.packed != nil {
+				packNeeded[t.blob.Digest] = true
+			}
 		}
-		todo = append(todo, t)
 	}
+	p.countPresent(targets, same, packNeeded)
 	return todo, nil
+}
+
+// countPresent counts what the directory holds already as skipped, the way
+// a push counts what the registry holds: in blobs and their stored bytes,
+// each blob once. A whole file is its blob; a chunked file, its chunks; a
+// packed file, its compressed frame, and its pack is a skipped blob when
+// no file of it is needed.
+func (p *puller) countPresent(targets []target, same []bool, packNeeded map[digest.Digest]bool) {
+	counted := map[digest.Digest]bool{}
+	skip := func(d digest.Digest, size int64) {
+		if !counted[d] {
+			counted[d] = true
+			p.res.BlobsSkipped++
+			p.res.SkippedBytes += size
+		}
+	}
+	for i, t := range targets {
+		switch {
+		case !same[i]:
+		case t.packed != nil:
+			p.res.SkippedBytes += t.packed.Length
+			if !packNeeded[t.blob.Digest] && !counted[t.blob.Digest] {
+				counted[t.blob.Digest] = true
+				p.res.BlobsSkipped++
+			}
+		case t.blob.MediaType == spec.MediaTypeChunkedFile:
+			for _, ch := range t.blob.Chunks {
+				skip(ch.Digest, ch.Size)
+			}
+		default:
+			skip(t.digest, t.size)
+		}
+	}
 }
 
 // inParallel calls fn for 0..n-1 on one goroutine per CPU, each taking the
@@ -739,7 +781,6 @@ func (p *puller) placeCopies(src *os.File, t target, copies []target) error {
 			os.Remove(f.Name())
 			return err
 		}
-		p.skip(c.size)
 	}
 	return nil
 }
@@ -768,6 +809,7 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 	}
 	tracker := p.c.opts.Progress.Start(t.name, t.size)
 	tracker.Add(have)
+	p.skipped(0, have) // a killed pull downloaded these already
 	err = p.fetchInto(ctx, t.blob.Digest, have, t.size-have, io.MultiWriter(f, h), tracker)
 	if err == nil && digest.NewDigest(digest.SHA256, h) != t.digest {
 		f.Truncate(0)
