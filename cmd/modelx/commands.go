@@ -108,6 +108,7 @@ func (a *app) pushCommand() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "pushed %s\ndigest: %s\n%d files; uploaded %s in %d blobs, skipped %s in %d blobs (%.1fs)\n",
 				res.Reference, res.Digest, res.Files, humanize.Bytes(res.UploadedBytes), res.BlobsTransferred, humanize.Bytes(res.SkippedBytes), res.BlobsSkipped, res.DurationSeconds)
+			printMove(a.stdout, ref.Tag, res.PreviousDigest, res.Digest)
 			return nil
 		},
 	}
@@ -237,7 +238,7 @@ func (a *app) listCommand() *cobra.Command {
 					return err
 				}
 				if a.output == "json" {
-					return a.printJSON(idx)
+					return a.printJSON(newModelList(registry, idx))
 				}
 				for _, m := range idx.Manifests {
 					fmt.Fprintln(a.stdout, m.Name)
@@ -253,7 +254,7 @@ func (a *app) listCommand() *cobra.Command {
 				return err
 			}
 			if a.output == "json" {
-				return a.printJSON(idx)
+				return a.printJSON(newTagList(ref.Model(), idx))
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TAG\tDIGEST\tSIZE\tPUSHED")
@@ -267,7 +268,7 @@ func (a *app) listCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&search, "search", "", "keep only names containing this text")
+	cmd.Flags().StringVar(&search, "search", "", "keep only the models (REPOSITORY/NAME) or tags whose name contains this text")
 	a.addOutputFlag(cmd)
 	return cmd
 }
@@ -321,7 +322,9 @@ func (a *app) infoCommand() *cobra.Command {
 				holds = []spec.Hold{}
 			}
 			if a.output == "json" {
-				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "immutable": immutable, "holds": holds, "config": config, "files": files, "manifest": m})
+				blobs, stored := manifestBlobs(m)
+				return a.printJSON(versionInfo{Reference: ref.String(), Digest: d, Size: total, StoredSize: stored, Immutable: immutable,
+					Holds: holds, Config: newConfigInfo(config), Files: files, Blobs: blobs})
 			}
 			fmt.Fprintf(a.stdout, "reference:   %s\ndigest:      %s\nsize:        %s in %d files\n", ref, d, humanize.Bytes(total), len(files))
 			if immutable {
@@ -393,11 +396,14 @@ func manifestFiles(m *spec.Manifest) ([]fileInfo, int64) {
 }
 
 func (a *app) deleteCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "delete REF",
 		Short: "Delete a tag (REF:TAG), every tag of a digest (REF@sha256:…), or a whole model (REF without tag)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
 			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
@@ -411,16 +417,28 @@ func (a *app) deleteCommand() *cobra.Command {
 				if err := api.DeleteIndex(cmd.Context(), ref.Repository, ref.Name); err != nil {
 					return err
 				}
+				if a.output == "json" {
+					return a.printJSON(deleted{Reference: ref.Registry + "/" + ref.Model(), Scope: "model"})
+				}
 				fmt.Fprintf(a.stdout, "deleted every tag of %s; run `modelx gc` to free the space\n", ref.Model())
 				return nil
 			}
 			if err := api.DeleteManifest(cmd.Context(), ref.Repository, ref.Name, ref.ManifestRef()); err != nil {
 				return err
 			}
+			if a.output == "json" {
+				scope := "tag"
+				if ref.Digest != "" {
+					scope = "digest"
+				}
+				return a.printJSON(deleted{Reference: ref.String(), Scope: scope})
+			}
 			fmt.Fprintf(a.stdout, "deleted %s\n", ref)
 			return nil
 		},
 	}
+	a.addOutputFlag(cmd)
+	return cmd
 }
 
 func (a *app) gcCommand() *cobra.Command {
@@ -454,7 +472,7 @@ that no model holds any more; it needs admin on every model ("*").`,
 				return err
 			}
 			if a.output == "json" {
-				return a.printJSON(res)
+				return a.printJSON(newGCInfo(res))
 			}
 			fmt.Fprintf(a.stdout, "%s: deleted %d manifests, %d links and %d blobs, freed %s (%.1fs)\n",
 				res.Scope, res.ManifestsDeleted, res.LinksDeleted, res.BlobsDeleted, humanize.Bytes(res.BytesFreed), res.DurationSeconds)
@@ -476,18 +494,28 @@ func (a *app) copyCommand() *cobra.Command {
 		Use:   "copy SRC DST",
 		Short: "Copy a model version to another model or registry, keeping its digest",
 		Long: `copy reads the version SRC and writes it as DST, byte for byte, so it keeps
-its digest. On one registry no bytes move: each blob is mounted from SRC, which
-you must be allowed to pull. Across registries every blob is streamed from SRC,
-verified against its digest, and uploaded; blobs DST holds already are skipped.`,
+its digest. Blobs the DST model holds already are skipped. On one registry no
+other byte moves either: each blob is mounted from SRC's model, which you must
+be allowed to pull. Across registries each other blob is streamed from SRC,
+verified against its digest, and uploaded; each registry gets its own login.
+DST without a tag or digest takes SRC's tag. copy prints how many blobs it
+skipped, mounted and copied, and, when DST's tag named another version, that
+the tag moved:
+  v1: sha256:OLD → sha256:NEW`,
+		Example: `  modelx copy myreg/team-a/bert:v3 myreg/team-b/bert:v3
+  modelx copy myreg/nlp/bert:v3 otherreg/nlp/bert`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, src, err := a.configAndRef(args[0])
 			if err != nil {
 				return err
 			}
-			dst, err := a.parseRef(cfg, args[1])
+			dst, named, err := a.modelArg(cfg, args[1])
 			if err != nil {
 				return err
+			}
+			if !named && src.Tag != "" {
+				dst.Tag = src.Tag // DST without a version: the same tag
 			}
 			res, err := a.newClient(cfg).Copy(cmd.Context(), src, dst)
 			a.stopProgress()
@@ -497,9 +525,12 @@ verified against its digest, and uploaded; blobs DST holds already are skipped.`
 			if a.output == "json" {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.stdout, "copied %s\nto %s\ndigest: %s\nmounted %s in %d blobs, copied %s in %d blobs (%.1fs)\n",
-				res.Source, res.Destination, res.Digest, humanize.Bytes(res.MountedBytes), res.BlobsMounted,
-				humanize.Bytes(res.CopiedBytes), res.BlobsCopied, res.DurationSeconds)
+			fmt.Fprintf(a.stdout, "copied %s\nto %s\ndigest: %s\nskipped %s in %d blobs (held already), mounted %s in %d blobs, copied %s in %d blobs (%.1fs)\n",
+				res.Source, res.Destination, res.Digest, humanize.Bytes(res.SkippedBytes), res.BlobsSkipped,
+				humanize.Bytes(res.MountedBytes), res.BlobsMounted, humanize.Bytes(res.CopiedBytes), res.BlobsCopied, res.DurationSeconds)
+			if dst.Digest == "" {
+				printMove(a.stdout, dst.Tag, res.PreviousDigest, res.Digest)
+			}
 			return nil
 		},
 	}
@@ -524,25 +555,7 @@ func (a *app) repoCommand() *cobra.Command {
 			}
 			return cfg.Save()
 		},
-	}, &cobra.Command{
-		Use:   "list",
-		Short: "List registry aliases",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tURL\tLOGGED IN")
-			for _, name := range sortedKeys(cfg.Registries) {
-				url := cfg.Registries[name].URL
-				_, in := cfg.Credentials[url]
-				fmt.Fprintf(tw, "%s\t%s\t%v\n", name, url, in)
-			}
-			return tw.Flush()
-		},
-	}, &cobra.Command{
+	}, a.repoListCommand(), &cobra.Command{
 		Use:   "remove NAME",
 		Short: "Remove a registry alias",
 		Args:  cobra.ExactArgs(1),
@@ -558,6 +571,40 @@ func (a *app) repoCommand() *cobra.Command {
 		},
 	})
 	return repo
+}
+
+func (a *app) repoListCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List registry aliases",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			list := registryList{Registries: []registryItem{}}
+			for _, name := range sortedKeys(cfg.Registries) {
+				url := cfg.Registries[name].URL
+				_, in := cfg.Credentials[url]
+				list.Registries = append(list.Registries, registryItem{Name: name, URL: url, LoggedIn: in})
+			}
+			if a.output == "json" {
+				return a.printJSON(list)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tURL\tLOGGED IN")
+			for _, r := range list.Registries {
+				fmt.Fprintf(tw, "%s\t%s\t%v\n", r.Name, r.URL, r.LoggedIn)
+			}
+			return tw.Flush()
+		},
+	}
+	a.addOutputFlag(cmd)
+	return cmd
 }
 
 func (a *app) loginCommand() *cobra.Command {

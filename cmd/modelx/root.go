@@ -58,7 +58,7 @@ References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
 	pf.BoolVar(&a.insecure, "insecure", envTrue("MODELX_INSECURE"), "do not verify TLS certificates (testing only: anyone on the path can read and change the traffic; env MODELX_INSECURE=true)")
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.listCommand(), a.infoCommand(),
-		a.deleteCommand(), a.gcCommand(), a.holdCommand(), a.copyCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
+		a.deleteCommand(), a.gcCommand(), a.holdCommand(), a.copyCommand(), a.tagCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
 		a.versionCommand(),
 	)
 	return root
@@ -152,15 +152,23 @@ func (a *app) parseRef(cfg *client.Config, s string) (client.Reference, error) {
 }
 
 func (a *app) versionCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the modelx version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(versionOutput{Version: buildVersion()})
+			}
 			_, err := fmt.Fprintf(a.stdout, "modelx %s\n", buildVersion())
 			return err
 		},
 	}
+	a.addOutputFlag(cmd)
+	return cmd
 }
 
 func buildVersion() string {
