@@ -20,7 +20,7 @@ func TestSkippedCountsAgree(t *testing.T) {
 			src := t.TempDir()
 			write(t, src, "modelx.yaml", []byte("description: counts\n"), 0o644)
 			write(t, src, "weights.bin", random(11, 900<<10), 0o644) // chunked
-			twin := random(12, 12<<10)                                // one chunk: a whole-file blob
+			twin := random(12, 12<<10)                               // one chunk: a whole-file blob
 			write(t, src, "a/twin.bin", twin, 0o644)
 			write(t, src, "b/twin.bin", twin, 0o644)
 			for i := range 6 {
