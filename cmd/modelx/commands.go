@@ -68,7 +68,15 @@ func (a *app) pushCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push REF [DIR]",
 		Short: "Push DIR (default .) as the model version REF",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `push uploads the model in DIR as the version REF, which names a tag: its
+modelx.yaml (which "modelx init" writes) and every other file, but .git/,
+.modelx/ and what DIR/.modelxignore names. Only what the registry does not hold
+for the model is sent, so pushing again after a small change sends only the
+change; --from names a model that holds some of the files already. When the tag
+named another version, push says that it moved:
+
+    v1: sha256:OLD → sha256:NEW`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, ref, err := a.configAndRef(args[0])
 			if err != nil {
@@ -133,7 +141,8 @@ func (a *app) pullCommand() *cobra.Command {
 		Long: `Pull writes the model into DIR, fetching only files that differ from what is
 there, and verifies every byte before a file is moved into place. An
 interrupted pull resumes where it stopped. As a storage initializer:
-  modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models`,
+
+    modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, ref, err := a.configAndRef(args[0])
@@ -501,7 +510,8 @@ verified against its digest, and uploaded; each registry gets its own login.
 DST without a tag or digest takes SRC's tag. copy prints how many blobs it
 skipped, mounted and copied, and, when DST's tag named another version, that
 the tag moved:
-  v1: sha256:OLD → sha256:NEW`,
+
+    v1: sha256:OLD → sha256:NEW`,
 		Example: `  modelx copy myreg/team-a/bert:v3 myreg/team-b/bert:v3
   modelx copy myreg/nlp/bert:v3 otherreg/nlp/bert`,
 		Args: cobra.ExactArgs(2),
@@ -613,7 +623,15 @@ func (a *app) loginCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "login REGISTRY",
 		Short: "Log in to a registry (OIDC device flow, or a static token)",
-		Args:  cobra.ExactArgs(1),
+		Long: `login stores a token for REGISTRY (a URL or an alias) in the config file.
+Without flags it runs the OIDC device flow of the identity provider the
+registry names: open the URL it prints and confirm the code. A registry
+without OIDC takes a static token from its administrator: --token-stdin reads
+it from standard input, --prompt asks for it on the terminal without echo, and
+--token takes it on the command line (where shell history keeps it). A static
+token is checked against the registry before it is stored. MODELX_TOKEN and
+MODELX_TOKEN_FILE, when set, win over stored logins.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, registry, err := a.configAndRegistry(args[0])
 			if err != nil {

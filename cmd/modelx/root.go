@@ -9,12 +9,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	modelxversion "modelx.io/modelx/internal/version"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -44,7 +44,9 @@ only files that changed are sent, only files that differ are fetched, and every
 byte pulled is verified against its sha256 digest.
 
 References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
-@sha256:DIGEST), or ALIAS/REPOSITORY/NAME:TAG with an alias from "modelx repo add".`,
+@sha256:DIGEST), or ALIAS/REPOSITORY/NAME:TAG with an alias from "modelx repo
+add"; without a tag or digest, the tag is latest. The guide to references,
+transfers, .modelxignore, logins and -o json is docs/cli.md.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -71,7 +73,7 @@ func (a *app) addOutputFlag(cmd *cobra.Command) {
 }
 
 func (a *app) addConcurrencyFlag(cmd *cobra.Command) {
-	cmd.Flags().IntVarP(&a.concurrency, "jobs", "j", 0, "parallel transfers (default: twice the CPUs, at least 4, at most 8)")
+	cmd.Flags().IntVarP(&a.concurrency, "jobs", "j", 0, "transfers (and, for push, hashes) run at once (default: twice the CPUs, at least 4, at most 8)")
 }
 
 func (a *app) checkOutput() error {
@@ -172,15 +174,7 @@ func (a *app) versionCommand() *cobra.Command {
 	return cmd
 }
 
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
+func buildVersion() string { return modelxversion.String(version) }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {

@@ -19,7 +19,9 @@ func (a *app) tagCommand() *cobra.Command {
 version's manifest is stored again under NEWTAG, so it keeps its digest and no
 blob moves. NEWTAG is a tag name (v2, prod), or a whole reference to a tag of
 the same model. When NEWTAG named another version, it moves, and tag says so:
-  prod: sha256:OLD → sha256:NEW
+
+    prod: sha256:OLD → sha256:NEW
+
 The old version stays reachable by its digest until garbage collection takes
 it. A tag the registry's policy makes immutable is not moved. To give a version
 a tag on another model or registry, use modelx copy.`,
