@@ -220,4 +220,3 @@ func indent(s, prefix string) string {
 
 // oneLine joins the lines of a paragraph, for markdown.
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
-
