@@ -109,7 +109,7 @@ annotations:
 			if !snakeKey.MatchString(key) {
 				t.Errorf("%s -o json: key %q at %q is not snake_case", name, key, path)
 			}
-			if !strings.Contains(string(docs), "`"+key+"`") {
+			if !strings.Contains(string(docs), `"`+key+`"`) && !strings.Contains(string(docs), "`"+key+"`") {
 				t.Errorf("%s -o json: key %q at %q is not in docs/cli.md", name, key, path)
 			}
 		})
