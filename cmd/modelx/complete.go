@@ -72,6 +72,11 @@ func (a *app) registerCompletions(root *cobra.Command) {
 				return a.complete(cmd, argModel, args, toComplete)
 			})
 		}
+		if cmd.Name() == "pull" && cmd.Flags().Lookup("file") != nil {
+			_ = cmd.RegisterFlagCompletionFunc("file", func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				return a.completeFiles(cmd, args, toComplete)
+			})
+		}
 		if cmd.Flags().Lookup("metrics-file") != nil {
 			_ = cmd.MarkFlagFilename("metrics-file")
 		}
@@ -148,6 +153,36 @@ func (a *app) complete(cmd *cobra.Command, kind argKind, args []string, toComple
 		return withPrefix(models, toComplete, ""), none | cobra.ShellCompDirectiveNoSpace // a tag may follow
 	}
 	return withPrefix(models, toComplete, ""), none
+}
+
+// completeFiles completes pull's --file with the files of the version the
+// first argument names.
+func (a *app) completeFiles(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	const none = cobra.ShellCompDirectiveNoFileComp
+	if len(args) == 0 {
+		return nil, none
+	}
+	a.stderr = io.Discard
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, none
+	}
+	ref, err := a.parseRef(cfg, args[0])
+	if err != nil {
+		return nil, none
+	}
+	ctx, cancel := a.completionContext(cmd)
+	defer cancel()
+	m, _, _, err := a.completionClient(ctx, cfg).API(ref.Registry).GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
+	if err != nil {
+		return nil, none
+	}
+	files, _ := manifestFiles(m)
+	names := make([]string, 0, len(files))
+	for _, f := range files[1:] { // modelx.yaml always comes along
+		names = append(names, f.Name)
+	}
+	return withPrefix(names, toComplete, ""), none
 }
 
 // tagsOf lists the tags of a model, or nothing when the registry does not

@@ -76,6 +76,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"list", "-o", ""}, []string{"text", "json"}, noFiles},
 		{[]string{"--config", ""}, []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt},
 		{[]string{"pull", "--metrics-file", ""}, nil, cobra.ShellCompDirectiveDefault},
+		{[]string{"pull", "local/nlp/bert:v1", "--file", ""}, []string{"README.md", "weights.bin"}, noFiles},
+		{[]string{"pull", "local/nlp/bert:v1", "--file", "w"}, []string{"weights.bin"}, noFiles},
 		// A registry that does not answer, and a reference that is no
 		// reference, complete nothing.
 		{[]string{"pull", "down/"}, nil, noFiles},
