@@ -31,7 +31,7 @@ include tools/kube.mk
 
 TEST_FLAGS ?= -race -timeout 30m
 
-.PHONY: all build run test tools lint fmt clean generate bench
+.PHONY: all build run test tools lint fmt clean generate bench docs
 
 all: lint build test
 
@@ -109,6 +109,13 @@ generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./deploy-controller/api/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./deploy-controller/api/... output:crd:artifacts:config=deploy-controller/config/crd
 	$(CONTROLLER_GEN) rbac:roleName=modelx-controller paths=./deploy-controller/controller/... output:rbac:artifacts:config=deploy-controller/config/rbac
+
+# The command references in docs/reference are generated, by the tests
+# that check them: modelx's pages from its cobra commands (cobra's markdown
+# generator), modelxd's page from its flag set. `make test` fails while
+# they are stale; `make docs` writes them.
+docs:
+	$(GO) test ./cmd/modelx ./cmd/modelxd -run '^TestReferenceDocs$$' -count=1 -args -update-docs
 
 # Container images of the three programs (build/*.Dockerfile), tagged
 # $(IMAGE_REPO)/NAME:$(VERSION). Needs a Docker engine with BuildKit; not

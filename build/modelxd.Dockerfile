@@ -8,13 +8,14 @@
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS
 ARG TARGETARCH
+ARG VERSION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w" -o /out/modelxd ./cmd/modelxd
+    go build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o /out/modelxd ./cmd/modelxd
 # The runtime's whole filesystem besides the binary.
 RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/data \
     && chmod 1777 /rootfs/tmp \

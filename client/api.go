@@ -419,6 +419,28 @@ func (a *API) GetManifest(ctx context.Context, repo, name, reference string) (*s
 	return m, data, d, nil
 }
 
+// ManifestDigest asks which manifest a tag or digest names, without
+// fetching it (a HEAD request); it returns "" when the model has no such
+// tag or manifest.
+func (a *API) ManifestDigest(ctx context.Context, repo, name, reference string) (digest.Digest, error) {
+	resp, err := a.do(ctx, http.MethodHead, modelPath(repo, name)+"/manifests/"+reference, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		d := digest.Digest(resp.Header.Get(DigestHeader))
+		if err := spec.ValidateDigest(d); err != nil {
+			return "", fmt.Errorf("%s: HEAD manifest %s/%s:%s answered no valid %s header: %w", a.base, repo, name, reference, DigestHeader, err)
+		}
+		return d, nil
+	case http.StatusNotFound:
+		return "", nil
+	}
+	return "", &Error{Status: resp.StatusCode, Registry: a.base, API: spec.Error{Code: spec.ErrorCode("HTTP_" + strconv.Itoa(resp.StatusCode)), Message: "HEAD manifest " + repo + "/" + name + ":" + reference + ": " + http.StatusText(resp.StatusCode)}}
+}
+
 // PutManifest stores a manifest under a tag or digest and returns its digest.
 func (a *API) PutManifest(ctx context.Context, repo, name, reference string, data []byte) (digest.Digest, error) {
 	resp, err := a.do(ctx, http.MethodPut, modelPath(repo, name)+"/manifests/"+reference, bytesBody(data),

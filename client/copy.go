@@ -16,13 +16,20 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// CopyResult reports a copy.
+// CopyResult reports a copy. Every blob of the version is counted once, in
+// one of three ways: skipped, mounted or copied.
 type CopyResult struct {
 	Source      string        `json:"source"`
 	Destination string        `json:"destination"`
 	Digest      digest.Digest `json:"digest"`
-	// BlobsMounted were linked on the registry without bytes moving: the
-	// destination held them already, or took them from the source model.
+	// PreviousDigest is the version the destination's tag named before,
+	// when the copy moved it.
+	PreviousDigest digest.Digest `json:"previous_digest,omitempty"`
+	// BlobsSkipped were held by the destination model already.
+	BlobsSkipped int   `json:"blobs_skipped"`
+	SkippedBytes int64 `json:"skipped_bytes"`
+	// BlobsMounted were linked to the destination model from the source
+	// model on the same registry, without bytes moving.
 	BlobsMounted int   `json:"blobs_mounted"`
 	MountedBytes int64 `json:"mounted_bytes"`
 	// BlobsCopied were read from the source and sent to the destination.
@@ -32,14 +39,15 @@ type CopyResult struct {
 }
 
 // Copy copies the model version src to dst, which names a tag or the same
-// digest. On one registry no bytes move: each blob is mounted from the
-// source model, which the caller can read. Across registries, or where the
-// destination refuses the mount, each blob is streamed from the source,
-// verified against its digest, and uploaded. The manifest is copied byte
-// for byte, so the version keeps its digest.
+// digest. Blobs the destination model holds already are skipped. On one
+// registry no bytes move: each other blob is mounted from the source model,
+// which the caller can read. Across registries, or where the destination
+// refuses the mount, each other blob is streamed from the source, verified
+// against its digest, and uploaded. The manifest is copied byte for byte,
+// so the version keeps its digest. Each registry gets its own token.
 func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, error) {
 	start := time.Now()
-	if dst.Digest != "" && src.Digest != dst.Digest {
+	if dst.Digest != "" && src.Digest != "" && src.Digest != dst.Digest {
 		return nil, fmt.Errorf("destination %s names a digest other than the source's: give the destination a tag", dst)
 	}
 	srcAPI, dstAPI := c.API(src.Registry), c.API(dst.Registry)
@@ -48,13 +56,27 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 		return nil, fmt.Errorf("read %s: %w", src, err)
 	}
 	if dst.Digest != "" && dst.Digest != d {
-		return nil, fmt.Errorf("destination %s: the source's digest is %s", dst, d)
+		return nil, fmt.Errorf("destination %s: the source's digest is %s; give the destination a tag, or the source's digest", dst, d)
+	}
+	res := &CopyResult{Source: src.String(), Destination: dst.String(), Digest: d}
+	if res.PreviousDigest, err = dstAPI.ManifestDigest(ctx, dst.Repository, dst.Name, dst.ManifestRef()); err != nil {
+		return nil, fmt.Errorf("read %s: %w", dst, err)
+	}
+	if res.PreviousDigest == d {
+		res.PreviousDigest = ""
+		// The destination names this version already, so it holds every
+		// blob: nothing to send or write.
+		for _, desc := range m.ReferencedOnce() {
+			res.BlobsSkipped++
+			res.SkippedBytes += desc.Size
+		}
+		res.DurationSeconds = time.Since(start).Seconds()
+		return res, nil
 	}
 	from := ""
 	if src.Registry == dst.Registry {
 		from = src.Model()
 	}
-	res := &CopyResult{Source: src.String(), Destination: dst.String(), Digest: d}
 	blobs := copyBlobs(m)
 	var planned int64
 	for _, b := range blobs {
@@ -77,6 +99,17 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 			file.seal(nil)
 		}
 		g.Go(func() error {
+			// A blob the destination holds costs one HEAD. A failed HEAD is
+			// no answer: the PUT below says what is wrong, if anything.
+			if held, err := dstAPI.BlobExists(gctx, dst.Repository, dst.Name, desc.Digest, desc.Size); err == nil && held {
+				mu.Lock()
+				res.BlobsSkipped++
+				res.SkippedBytes += desc.Size
+				mu.Unlock()
+				file.Skip(desc.Size)
+				file.end(nil)
+				return nil
+			}
 			open := func() (io.ReadCloser, error) {
 				rc, err := srcAPI.GetBlob(gctx, src.Repository, src.Name, desc.Digest, 0, -1)
 				if err != nil {

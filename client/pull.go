@@ -58,14 +58,21 @@ type PullOptions struct {
 
 // PullResult reports a pull.
 type PullResult struct {
-	Reference        string        `json:"reference"`
-	Digest           digest.Digest `json:"digest"`
-	DownloadedBytes  int64         `json:"downloaded_bytes"`
-	SkippedBytes     int64         `json:"skipped_bytes"`
-	BlobsTransferred int           `json:"blobs_transferred"`
-	BlobsSkipped     int           `json:"blobs_skipped"`
-	Files            int           `json:"files"`
-	DurationSeconds  float64       `json:"duration_seconds"`
+	Reference string        `json:"reference"`
+	Digest    digest.Digest `json:"digest"`
+	// DownloadedBytes and BlobsTransferred count what was fetched: whole
+	// blobs, chunks, packs, and ranges of packs. SkippedBytes and
+	// BlobsSkipped count what was not fetched because the directory held
+	// it already (or a killed pull had fetched it), as a push counts what
+	// the registry holds: by the stored size (a packed file counts its
+	// compressed frame), each blob once. A file that repeats another's
+	// content under a second name is neither.
+	DownloadedBytes  int64   `json:"downloaded_bytes"`
+	SkippedBytes     int64   `json:"skipped_bytes"`
+	BlobsTransferred int     `json:"blobs_transferred"`
+	BlobsSkipped     int     `json:"blobs_skipped"`
+	Files            int     `json:"files"`
+	DurationSeconds  float64 `json:"duration_seconds"`
 	// Stale lists, sorted, the files modelx knows in the directory that the
 	// version does not have (within the selection) and that are still
 	// there: every one without Prune; with Prune, those changed since
@@ -501,6 +508,8 @@ func (p *puller) compareLocal(targets []target, force bool) ([]target, error) {
 		}
 	}
 	var todo []target
+	same := make([]bool, len(targets))
+	packNeeded := map[digest.Digest]bool{}
 	for i, t := range targets {
 		v := verdicts[i]
 		switch {
@@ -513,17 +522,53 @@ func (p *puller) compareLocal(targets []target, force bool) ([]target, error) {
 			continue // written by its archive's extraction
 		}
 		if v.same {
-			p.res.BlobsSkipped++
-			p.res.SkippedBytes += t.size
+			same[i] = true
 			continue
 		}
 		todo = append(todo, t)
+		if t.packed != nil {
+			packNeeded[t.blob.Digest] = true
+		}
 	}
 	if len(conflicts) > 0 {
 		slices.SortFunc(conflicts, func(a, b Conflict) int { return strings.Compare(a.Path, b.Path) })
 		return nil, &ConflictError{Dir: p.dir, Conflicts: conflicts}
 	}
+	p.countPresent(targets, same, packNeeded)
 	return todo, nil
+}
+
+// countPresent counts what the directory holds already as skipped, the way
+// a push counts what the registry holds: in blobs and their stored bytes,
+// each blob once. A whole file is its blob; a chunked file, its chunks; a
+// packed file, its compressed frame, and its pack is a skipped blob when
+// no file of it is needed.
+func (p *puller) countPresent(targets []target, same []bool, packNeeded map[digest.Digest]bool) {
+	counted := map[digest.Digest]bool{}
+	skip := func(d digest.Digest, size int64) {
+		if !counted[d] {
+			counted[d] = true
+			p.res.BlobsSkipped++
+			p.res.SkippedBytes += size
+		}
+	}
+	for i, t := range targets {
+		switch {
+		case !same[i]:
+		case t.packed != nil:
+			p.res.SkippedBytes += t.packed.Length
+			if !packNeeded[t.blob.Digest] && !counted[t.blob.Digest] {
+				counted[t.blob.Digest] = true
+				p.res.BlobsSkipped++
+			}
+		case t.blob.MediaType == spec.MediaTypeChunkedFile:
+			for _, ch := range t.blob.Chunks {
+				skip(ch.Digest, ch.Size)
+			}
+		default:
+			skip(t.digest, t.size)
+		}
+	}
 }
 
 // inParallel calls fn for 0..n-1 on one goroutine per CPU, each taking the
@@ -844,7 +889,7 @@ func (p *puller) placeCopies(src *os.File, t target, copies []target) error {
 			os.Remove(f.Name())
 			return err
 		}
-		p.skip(c.size)
+		// Shown as skipped; the result counts the blob once, so not at all.
 		tracker := p.c.opts.Progress.Start(c.name, c.size)
 		tracker.Skip(c.size)
 		tracker.Done(nil)
@@ -875,8 +920,8 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 		have = 0
 	}
 	tracker := p.c.opts.Progress.Start(t.name, t.size)
-	tracker.Skip(have) // downloaded by a pull before
-	p.skip(have)
+	tracker.Skip(have)
+	p.skipped(0, have) // a killed pull downloaded these already
 	err = p.fetchInto(ctx, t.blob.Digest, have, t.size-have, io.MultiWriter(f, h), tracker)
 	if err == nil && digest.NewDigest(digest.SHA256, h) != t.digest {
 		f.Truncate(0)

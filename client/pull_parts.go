@@ -93,7 +93,7 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 		// part file is synced once at the end, not after every chunk, so a
 		// crash may have lost recorded bytes.
 		if c.done[i] && chunkAt(f, off, ch) {
-			p.skip(ch.Size)
+			p.skipped(1, ch.Size)
 			c.tracker.Skip(ch.Size)
 			continue
 		}
@@ -123,8 +123,12 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 	return jobs, nil
 }
 
-func (p *puller) skip(n int64) {
+// skipped counts blobs and bytes the pull did not download because the
+// directory held them: chunks of an earlier pull or of an old copy of the
+// file, bytes of a killed pull's partial download.
+func (p *puller) skipped(blobs int, n int64) {
 	p.mu.Lock()
+	p.res.BlobsSkipped += blobs
 	p.res.SkippedBytes += n
 	p.mu.Unlock()
 }
@@ -157,7 +161,7 @@ func copyChunk(src chunkLoc, dst *os.File, offset int64, ch spec.Chunk) bool {
 func (c *chunkedFile) pullChunk(ctx context.Context, i int, offset int64, src chunkLoc) error {
 	ch := c.t.blob.Chunks[i]
 	if src.f != nil && copyChunk(src, c.f, offset, ch) {
-		c.p.skip(ch.Size)
+		c.p.skipped(1, ch.Size)
 		c.tracker.Skip(ch.Size)
 		return c.chunkDone(i)
 	}

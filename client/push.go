@@ -22,17 +22,24 @@ import (
 	"modelx.io/modelx/spec"
 )
 
-// PushResult reports a push. SkippedBytes were not sent: blobs the
-// registry holds, and blobs that repeat one sent already in this push.
+// PushResult reports a push.
 type PushResult struct {
-	Reference        string        `json:"reference"`
-	Digest           digest.Digest `json:"digest"`
-	UploadedBytes    int64         `json:"uploaded_bytes"`
-	SkippedBytes     int64         `json:"skipped_bytes"`
-	BlobsTransferred int           `json:"blobs_transferred"`
-	BlobsSkipped     int           `json:"blobs_skipped"`
-	Files            int           `json:"files"`
-	DurationSeconds  float64       `json:"duration_seconds"`
+	Reference string        `json:"reference"`
+	Digest    digest.Digest `json:"digest"`
+	// PreviousDigest is the version the tag named before, when the push
+	// moved it.
+	PreviousDigest digest.Digest `json:"previous_digest,omitempty"`
+	// UploadedBytes and BlobsTransferred count the blobs sent; SkippedBytes
+	// and BlobsSkipped those not sent because the registry held them for
+	// the model already (or mounted them from --from). Each blob counts
+	// once, by its stored size (a pack's compressed bytes), so the two sums
+	// are the version's stored size.
+	UploadedBytes    int64   `json:"uploaded_bytes"`
+	SkippedBytes     int64   `json:"skipped_bytes"`
+	BlobsTransferred int     `json:"blobs_transferred"`
+	BlobsSkipped     int     `json:"blobs_skipped"`
+	Files            int     `json:"files"`
+	DurationSeconds  float64 `json:"duration_seconds"`
 }
 
 // upload is one blob a push may send.
@@ -130,6 +137,9 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 		res.Digest = d
 	} else if res.Digest, err = s.putManifest(ctx, data); err != nil {
 		return nil, fmt.Errorf("push manifest: %w", err)
+	}
+	if s.currentDigest != res.Digest {
+		res.PreviousDigest = s.currentDigest
 	}
 	names := map[string]bool{spec.ConfigFileName: true}
 	for _, f := range files {
@@ -524,8 +534,8 @@ func (s *sender) latestManifest() (*spec.Manifest, error) {
 	return m, err
 }
 
-// send hands u to an upload; a digest sent before is only counted as
-// skipped, as its bytes move once.
+// send hands u to an upload. A digest sent before moves once: progress
+// shows the repeat as skipped, the result counts the blob once.
 func (s *sender) send(u upload) {
 	u.file.begin()
 	s.mu.Lock()
@@ -533,8 +543,6 @@ func (s *sender) send(u upload) {
 	if !dup {
 		s.seen[u.digest] = true
 		s.all[u.digest] = u
-	} else {
-		s.res.SkippedBytes += u.size
 	}
 	s.mu.Unlock()
 	if dup {

@@ -68,7 +68,15 @@ func (a *app) pushCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push REF [DIR]",
 		Short: "Push DIR (default .) as the model version REF",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `push uploads the model in DIR as the version REF, which names a tag: its
+modelx.yaml (which "modelx init" writes) and every other file, but .git/,
+.modelx/ and what DIR/.modelxignore names. Only what the registry does not hold
+for the model is sent, so pushing again after a small change sends only the
+change; --from names a model that holds some of the files already. When the tag
+named another version, push says that it moved:
+
+    v1: sha256:OLD → sha256:NEW`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, ref, err := a.configAndRef(args[0])
 			if err != nil {
@@ -90,7 +98,10 @@ func (a *app) pushCommand() *cobra.Command {
 				opts.From = src.Model()
 			}
 			res, err := a.newTransferClient(cfg, "push").PushWithOptions(cmd.Context(), ref, dir, opts)
-			a.stopProgress(cmd.Context(), err)
+			if res != nil {
+				a.stopProgress(cmd.Context(), err, res.UploadedBytes, res.SkippedBytes)
+			}
+			a.stopProgress(cmd.Context(), err, -1, -1)
 			if metricsFile != "" {
 				f := transferFigures{operation: "push", reference: ref.String(), err: err}
 				if res != nil {
@@ -108,6 +119,7 @@ func (a *app) pushCommand() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "pushed %s\ndigest: %s\n%d files; uploaded %s in %d blobs, skipped %s in %d blobs (%.1fs)\n",
 				res.Reference, res.Digest, res.Files, humanize.Bytes(res.UploadedBytes), res.BlobsTransferred, humanize.Bytes(res.SkippedBytes), res.BlobsSkipped, res.DurationSeconds)
+			printMove(a.stdout, ref.Tag, res.PreviousDigest, res.Digest)
 			return nil
 		},
 	}
@@ -132,7 +144,8 @@ func (a *app) pullCommand() *cobra.Command {
 		Long: `Pull writes the model into DIR, fetching only files that differ from what is
 there, and verifies every byte before a file is moved into place. An
 interrupted pull resumes where it stopped. As a storage initializer:
-  modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models
+
+    modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models
 
 Pull replaces only files that modelx wrote there (or pushed from there) and
 that are unchanged since. Any other file in the way stops the pull before
@@ -155,7 +168,10 @@ wrote that the version no longer has stay, unless --prune removes them.`,
 			// The storage-initializer form leaves only the model behind.
 			opts.DropState = opts.DropState || strings.HasPrefix(args[0], "modelx://")
 			res, err := a.newTransferClient(cfg, "pull").Pull(cmd.Context(), ref, dir, opts)
-			a.stopProgress(cmd.Context(), err)
+			if res != nil {
+				a.stopProgress(cmd.Context(), err, res.DownloadedBytes, res.SkippedBytes)
+			}
+			a.stopProgress(cmd.Context(), err, -1, -1)
 			if metricsFile != "" {
 				f := transferFigures{operation: "pull", reference: ref.String(), err: err}
 				if res != nil {
@@ -300,7 +316,7 @@ func (a *app) listCommand() *cobra.Command {
 					return err
 				}
 				if a.output == "json" {
-					return a.printJSON(idx)
+					return a.printJSON(newModelList(registry, idx))
 				}
 				for _, m := range idx.Manifests {
 					fmt.Fprintln(a.stdout, m.Name)
@@ -316,7 +332,7 @@ func (a *app) listCommand() *cobra.Command {
 				return err
 			}
 			if a.output == "json" {
-				return a.printJSON(idx)
+				return a.printJSON(newTagList(ref.Model(), idx))
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TAG\tDIGEST\tSIZE\tPUSHED")
@@ -330,7 +346,7 @@ func (a *app) listCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&search, "search", "", "keep only names containing this text")
+	cmd.Flags().StringVar(&search, "search", "", "keep only the models (REPOSITORY/NAME) or tags whose name contains this text")
 	a.addOutputFlag(cmd)
 	return cmd
 }
@@ -384,7 +400,9 @@ func (a *app) infoCommand() *cobra.Command {
 				holds = []spec.Hold{}
 			}
 			if a.output == "json" {
-				return a.printJSON(map[string]any{"reference": ref.String(), "digest": d, "size": total, "immutable": immutable, "holds": holds, "config": config, "files": files, "manifest": m})
+				blobs, stored := manifestBlobs(m)
+				return a.printJSON(versionInfo{Reference: ref.String(), Digest: d, Size: total, StoredSize: stored, Immutable: immutable,
+					Holds: holds, Config: newConfigInfo(config), Files: files, Blobs: blobs})
 			}
 			fmt.Fprintf(a.stdout, "reference:   %s\ndigest:      %s\nsize:        %s in %d files\n", ref, d, humanize.Bytes(total), len(files))
 			if immutable {
@@ -456,11 +474,14 @@ func manifestFiles(m *spec.Manifest) ([]fileInfo, int64) {
 }
 
 func (a *app) deleteCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "delete REF",
 		Short: "Delete a tag (REF:TAG), every tag of a digest (REF@sha256:…), or a whole model (REF without tag)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
 			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
@@ -474,16 +495,28 @@ func (a *app) deleteCommand() *cobra.Command {
 				if err := api.DeleteIndex(cmd.Context(), ref.Repository, ref.Name); err != nil {
 					return err
 				}
+				if a.output == "json" {
+					return a.printJSON(deleted{Reference: ref.Registry + "/" + ref.Model(), Scope: "model"})
+				}
 				fmt.Fprintf(a.stdout, "deleted every tag of %s; run `modelx gc` to free the space\n", ref.Model())
 				return nil
 			}
 			if err := api.DeleteManifest(cmd.Context(), ref.Repository, ref.Name, ref.ManifestRef()); err != nil {
 				return err
 			}
+			if a.output == "json" {
+				scope := "tag"
+				if ref.Digest != "" {
+					scope = "digest"
+				}
+				return a.printJSON(deleted{Reference: ref.String(), Scope: scope})
+			}
 			fmt.Fprintf(a.stdout, "deleted %s\n", ref)
 			return nil
 		},
 	}
+	a.addOutputFlag(cmd)
+	return cmd
 }
 
 func (a *app) gcCommand() *cobra.Command {
@@ -517,7 +550,7 @@ that no model holds any more; it needs admin on every model ("*").`,
 				return err
 			}
 			if a.output == "json" {
-				return a.printJSON(res)
+				return a.printJSON(newGCInfo(res))
 			}
 			fmt.Fprintf(a.stdout, "%s: deleted %d manifests, %d links and %d blobs, freed %s (%.1fs)\n",
 				res.Scope, res.ManifestsDeleted, res.LinksDeleted, res.BlobsDeleted, humanize.Bytes(res.BytesFreed), res.DurationSeconds)
@@ -539,30 +572,47 @@ func (a *app) copyCommand() *cobra.Command {
 		Use:   "copy SRC DST",
 		Short: "Copy a model version to another model or registry, keeping its digest",
 		Long: `copy reads the version SRC and writes it as DST, byte for byte, so it keeps
-its digest. On one registry no bytes move: each blob is mounted from SRC, which
-you must be allowed to pull. Across registries every blob is streamed from SRC,
-verified against its digest, and uploaded; blobs DST holds already are skipped.`,
+its digest. Blobs the DST model holds already are skipped. On one registry no
+other byte moves either: each blob is mounted from SRC's model, which you must
+be allowed to pull. Across registries each other blob is streamed from SRC,
+verified against its digest, and uploaded; each registry gets its own login.
+DST without a tag or digest takes SRC's tag. copy prints how many blobs it
+skipped, mounted and copied, and, when DST's tag named another version, that
+the tag moved:
+
+    v1: sha256:OLD → sha256:NEW`,
+		Example: `  modelx copy myreg/team-a/bert:v3 myreg/team-b/bert:v3
+  modelx copy myreg/nlp/bert:v3 otherreg/nlp/bert`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, src, err := a.configAndRef(args[0])
 			if err != nil {
 				return err
 			}
-			dst, err := a.parseRef(cfg, args[1])
+			dst, named, err := a.modelArg(cfg, args[1])
 			if err != nil {
 				return err
 			}
+			if !named && src.Tag != "" {
+				dst.Tag = src.Tag // DST without a version: the same tag
+			}
 			res, err := a.newTransferClient(cfg, "copy").Copy(cmd.Context(), src, dst)
-			a.stopProgress(cmd.Context(), err)
+			if res != nil {
+				a.stopProgress(cmd.Context(), err, res.CopiedBytes, res.SkippedBytes+res.MountedBytes)
+			}
+			a.stopProgress(cmd.Context(), err, -1, -1)
 			if err != nil {
 				return err
 			}
 			if a.output == "json" {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.stdout, "copied %s\nto %s\ndigest: %s\nmounted %s in %d blobs, copied %s in %d blobs (%.1fs)\n",
-				res.Source, res.Destination, res.Digest, humanize.Bytes(res.MountedBytes), res.BlobsMounted,
-				humanize.Bytes(res.CopiedBytes), res.BlobsCopied, res.DurationSeconds)
+			fmt.Fprintf(a.stdout, "copied %s\nto %s\ndigest: %s\nskipped %s in %d blobs (held already), mounted %s in %d blobs, copied %s in %d blobs (%.1fs)\n",
+				res.Source, res.Destination, res.Digest, humanize.Bytes(res.SkippedBytes), res.BlobsSkipped,
+				humanize.Bytes(res.MountedBytes), res.BlobsMounted, humanize.Bytes(res.CopiedBytes), res.BlobsCopied, res.DurationSeconds)
+			if dst.Digest == "" {
+				printMove(a.stdout, dst.Tag, res.PreviousDigest, res.Digest)
+			}
 			return nil
 		},
 	}
@@ -587,25 +637,7 @@ func (a *app) repoCommand() *cobra.Command {
 			}
 			return cfg.Save()
 		},
-	}, &cobra.Command{
-		Use:   "list",
-		Short: "List registry aliases",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tURL\tLOGGED IN")
-			for _, name := range sortedKeys(cfg.Registries) {
-				url := cfg.Registries[name].URL
-				_, in := cfg.Credentials[url]
-				fmt.Fprintf(tw, "%s\t%s\t%v\n", name, url, in)
-			}
-			return tw.Flush()
-		},
-	}, &cobra.Command{
+	}, a.repoListCommand(), &cobra.Command{
 		Use:   "remove NAME",
 		Short: "Remove a registry alias",
 		Args:  cobra.ExactArgs(1),
@@ -623,13 +655,55 @@ func (a *app) repoCommand() *cobra.Command {
 	return repo
 }
 
+func (a *app) repoListCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List registry aliases",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			list := registryList{Registries: []registryItem{}}
+			for _, name := range sortedKeys(cfg.Registries) {
+				url := cfg.Registries[name].URL
+				_, in := cfg.Credentials[url]
+				list.Registries = append(list.Registries, registryItem{Name: name, URL: url, LoggedIn: in})
+			}
+			if a.output == "json" {
+				return a.printJSON(list)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tURL\tLOGGED IN")
+			for _, r := range list.Registries {
+				fmt.Fprintf(tw, "%s\t%s\t%v\n", r.Name, r.URL, r.LoggedIn)
+			}
+			return tw.Flush()
+		},
+	}
+	a.addOutputFlag(cmd)
+	return cmd
+}
+
 func (a *app) loginCommand() *cobra.Command {
 	var token string
 	var fromStdin, prompt bool
 	cmd := &cobra.Command{
 		Use:   "login REGISTRY",
 		Short: "Log in to a registry (OIDC device flow, or a static token)",
-		Args:  cobra.ExactArgs(1),
+		Long: `login stores a token for REGISTRY (a URL or an alias) in the config file.
+Without flags it runs the OIDC device flow of the identity provider the
+registry names: open the URL it prints and confirm the code. A registry
+without OIDC takes a static token from its administrator: --token-stdin reads
+it from standard input, --prompt asks for it on the terminal without echo, and
+--token takes it on the command line (where shell history keeps it). A static
+token is checked against the registry before it is stored. MODELX_TOKEN and
+MODELX_TOKEN_FILE, when set, win over stored logins.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, registry, err := a.configAndRegistry(args[0])
 			if err != nil {

@@ -127,11 +127,14 @@ func (a *app) holdListCommand() *cobra.Command {
 }
 
 func (a *app) holdReleaseCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "release REF HOLDER",
 		Short: "Release the hold HOLDER on the versions of REF's model",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
 			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
@@ -147,10 +150,15 @@ func (a *app) holdReleaseCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if a.output == "json" {
+				return a.printJSON(released{Model: ref.Model(), Holder: args[1]})
+			}
 			fmt.Fprintf(a.stdout, "released the hold %s on %s\n", args[1], ref.Model())
 			return nil
 		},
 	}
+	a.addOutputFlag(cmd)
+	return cmd
 }
 
 // writeHolds prints holds as a table, each line starting with indent; the

@@ -41,9 +41,11 @@ func (a *app) newTransferClient(cfg *client.Config, op string) *client.Client {
 
 // stopProgress ends the progress display with the command's outcome: err
 // nil for success; ctx done means interrupted.
-func (a *app) stopProgress(ctx context.Context, err error) {
+// On success, moved and skipped are the result's figures, which the
+// summary shows.
+func (a *app) stopProgress(ctx context.Context, err error, moved, skipped int64) {
 	if a.stop != nil {
-		a.stop(err, ctx.Err() != nil || errors.Is(err, context.Canceled))
+		a.stop(err, ctx.Err() != nil || errors.Is(err, context.Canceled), moved, skipped)
 		a.stop = nil
 	}
 }
@@ -148,13 +150,13 @@ func (d *progressDisplay) draw(lines []string) {
 
 // stop ends the display: the last frame shows what was really done (the
 // fraction at an interruption, not a full bar), then the summary.
-func (d *progressDisplay) stop(err error, wasInterrupted bool) {
+func (d *progressDisplay) stop(err error, wasInterrupted bool, moved, skipped int64) {
 	d.begin.Do(func() {}) // no loop starts after this
 	if d.started {
 		close(d.quit)
 		<-d.done
 	}
-	f := d.Finish(err, wasInterrupted)
+	f := d.Finish(err, wasInterrupted).settle(moved, skipped)
 	switch {
 	case !f.Planned:
 		if d.drawn > 0 {

@@ -132,6 +132,10 @@ type progressFrame struct {
 	Present int64
 	Moved   int64
 	Skipped int64 // of Total; Present is skipped too
+	// Repeated is content repeated within the model, moved once: set on
+	// success from the result (see settle), which counts each blob once,
+	// while the display counts a repeat as skipped as it passes.
+	Repeated int64
 	Rate    float64
 	// RateKnown is false until bytes moved over minRateSpan.
 	RateKnown bool
@@ -149,7 +153,22 @@ type fileFrame struct {
 }
 
 // Done is the bytes of the plan moved or skipped.
-func (f progressFrame) Done() int64 { return f.Moved + f.Skipped }
+func (f progressFrame) Done() int64 { return f.Moved + f.Skipped + f.Repeated }
+
+// settle replaces a successful frame's figures with the result's: moved
+// and skipped bytes (present ones included), each blob once. What the
+// display counted beyond them is content repeated within the model.
+// Negative figures mean none are known.
+func (f progressFrame) settle(moved, skipped int64) progressFrame {
+	if f.Outcome != succeeded || moved < 0 {
+		return f
+	}
+	shown := f.Moved + f.Skipped + f.Present
+	f.Moved = moved
+	f.Skipped = skipped - f.Present
+	f.Repeated = max(0, shown-moved-skipped)
+	return f
+}
 
 // Fraction is the part of the plan done, in [0, 1].
 func (f progressFrame) Fraction() float64 {

@@ -97,6 +97,9 @@ func summaryLine(f progressFrame) string {
 	if f.Present > 0 {
 		s += fmt.Sprintf(" (%s already present)", humanize.Bytes(f.Present))
 	}
+	if f.Repeated > 0 {
+		s += fmt.Sprintf(", %s repeated content moved once", humanize.Bytes(f.Repeated))
+	}
 	return s + fmt.Sprintf("; %s/s average", humanize.Bytes(int64(f.AverageRate())))
 }
 

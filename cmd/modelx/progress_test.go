@@ -251,18 +251,18 @@ func TestProgressDisplay(t *testing.T) {
 	if lines := d.block(d.Frame()); len(lines) != 3 || !strings.HasPrefix(lines[0], "push ") {
 		t.Errorf("block on a 4-line screen: %q", lines)
 	}
-	d.stop(nil, false)
+	d.stop(nil, false, -1, -1)
 
 	out.Reset()
 	d = newProgressDisplay(&out, "pull", time.Now)
-	d.stop(errors.New("no such tag"), false)
+	d.stop(errors.New("no such tag"), false, -1, -1)
 	if out.Len() != 0 {
 		t.Errorf("a pull that never planned printed %q", out.String())
 	}
 	d = newProgressDisplay(&out, "pull", time.Now)
 	d.Plan(3, 0)
 	d.Start("f", 3).Add(3)
-	d.stop(nil, false)
+	d.stop(nil, false, -1, -1)
 	if got := out.String(); !strings.HasPrefix(got, "pull done: 3 B of 3 B in ") || strings.Count(got, "\n") != 1 {
 		t.Errorf("summary of a pull: %q", got)
 	}

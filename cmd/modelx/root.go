@@ -9,12 +9,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	modelxversion "modelx.io/modelx/internal/version"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -30,7 +30,7 @@ type app struct {
 	concurrency    int
 	caFile         string
 	insecure       bool
-	stop           func(err error, interrupted bool) // ends the progress display
+	stop           func(err error, interrupted bool, moved, skipped int64) // ends the progress display
 	hc             *http.Client
 }
 
@@ -44,7 +44,9 @@ only files that changed are sent, only files that differ are fetched, and every
 byte pulled is verified against its sha256 digest.
 
 References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
-@sha256:DIGEST), or ALIAS/REPOSITORY/NAME:TAG with an alias from "modelx repo add".`,
+@sha256:DIGEST), or ALIAS/REPOSITORY/NAME:TAG with an alias from "modelx repo
+add"; without a tag or digest, the tag is latest. The guide to references,
+transfers, .modelxignore, logins and -o json is docs/cli.md.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -58,9 +60,10 @@ References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
 	pf.BoolVar(&a.insecure, "insecure", envTrue("MODELX_INSECURE"), "do not verify TLS certificates (testing only: anyone on the path can read and change the traffic; env MODELX_INSECURE=true)")
 	root.AddCommand(
 		a.initCommand(), a.pushCommand(), a.pullCommand(), a.listCommand(), a.infoCommand(),
-		a.deleteCommand(), a.gcCommand(), a.holdCommand(), a.copyCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
+		a.deleteCommand(), a.gcCommand(), a.holdCommand(), a.copyCommand(), a.tagCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
 		a.versionCommand(),
 	)
+	a.registerCompletions(root)
 	return root
 }
 
@@ -70,7 +73,7 @@ func (a *app) addOutputFlag(cmd *cobra.Command) {
 }
 
 func (a *app) addConcurrencyFlag(cmd *cobra.Command) {
-	cmd.Flags().IntVarP(&a.concurrency, "jobs", "j", 0, "parallel transfers (default: twice the CPUs, at least 4, at most 8)")
+	cmd.Flags().IntVarP(&a.concurrency, "jobs", "j", 0, "transfers (and, for push, hashes) run at once (default: twice the CPUs, at least 4, at most 8)")
 }
 
 func (a *app) checkOutput() error {
@@ -156,26 +159,26 @@ func (a *app) parseRef(cfg *client.Config, s string) (client.Reference, error) {
 }
 
 func (a *app) versionCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the modelx version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkOutput(); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(versionOutput{Version: buildVersion()})
+			}
 			_, err := fmt.Fprintf(a.stdout, "modelx %s\n", buildVersion())
 			return err
 		},
 	}
+	a.addOutputFlag(cmd)
+	return cmd
 }
 
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
+func buildVersion() string { return modelxversion.String(version) }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
