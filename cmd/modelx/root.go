@@ -61,6 +61,7 @@ References look like http://HOST:PORT/REPOSITORY/NAME:TAG (or @TAG, or
 		a.deleteCommand(), a.gcCommand(), a.holdCommand(), a.copyCommand(), a.repoCommand(), a.loginCommand(), a.logoutCommand(),
 		a.versionCommand(),
 	)
+	explainErrors(root)
 	return root
 }
 
