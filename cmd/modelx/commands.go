@@ -443,7 +443,9 @@ func (a *app) gcCommand() *cobra.Command {
 		Long: `gc MODEL (REGISTRY/REPOSITORY/NAME) deletes the model's untagged versions and
 its links to blobs that no remaining version names; it needs delete rights on
 the model. gc REGISTRY collects the whole registry and frees the bytes of blobs
-that no model holds any more; it needs admin on every model ("*").`,
+that no model holds any more; it needs admin on every model ("*"). Nothing
+younger than the registry's grace period (modelxd --gc-grace, default 1h) is
+deleted; gc says what it kept for that reason alone.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.checkOutput(); err != nil {
