@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -57,6 +58,11 @@ const DefaultStallTimeout = 2 * time.Minute
 
 // ErrStalled reports a request that stopped making progress.
 var ErrStalled = errors.New("the transfer stopped making progress")
+
+// ErrConnectionClosed reports a response cut off in the middle of its
+// body: the server went away (killed, restarted, out of memory), or
+// something on the way closed the connection.
+var ErrConnectionClosed = errors.New("closed the connection in the middle of the transfer")
 
 // SetStallTimeout changes how long a request may make no progress; d <= 0
 // restores DefaultStallTimeout.
@@ -239,11 +245,14 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 			if errors.As(err, &unknownCA) || errors.As(err, &badHost) {
 				return nil, a.networkError(err) // retrying will not change the certificate
 			}
+			if !presigned && isPlainHTTPAnswer(err) {
+				return nil, &PlainHTTPError{Registry: a.base} // nor the protocol
+			}
 			lastErr = a.networkError(err)
 			continue
 		}
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-		resp.Body = &guardedBody{ReadCloser: resp.Body, guard: guard, ctx: reqCtx}
+		resp.Body = &guardedBody{ReadCloser: resp.Body, guard: guard, ctx: reqCtx, source: a.source(target, presigned)}
 		if retryable(resp.StatusCode) {
 			lastErr = a.errorFrom(resp, target, presigned)
 			continue
@@ -306,17 +315,41 @@ func (g *stallGuard) stop() {
 // request.
 type guardedBody struct {
 	io.ReadCloser
-	guard *stallGuard
-	ctx   context.Context
+	guard  *stallGuard
+	ctx    context.Context
+	source string // who answered, for errors: "registry URL" or "object store HOST"
 }
 
 func (b *guardedBody) Read(p []byte) (int, error) {
 	b.guard.progress()
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), ErrStalled) {
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(context.Cause(b.ctx), ErrStalled):
 		err = fmt.Errorf("%w for %s", ErrStalled, b.guard.d)
+	case b.ctx.Err() == nil && connectionCut(err):
+		err = fmt.Errorf("%s %w (%w)", b.source, ErrConnectionClosed, err)
 	}
 	return n, err
+}
+
+// connectionCut reports whether a read error means the peer closed or
+// reset the connection before the body's end.
+func connectionCut(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// source names who answers a request to target, for errors: the registry,
+// or the object store of a presigned URL (its host only; the query is a
+// signature).
+func (a *API) source(target string, presigned bool) string {
+	if !presigned {
+		return "registry " + a.base
+	}
+	if u, err := url.Parse(target); err == nil {
+		return "object store " + u.Host
+	}
+	return "object store"
 }
 
 func (b *guardedBody) Close() error {
@@ -324,6 +357,42 @@ func (b *guardedBody) Close() error {
 	b.guard.stop()
 	return err
 }
+
+// PlainHTTPError is a registry addressed as https:// that answered in
+// plain HTTP: its URL should say http://, or it should turn TLS on.
+type PlainHTTPError struct {
+	// Registry is the base URL the request went to, https://HOST[:PORT].
+	Registry string
+}
+
+// Error says what happened and suggests the http:// URL.
+func (e *PlainHTTPError) Error() string {
+	return fmt.Sprintf("registry %s answers in plain HTTP, not HTTPS: use %s (unencrypted: anyone on the path can read and change the traffic), or turn TLS on at the registry", e.Registry, e.PlainURL())
+}
+
+// PlainURL is Registry with http:// instead of https://; the port of
+// https (443) is written out, as a plain HTTP server there must have it.
+func (e *PlainHTTPError) PlainURL() string {
+	u, err := url.Parse(e.Registry)
+	if err != nil {
+		return e.Registry
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "443")
+	}
+	return "http://" + host
+}
+
+// isPlainHTTPAnswer reports whether err is net/http's report of a plain
+// HTTP answer to a TLS handshake (it has no type of its own).
+func isPlainHTTPAnswer(err error) bool {
+	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
+// tlsPortAnswer is what Go's TLS servers (modelxd among them) answer a
+// plain HTTP request with, in a 400 response.
+const tlsPortAnswer = "Client sent an HTTP request to an HTTPS server"
 
 func (a *API) networkError(err error) error {
 	var dnsErr *net.DNSError
@@ -364,6 +433,9 @@ func (a *API) errorFrom(resp *http.Response, target string, presigned bool) erro
 	}
 	if err := json.Unmarshal(data, &e.API); err != nil || e.API.Code == "" {
 		e.API = spec.Error{Code: spec.ErrorCode("HTTP_" + strconv.Itoa(resp.StatusCode)), Message: http.StatusText(resp.StatusCode)}
+		if resp.StatusCode == http.StatusBadRequest && bytes.Contains(data, []byte(tlsPortAnswer)) && strings.HasPrefix(a.base, "http://") {
+			e.API.Message = fmt.Sprintf("the registry's port speaks HTTPS, not plain HTTP: use %s", "https://"+strings.TrimPrefix(a.base, "http://"))
+		}
 	}
 	return e
 }

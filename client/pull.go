@@ -23,6 +23,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -186,7 +187,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	api := c.API(ref.Registry)
 	m, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
 	if err != nil {
-		return nil, c.explainMissing(ctx, api, ref, err)
+		return nil, explainMissing(ctx, api, ref, err)
 	}
 	created, err := mkdirAllCreated(abs)
 	if err != nil {
@@ -224,8 +225,11 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	}
 	c.opts.Progress.Plan(plannedFetch(todo), p.res.SkippedBytes)
 	if err := p.download(ctx, todo); err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			return nil, fmt.Errorf("the disk holding %s is full: free space and pull again (finished chunks are kept): %w", abs, err)
+		switch {
+		case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+			return nil, p.diskFull(err, todo)
+		case errors.Is(err, ErrConnectionClosed):
+			return nil, fmt.Errorf("%w; what was received is kept in %s: run the same pull again to resume", err, p.tmp)
 		}
 		return nil, err
 	}
@@ -251,20 +255,90 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	return p.res, nil
 }
 
-// explainMissing adds the existing tags to a "no such tag" error.
-func (c *Client) explainMissing(ctx context.Context, api *API, ref Reference, err error) error {
-	if Code(err) != spec.ErrorManifestUnknown || ref.Tag == "" {
+// diskFull explains a pull that ran out of disk space (or quota) while it
+// downloaded todo, and removes its partial downloads: they hold space
+// (a chunked file's part is as large as the file) that the disk needs.
+// The files already in place are complete and stay.
+func (p *puller) diskFull(err error, todo []target) error {
+	var need int64
+	for _, t := range todo {
+		need += t.size
+	}
+	removed := "removed the partial downloads in " + p.tmp + ", which would keep the disk full"
+	if rerr := removeContents(p.tmp); rerr != nil {
+		removed = fmt.Sprintf("could not remove the partial downloads in %s (%v): remove them by hand", p.tmp, rerr)
+	}
+	free := ""
+	if n, ok := freeSpace(p.dir); ok {
+		free = fmt.Sprintf(", %s is free now", humanize.Bytes(n))
+	}
+	reason := "full"
+	if errors.Is(err, syscall.EDQUOT) {
+		reason = "over its quota"
+	}
+	return fmt.Errorf("the disk holding %s is %s: this pull fetches %s in %d %s%s; %s; free space (or give the directory a larger volume) and pull again, which keeps the files already in place: %w",
+		p.dir, reason, humanize.Bytes(need), len(todo), humanize.Plural(len(todo), "file", "files"), free, removed, err)
+}
+
+// removeContents removes everything in dir, and keeps dir.
+func removeContents(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// maxListedTags bounds the tags a NotFoundError names.
+const maxListedTags = 10
+
+// NotFoundError is a version or model the registry does not have, said
+// once, with what the registry has instead. It unwraps to the registry's
+// *Error, so Code still reports MANIFEST_UNKNOWN.
+type NotFoundError struct {
+	msg string
+	err error
+}
+
+// Error says what is missing and what exists.
+func (e *NotFoundError) Error() string { return e.msg }
+
+// Unwrap returns the registry's error.
+func (e *NotFoundError) Unwrap() error { return e.err }
+
+// ExplainMissing turns the registry's MANIFEST_UNKNOWN for ref, err, into
+// a *NotFoundError that says whether the model exists and, for a missing
+// tag, which tags it has. Any other error is returned as it is.
+func (c *Client) ExplainMissing(ctx context.Context, ref Reference, err error) error {
+	return explainMissing(ctx, c.API(ref.Registry), ref, err)
+}
+
+func explainMissing(ctx context.Context, api *API, ref Reference, err error) error {
+	if Code(err) != spec.ErrorManifestUnknown {
 		return err
 	}
 	idx, ierr := api.Index(ctx, ref.Repository, ref.Name, "")
-	if ierr != nil || len(idx.Manifests) == 0 {
-		return fmt.Errorf("%s has no tag %q and no versions at all: %w", ref.Model(), ref.Tag, err)
+	switch {
+	case Code(ierr) == spec.ErrorIndexUnknown, ierr == nil && len(idx.Manifests) == 0:
+		return &NotFoundError{err: err, msg: fmt.Sprintf("no model %s in registry %s; `modelx list %s` lists its models", ref.Model(), ref.Registry, ref.Registry)}
+	case ierr != nil || ref.Digest != "":
+		return err // the registry's message names the digest
 	}
-	var tags []string
-	for _, t := range idx.Manifests {
+	tags := make([]string, 0, min(len(idx.Manifests), maxListedTags))
+	for _, t := range idx.Manifests[:min(len(idx.Manifests), maxListedTags)] {
 		tags = append(tags, t.Name)
 	}
-	return fmt.Errorf("%s has no tag %q; it has: %s", ref.Model(), ref.Tag, strings.Join(tags, ", "))
+	list := strings.Join(tags, ", ")
+	if more := len(idx.Manifests) - len(tags); more > 0 {
+		list += fmt.Sprintf(", … (%d in all; `modelx list %s/%s` shows them)", len(idx.Manifests), ref.Registry, ref.Model())
+	}
+	return &NotFoundError{err: err, msg: fmt.Sprintf("model %s has no tag %q in registry %s; its tags: %s", ref.Model(), ref.ManifestRef(), ref.Registry, list)}
 }
 
 // targetsOf lists the files of a manifest; a legacy directory is one target.

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"modelx.io/modelx/client/chunker"
 	"modelx.io/modelx/client/pack"
+	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
 
@@ -96,8 +99,12 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := spec.ParseModelConfig(configData); err != nil {
+	cfg, err := spec.ParseModelConfig(configData)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if err := checkModelFiles(dir, cfg, files); err != nil {
+		return nil, err
 	}
 
 	res := &PushResult{Reference: ref.String(), Files: len(files) + 1}
@@ -149,6 +156,37 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	_ = cache.save() // a read-only directory just keeps no cache
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// checkModelFiles refuses modelFiles entries that match no file the push
+// would send (files, and the config): a deployment that pulls only the
+// modelFiles would fail on them. It names each, and says when the path
+// is there but left out (.modelxignore, or a .git or .modelx directory).
+func checkModelFiles(dir string, cfg *spec.ModelConfig, files []localFile) error {
+	if len(cfg.ModelFiles) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(files)+1)
+	names = append(names, spec.ConfigFileName)
+	for _, f := range files {
+		names = append(names, f.name)
+	}
+	unmatched := spec.UnmatchedModelFiles(cfg.ModelFiles, names, nil)
+	if len(unmatched) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: modelFiles lists %d %s that match no file in %s (an entry names a file, or a directory as \"dir/\"):", spec.ConfigFileName, len(unmatched), humanize.Plural(len(unmatched), "entry", "entries"), dir)
+	for _, e := range unmatched {
+		fmt.Fprintf(&b, "\n  %q", e)
+		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(strings.TrimSuffix(e, "/")))); err == nil {
+			fmt.Fprintf(&b, ": it is there, but push leaves it out (%s, .git or .modelx)", IgnoreFile)
+		} else {
+			b.WriteString(": no such file or directory")
+		}
+	}
+	fmt.Fprintf(&b, "\nfix the entries in %s, or add the files, then push again", filepath.Join(dir, spec.ConfigFileName))
+	return errors.New(b.String())
 }
 
 // pushLayout is how a push cuts the model's files into blobs.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"modelx.io/modelx/spec"
 )
@@ -77,12 +79,89 @@ func (r ignoreRules) ignored(rel string, isDir bool) bool {
 	return false
 }
 
+// maxListedProblems bounds the paths an UnpushableError names; the
+// count says how many there are in all.
+const maxListedProblems = 20
+
+// PathProblem is a path under a model directory that push cannot send.
+type PathProblem struct {
+	// Path is slash-separated and relative to the model directory, with a
+	// trailing "/" for a directory.
+	Path string
+	// Reason says why, e.g. "contains a control character".
+	Reason string
+	// IgnoreLine is the .modelxignore line that leaves the path out.
+	IgnoreLine string
+}
+
+// UnpushableError lists every path of a model directory that push cannot
+// send: names the registry refuses (spec.ValidatePath), links to
+// directories and special files. The scan finds them all before any
+// request is made.
+type UnpushableError struct {
+	Dir      string
+	Problems []PathProblem
+}
+
+// Error names each path (the first maxListedProblems) with its reason, and
+// the fix: rename them, or the lines to add to .modelxignore.
+func (e *UnpushableError) Error() string {
+	var b strings.Builder
+	what := "path"
+	if len(e.Problems) > 1 {
+		what = "paths"
+	}
+	fmt.Fprintf(&b, "%d %s in %s cannot be pushed (nothing was uploaded):", len(e.Problems), what, e.Dir)
+	shown := e.Problems[:min(len(e.Problems), maxListedProblems)]
+	for _, p := range shown {
+		fmt.Fprintf(&b, "\n  %q %s", p.Path, p.Reason)
+	}
+	if more := len(e.Problems) - len(shown); more > 0 {
+		fmt.Fprintf(&b, "\n  … and %d more", more)
+	}
+	fmt.Fprintf(&b, "\nrename or remove them, or leave them out with these lines in %s:", filepath.Join(e.Dir, IgnoreFile))
+	for _, p := range shown {
+		fmt.Fprintf(&b, "\n  %s", p.IgnoreLine)
+	}
+	if len(shown) < len(e.Problems) {
+		b.WriteString("\n  (and one for each of the others)")
+	}
+	return b.String()
+}
+
+// ignoreLine is a .modelxignore line that matches rel (a directory when
+// dir) and nothing at another depth: anchored with "/", the characters
+// path.Match treats specially escaped, and each character that cannot be
+// typed or seen (controls, format characters, invalid UTF-8, whitespace
+// at the end, which the file's parser trims) written as "?".
+func ignoreLine(rel string, dir bool) string {
+	var b strings.Builder
+	b.WriteByte('/')
+	trailing := len(strings.TrimRightFunc(rel, unicode.IsSpace))
+	for i, r := range rel {
+		switch {
+		case r == utf8.RuneError, !unicode.IsGraphic(r), i >= trailing:
+			b.WriteByte('?')
+		case strings.ContainsRune(`*?[]\`, r):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	if dir {
+		b.WriteByte('/')
+	}
+	return b.String()
+}
+
 // scanDir lists the regular files under dir, sorted by name, leaving out
 // .git (a repository, or a worktree's link to one) and .modelx (a pull's
 // state) at any depth, and what .modelxignore names. Symbolic links to
-// files are followed; links to directories are refused, as are other
-// special files, and names a manifest may not hold (spec.ValidatePath:
-// ".GIT", control characters, …), so the push fails before it uploads.
+// files are followed. Everything push cannot send is gathered into one
+// *UnpushableError, so the push fails before it uploads anything: names
+// a manifest may not hold (spec.ValidatePath: ".GIT", control characters,
+// …), links to directories, and other special files.
 func scanDir(dir string) ([]localFile, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -96,6 +175,27 @@ func scanDir(dir string) ([]localFile, error) {
 		return nil, err
 	}
 	var files []localFile
+	var problems []PathProblem
+	refuse := func(rel string, isDir bool, reason string) {
+		shown := rel
+		if isDir {
+			shown += "/"
+		}
+		problems = append(problems, PathProblem{Path: shown, Reason: reason, IgnoreLine: ignoreLine(rel, isDir)})
+	}
+	invalid := func(rel string, isDir bool) bool {
+		err := spec.ValidatePath(rel)
+		if err == nil {
+			return false
+		}
+		reason := err.Error()
+		var pe *spec.PathError
+		if errors.As(err, &pe) {
+			reason = pe.Reason
+		}
+		refuse(rel, isDir, reason)
+		return true
+	}
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -112,13 +212,16 @@ func scanDir(dir string) ([]localFile, error) {
 			if d.Name() == ".git" || d.Name() == stateDir || rules.ignored(rel, true) {
 				return filepath.SkipDir
 			}
+			if invalid(rel, true) {
+				return filepath.SkipDir // one entry for the directory, not one per file
+			}
 			return nil
 		}
 		if d.Name() == ".git" || rules.ignored(rel, false) {
 			return nil
 		}
-		if err := spec.ValidatePath(rel); err != nil {
-			return fmt.Errorf("%q cannot be pushed: %v; rename it, or add it to %s", rel, err, IgnoreFile)
+		if invalid(rel, false) {
+			return nil
 		}
 		info, err := os.Stat(p) // follows a link to a file
 		if err != nil {
@@ -126,15 +229,20 @@ func scanDir(dir string) ([]localFile, error) {
 		}
 		switch {
 		case info.IsDir():
-			return fmt.Errorf("%s is a link to a directory; push follows links to files only: copy the directory in, or add it to %s", rel, IgnoreFile)
+			refuse(rel, false, "is a link to a directory; push follows links to files only: copy the directory in")
+			return nil
 		case !info.Mode().IsRegular():
-			return fmt.Errorf("%s is not a regular file (%s); add it to %s", rel, info.Mode().Type(), IgnoreFile)
+			refuse(rel, false, fmt.Sprintf("is not a regular file (%s)", info.Mode().Type()))
+			return nil
 		}
 		files = append(files, localFile{name: rel, path: p, info: info})
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, &UnpushableError{Dir: dir, Problems: problems}
 	}
 	slices.SortFunc(files, func(a, b localFile) int { return strings.Compare(a.name, b.name) })
 	return files, nil

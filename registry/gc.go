@@ -88,6 +88,7 @@ type gcRun struct {
 	skipped   map[string]bool                   // models kept whole: something of theirs is unreadable
 	marked    map[string]bool                   // manifest keys whose blobs are marked
 	refs      map[string]map[digest.Digest]bool // model → blobs its live manifests name
+	solid     map[string]map[digest.Digest]bool // the same, for manifests kept for more than their youth
 	keptNow   map[string]*keptBy                // model → what kept its manifests at the sweep's re-read
 	mayDelete func() bool
 }
@@ -112,9 +113,10 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 		reg: reg, scope: scope, cutoff: start.Add(-reg.opts.GCGracePeriod),
 		tagged: map[string]bool{}, held: map[string]bool{}, expired: map[gcScope]bool{},
 		skipped: map[string]bool{}, marked: map[string]bool{},
-		refs: map[string]map[digest.Digest]bool{}, keptNow: map[string]*keptBy{},
+		refs: map[string]map[digest.Digest]bool{}, solid: map[string]map[digest.Digest]bool{}, keptNow: map[string]*keptBy{},
 	}
 	run.res.Scope = scope.String()
+	run.res.GracePeriodSeconds = reg.opts.GCGracePeriod.Seconds()
 	if err := run.list(ctx); err != nil {
 		return run.res, err
 	}
@@ -124,7 +126,11 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 			if run.held[mo.key] && !run.tagged[mo.key] && !young && !run.skipped[mo.model] {
 				run.res.ManifestsHeld++
 			}
-			if err := run.mark(ctx, mo); err != nil {
+			onlyYoung := young && !run.tagged[mo.key] && !run.held[mo.key] && !run.skipped[mo.model]
+			if onlyYoung {
+				run.res.ManifestsYoung++
+			}
+			if err := run.mark(ctx, mo, onlyYoung); err != nil {
 				return run.res, err
 			}
 		}
@@ -162,7 +168,9 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 	reg.log.InfoContext(ctx, "garbage collection done", "scope", run.res.Scope,
 		"manifests_deleted", run.res.ManifestsDeleted, "links_deleted", run.res.LinksDeleted,
 		"blobs_deleted", run.res.BlobsDeleted, "bytes_freed", run.res.BytesFreed, "models_skipped", len(run.skipped),
-		"manifests_held", run.res.ManifestsHeld, "holds_expired", run.res.HoldsExpired)
+		"manifests_held", run.res.ManifestsHeld, "holds_expired", run.res.HoldsExpired,
+		"manifests_young", run.res.ManifestsYoung, "links_young", run.res.LinksYoung,
+		"blobs_young", run.res.BlobsYoung, "bytes_young", run.res.BytesYoung)
 	return run.res, nil
 }
 
@@ -239,8 +247,9 @@ func (run *gcRun) list(ctx context.Context) error {
 }
 
 // mark reads a manifest and marks the blobs it names as needed by its
-// model. An unreadable manifest keeps its model whole.
-func (run *gcRun) mark(ctx context.Context, mo storedObject) error {
+// model; onlyYoung says the manifest is kept only because it is younger
+// than the grace period. An unreadable manifest keeps its model whole.
+func (run *gcRun) mark(ctx context.Context, mo storedObject, onlyYoung bool) error {
 	if run.marked[mo.key] {
 		return nil
 	}
@@ -269,6 +278,16 @@ func (run *gcRun) mark(ctx context.Context, mo storedObject) error {
 	}
 	for _, desc := range m.Referenced() {
 		refs[desc.Digest] = true
+	}
+	if !onlyYoung {
+		solid := run.solid[mo.model]
+		if solid == nil {
+			solid = map[digest.Digest]bool{}
+			run.solid[mo.model] = solid
+		}
+		for _, desc := range m.Referenced() {
+			solid[desc.Digest] = true
+		}
 	}
 	return nil
 }
@@ -347,12 +366,13 @@ func (run *gcRun) sweepManifests(ctx context.Context) error {
 			if held {
 				run.res.ManifestsHeld++
 			}
-			if err := run.mark(ctx, mo); err != nil {
+			if err := run.mark(ctx, mo, false); err != nil {
 				return err
 			}
 			continue
 		}
 		if !run.reg.stillOld(ctx, mo.key, run.cutoff) {
+			run.res.ManifestsYoung++ // stored again since the listing
 			continue
 		}
 		if !run.mayDelete() {
@@ -386,7 +406,7 @@ func (run *gcRun) markNewManifests(ctx context.Context) error {
 		return internal("list models", err)
 	}
 	for _, mo := range fresh {
-		if err := run.mark(ctx, mo); err != nil {
+		if err := run.mark(ctx, mo, true); err != nil {
 			return err
 		}
 	}
@@ -399,16 +419,27 @@ func (run *gcRun) linkKept(l storedObject) bool {
 	return run.skipped[l.model] || run.refs[l.model][l.digest] || !l.modTime.Before(run.cutoff)
 }
 
+// linkSolid says whether a link stays for more than youth (its own, or
+// that of the manifests naming its blob): its model is kept whole, or a
+// manifest kept for another reason (a tag, a hold) names its blob.
+func (run *gcRun) linkSolid(l storedObject) bool {
+	return run.skipped[l.model] || run.solid[l.model][l.digest]
+}
+
 // sweepLinks deletes old links that no live manifest of their model needs.
 func (run *gcRun) sweepLinks(ctx context.Context) error {
 	for i := range run.links {
 		l := &run.links[i]
 		if run.linkKept(*l) {
 			run.res.LinksKept++
+			if !run.linkSolid(*l) {
+				run.res.LinksYoung++
+			}
 			continue
 		}
 		if !run.reg.stillOld(ctx, l.key, run.cutoff) {
 			run.res.LinksKept++
+			run.res.LinksYoung++
 			l.modTime = run.cutoff // written again: young, so kept for the blob sweep
 			continue
 		}
@@ -451,9 +482,18 @@ func (run *gcRun) sweepBlobs(ctx context.Context) error {
 			live[d] = true
 		}
 	}
+	solid := map[digest.Digest]bool{} // live for more than youth
+	for _, refs := range run.solid {
+		for d := range refs {
+			solid[d] = true
+		}
+	}
 	for _, l := range run.links {
 		if run.linkKept(l) {
 			live[l.digest] = true
+		}
+		if run.linkSolid(l) {
+			solid[l.digest] = true
 		}
 	}
 	// Links written since the listing belong to pushes in flight: young,
@@ -477,6 +517,10 @@ func (run *gcRun) sweepBlobs(ctx context.Context) error {
 		}
 		if live[d] || !info.ModTime.Before(run.cutoff) {
 			run.res.BlobsKept++
+			if !solid[d] {
+				run.res.BlobsYoung++
+				run.res.BytesYoung += info.Size
+			}
 			return nil
 		}
 		doomed = append(doomed, info)
@@ -489,6 +533,8 @@ func (run *gcRun) sweepBlobs(ctx context.Context) error {
 	for _, info := range doomed {
 		if !run.reg.stillOld(ctx, info.Key, run.cutoff) {
 			run.res.BlobsKept++
+			run.res.BlobsYoung++
+			run.res.BytesYoung += info.Size
 			continue
 		}
 		if !run.mayDelete() {

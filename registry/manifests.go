@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/opencontainers/go-digest"
@@ -144,8 +145,11 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err := reg.checkBlobs(r.Context(), repo, name, m); err != nil {
 		return err
 	}
-	sum, _ := digestSum(d)
 	key := manifestKey(repo, name, d)
+	if err := reg.checkModelFiles(r.Context(), key, m); err != nil {
+		return err
+	}
+	sum, _ := digestSum(d)
 	if err := reg.store.Put(r.Context(), key, bytes.NewReader(data), int64(len(data)), sum); err != nil {
 		return internal("store manifest", err)
 	}
@@ -181,6 +185,43 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Location", "/"+repo+"/"+name+"/manifests/"+string(d))
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// checkModelFiles refuses a manifest whose modelx.yaml lists modelFiles
+// entries that match none of its files: a deployment that pulls only the
+// modelFiles would fail on them, long after the push. A config that does
+// not parse, or is over spec.MaxConfigSize, is not checked (older clients
+// pushed such configs, and pulls still work). Neither is a manifest the
+// model stores already, so tagging an existing version never fails here.
+func (reg *Registry) checkModelFiles(ctx context.Context, key string, m *spec.Manifest) error {
+	if m.Config.Size > spec.MaxConfigSize {
+		return nil
+	}
+	if _, err := reg.store.Stat(ctx, key); err == nil {
+		return nil
+	}
+	data, _, err := storage.ReadAll(ctx, reg.store, blobKey(m.Config.Digest), spec.MaxConfigSize)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return internal("read config blob", err)
+	}
+	cfg, err := spec.ParseModelConfig(data)
+	if err != nil || len(cfg.ModelFiles) == 0 {
+		return nil
+	}
+	files, dirs := m.FileNames()
+	unmatched := spec.UnmatchedModelFiles(cfg.ModelFiles, files, dirs)
+	if len(unmatched) == 0 {
+		return nil
+	}
+	quoted := make([]string, len(unmatched))
+	for i, e := range unmatched {
+		quoted[i] = strconv.Quote(e)
+	}
+	return spec.Errorf(spec.ErrorManifestInvalid, "%s lists modelFiles that match no file of the version: %s; fix modelFiles (a file's path, or \"dir/\" for a directory), or add the files, then push again", spec.ConfigFileName, strings.Join(quoted, ", ")).
+		WithDetail(map[string]any{"modelFiles": unmatched})
 }
 
 // immutableTag returns the policy rule that makes a tag of the model immutable.

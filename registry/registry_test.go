@@ -670,7 +670,7 @@ func testGC(t *testing.T, b backend) {
 	}
 	// A second run finds nothing more.
 	res, err := h.reg.CollectGarbage(ctx)
-	if err != nil || res.BlobsDeleted != 0 || res.ManifestsDeleted != 0 || res.LinksDeleted != 0 {
+	if err != nil || res.BlobsDeleted != 0 || res.ManifestsDeleted != 0 || res.LinksDeleted != 0 || res.ManifestsYoung+res.LinksYoung+res.BlobsYoung != 0 {
 		t.Fatalf("second GC %+v %v", res, err)
 	}
 
@@ -682,6 +682,22 @@ func testGC(t *testing.T, b backend) {
 	}
 	if r := young.do(http.MethodHead, "/gc/model/blobs/"+string(fresh.Digest), nil, nil); r.status != http.StatusOK {
 		t.Fatalf("fresh blob answers %d after GC", r.status)
+	}
+	// The result says what the grace period kept that would go otherwise,
+	// and nothing kept for another reason: a version deleted at once keeps
+	// its manifest, its links (config and file) and its file's blob, but
+	// not the config blob, which tagged versions name too.
+	young.pushModel("gc/young", "v1", map[string]string{"y": "young bytes"})
+	young.expect(young.do(http.MethodDelete, "/gc/young/manifests/v1", nil, nil), http.StatusAccepted, "")
+	res, err = young.reg.CollectGarbage(ctx)
+	if err != nil || res.ManifestsDeleted+res.LinksDeleted+res.BlobsDeleted != 0 {
+		t.Fatalf("GC within grace: %+v %v", res, err)
+	}
+	if res.ManifestsYoung != 1 || res.LinksYoung != 3 || res.BlobsYoung != 2 || res.BytesYoung != int64(len("in-flight push")+len("young bytes")) || res.GracePeriodSeconds != 3600 {
+		t.Fatalf("GC within grace: %+v, want 1 manifest, 3 links and 2 blobs (%d bytes) kept young, grace 3600 s", res, len("in-flight push")+len("young bytes"))
+	}
+	if res, err := young.reg.CollectModelGarbage(ctx, "gc", "young"); err != nil || res.ManifestsYoung != 1 || res.LinksYoung != 2 || res.BlobsYoung != 0 {
+		t.Fatalf("model GC within grace: %+v %v", res, err)
 	}
 }
 

@@ -192,3 +192,53 @@ func checkAliases(data []byte) error {
 	}
 	return walk(&doc)
 }
+
+// UnmatchedModelFiles returns the entries of modelFiles that name none of
+// files (slash-separated paths of a version's files): an entry matches a
+// file of its path, or, with or without a trailing "/", every file under
+// the directory it names. dirs are directories whose files are not listed
+// one by one (legacy archives): an entry matches one of them, anything
+// under one, or a directory that holds one.
+func UnmatchedModelFiles(modelFiles, files, dirs []string) []string {
+	var unmatched []string
+	for _, entry := range modelFiles {
+		e := strings.TrimSuffix(entry, "/")
+		matched := false
+		for _, f := range files {
+			if f == e || strings.HasPrefix(f, e+"/") {
+				matched = true
+				break
+			}
+		}
+		for _, d := range dirs {
+			if matched {
+				break
+			}
+			matched = d == e || strings.HasPrefix(e, d+"/") || strings.HasPrefix(d, e+"/")
+		}
+		if !matched {
+			unmatched = append(unmatched, entry)
+		}
+	}
+	return unmatched
+}
+
+// FileNames lists the paths of the version's files, the config's
+// included, and the directories of its legacy archives, whose files it
+// does not list.
+func (m *Manifest) FileNames() (files, dirs []string) {
+	files = append(files, m.Config.Name)
+	for _, b := range m.Blobs {
+		switch b.MediaType {
+		case MediaTypePack:
+			for _, f := range b.Files {
+				files = append(files, f.Name)
+			}
+		case MediaTypeDirectoryTarGz:
+			dirs = append(dirs, b.Name)
+		default:
+			files = append(files, b.Name)
+		}
+	}
+	return files, dirs
+}

@@ -78,6 +78,20 @@ func (r Reference) String() string {
 	return r.Tag
 }
 
+// PathError is a path ValidatePath refuses, and why.
+type PathError struct {
+	Path   string
+	Reason string // what is wrong with it, e.g. "contains a control character"
+}
+
+// Error reads "path "P" REASON".
+func (e *PathError) Error() string {
+	if e.Path == "" {
+		return "path " + e.Reason
+	}
+	return fmt.Sprintf("path %q %s", e.Path, e.Reason)
+}
+
 // ValidatePath checks that p is a clean relative slash-separated path inside a
 // model directory: valid UTF-8, not empty, not absolute, no "." or ".."
 // element, no empty element, no backslash, no control character, no
@@ -86,13 +100,13 @@ func (r Reference) String() string {
 //
 // The registry checks every name of a manifest with it before storing the
 // manifest, and a client before it writes a pulled file, so both refuse
-// the same names.
+// the same names. Its errors are *PathError.
 func ValidatePath(p string) error {
 	switch {
 	case p == "":
-		return fmt.Errorf("path is empty")
+		return &PathError{Reason: "is empty"}
 	case p[0] == '/':
-		return fmt.Errorf("path %q is absolute", p)
+		return &PathError{Path: p, Reason: "is absolute"}
 	}
 	// One pass over the runes. unicode.IsControl covers C0, DEL and the
 	// C1 controls U+0080-U+009F (U+009B is a terminal's CSI, U+0085 a
@@ -102,9 +116,9 @@ func ValidatePath(p string) error {
 		if c < utf8.RuneSelf {
 			switch {
 			case c == '\\':
-				return fmt.Errorf("path %q contains a backslash", p)
+				return &PathError{Path: p, Reason: "contains a backslash"}
 			case c < 0x20 || c == 0x7f:
-				return fmt.Errorf("path %q contains a control character", p)
+				return &PathError{Path: p, Reason: "contains a control character"}
 			}
 			i++
 			continue
@@ -112,26 +126,26 @@ func ValidatePath(p string) error {
 		r, n := utf8.DecodeRuneInString(p[i:])
 		switch {
 		case r == utf8.RuneError && n == 1:
-			return fmt.Errorf("path %q is not valid UTF-8", p)
+			return &PathError{Path: p, Reason: "is not valid UTF-8"}
 		case unicode.IsControl(r):
-			return fmt.Errorf("path %q contains a control character", p)
+			return &PathError{Path: p, Reason: "contains a control character"}
 		case IsBidiControl(r):
-			return fmt.Errorf("path %q contains the bidirectional control character U+%04X, which makes text display in another order than it is read", p, r)
+			return &PathError{Path: p, Reason: fmt.Sprintf("contains the bidirectional control character U+%04X, which makes text display in another order than it is read", r)}
 		}
 		i += n
 	}
 	for elem := range strings.SplitSeq(p, "/") {
 		switch elem {
 		case "":
-			return fmt.Errorf("path %q has an empty element", p)
+			return &PathError{Path: p, Reason: "has an empty element"}
 		case ".", "..":
-			return fmt.Errorf("path %q has a %q element", p, elem)
+			return &PathError{Path: p, Reason: fmt.Sprintf("has a %q element", elem)}
 		}
 		if name, ok := ReservedPathElement(elem); ok {
 			if elem == name {
-				return fmt.Errorf("path %q has the element %q, which is reserved: %s", p, elem, reservedWhy(name))
+				return &PathError{Path: p, Reason: fmt.Sprintf("has the element %q, which is reserved: %s", elem, reservedWhy(name))}
 			}
-			return fmt.Errorf("path %q has the element %q, which some filesystems treat as %q, a reserved name: %s", p, elem, name, reservedWhy(name))
+			return &PathError{Path: p, Reason: fmt.Sprintf("has the element %q, which some filesystems treat as %q, a reserved name: %s", elem, name, reservedWhy(name))}
 		}
 	}
 	return nil

@@ -147,7 +147,16 @@ type GCResult struct {
 	// ModelsSkipped counts models kept whole because an index or manifest
 	// of theirs could not be read; Problems says which and why (the first
 	// ones; the registry log has all).
-	ModelsSkipped   int      `json:"modelsSkipped,omitempty"`
-	Problems        []string `json:"problems,omitempty"`
-	DurationSeconds float64  `json:"durationSeconds"`
+	ModelsSkipped int      `json:"modelsSkipped,omitempty"`
+	Problems      []string `json:"problems,omitempty"`
+	// ManifestsYoung, LinksYoung and BlobsYoung count what was kept (within
+	// the Kept counts) only because it is younger than the grace period,
+	// GracePeriodSeconds: it would have been deleted otherwise. BytesYoung
+	// is the size of those blobs. Registries before these fields send none.
+	ManifestsYoung     int     `json:"manifestsYoung,omitempty"`
+	LinksYoung         int     `json:"linksYoung,omitempty"`
+	BlobsYoung         int     `json:"blobsYoung,omitempty"`
+	BytesYoung         int64   `json:"bytesYoung,omitempty"`
+	GracePeriodSeconds float64 `json:"gracePeriodSeconds,omitempty"`
+	DurationSeconds    float64 `json:"durationSeconds"`
 }

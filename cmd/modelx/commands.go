@@ -47,17 +47,29 @@ func (a *app) initCommand() *cobra.Command {
 			if _, err := os.Stat(cfgPath); err == nil {
 				return fmt.Errorf("%s already exists; edit it, or remove it to start over", cfgPath)
 			}
-			name := filepath.Base(filepath.Clean(dir))
-			if err := os.WriteFile(cfgPath, fmt.Appendf(nil, configTemplate, name+" model"), 0o644); err != nil {
+			// "." or "../x/" names the directory by its real name.
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return err
+			}
+			title := filepath.Base(abs)
+			if title == string(filepath.Separator) || title == "." {
+				title = "model"
+			}
+			if err := os.WriteFile(cfgPath, fmt.Appendf(nil, configTemplate, strconv.Quote(title+" model")), 0o644); err != nil {
 				return err
 			}
 			readme := filepath.Join(dir, "README.md")
 			if _, err := os.Stat(readme); errors.Is(err, os.ErrNotExist) {
-				if err := os.WriteFile(readme, fmt.Appendf(nil, "# %s\n\nDescribe the model, its training data and its intended use.\n", name), 0o644); err != nil {
+				if err := os.WriteFile(readme, fmt.Appendf(nil, "# %s\n\nDescribe the model, its training data and its intended use.\n", title), 0o644); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(a.stdout, "wrote %s; fill it in, then: modelx push REGISTRY/REPOSITORY/%s:v1 %s\n", cfgPath, name, dir)
+			name := suggestModelName(title)
+			fmt.Fprintf(a.stdout, "wrote %s; fill it in, then:\n  modelx push %s %s\n", cfgPath, shellQuote("REGISTRY/REPOSITORY/"+name+":v1"), shellQuote(dir))
+			if name != title {
+				fmt.Fprintf(a.stdout, "(%s is a valid model name made from %q: lowercase letters and digits, separated by single '.', '_' or '-')\n", name, title)
+			}
 			return nil
 		},
 	}
@@ -376,10 +388,11 @@ func (a *app) infoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			api := a.newClient(cfg).API(ref.Registry)
+			c := a.newClient(cfg)
+			api := c.API(ref.Registry)
 			m, _, d, err := api.GetManifest(cmd.Context(), ref.Repository, ref.Name, ref.ManifestRef())
 			if err != nil {
-				return err
+				return c.ExplainMissing(cmd.Context(), ref, err)
 			}
 			config, err := fetchConfig(cmd.Context(), api, ref, m)
 			if err != nil {
@@ -526,7 +539,9 @@ func (a *app) gcCommand() *cobra.Command {
 		Long: `gc MODEL (REGISTRY/REPOSITORY/NAME) deletes the model's untagged versions and
 its links to blobs that no remaining version names; it needs delete rights on
 the model. gc REGISTRY collects the whole registry and frees the bytes of blobs
-that no model holds any more; it needs admin on every model ("*").`,
+that no model holds any more; it needs admin on every model ("*"). Nothing
+younger than the registry's grace period (modelxd --gc-grace, default 1h) is
+deleted; gc says what it kept for that reason alone.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.checkOutput(); err != nil {
@@ -556,6 +571,9 @@ that no model holds any more; it needs admin on every model ("*").`,
 				res.Scope, res.ManifestsDeleted, res.LinksDeleted, res.BlobsDeleted, humanize.Bytes(res.BytesFreed), res.DurationSeconds)
 			if res.Scope != "registry" && res.LinksDeleted > 0 {
 				fmt.Fprintln(a.stdout, "the bytes of blobs no model holds any more are freed by the next collection of the whole registry")
+			}
+			if line := gcYoungLine(res); line != "" {
+				fmt.Fprintln(a.stdout, line)
 			}
 			for _, p := range res.Problems {
 				fmt.Fprintln(a.stderr, "kept whole:", p)

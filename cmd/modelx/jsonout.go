@@ -148,6 +148,12 @@ type gcInfo struct {
 	ModelsSkipped    int      `json:"models_skipped"`
 	Problems         []string `json:"problems"`
 	DurationSeconds  float64  `json:"duration_seconds"`
+	// The garbage kept only because it is younger than the grace period.
+	ManifestsYoung     int     `json:"manifests_young"`
+	LinksYoung         int     `json:"links_young"`
+	BlobsYoung         int     `json:"blobs_young"`
+	BytesYoung         int64   `json:"bytes_young"`
+	GracePeriodSeconds float64 `json:"grace_period_seconds"`
 }
 
 func newGCInfo(r spec.GCResult) gcInfo {
@@ -157,7 +163,8 @@ func newGCInfo(r spec.GCResult) gcInfo {
 	}
 	return gcInfo{Scope: r.Scope, ManifestsKept: r.ManifestsKept, ManifestsDeleted: r.ManifestsDeleted, ManifestsHeld: r.ManifestsHeld,
 		HoldsExpired: r.HoldsExpired, LinksKept: r.LinksKept, LinksDeleted: r.LinksDeleted, BlobsKept: r.BlobsKept, BlobsDeleted: r.BlobsDeleted,
-		BytesFreed: r.BytesFreed, ModelsSkipped: r.ModelsSkipped, Problems: problems, DurationSeconds: r.DurationSeconds}
+		BytesFreed: r.BytesFreed, ModelsSkipped: r.ModelsSkipped, Problems: problems, DurationSeconds: r.DurationSeconds,
+		ManifestsYoung: r.ManifestsYoung, LinksYoung: r.LinksYoung, BlobsYoung: r.BlobsYoung, BytesYoung: r.BytesYoung, GracePeriodSeconds: r.GracePeriodSeconds}
 }
 
 // deleted is delete's result.

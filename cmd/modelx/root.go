@@ -64,6 +64,7 @@ transfers, .modelxignore, logins and -o json is docs/cli.md.`,
 		a.versionCommand(),
 	)
 	a.registerCompletions(root)
+	explainErrors(root)
 	return root
 }
 
