@@ -121,42 +121,24 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 					io.Closer
 				}{storage.NewVerifyingReader(rc, desc.Size, sum), rc}, nil
 			}
-			// Bytes count as they are read (a retry starts over) and settle,
-			// once the registry answered, on the figure the result counts.
-			var moved int64
-			settled := false
-			add := func(n int64) {
-				mu.Lock()
-				if !settled {
-					moved += n
-					file.Add(n)
-				}
-				mu.Unlock()
-			}
+			meter := &sendMeter{file: file}
 			counted := func() (io.ReadCloser, error) {
-				mu.Lock()
-				if !settled {
-					file.Add(-moved)
-					moved = 0
-				}
-				mu.Unlock()
+				meter.reopened() // a retry starts over
 				rc, err := open()
 				if err != nil {
 					return nil, err
 				}
-				return &countingReadCloser{ReadCloser: rc, add: add}, nil
+				return &countingReadCloser{ReadCloser: rc, add: meter.add}, nil
 			}
 			sent, err := dstAPI.MountBlob(gctx, dst.Repository, dst.Name, from, desc.Digest, desc.Size, counted)
+			meter.settle(sent, desc.Size, err)
 			mu.Lock()
-			settled = true
 			switch {
 			case err != nil:
 			case sent:
-				file.Add(desc.Size - moved)
 				res.BlobsCopied++
 				res.CopiedBytes += desc.Size
 			default:
-				file.Add(-moved)
 				file.Skip(desc.Size)
 				res.BlobsMounted++
 				res.MountedBytes += desc.Size

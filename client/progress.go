@@ -65,3 +65,49 @@ func (f *fileTracker) finish(err error) {
 func packLabel(name string, files int) string {
 	return fmt.Sprintf("%d small files (%s)", files, name)
 }
+
+// sendMeter counts the bytes of one blob upload into its file's progress
+// as they are read, starting over when a retry reopens the body, and
+// settles, once the registry answered, on the figure the result counts:
+// the whole blob moved when it was sent, nothing when it was not.
+type sendMeter struct {
+	file    Tracker
+	mu      sync.Mutex
+	moved   int64
+	settled bool
+}
+
+// reopened starts the count over for a new attempt at the body.
+func (m *sendMeter) reopened() {
+	m.mu.Lock()
+	if !m.settled {
+		m.file.Add(-m.moved)
+		m.moved = 0
+	}
+	m.mu.Unlock()
+}
+
+// add counts n bytes read, until the answer settles the count.
+func (m *sendMeter) add(n int64) {
+	m.mu.Lock()
+	if !m.settled {
+		m.moved += n
+		m.file.Add(n)
+	}
+	m.mu.Unlock()
+}
+
+// settle ends the count: size bytes moved when sent, none otherwise (err
+// set: as far as it got).
+func (m *sendMeter) settle(sent bool, size int64, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.settled = true
+	switch {
+	case err != nil:
+	case sent:
+		m.file.Add(size - m.moved)
+	default:
+		m.file.Add(-m.moved)
+	}
+}

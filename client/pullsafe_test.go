@@ -347,7 +347,7 @@ func TestFailedPullIntoNewDirectory(t *testing.T) {
 	// Interrupted mid-download: the parts stay, and the retry resumes.
 	ctx2, cancel := context.WithCancel(ctx)
 	stopper := &cancelAfter{cancel: cancel}
-	stopper.n.Store(5)
+	stopper.n.Store(2 << 20) // half the bytes: some chunks are stored by then
 	_, err := newClient(client.Options{Concurrency: 2, Progress: stopper}).Pull(ctx2, ref(t, e, "safe/fail:v1"), dst, client.PullOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted pull: %v", err)

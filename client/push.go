@@ -702,44 +702,20 @@ func (s *sender) transfer(u upload) error {
 	// the registry wants the bytes. The transport may close a body after
 	// PutBlob returns; u's memory is released only once every body
 	// opened is closed.
-	var mu sync.Mutex
-	var moved int64
-	settled := false
-	add := func(n int64) {
-		mu.Lock()
-		if !settled {
-			moved += n
-			u.file.Add(n)
-		}
-		mu.Unlock()
-	}
+	meter := &sendMeter{file: u.file}
 	var open sync.WaitGroup
 	defer open.Wait()
 	body := func() (io.ReadCloser, error) {
-		mu.Lock()
-		if !settled { // a retry starts over
-			u.file.Add(-moved)
-			moved = 0
-		}
-		mu.Unlock()
+		meter.reopened() // a retry starts over
 		rc, err := u.open()
 		if err != nil {
 			return nil, err
 		}
 		open.Add(1)
-		return &countingReadCloser{ReadCloser: &closeOnce{ReadCloser: rc, done: open.Done}, add: add}, nil
+		return &countingReadCloser{ReadCloser: &closeOnce{ReadCloser: rc, done: open.Done}, add: meter.add}, nil
 	}
 	sent, err := s.api.MountBlob(s.ctx, s.ref.Repository, s.ref.Name, s.from, u.digest, u.size, body)
-	mu.Lock()
-	settled = true
-	switch {
-	case err != nil:
-	case sent:
-		u.file.Add(u.size - moved)
-	default:
-		u.file.Add(-moved)
-	}
-	mu.Unlock()
+	meter.settle(sent, u.size, err)
 	if err != nil {
 		if Code(err) == spec.ErrorDigestInvalid {
 			return fmt.Errorf("upload %s: %w (did the file change during the push?)", u.label, err)

@@ -314,10 +314,7 @@ func (a *app) listCommand() *cobra.Command {
 		Short: "List the models of a registry, or the tags of a model",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}
@@ -492,10 +489,7 @@ func (a *app) deleteCommand() *cobra.Command {
 		Short: "Delete a tag (REF:TAG), every tag of a digest (REF@sha256:…), or a whole model (REF without tag)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}
@@ -544,10 +538,7 @@ younger than the registry's grace period (modelxd --gc-grace, default 1h) is
 deleted; gc says what it kept for that reason alone.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}
@@ -679,10 +670,7 @@ func (a *app) repoListCommand() *cobra.Command {
 		Short: "List registry aliases",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}

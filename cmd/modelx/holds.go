@@ -41,10 +41,7 @@ versions and expiry. HOLDER is letters, digits, '.', '_', ':' and '-', starting
 with a letter or digit, at most 253 characters; a hold names at most 8 versions.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}
@@ -97,10 +94,7 @@ func (a *app) holdListCommand() *cobra.Command {
 		Short: "List the unexpired holds on the versions of REF's model",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}
@@ -132,10 +126,7 @@ func (a *app) holdReleaseCommand() *cobra.Command {
 		Short: "Release the hold HOLDER on the versions of REF's model",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}

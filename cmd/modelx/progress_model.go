@@ -136,7 +136,7 @@ type progressFrame struct {
 	// success from the result (see settle), which counts each blob once,
 	// while the display counts a repeat as skipped as it passes.
 	Repeated int64
-	Rate    float64
+	Rate     float64
 	// RateKnown is false until bytes moved over minRateSpan.
 	RateKnown bool
 	ETA       time.Duration

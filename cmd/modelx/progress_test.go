@@ -121,6 +121,14 @@ func TestProgressModelPush(t *testing.T) {
 	if got := m.Frame(); got.Outcome != succeeded {
 		t.Errorf("the frame after Finish is not the final one: %+v", got)
 	}
+	// The result counts each blob once: 8 MiB the display skipped were
+	// repeats of content moved once, and the summary says so.
+	if got, want := summaryLine(f.settle(60*mib, 32*mib)), "push done: 100.0 MiB of 100.0 MiB in 13s; uploaded 60.0 MiB, skipped 32.0 MiB, 8.0 MiB repeated content moved once; 4.4 MiB/s average"; got != want {
+		t.Errorf("summary settled on the result:\n got %q\nwant %q", got, want)
+	}
+	if got := f.settle(-1, -1); got.Moved != f.Moved || got.Skipped != f.Skipped || got.Repeated != 0 {
+		t.Errorf("settling on unknown figures changed the frame: %+v", got)
+	}
 }
 
 // TestProgressModelInterrupted: the final frame after an interruption

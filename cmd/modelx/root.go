@@ -90,6 +90,15 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// outputConfig checks -o and loads the config: how a command that prints
+// a result starts.
+func (a *app) outputConfig() (*client.Config, error) {
+	if err := a.checkOutput(); err != nil {
+		return nil, err
+	}
+	return a.loadConfig()
+}
+
 // loadConfig loads the config file and sets up the HTTP client (its
 // --ca-file is read here, so a bad one fails every command early).
 func (a *app) loadConfig() (*client.Config, error) {

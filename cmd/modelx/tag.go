@@ -29,10 +29,7 @@ a tag on another model or registry, use modelx copy.`,
   modelx tag myreg/nlp/bert@sha256:… stable`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.checkOutput(); err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
+			cfg, err := a.outputConfig()
 			if err != nil {
 				return err
 			}
