@@ -419,14 +419,11 @@ func (a *API) errorFrom(resp *http.Response, target string, presigned bool) erro
 	e := &Error{Status: resp.StatusCode, Registry: a.base}
 	if presigned {
 		// An object-store error: S3 XML, not our envelope.
-		host := target
-		if u, err := url.Parse(target); err == nil {
-			host = u.Host
-		}
-		msg := fmt.Sprintf("object store %s refused the transfer (HTTP %d)", host, resp.StatusCode)
+		store := a.source(target, true)
+		msg := fmt.Sprintf("%s refused the transfer (HTTP %d)", store, resp.StatusCode)
 		var s3err struct{ Code, Message string }
 		if xml.Unmarshal(data, &s3err) == nil && s3err.Code != "" {
-			msg = fmt.Sprintf("object store %s refused the transfer (HTTP %d %s: %s)", host, resp.StatusCode, printable(s3err.Code, 64), printable(s3err.Message, 200))
+			msg = fmt.Sprintf("%s refused the transfer (HTTP %d %s: %s)", store, resp.StatusCode, printable(s3err.Code, 64), printable(s3err.Message, 200))
 		}
 		e.API = spec.Error{Code: spec.ErrorCode("STORAGE_" + strconv.Itoa(resp.StatusCode)), Message: msg}
 		return e

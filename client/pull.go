@@ -246,11 +246,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		return p.res, nil
 	}
 	// Every partial download is now complete: drop what older pulls left.
-	if entries, err := os.ReadDir(p.tmp); err == nil {
-		for _, e := range entries {
-			os.RemoveAll(filepath.Join(p.tmp, e.Name()))
-		}
-	}
+	_ = removeContents(p.tmp)
 	p.res.DurationSeconds = time.Since(start).Seconds()
 	return p.res, nil
 }

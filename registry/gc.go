@@ -271,25 +271,35 @@ func (run *gcRun) mark(ctx context.Context, mo storedObject, onlyYoung bool) err
 		run.skip(ctx, mo.model, fmt.Sprintf("manifest %s cannot be read: %v", d, err))
 		return nil
 	}
-	refs := run.refs[mo.model]
-	if refs == nil {
-		refs = map[digest.Digest]bool{}
-		run.refs[mo.model] = refs
-	}
-	for _, desc := range m.Referenced() {
-		refs[desc.Digest] = true
-	}
+	referenced := m.Referenced()
+	addDigests(run.refs, mo.model, referenced)
 	if !onlyYoung {
-		solid := run.solid[mo.model]
-		if solid == nil {
-			solid = map[digest.Digest]bool{}
-			run.solid[mo.model] = solid
-		}
-		for _, desc := range m.Referenced() {
-			solid[desc.Digest] = true
-		}
+		addDigests(run.solid, mo.model, referenced)
 	}
 	return nil
+}
+
+// unionDigests merges the sets of every model into one.
+func unionDigests(sets map[string]map[digest.Digest]bool) map[digest.Digest]bool {
+	all := map[digest.Digest]bool{}
+	for _, set := range sets {
+		for d := range set {
+			all[d] = true
+		}
+	}
+	return all
+}
+
+// addDigests adds the digests of descs to the set of model in sets.
+func addDigests(sets map[string]map[digest.Digest]bool, model string, descs []spec.Descriptor) {
+	set := sets[model]
+	if set == nil {
+		set = map[digest.Digest]bool{}
+		sets[model] = set
+	}
+	for _, desc := range descs {
+		set[desc.Digest] = true
+	}
 }
 
 // readHeld reads a model's holds: the keys of the manifests its unexpired
@@ -476,18 +486,8 @@ func (run *gcRun) sweepStaged(ctx context.Context) error {
 // link points to. Only a collection of the whole registry sees every
 // model, and so only it deletes blobs.
 func (run *gcRun) sweepBlobs(ctx context.Context) error {
-	live := map[digest.Digest]bool{}
-	for _, refs := range run.refs {
-		for d := range refs {
-			live[d] = true
-		}
-	}
-	solid := map[digest.Digest]bool{} // live for more than youth
-	for _, refs := range run.solid {
-		for d := range refs {
-			solid[d] = true
-		}
-	}
+	live := unionDigests(run.refs)
+	solid := unionDigests(run.solid) // live for more than youth
 	for _, l := range run.links {
 		if run.linkKept(l) {
 			live[l.digest] = true

@@ -73,7 +73,7 @@ func statusLine(f progressFrame) string {
 	s += notes(f, "already present")
 	s += ", " + rate(f.Rate, f.RateKnown) + ", ETA " + eta(f)
 	if n := len(f.Files); n > 0 {
-		s += fmt.Sprintf(", %d %s in flight", n, plural(n, "file", "files"))
+		s += fmt.Sprintf(", %d %s in flight", n, humanize.Plural(n, "file", "files"))
 	}
 	return s
 }
@@ -153,13 +153,6 @@ func duration(d time.Duration) string {
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // fit pads or shortens a name to exactly width columns, keeping its end
