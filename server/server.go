@@ -1,4 +1,9 @@
-package registry
+// Package server wires modelxd together: it turns a Config (what
+// cmd/modelxd's flags say) into a storage backend, an authenticator and
+// policy, and a registry.Registry, migrates the storage layout, and serves
+// the registry over HTTP until its context ends. The registry package
+// itself knows nothing of flags, listeners or which backends exist.
+package server
 
 import (
 	"context"
@@ -9,6 +14,7 @@ import (
 	"net/http"
 	"time"
 
+	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage/fs"
@@ -38,7 +44,7 @@ type Config struct {
 	// AnonymousPull lets requests without a token pull (with the default policy).
 	AnonymousPull bool
 	// Options tune the registry.
-	Options Options
+	Options registry.Options
 }
 
 // setupAuth fills the options' authenticator, policy and login issuer.
@@ -77,7 +83,7 @@ func setupAuth(cfg *Config) error {
 func (c Config) UsesS3() bool { return c.S3.Endpoint != "" || c.S3.Bucket != "" }
 
 // OpenBackend opens the storage backend the configuration selects.
-func OpenBackend(ctx context.Context, cfg Config) (Backend, string, error) {
+func OpenBackend(ctx context.Context, cfg Config) (registry.Backend, string, error) {
 	if cfg.UsesS3() {
 		st, err := s3.New(ctx, cfg.S3)
 		if err != nil {
@@ -101,20 +107,20 @@ func OpenBackend(ctx context.Context, cfg Config) (Backend, string, error) {
 // migrateOnStart upgrades an older storage layout before the registry
 // serves (docs/operations.md, "Upgrades"), and records the layout of a new
 // store.
-func migrateOnStart(ctx context.Context, reg *Registry, log *slog.Logger) error {
+func migrateOnStart(ctx context.Context, reg *registry.Registry, log *slog.Logger) error {
 	res, err := reg.Migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("storage layout: %w", err)
 	}
-	if res.From < LayoutVersion {
-		log.Info("storage migrated (modelxd migrate does the same ahead of an upgrade)", "from", res.From, "to", LayoutVersion,
+	if res.From < registry.LayoutVersion {
+		log.Info("storage migrated (modelxd migrate does the same ahead of an upgrade)", "from", res.From, "to", registry.LayoutVersion,
 			"manifests", res.Manifests, "links_written", res.LinksWritten, "problems", len(res.Problems))
 	}
 	return nil
 }
 
 // Migrate opens the configured storage and upgrades its layout: `modelxd migrate`.
-func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (MigrationResult, error) {
+func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (registry.MigrationResult, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -122,11 +128,11 @@ func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (MigrationResult
 	cfg.Options.EnableRedirect = false // migration moves no bytes
 	store, _, err := OpenBackend(ctx, cfg)
 	if err != nil {
-		return MigrationResult{}, err
+		return registry.MigrationResult{}, err
 	}
-	reg, err := New(store, cfg.Options)
+	reg, err := registry.New(store, cfg.Options)
 	if err != nil {
-		return MigrationResult{}, err
+		return registry.MigrationResult{}, err
 	}
 	return reg.Migrate(ctx)
 }
@@ -151,7 +157,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.
 	if err != nil {
 		return err
 	}
-	reg, err := New(store, cfg.Options)
+	reg, err := registry.New(store, cfg.Options)
 	if err != nil {
 		return err
 	}
