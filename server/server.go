@@ -12,11 +12,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
 	"modelx.io/modelx/storage/fs"
 	"modelx.io/modelx/storage/s3"
 )
@@ -29,7 +31,7 @@ type Config struct {
 	// and S3.Bucket are empty.
 	DataDir string
 	// S3 selects and configures the S3 backend when Endpoint or Bucket is set.
-	S3 s3.Config
+	S3 S3Config
 	// TLSCertFile and TLSKeyFile serve HTTPS when both are set.
 	TLSCertFile string
 	TLSKeyFile  string
@@ -45,6 +47,28 @@ type Config struct {
 	AnonymousPull bool
 	// Options tune the registry.
 	Options registry.Options
+}
+
+// S3Config is the S3 backend's settings as the --s3-* flags give them
+// (see s3.Config for each).
+type S3Config struct {
+	Endpoint, Bucket, Region, AccessKey, SecretKey string
+	PathStyle                                      bool
+}
+
+// backend names the storage backend the configuration selects, and its
+// settings.
+func (c Config) backend() (string, storage.Params, error) {
+	if c.UsesS3() {
+		return s3.BackendName, storage.Params{
+			s3.ParamEndpoint: c.S3.Endpoint, s3.ParamBucket: c.S3.Bucket, s3.ParamRegion: c.S3.Region,
+			s3.ParamAccessKey: c.S3.AccessKey, s3.ParamSecretKey: c.S3.SecretKey, s3.ParamPathStyle: strconv.FormatBool(c.S3.PathStyle),
+		}, nil
+	}
+	if c.DataDir == "" {
+		return "", nil, errors.New("no storage configured: set --data-dir, or --s3-url and --s3-bucket")
+	}
+	return fs.BackendName, storage.Params{fs.ParamDir: c.DataDir}, nil
 }
 
 // setupAuth fills the options' authenticator, policy and login issuer.
@@ -82,26 +106,22 @@ func setupAuth(cfg *Config) error {
 // UsesS3 reports whether the configuration selects the S3 backend.
 func (c Config) UsesS3() bool { return c.S3.Endpoint != "" || c.S3.Bucket != "" }
 
-// OpenBackend opens the storage backend the configuration selects.
+// OpenBackend opens the storage backend the configuration selects, and
+// returns it with its name.
 func OpenBackend(ctx context.Context, cfg Config) (registry.Backend, string, error) {
-	if cfg.UsesS3() {
-		st, err := s3.New(ctx, cfg.S3)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := st.Check(ctx); err != nil {
-			return nil, "", err
-		}
-		return st, "s3", nil
-	}
-	if cfg.DataDir == "" {
-		return nil, "", errors.New("no storage configured: set --data-dir, or --s3-url and --s3-bucket")
-	}
-	st, err := fs.New(cfg.DataDir)
+	name, params, err := cfg.backend()
 	if err != nil {
 		return nil, "", err
 	}
-	return st, "fs", nil
+	st, err := storage.Open(ctx, name, params)
+	if err != nil {
+		return nil, "", err
+	}
+	b, ok := st.(registry.Backend)
+	if !ok {
+		return nil, "", fmt.Errorf("the %s storage backend cannot write conditionally, which the registry needs to update indexes", name)
+	}
+	return b, name, nil
 }
 
 // migrateOnStart upgrades an older storage layout before the registry

@@ -190,3 +190,18 @@ func uploadInFlight(t *testing.T, url string) bool {
 	}
 	return bytes.Contains(body, []byte("\nmodelxd_uploads_in_flight 1\n"))
 }
+
+// TestOpenBackend: the flags select the backend by name, and a
+// configuration without one says which flags to set.
+func TestOpenBackend(t *testing.T) {
+	ctx := context.Background()
+	if _, _, err := server.OpenBackend(ctx, server.Config{}); err == nil || err.Error() != "no storage configured: set --data-dir, or --s3-url and --s3-bucket" {
+		t.Errorf("no storage: %v", err)
+	}
+	if _, kind, err := server.OpenBackend(ctx, server.Config{DataDir: t.TempDir()}); err != nil || kind != "fs" {
+		t.Errorf("--data-dir: %q, %v", kind, err)
+	}
+	if _, _, err := server.OpenBackend(ctx, server.Config{DataDir: t.TempDir(), S3: server.S3Config{Endpoint: "http://127.0.0.1:1"}}); err == nil || err.Error() != "s3: bucket is required (--s3-bucket)" {
+		t.Errorf("--s3-url without --s3-bucket: %v", err)
+	}
+}

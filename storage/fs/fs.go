@@ -42,6 +42,25 @@ var (
 	_ storage.ConditionalWriter = (*Store)(nil)
 )
 
+// BackendName is the name the backend is registered under (storage.Open).
+const BackendName = "fs"
+
+// ParamDir is the one setting of the backend: the directory to store in.
+const ParamDir = "dir"
+
+func init() { storage.Register(BackendName, open) }
+
+// open is the backend's storage.Factory: New on the directory ParamDir names.
+func open(_ context.Context, params storage.Params) (storage.Storage, error) {
+	if err := params.Check(BackendName, ParamDir); err != nil {
+		return nil, err
+	}
+	if params[ParamDir] == "" {
+		return nil, fmt.Errorf("%s: the %s setting is required", BackendName, ParamDir)
+	}
+	return New(params[ParamDir])
+}
+
 // New opens (and creates) a store rooted at dir and removes temp files that
 // crashed writers left behind more than a day ago.
 func New(dir string) (*Store, error) {

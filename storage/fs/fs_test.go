@@ -1,6 +1,10 @@
 package fs_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"modelx.io/modelx/internal/testenv"
@@ -26,4 +30,28 @@ func TestFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	storagetest.RunFull(t, st, capacity)
+}
+
+// TestOpenByName: the backend registers as "fs" and takes only its dir.
+func TestOpenByName(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := storage.Open(ctx, fs.BackendName, storage.Params{fs.ParamDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, "a/b", strings.NewReader("x"), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a", "b")); err != nil {
+		t.Fatalf("the opened store does not write in its dir: %v", err)
+	}
+	for params, want := range map[*storage.Params]string{
+		{}:                                `fs: the dir setting is required`,
+		{fs.ParamDir: dir, "bucket": "x"}: `fs: unknown setting "bucket" (known: dir)`,
+	} {
+		if _, err := storage.Open(ctx, fs.BackendName, *params); err == nil || err.Error() != want {
+			t.Errorf("Open(%v) = %v, want %q", *params, err, want)
+		}
+	}
 }

@@ -60,6 +60,43 @@ var (
 	_ storage.Presigner         = (*Store)(nil)
 )
 
+// BackendName is the name the backend is registered under (storage.Open).
+const BackendName = "s3"
+
+// The backend's settings (storage.Params), each a field of Config.
+const (
+	ParamEndpoint  = "endpoint"   // Config.Endpoint
+	ParamBucket    = "bucket"     // Config.Bucket
+	ParamRegion    = "region"     // Config.Region
+	ParamAccessKey = "access-key" // Config.AccessKey
+	ParamSecretKey = "secret-key" // Config.SecretKey
+	ParamPathStyle = "path-style" // Config.PathStyle: true or false
+)
+
+func init() { storage.Register(BackendName, open) }
+
+// open is the backend's storage.Factory: New on the Config the params
+// describe, then Check, so a bucket that is missing, out of reach or
+// without conditional writes fails here rather than on the first request.
+func open(ctx context.Context, params storage.Params) (storage.Storage, error) {
+	if err := params.Check(BackendName, ParamEndpoint, ParamBucket, ParamRegion, ParamAccessKey, ParamSecretKey, ParamPathStyle); err != nil {
+		return nil, err
+	}
+	pathStyle, err := params.Bool(BackendName, ParamPathStyle)
+	if err != nil {
+		return nil, err
+	}
+	st, err := New(ctx, Config{Endpoint: params[ParamEndpoint], Bucket: params[ParamBucket], Region: params[ParamRegion],
+		AccessKey: params[ParamAccessKey], SecretKey: params[ParamSecretKey], PathStyle: pathStyle})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Check(ctx); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
 // New returns a store for cfg. It makes no request; Check does.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Bucket == "" {
