@@ -131,10 +131,13 @@ func New(store Backend, opts Options) (*Registry, error) {
 		opts.IOTimeout = defaultIOTimeout
 	}
 	m := newMetrics()
-	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, metrics: m,
+	// One wrapping validates every key and observes every call; it keeps
+	// the backend's capabilities, so it is a Backend still.
+	wrapped := storage.Wrap(store, storageObserver{m})
+	reg := &Registry{store: wrapped.(Backend), opts: opts, log: opts.Logger, metrics: m,
 		uploads: newUploadLimits(opts, m), manifestBudget: newManifestBudget(opts.ManifestParseMemory, m)}
 	if opts.EnableRedirect {
-		p, ok := store.(storage.Presigner)
+		p, ok := wrapped.(storage.Presigner)
 		if !ok {
 			return nil, errors.New("redirects need a backend that presigns URLs (S3); remove --enable-redirect or use --s3-url")
 		}

@@ -50,7 +50,9 @@ func Backends() []string {
 	return slices.Sorted(maps.Keys(factories.byName))
 }
 
-// Open opens the backend registered as name with params.
+// Open opens the backend registered as name with params, wrapped (see
+// Wrap) without an observer: keys are validated before the backend sees
+// them, and the store has exactly the backend's optional capabilities.
 func Open(ctx context.Context, name string, params Params) (Storage, error) {
 	factories.RLock()
 	f, ok := factories.byName[name]
@@ -58,7 +60,11 @@ func Open(ctx context.Context, name string, params Params) (Storage, error) {
 	if !ok {
 		return nil, fmt.Errorf("no storage backend %q in this program (it has: %s)", name, strings.Join(Backends(), ", "))
 	}
-	return f(ctx, params)
+	s, err := f(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(s, nil), nil
 }
 
 // Check refuses params whose names are not among known, naming the first

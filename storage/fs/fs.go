@@ -32,7 +32,9 @@ const lockStripes = 256
 // staleTempAge is how old a temp file must be before New removes it as a leftover of a crash.
 const staleTempAge = 24 * time.Hour
 
-// Store is a storage.Storage on a local directory.
+// Store is a storage.Storage on a local directory. It trusts its keys:
+// reach it through storage.Open or storage.Wrap, which validate them, so
+// that no key names a file outside the directory.
 type Store struct {
 	root string
 }
@@ -96,10 +98,9 @@ func (s *Store) removeStaleTemps() {
 	}
 }
 
+// path is the file of key. Keys are valid (storage.ValidateKey) by the
+// time they get here: storage.Wrap checks them.
 func (s *Store) path(key string) (string, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return "", err
-	}
 	if key == stateDir || strings.HasPrefix(key, stateDir+"/") {
 		return "", fmt.Errorf("%w: %q is reserved", storage.ErrInvalidKey, key)
 	}
@@ -351,11 +352,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) e
 	// Start at the deepest directory the prefix names, then filter by prefix.
 	start := s.root
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		dir := prefix[:i]
-		if err := storage.ValidateKey(dir); err != nil {
-			return err
-		}
-		start = filepath.Join(s.root, filepath.FromSlash(dir))
+		start = filepath.Join(s.root, filepath.FromSlash(prefix[:i]))
 	}
 	err := filepath.WalkDir(start, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {

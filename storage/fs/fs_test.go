@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,8 +20,20 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
+		return storage.Wrap(s, nil)
 	})
+}
+
+// TestWrap: the wrapped store has exactly the backend's capabilities.
+func TestWrap(t *testing.T) {
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckWrap(t, st)
+	if got := storagetest.Capabilities(st); !slices.Equal(got, []string{"ConditionalWriter", "ConditionalReader"}) {
+		t.Errorf("fs capabilities: %v", got)
+	}
 }
 
 func TestFull(t *testing.T) {
@@ -29,7 +42,7 @@ func TestFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storagetest.RunFull(t, st, capacity)
+	storagetest.RunFull(t, storage.Wrap(st, nil), capacity)
 }
 
 // TestOpenByName: the backend registers as "fs" and takes only its dir.

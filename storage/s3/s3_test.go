@@ -3,6 +3,7 @@ package s3_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,8 +18,20 @@ func TestConformance(t *testing.T) {
 	srv := testenv.StartS3(t)
 	var n atomic.Int32
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
-		return NewTestStore(t, srv, fmt.Sprintf("bucket-%d", n.Add(1)))
+		return storage.Wrap(NewTestStore(t, srv, fmt.Sprintf("bucket-%d", n.Add(1))), nil)
 	})
+}
+
+// TestWrap: the wrapped store has exactly the backend's capabilities.
+func TestWrap(t *testing.T) {
+	st, err := s3.New(context.Background(), s3.Config{Endpoint: "http://127.0.0.1:1", Bucket: "b", AccessKey: "k", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckWrap(t, st)
+	if got := storagetest.Capabilities(st); !slices.Equal(got, []string{"ConditionalWriter", "ConditionalReader", "Copier", "Presigner"}) {
+		t.Errorf("s3 capabilities: %v", got)
+	}
 }
 
 // NewTestStore returns a store on a new bucket of srv.
@@ -44,7 +57,7 @@ func NewTestStore(t *testing.T, srv *testenv.S3Server, bucket string) *s3.Store 
 func TestFull(t *testing.T) {
 	const capacity = 4 << 20
 	srv := testenv.StartS3On(t, testenv.SmallFS(t, capacity))
-	storagetest.RunFull(t, NewTestStore(t, srv, "full"), capacity)
+	storagetest.RunFull(t, storage.Wrap(NewTestStore(t, srv, "full"), nil), capacity)
 }
 
 // TestOpenByName: the backend registers as "s3", reads its settings into

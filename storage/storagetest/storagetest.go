@@ -216,15 +216,51 @@ func testFailedPut(t *testing.T, s storage.Storage) {
 	}
 }
 
+// testInvalidKeys: no operation reaches the backend with an invalid key,
+// whichever capability it belongs to.
 func testInvalidKeys(t *testing.T, s storage.Storage) {
 	ctx := context.Background()
-	for _, key := range []string{"", "/abs", "../escape", "a/../b", "a//b", "a/./b", "a\\b", "a/"} {
-		if err := s.Put(ctx, key, strings.NewReader("x"), 1, nil); !errors.Is(err, storage.ErrInvalidKey) {
-			t.Errorf("Put(%q) = %v, want ErrInvalidKey", key, err)
+	put(t, s, "valid", "x")
+	for _, key := range []string{"", "/abs", "../escape", "a/../b", "a//b", "a/./b", "a\\b", "a/", "a\x00b"} {
+		check := func(op string, err error) {
+			t.Helper()
+			if !errors.Is(err, storage.ErrInvalidKey) {
+				t.Errorf("%s(%q) = %v, want ErrInvalidKey", op, key, err)
+			}
 		}
-		if _, err := s.Stat(ctx, key); !errors.Is(err, storage.ErrInvalidKey) {
-			t.Errorf("Stat(%q) = %v, want ErrInvalidKey", key, err)
+		check("Put", s.Put(ctx, key, strings.NewReader("x"), 1, nil))
+		_, err := s.Stat(ctx, key)
+		check("Stat", err)
+		_, _, err = s.Reader(ctx, key, 0, -1)
+		check("Reader", err)
+		check("Delete", s.Delete(ctx, key))
+		if cw, ok := s.(storage.ConditionalWriter); ok {
+			check("PutIfAbsent", cw.PutIfAbsent(ctx, key, []byte("x")))
+			check("PutIfMatch", cw.PutIfMatch(ctx, key, []byte("x"), "etag"))
 		}
+		if cr, ok := s.(storage.ConditionalReader); ok {
+			_, _, err := cr.ReaderIfChanged(ctx, key, "etag")
+			check("ReaderIfChanged", err)
+		}
+		if c, ok := s.(storage.Copier); ok {
+			check("Copy from", c.Copy(ctx, key, "copy"))
+			check("Copy to", c.Copy(ctx, "valid", key))
+		}
+		if p, ok := s.(storage.Presigner); ok {
+			_, err := p.PresignGet(ctx, key, time.Minute)
+			check("PresignGet", err)
+			_, err = p.PresignPut(ctx, key, 1, sum([]byte("x")), time.Minute)
+			check("PresignPut", err)
+		}
+	}
+	for _, prefix := range []string{"../", "/abs/", "a/../b/", "a//"} {
+		err := s.List(ctx, prefix, func(storage.Info) error { return nil })
+		if !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("List(%q) = %v, want ErrInvalidKey", prefix, err)
+		}
+	}
+	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"valid"}) {
+		t.Errorf("after the invalid writes the store holds %q, want only valid", keys)
 	}
 }
 
