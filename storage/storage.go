@@ -68,7 +68,8 @@ type Storage interface {
 	// out of space or quota returns ErrInsufficientStorage.
 	Put(ctx context.Context, key string, r io.Reader, size int64, sha256sum []byte) error
 	// List calls fn for every object whose key starts with prefix, in
-	// lexical key order. An error from fn stops the walk and is returned.
+	// lexical (byte-wise) key order, as S3 lists. An error from fn stops the
+	// walk and is returned.
 	List(ctx context.Context, prefix string, fn func(Info) error) error
 	// Delete removes the object at key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error

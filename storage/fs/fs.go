@@ -16,6 +16,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -347,44 +348,62 @@ func (s *Store) lock(key string) (func(), error) {
 	}, nil
 }
 
-// List implements storage.Storage. Keys come in no particular order.
+// List implements storage.Storage, in lexical key order: each directory
+// is read sorted as if its subdirectories' names ended in '/', which is
+// how their keys continue.
 func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) error) error {
 	// Start at the deepest directory the prefix names, then filter by prefix.
-	start := s.root
+	dir := ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		start = filepath.Join(s.root, filepath.FromSlash(prefix[:i]))
+		dir = prefix[:i+1]
 	}
-	err := filepath.WalkDir(start, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
-			}
-			return err
+	return s.list(ctx, dir, prefix, fn)
+}
+
+// list calls fn for the objects under the directory of the key prefix dir
+// ("" or ending in '/') whose keys start with prefix, in key order.
+func (s *Store) list(ctx context.Context, dir, prefix string, fn func(storage.Info) error) error {
+	entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(dir)))
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil // nothing there, or removed meanwhile
 		}
+		return err
+	}
+	keyOf := func(e iofs.DirEntry) string {
+		if e.IsDir() {
+			return dir + e.Name() + "/"
+		}
+		return dir + e.Name()
+	}
+	slices.SortFunc(entries, func(a, b iofs.DirEntry) int { return strings.Compare(keyOf(a), keyOf(b)) })
+	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(s.root, p)
-		key := filepath.ToSlash(rel)
-		if d.IsDir() {
-			if key == stateDir {
-				return filepath.SkipDir
+		key := keyOf(e)
+		switch {
+		case e.IsDir():
+			if key == stateDir+"/" || !(strings.HasPrefix(key, prefix) || strings.HasPrefix(prefix, key)) {
+				continue
 			}
-			return nil
-		}
-		if !strings.HasPrefix(key, prefix) || !d.Type().IsRegular() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
+			if err := s.list(ctx, key, prefix, fn); err != nil {
+				return err
+			}
+		case e.Type().IsRegular() && strings.HasPrefix(key, prefix):
+			fi, err := e.Info()
 			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
+				continue // deleted meanwhile
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			if err := fn(infoOf(key, fi)); err != nil {
+				return err
+			}
 		}
-		return fn(infoOf(key, fi))
-	})
-	return err
+	}
+	return nil
 }
 
 // Delete implements storage.Storage.

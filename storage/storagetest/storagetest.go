@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"FailedPutStoresNothing", testFailedPut},
 		{"InvalidKeys", testInvalidKeys},
 		{"ListPrefix", testListPrefix},
+		{"ListLexicalOrder", testListOrder},
 		{"ListManyKeys", testListMany},
 		{"Delete", testDelete},
 		{"ConditionalWrites", testConditional},
@@ -264,7 +265,16 @@ func testInvalidKeys(t *testing.T, s storage.Storage) {
 	}
 }
 
+// listKeys lists the keys under prefix, sorted.
 func listKeys(t *testing.T, s storage.Storage, prefix string) []string {
+	t.Helper()
+	keys := listKeysInOrder(t, s, prefix)
+	slices.Sort(keys)
+	return keys
+}
+
+// listKeysInOrder lists the keys under prefix in the order List gives.
+func listKeysInOrder(t *testing.T, s storage.Storage, prefix string) []string {
 	t.Helper()
 	var keys []string
 	if err := s.List(context.Background(), prefix, func(i storage.Info) error {
@@ -273,7 +283,6 @@ func listKeys(t *testing.T, s storage.Storage, prefix string) []string {
 	}); err != nil {
 		t.Fatalf("List(%q): %v", prefix, err)
 	}
-	slices.Sort(keys)
 	return keys
 }
 
@@ -300,6 +309,25 @@ func testListPrefix(t *testing.T, s storage.Storage) {
 	err := s.List(context.Background(), "p/", func(storage.Info) error { n++; return stop })
 	if !errors.Is(err, stop) || n != 1 {
 		t.Errorf("List with a failing callback: err %v after %d calls, want stop after 1", err, n)
+	}
+}
+
+// testListOrder: List walks keys in lexical (byte) order, also where a
+// directory's name is a prefix of a file's and sorts after it because '/'
+// sorts after '-' and '.'.
+func testListOrder(t *testing.T, s storage.Storage) {
+	keys := []string{"o/b/x", "o/b-c", "o/b.txt", "o/b0", "o/b/y/z", "o/a", "o-a", "o.b", "oa", "o/B", "o/b_"}
+	for _, k := range keys {
+		put(t, s, k, k)
+	}
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	if got := listKeysInOrder(t, s, ""); !slices.Equal(got, want) {
+		t.Errorf("List(\"\") = %v, want %v", got, want)
+	}
+	wantB := slices.DeleteFunc(slices.Clone(want), func(k string) bool { return !strings.HasPrefix(k, "o/b") })
+	if got := listKeysInOrder(t, s, "o/b"); !slices.Equal(got, wantB) {
+		t.Errorf("List(\"o/b\") = %v, want %v", got, wantB)
 	}
 }
 
