@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"modelx.io/modelx/registry/ui"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
 )
@@ -130,7 +131,7 @@ func methodLabel(method string) string {
 type routeSet map[string]bool
 
 // uiRoutePattern is the one route label of every web UI request.
-const uiRoutePattern = "/ui/*"
+const uiRoutePattern = ui.Prefix + "*"
 
 // modelRoutePattern is the pattern of a request below a model that the
 // model's routes did not reach: refused by authentication, or an unknown

@@ -77,8 +77,8 @@ type Options struct {
 	Policy *auth.Policy
 	// Login is advertised to `modelx login` at ConfigurationPath.
 	Login *spec.OIDCLogin
-	// DisableUI turns off the web UI at /ui/ (and the redirect of
-	// browsers from / to it).
+	// DisableUI turns off the web UI at /-/ui/ (and the redirects of
+	// browsers from / and from the UI's old pages under /ui/ to it).
 	DisableUI bool
 }
 
@@ -155,9 +155,12 @@ func (reg *Registry) Handler() http.Handler {
 	var routes routeSet // learned below, before the handler serves
 	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument(&routes), traceRequests, middleware.Recoverer)
 	if !reg.opts.DisableUI {
-		r.Use(reg.webUI()) // the web pages under /ui/ (docs/ui.md)
+		r.Use(reg.webUI()) // the web pages under /-/ui/ (docs/ui.md)
 	}
 	r.NotFound(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if reg.legacyUIRedirect(w, r) {
+			return nil
+		}
 		return spec.Errorf(spec.ErrorUnsupported, "no such endpoint: %s %s; see docs/api.md", r.Method, r.URL.Path)
 	}))
 	r.MethodNotAllowed(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
