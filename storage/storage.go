@@ -1,6 +1,8 @@
 // Package storage defines the small streaming interface every registry
 // backend implements, its typed errors, and the optional capabilities
-// (presigning, conditional writes) callers discover by type assertion.
+// (presigning, conditional writes and reads, copies) callers discover by
+// type assertion. Backends register by name (Register, Open), and one
+// wrapper (Wrap) validates keys and observes calls for all of them.
 // Keys are slash-separated relative paths; content-addressing lives above.
 package storage
 
