@@ -101,8 +101,7 @@ func prefersHTML(accept string) bool {
 }
 
 // root answers GET /: browsers (which rank HTML above JSON) are sent to
-// the web UI, with their search,
-// everyone else gets the global index.
+// the web UI, with their search; everyone else gets the global index.
 func (reg *Registry) root(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Add("Vary", "Accept")
 	if !reg.opts.DisableUI && prefersHTML(r.Header.Get("Accept")) {
