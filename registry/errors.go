@@ -107,7 +107,7 @@ func writeError(w http.ResponseWriter, e *spec.Error) {
 	_ = json.NewEncoder(w).Encode(e)
 }
 
-// writeJSON answers 200 with v as JSON.
+// writeJSON answers status with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {

@@ -33,6 +33,24 @@ import (
 // and links go, and so no blob it may name goes either. Collection goes on
 // for every other model.
 //
+// A collection runs in three phases, each a method of gcRun:
+//
+//  1. mark (no lease): list every index, holds document, manifest, link
+//     and staged upload in scope, and mark the blobs that the manifests
+//     which stay name, per model.
+//  2. sweepManifests (under the sweep lease, gcstate.go, so pushes wait
+//     before they tag): read each model's index and holds again and delete
+//     the manifests still unkept; mark the manifests stored since the
+//     listing; delete the links no marked manifest of their model needs,
+//     old staged uploads and expired holds.
+//  3. sweepBlobs (same lease, whole registry only): delete the blobs that
+//     no marked manifest names and no kept link points to, with the links
+//     written to them meanwhile, and expired upload claims.
+//
+// A manifest, link, staged upload, blob or claim that the listing found
+// old is deleted only if its time, read again (stillOld), is still old and
+// the lease still holds (mayDelete).
+//
 // A model's collection (what its owners may ask for) deletes only that
 // model's manifests, links and staged uploads; the bytes of blobs it no
 // longer holds are freed by the next collection of the whole registry,
@@ -109,33 +127,10 @@ func (reg *Registry) CollectModelGarbage(ctx context.Context, repo, name string)
 func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCResult, err error) {
 	start := nowFunc()
 	defer func(began time.Time) { reg.metrics.recordGC(res, time.Since(began), err) }(time.Now())
-	run := &gcRun{
-		reg: reg, scope: scope, cutoff: start.Add(-reg.opts.GCGracePeriod),
-		tagged: map[string]bool{}, held: map[string]bool{}, expired: map[gcScope]bool{},
-		skipped: map[string]bool{}, marked: map[string]bool{},
-		refs: map[string]map[digest.Digest]bool{}, solid: map[string]map[digest.Digest]bool{}, keptNow: map[string]*keptBy{},
-	}
-	run.res.Scope = scope.String()
-	run.res.GracePeriodSeconds = reg.opts.GCGracePeriod.Seconds()
-	if err := run.list(ctx); err != nil {
+	run := newGCRun(reg, scope, start)
+	if err := run.mark(ctx); err != nil {
 		return run.res, err
 	}
-	for _, mo := range run.manifests {
-		young := !mo.modTime.Before(run.cutoff)
-		if run.tagged[mo.key] || run.held[mo.key] || young || run.skipped[mo.model] {
-			if run.held[mo.key] && !run.tagged[mo.key] && !young && !run.skipped[mo.model] {
-				run.res.ManifestsHeld++
-			}
-			onlyYoung := young && !run.tagged[mo.key] && !run.held[mo.key] && !run.skipped[mo.model]
-			if onlyYoung {
-				run.res.ManifestsYoung++
-			}
-			if err := run.mark(ctx, mo, onlyYoung); err != nil {
-				return run.res, err
-			}
-		}
-	}
-
 	// From here until the last delete, pushes wait for this sweep before
 	// they tag (see gcStateKey).
 	sw, err := reg.beginSweep(ctx)
@@ -151,27 +146,89 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 		}
 	}()
 	run.mayDelete = sw.mayDelete
-	for _, step := range []func(context.Context) error{run.sweepManifests, run.markNewManifests, run.sweepLinks, run.sweepStaged, run.dropExpiredHolds} {
-		if err := step(ctx); err != nil {
-			return run.res, err
-		}
+	if err := run.sweepManifests(ctx); err != nil {
+		return run.res, err
 	}
 	if scope.whole() {
 		if err := run.sweepBlobs(ctx); err != nil {
 			return run.res, err
 		}
-		if err := run.sweepClaims(ctx); err != nil {
-			return run.res, err
-		}
 	}
 	run.res.DurationSeconds = nowFunc().Sub(start).Seconds()
-	reg.log.InfoContext(ctx, "garbage collection done", "scope", run.res.Scope,
-		"manifests_deleted", run.res.ManifestsDeleted, "links_deleted", run.res.LinksDeleted,
-		"blobs_deleted", run.res.BlobsDeleted, "bytes_freed", run.res.BytesFreed, "models_skipped", len(run.skipped),
-		"manifests_held", run.res.ManifestsHeld, "holds_expired", run.res.HoldsExpired,
-		"manifests_young", run.res.ManifestsYoung, "links_young", run.res.LinksYoung,
-		"blobs_young", run.res.BlobsYoung, "bytes_young", run.res.BytesYoung)
+	run.logDone(ctx)
 	return run.res, nil
+}
+
+// newGCRun starts a collection of scope at start.
+func newGCRun(reg *Registry, scope gcScope, start time.Time) *gcRun {
+	run := &gcRun{
+		reg: reg, scope: scope, cutoff: start.Add(-reg.opts.GCGracePeriod),
+		tagged: map[string]bool{}, held: map[string]bool{}, expired: map[gcScope]bool{},
+		skipped: map[string]bool{}, marked: map[string]bool{},
+		refs: map[string]map[digest.Digest]bool{}, solid: map[string]map[digest.Digest]bool{}, keptNow: map[string]*keptBy{},
+	}
+	run.res.Scope = scope.String()
+	run.res.GracePeriodSeconds = reg.opts.GCGracePeriod.Seconds()
+	return run
+}
+
+// mark is the first phase, before the lease: it lists what is in scope
+// and marks the blobs named by every manifest that stays (tagged, held,
+// young, or of a model kept whole).
+func (run *gcRun) mark(ctx context.Context) error {
+	if err := run.list(ctx); err != nil {
+		return err
+	}
+	for _, mo := range run.manifests {
+		young := !mo.modTime.Before(run.cutoff)
+		if run.tagged[mo.key] || run.held[mo.key] || young || run.skipped[mo.model] {
+			if run.held[mo.key] && !run.tagged[mo.key] && !young && !run.skipped[mo.model] {
+				run.res.ManifestsHeld++
+			}
+			onlyYoung := young && !run.tagged[mo.key] && !run.held[mo.key] && !run.skipped[mo.model]
+			if onlyYoung {
+				run.res.ManifestsYoung++
+			}
+			if err := run.markManifest(ctx, mo, onlyYoung); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sweepManifests is the second phase, within the lease: it deletes the
+// manifests that are still unkept when read again, marks the manifests
+// stored since the listing, and then deletes the links no marked manifest
+// needs, old staged uploads and expired holds.
+func (run *gcRun) sweepManifests(ctx context.Context) error {
+	for _, step := range []func(context.Context) error{run.deleteUnkeptManifests, run.markNewManifests, run.deleteUnneededLinks, run.deleteOldStaged, run.dropExpiredHolds} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepBlobs is the last phase, within the lease and only for the whole
+// registry: it deletes the blobs no model needs any more, and expired
+// upload claims.
+func (run *gcRun) sweepBlobs(ctx context.Context) error {
+	if err := run.deleteUnreferencedBlobs(ctx); err != nil {
+		return err
+	}
+	return run.deleteExpiredClaims(ctx)
+}
+
+// logDone logs the result of a finished collection.
+func (run *gcRun) logDone(ctx context.Context) {
+	res := run.res
+	run.reg.log.InfoContext(ctx, "garbage collection done", "scope", res.Scope,
+		"manifests_deleted", res.ManifestsDeleted, "links_deleted", res.LinksDeleted,
+		"blobs_deleted", res.BlobsDeleted, "bytes_freed", res.BytesFreed, "models_skipped", len(run.skipped),
+		"manifests_held", res.ManifestsHeld, "holds_expired", res.HoldsExpired,
+		"manifests_young", res.ManifestsYoung, "links_young", res.LinksYoung,
+		"blobs_young", res.BlobsYoung, "bytes_young", res.BytesYoung)
 }
 
 // errSweepLost stops a collection whose lease may have run out.
@@ -246,10 +303,10 @@ func (run *gcRun) list(ctx context.Context) error {
 	return nil
 }
 
-// mark reads a manifest and marks the blobs it names as needed by its
+// markManifest reads a manifest and marks the blobs it names as needed by its
 // model; onlyYoung says the manifest is kept only because it is younger
 // than the grace period. An unreadable manifest keeps its model whole.
-func (run *gcRun) mark(ctx context.Context, mo storedObject, onlyYoung bool) error {
+func (run *gcRun) markManifest(ctx context.Context, mo storedObject, onlyYoung bool) error {
 	if run.marked[mo.key] {
 		return nil
 	}
@@ -363,9 +420,9 @@ func (run *gcRun) keptNowBy(ctx context.Context, mo storedObject) (tagged, held 
 	return k.tagged[mo.key], k.held[mo.key] && !k.tagged[mo.key], nil
 }
 
-// sweepManifests deletes old manifests that no tag points to and no
+// deleteUnkeptManifests deletes old manifests that no tag points to and no
 // unexpired hold names, as read again within the lease.
-func (run *gcRun) sweepManifests(ctx context.Context) error {
+func (run *gcRun) deleteUnkeptManifests(ctx context.Context) error {
 	for _, mo := range run.manifests {
 		if run.marked[mo.key] || run.skipped[mo.model] {
 			continue
@@ -376,7 +433,7 @@ func (run *gcRun) sweepManifests(ctx context.Context) error {
 			if held {
 				run.res.ManifestsHeld++
 			}
-			if err := run.mark(ctx, mo, false); err != nil {
+			if err := run.markManifest(ctx, mo, false); err != nil {
 				return err
 			}
 			continue
@@ -416,7 +473,7 @@ func (run *gcRun) markNewManifests(ctx context.Context) error {
 		return internal("list models", err)
 	}
 	for _, mo := range fresh {
-		if err := run.mark(ctx, mo, true); err != nil {
+		if err := run.markManifest(ctx, mo, true); err != nil {
 			return err
 		}
 	}
@@ -436,8 +493,8 @@ func (run *gcRun) linkSolid(l storedObject) bool {
 	return run.skipped[l.model] || run.solid[l.model][l.digest]
 }
 
-// sweepLinks deletes old links that no live manifest of their model needs.
-func (run *gcRun) sweepLinks(ctx context.Context) error {
+// deleteUnneededLinks deletes old links that no live manifest of their model needs.
+func (run *gcRun) deleteUnneededLinks(ctx context.Context) error {
 	for i := range run.links {
 		l := &run.links[i]
 		if run.linkKept(*l) {
@@ -464,9 +521,9 @@ func (run *gcRun) sweepLinks(ctx context.Context) error {
 	return nil
 }
 
-// sweepStaged deletes old staged uploads: a pusher that completes its
+// deleteOldStaged deletes old staged uploads: a pusher that completes its
 // push commits them within minutes.
-func (run *gcRun) sweepStaged(ctx context.Context) error {
+func (run *gcRun) deleteOldStaged(ctx context.Context) error {
 	for _, s := range run.staged {
 		if !s.modTime.Before(run.cutoff) || !run.reg.stillOld(ctx, s.key, run.cutoff) {
 			continue
@@ -482,10 +539,10 @@ func (run *gcRun) sweepStaged(ctx context.Context) error {
 	return nil
 }
 
-// sweepBlobs deletes old blobs that no live manifest names and no kept
+// deleteUnreferencedBlobs deletes old blobs that no live manifest names and no kept
 // link points to. Only a collection of the whole registry sees every
 // model, and so only it deletes blobs.
-func (run *gcRun) sweepBlobs(ctx context.Context) error {
+func (run *gcRun) deleteUnreferencedBlobs(ctx context.Context) error {
 	live := unionDigests(run.refs)
 	solid := unionDigests(run.solid) // live for more than youth
 	for _, l := range run.links {
@@ -607,8 +664,8 @@ func (run *gcRun) dropExpiredHolds(ctx context.Context) error {
 	return nil
 }
 
-// sweepClaims deletes upload claims that are old and expired.
-func (run *gcRun) sweepClaims(ctx context.Context) error {
+// deleteExpiredClaims deletes upload claims that are old and expired.
+func (run *gcRun) deleteExpiredClaims(ctx context.Context) error {
 	var old []string
 	err := run.reg.store.List(ctx, claimsPrefix, func(info storage.Info) error {
 		if info.ModTime.Before(run.cutoff) {

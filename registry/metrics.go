@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/otel/trace"
 
+	"modelx.io/modelx/registry/ui"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
 )
@@ -131,7 +131,7 @@ func methodLabel(method string) string {
 type routeSet map[string]bool
 
 // uiRoutePattern is the one route label of every web UI request.
-const uiRoutePattern = "/ui/*"
+const uiRoutePattern = ui.Prefix + "*"
 
 // modelRoutePattern is the pattern of a request below a model that the
 // model's routes did not reach: refused by authentication, or an unknown
@@ -213,76 +213,32 @@ func (r countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// observedStore records the duration and failures of every storage call,
-// and gives each its own trace span.
-type observedStore struct {
-	Backend
-	m *Metrics
-}
+// storageObserver records the duration and failures of every storage
+// call in the metrics, and gives each its own trace span: the Observer
+// the registry wraps its backend with (storage.Wrap).
+type storageObserver struct{ m *Metrics }
 
-func (s observedStore) observe(op string, start time.Time, span trace.Span, err error) {
-	endSpan(span, err)
-	s.m.storageDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPreconditionFailed) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrChecksumMismatch) && !errors.Is(err, storage.ErrSizeMismatch) &&
-		!errors.Is(err, errUploadTooSlow) {
-		s.m.storageErrors.WithLabelValues(op).Inc()
+// Begin implements storage.Observer.
+func (o storageObserver) Begin(ctx context.Context, op, key string) (context.Context, func(error)) {
+	ctx, span := storageSpan(ctx, op, key)
+	start := time.Now()
+	return ctx, func(err error) {
+		if errors.Is(err, storage.ErrNotModified) {
+			err = nil // an unchanged object is what a conditional read hopes for
+		}
+		endSpan(span, err)
+		o.m.storageDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		if storageFailure(err) {
+			o.m.storageErrors.WithLabelValues(op).Inc()
+		}
 	}
 }
 
-func (s observedStore) Stat(ctx context.Context, key string) (info storage.Info, err error) {
-	ctx, span := storageSpan(ctx, "stat", key)
-	defer func(t time.Time) { s.observe("stat", t, span, err) }(time.Now())
-	return s.Backend.Stat(ctx, key)
-}
-
-func (s observedStore) Reader(ctx context.Context, key string, offset, length int64) (rc io.ReadCloser, info storage.Info, err error) {
-	ctx, span := storageSpan(ctx, "read", key)
-	defer func(t time.Time) { s.observe("read", t, span, err) }(time.Now())
-	return s.Backend.Reader(ctx, key, offset, length)
-}
-
-func (s observedStore) Put(ctx context.Context, key string, r io.Reader, size int64, sha256sum []byte) (err error) {
-	ctx, span := storageSpan(ctx, "put", key)
-	defer func(t time.Time) { s.observe("put", t, span, err) }(time.Now())
-	return s.Backend.Put(ctx, key, r, size, sha256sum)
-}
-
-func (s observedStore) List(ctx context.Context, prefix string, fn func(storage.Info) error) (err error) {
-	ctx, span := storageSpan(ctx, "list", prefix)
-	defer func(t time.Time) { s.observe("list", t, span, err) }(time.Now())
-	return s.Backend.List(ctx, prefix, fn)
-}
-
-func (s observedStore) Delete(ctx context.Context, key string) (err error) {
-	ctx, span := storageSpan(ctx, "delete", key)
-	defer func(t time.Time) { s.observe("delete", t, span, err) }(time.Now())
-	return s.Backend.Delete(ctx, key)
-}
-
-// ReaderIfChanged passes a conditional read on (storage.ReaderIfChanged
-// also serves backends without them); an unchanged object is not an error
-// in the metrics.
-func (s observedStore) ReaderIfChanged(ctx context.Context, key, etag string) (rc io.ReadCloser, info storage.Info, err error) {
-	ctx, span := storageSpan(ctx, "read_if_changed", key)
-	defer func(t time.Time) {
-		if errors.Is(err, storage.ErrNotModified) {
-			s.observe("read_if_changed", t, span, nil)
-			return
-		}
-		s.observe("read_if_changed", t, span, err)
-	}(time.Now())
-	return storage.ReaderIfChanged(ctx, s.Backend, key, etag)
-}
-
-func (s observedStore) PutIfAbsent(ctx context.Context, key string, data []byte) (err error) {
-	ctx, span := storageSpan(ctx, "put_if_absent", key)
-	defer func(t time.Time) { s.observe("put_if_absent", t, span, err) }(time.Now())
-	return s.Backend.PutIfAbsent(ctx, key, data)
-}
-
-func (s observedStore) PutIfMatch(ctx context.Context, key string, data []byte, etag string) (err error) {
-	ctx, span := storageSpan(ctx, "put_if_match", key)
-	defer func(t time.Time) { s.observe("put_if_match", t, span, err) }(time.Now())
-	return s.Backend.PutIfMatch(ctx, key, data, etag)
+// storageFailure says whether a storage error counts as a failure of the
+// store: not a missing object, a lost compare-and-swap race, a cancelled
+// request or a client's wrong, short or too slow body.
+func storageFailure(err error) bool {
+	return err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPreconditionFailed) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrChecksumMismatch) && !errors.Is(err, storage.ErrSizeMismatch) &&
+		!errors.Is(err, errUploadTooSlow)
 }

@@ -77,8 +77,8 @@ type Options struct {
 	Policy *auth.Policy
 	// Login is advertised to `modelx login` at ConfigurationPath.
 	Login *spec.OIDCLogin
-	// DisableUI turns off the web UI at /ui/ (and the redirect of
-	// browsers from / to it).
+	// DisableUI turns off the web UI at /-/ui/ (and the redirects of
+	// browsers from / and from the UI's old pages under /ui/ to it).
 	DisableUI bool
 }
 
@@ -131,10 +131,13 @@ func New(store Backend, opts Options) (*Registry, error) {
 		opts.IOTimeout = defaultIOTimeout
 	}
 	m := newMetrics()
-	reg := &Registry{store: observedStore{Backend: store, m: m}, opts: opts, log: opts.Logger, metrics: m,
+	// One wrapping validates every key and observes every call; it keeps
+	// the backend's capabilities, so it is a Backend still.
+	wrapped := storage.Wrap(store, storageObserver{m})
+	reg := &Registry{store: wrapped.(Backend), opts: opts, log: opts.Logger, metrics: m,
 		uploads: newUploadLimits(opts, m), manifestBudget: newManifestBudget(opts.ManifestParseMemory, m)}
 	if opts.EnableRedirect {
-		p, ok := store.(storage.Presigner)
+		p, ok := wrapped.(storage.Presigner)
 		if !ok {
 			return nil, errors.New("redirects need a backend that presigns URLs (S3); remove --enable-redirect or use --s3-url")
 		}
@@ -152,9 +155,12 @@ func (reg *Registry) Handler() http.Handler {
 	var routes routeSet // learned below, before the handler serves
 	r.Use(ioDeadlines(reg.opts.IOTimeout), middleware.RequestID, requestLogger(reg.log), reg.metrics.instrument(&routes), traceRequests, middleware.Recoverer)
 	if !reg.opts.DisableUI {
-		r.Use(reg.webUI()) // the web pages under /ui/ (docs/ui.md)
+		r.Use(reg.webUI()) // the web pages under /-/ui/ (docs/ui.md)
 	}
 	r.NotFound(reg.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if reg.legacyUIRedirect(w, r) {
+			return nil
+		}
 		return spec.Errorf(spec.ErrorUnsupported, "no such endpoint: %s %s; see docs/api.md", r.Method, r.URL.Path)
 	}))
 	r.MethodNotAllowed(reg.handle(func(w http.ResponseWriter, r *http.Request) error {

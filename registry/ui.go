@@ -17,8 +17,10 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// webUI returns middleware that serves the web UI's requests (see
-// isUIRequest) and passes every other request on to the API.
+// webUI returns middleware that serves the web UI, everything under
+// ui.Prefix, and passes every other request on to the API. No path of
+// the API is under ui.Prefix ("-" is not a repository name), so the UI
+// never takes a request from the API, whatever it accepts.
 func (reg *Registry) webUI() func(http.Handler) http.Handler {
 	pages := ui.New(ui.Options{
 		Source:        uiSource{reg},
@@ -28,49 +30,48 @@ func (reg *Registry) webUI() func(http.Handler) http.Handler {
 	})
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if isUIRequest(r) {
-				if rc := chi.RouteContext(r.Context()); rc != nil {
-					rc.RoutePatterns = append(rc.RoutePatterns, "/ui/*") // one label for metrics and traces
-				}
-				pages.ServeHTTP(w, r)
+			if !isUIPath(r.URL.Path) {
+				next.ServeHTTP(w, r)
 				return
 			}
-			next.ServeHTTP(w, r)
+			if rc := chi.RouteContext(r.Context()); rc != nil {
+				rc.RoutePatterns = append(rc.RoutePatterns, uiRoutePattern) // one label for metrics and traces
+			}
+			pages.ServeHTTP(w, r)
 		})
 	}
 }
 
-// isUIRequest says whether a request is for the web UI. Everything under
-// /ui/ is, except what is also the API of a repository called "ui"
-// (/ui/NAME/index, /ui/NAME/manifests/REF, /ui/NAME/blobs/DIGEST,
-// /ui/NAME/holds, /ui/NAME/holds/HOLDER, /ui/NAME/garbage-collect): those
-// go to the API unless a browser asks for a page (GET or HEAD preferring
-// text/html), which is the UI page of the model NAME/index, NAME/manifests
-// and so on.
-func isUIRequest(r *http.Request) bool {
-	if r.URL.Path == "/ui" {
-		return true
-	}
-	rest, ok := strings.CutPrefix(r.URL.Path, ui.Prefix)
-	if !ok {
-		return false
-	}
-	if !apiShaped(rest) {
-		return true
-	}
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && prefersHTML(r.Header.Get("Accept"))
+// isUIPath says whether a path is the web UI's.
+func isUIPath(path string) bool {
+	return path == strings.TrimSuffix(ui.Prefix, "/") || strings.HasPrefix(path, ui.Prefix)
 }
 
-// apiShaped says whether a path below "/REPOSITORY/" is one of the API's.
-func apiShaped(rest string) bool {
-	parts := strings.Split(rest, "/")
-	switch len(parts) {
-	case 2:
-		return parts[1] == "index" || parts[1] == "holds" || parts[1] == "garbage-collect"
-	case 3:
-		return parts[1] == "manifests" || parts[1] == "blobs" || parts[1] == "holds"
+// legacyUIPrefix is where the web UI was served before ui.Prefix: the
+// pages of a browser's bookmarks and history.
+const legacyUIPrefix = "/ui/"
+
+// legacyUIRedirect answers a request that no API route takes and whose
+// path was the web UI's (legacyUIPrefix) with a redirect to the same page
+// under ui.Prefix. A request that an API route takes (a repository called
+// "ui") never gets here.
+func (reg *Registry) legacyUIRedirect(w http.ResponseWriter, r *http.Request) bool {
+	if reg.opts.DisableUI {
+		return false
 	}
-	return false
+	rest, ok := strings.CutPrefix(r.URL.Path, legacyUIPrefix)
+	if !ok {
+		if r.URL.Path != strings.TrimSuffix(legacyUIPrefix, "/") {
+			return false
+		}
+		rest = ""
+	}
+	target := ui.Prefix + rest
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	http.Redirect(w, r, target, http.StatusPermanentRedirect) // 308 keeps the method of a login form
+	return true
 }
 
 // prefersHTML says whether an Accept header ranks an HTML page above JSON:
@@ -99,8 +100,8 @@ func prefersHTML(accept string) bool {
 	return html > 0 && html > other
 }
 
-// root answers GET /: browsers are sent to the web UI (with their search),
-// everyone else gets the global index.
+// root answers GET /: browsers (which rank HTML above JSON) are sent to
+// the web UI, with their search; everyone else gets the global index.
 func (reg *Registry) root(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Add("Vary", "Accept")
 	if !reg.opts.DisableUI && prefersHTML(r.Header.Get("Accept")) {

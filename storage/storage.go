@@ -1,6 +1,8 @@
 // Package storage defines the small streaming interface every registry
 // backend implements, its typed errors, and the optional capabilities
-// (presigning, conditional writes) callers discover by type assertion.
+// (presigning, conditional writes and reads, copies) callers discover by
+// type assertion. Backends register by name (Register, Open), and one
+// wrapper (Wrap) validates keys and observes calls for all of them.
 // Keys are slash-separated relative paths; content-addressing lives above.
 package storage
 
@@ -68,7 +70,8 @@ type Storage interface {
 	// out of space or quota returns ErrInsufficientStorage.
 	Put(ctx context.Context, key string, r io.Reader, size int64, sha256sum []byte) error
 	// List calls fn for every object whose key starts with prefix, in
-	// lexical key order. An error from fn stops the walk and is returned.
+	// lexical (byte-wise) key order, as S3 lists. An error from fn stops the
+	// walk and is returned.
 	List(ctx context.Context, prefix string, fn func(Info) error) error
 	// Delete removes the object at key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error

@@ -12,7 +12,7 @@ import (
 )
 
 // synopsis opens modelxd's help and its reference page.
-const synopsis = `modelxd serves a modelx registry over HTTP: the API, the web UI at /ui/,
+const synopsis = `modelxd serves a modelx registry over HTTP: the API, the web UI at /-/ui/,
 Prometheus metrics at /metrics, and /healthz and /readyz, all on --listen. It
 stores in a local directory (--data-dir), or in an S3 bucket (--s3-url,
 --s3-bucket). "modelxd migrate" upgrades the storage layout and exits; it takes
@@ -47,7 +47,7 @@ func newFlagSet(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.authConfig, "auth-config", "", "YAML file of trusted issuers (people, Kubernetes clusters) and robot tokens")
 	fs.StringVar(&cfg.PolicyFile, "policy", "", "YAML authorization policy (default: authenticated users pull and push)")
 	fs.BoolVar(&cfg.AnonymousPull, "anonymous-pull", false, "let requests without a token pull")
-	fs.BoolVar(&cfg.Options.DisableUI, "disable-ui", false, "serve no web UI at /ui/ (and no redirect of browsers from /)")
+	fs.BoolVar(&cfg.Options.DisableUI, "disable-ui", false, "serve no web UI at /-/ui/ (and no redirect of browsers from / or from its old pages under /ui/)")
 	fs.IntVar(&cfg.Options.MaxUploads, "max-uploads", 64, "blob uploads proxied at once; more get 429 and retry (uploads to presigned URLs are not counted)")
 	fs.IntVar(&cfg.Options.MaxUploadsPerIdentity, "max-uploads-per-identity", 16, "blob uploads proxied at once for one identity, or one client address when anonymous; more get 429 and retry")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names the client, for --max-uploads-per-identity")

@@ -19,6 +19,7 @@ import (
 	modelxversion "modelx.io/modelx/internal/version"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
+	"modelx.io/modelx/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -65,12 +66,12 @@ func run(args []string) error {
 		defer cancel()
 		_ = shutdown(flushCtx)
 	}()
-	return registry.Run(ctx, cfg, slog.New(handler), nil)
+	return server.Run(ctx, cfg, slog.New(handler), nil)
 }
 
 // runMigrate upgrades the storage layout and prints what it did.
-func runMigrate(ctx context.Context, cfg registry.Config, log *slog.Logger) error {
-	res, err := registry.Migrate(ctx, cfg, log)
+func runMigrate(ctx context.Context, cfg server.Config, log *slog.Logger) error {
+	res, err := server.Migrate(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ var errVersion = errors.New("version requested")
 
 // settings are what modelxd's flags set.
 type settings struct {
-	cfg            registry.Config
+	cfg            server.Config
 	logFormat      string
 	issuer         auth.IssuerConfig
 	authConfig     string
@@ -103,7 +104,7 @@ type settings struct {
 // parseFlags reads the environment and then the flags: every flag has an
 // environment variable MODELXD_<FLAG> (upper case, '-' as '_') that
 // replaces its default.
-func parseFlags(args []string) (registry.Config, string, error) {
+func parseFlags(args []string) (server.Config, string, error) {
 	var s settings
 	fs := newFlagSet(&s)
 	if err := applyEnv(fs); err != nil {

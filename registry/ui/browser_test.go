@@ -216,7 +216,7 @@ func TestBrowser(t *testing.T) {
 	b := newBrowser(t, chromium)
 
 	// A browser at / lands on the model list.
-	if status := b.navigate(e.url + "/"); status != 200 || b.location() != e.url+"/ui/" {
+	if status := b.navigate(e.url + "/"); status != 200 || b.location() != e.url+"/-/ui/" {
 		t.Fatalf("GET / in a browser: %d at %s, want the UI", status, b.location())
 	}
 	list := b.text("#models")
@@ -236,7 +236,7 @@ func TestBrowser(t *testing.T) {
 
 	// Search from the box in the header.
 	b.open("search", chromedp.SendKeys(chromedp.CSS(`input[name=q]`), "nlp\n"))
-	if loc := b.location(); !strings.HasSuffix(loc, "/ui/?q=nlp") {
+	if loc := b.location(); !strings.HasSuffix(loc, "/-/ui/?q=nlp") {
 		t.Errorf("search went to %s", loc)
 	}
 	list = b.text("#models")
@@ -245,7 +245,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// The model page: tags, newest first, with digests and sizes.
-	b.open("open bert", chromedp.Click(chromedp.CSS(`a.model[href="/ui/nlp/bert"]`)))
+	b.open("open bert", chromedp.Click(chromedp.CSS(`a.model[href="/-/ui/nlp/bert"]`)))
 	b.screenshot(shots, "model.png")
 	tags := b.text("#tags tbody")
 	if !strings.HasPrefix(strings.TrimSpace(tags), "v2") || !strings.Contains(tags, "v1") || !strings.Contains(tags, "sha256:") || !strings.Contains(tags, "KiB") {
@@ -256,7 +256,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// The version page.
-	b.open("open v1", chromedp.Click(chromedp.CSS(`a.tag[href="/ui/nlp/bert/v1"]`)))
+	b.open("open v1", chromedp.Click(chromedp.CSS(`a.tag[href="/-/ui/nlp/bert/v1"]`)))
 	time.Sleep(300 * time.Millisecond) // let any handler a README smuggled in fire
 	b.screenshot(shots, "hostile-readme.png")
 	for sel, want := range map[string]string{
@@ -294,7 +294,7 @@ func TestBrowser(t *testing.T) {
 		{`String(document.querySelectorAll('#readme script, #readme iframe, #readme svg, #readme style, #readme object, #readme embed').length)`, "0"},
 		{`String(document.querySelectorAll('#readme [onerror], #readme [onload], #readme [onclick], #readme img').length)`, "0"},
 		{`String([...document.querySelectorAll('main a, main [src], main [href]')].filter(el => /^\s*(javascript|vbscript|data):/i.test(el.getAttribute('href') || el.getAttribute('src') || '')).length)`, "0"},
-		{`[...document.scripts].map(s => new URL(s.src).pathname).join(' ')`, "/ui/-/copy.js"},
+		{`[...document.scripts].map(s => new URL(s.src).pathname).join(' ')`, "/-/ui/-/copy.js"},
 	} {
 		if got := b.eval(c.expr); got != c.want {
 			t.Errorf("%s = %q, want %q (README HTML: %s)", c.expr, got, c.want, b.eval(`document.querySelector('#readme').innerHTML`))
@@ -317,12 +317,12 @@ func TestBrowser(t *testing.T) {
 
 	// By digest, with a shareable URL.
 	digest := b.text("#digest")
-	if status := b.navigate(e.url + "/ui/nlp/bert/" + digest); status != 200 || !strings.Contains(b.text("#pull"), "/nlp/bert@"+digest+" ./bert") {
+	if status := b.navigate(e.url + "/-/ui/nlp/bert/" + digest); status != 200 || !strings.Contains(b.text("#pull"), "/nlp/bert@"+digest+" ./bert") {
 		t.Errorf("by digest: %d, pull %q", status, b.text("#pull"))
 	}
 
 	// A README stored as a whole file, a serving hint, and the docs' screenshot.
-	if status := b.navigate(e.url + "/ui/vision/resnet/v1"); status != 200 {
+	if status := b.navigate(e.url + "/-/ui/vision/resnet/v1"); status != 200 {
 		t.Fatalf("resnet v1: %d", status)
 	}
 	if h := b.text("#readme h1"); h != "ResNet-50 image classifier" {
@@ -343,10 +343,10 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// A model without README, and pages that do not exist.
-	if status := b.navigate(e.url + "/ui/nlp/gpt2/latest"); status != 200 || b.eval(`String(document.querySelector('#readme') === null)`) != "true" {
+	if status := b.navigate(e.url + "/-/ui/nlp/gpt2/latest"); status != 200 || b.eval(`String(document.querySelector('#readme') === null)`) != "true" {
 		t.Errorf("gpt2: %d", status)
 	}
-	for _, path := range []string{"/ui/nlp/nope", "/ui/nlp/bert/v9", "/ui/nlp/bert/sha256:" + strings.Repeat("0", 64)} {
+	for _, path := range []string{"/-/ui/nlp/nope", "/-/ui/nlp/bert/v9", "/-/ui/nlp/bert/sha256:" + strings.Repeat("0", 64)} {
 		if status := b.navigate(e.url + path); status != 404 {
 			t.Errorf("%s: %d, want 404", path, status)
 		}
@@ -359,7 +359,7 @@ func TestBrowser(t *testing.T) {
 		images[fmt.Sprintf("images/%03d.txt", i)] = []byte(fmt.Sprintf("image %d\n", i))
 	}
 	e.push(t, "data/images:v1", "", images)
-	if status := b.navigate(e.url + "/ui/data/images/v1"); status != 200 {
+	if status := b.navigate(e.url + "/-/ui/data/images/v1"); status != 200 {
 		t.Fatalf("images v1: %d", status)
 	}
 	listed := func() []string {
@@ -373,7 +373,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("files shown = %q", got)
 	}
 	b.open("next page of files", chromedp.Click(chromedp.CSS(`#files nav.pager a[rel=next]`)))
-	if loc := b.location(); !strings.HasSuffix(loc, "/ui/data/images/v1?page=2#files") {
+	if loc := b.location(); !strings.HasSuffix(loc, "/-/ui/data/images/v1?page=2#files") {
 		t.Errorf("the next page is at %s", loc)
 	}
 	second := listed()
@@ -415,28 +415,28 @@ func TestBrowserAuth(t *testing.T) {
 
 	// Anonymous: the private model is in neither the list nor the search,
 	// and its pages are 404s, like a model that does not exist.
-	b.navigate(e.url + "/ui/")
+	b.navigate(e.url + "/-/ui/")
 	if list := b.text("main"); !strings.Contains(list, "public/open") || strings.Contains(list, "secret") || !strings.Contains(list, "1 model") {
 		t.Errorf("anonymous list = %q", list)
 	}
-	b.navigate(e.url + "/ui/?q=secret")
+	b.navigate(e.url + "/-/ui/?q=secret")
 	if list := b.text("main"); strings.Contains(list, "private/") {
 		t.Errorf("anonymous search shows the private model: %q", list)
 	}
-	for _, path := range []string{"/ui/private/secret/v1", "/ui/private/secret"} {
+	for _, path := range []string{"/-/ui/private/secret/v1", "/-/ui/private/secret"} {
 		if status := b.navigate(e.url + path); status != 404 || strings.Contains(b.text("main"), "only alice") {
 			t.Errorf("anonymous %s: %d", path, status)
 		}
 	}
 	missing := b.text("main")
-	b.navigate(e.url + "/ui/private/nothing-here")
+	b.navigate(e.url + "/-/ui/private/nothing-here")
 	if b.text("main") != missing {
 		t.Error("the 404 of a hidden model differs from that of a missing one")
 	}
 
 	// A wrong token is refused, and not shown back.
-	b.navigate(e.url + "/ui/private/secret")
-	b.open("go to login", chromedp.Click(chromedp.CSS(`main a[href^="/ui/login"]`)))
+	b.navigate(e.url + "/-/ui/private/secret")
+	b.open("go to login", chromedp.Click(chromedp.CSS(`main a[href^="/-/ui/login"]`)))
 	run(b, "type a wrong token", chromedp.SendKeys(chromedp.ID("token"), "mxr_wrong_token"))
 	if status := b.open("submit a wrong token", chromedp.Click(chromedp.ID("login-submit"))); status != 401 || !strings.Contains(b.text("#login-error"), "did not accept") {
 		t.Errorf("wrong token: %d", status)
@@ -450,7 +450,7 @@ func TestBrowserAuth(t *testing.T) {
 	if status := b.open("log in", chromedp.Click(chromedp.ID("login-submit"))); status != 200 {
 		t.Fatalf("login: %d at %s", status, b.location())
 	}
-	if loc := b.location(); loc != e.url+"/ui/private/secret" {
+	if loc := b.location(); loc != e.url+"/-/ui/private/secret" {
 		t.Errorf("after login: at %s", loc)
 	}
 	if got := b.text("#viewer"); got != "robot alice" {
@@ -462,11 +462,11 @@ func TestBrowserAuth(t *testing.T) {
 	if b.eval(`document.cookie`) != "" {
 		t.Error("the session cookie is readable by script")
 	}
-	b.navigate(e.url + "/ui/private/secret/v1")
+	b.navigate(e.url + "/-/ui/private/secret/v1")
 	if d := b.text("#description"); d != "only alice may pull this" {
 		t.Errorf("alice's version page: %q", d)
 	}
-	b.navigate(e.url + "/ui/")
+	b.navigate(e.url + "/-/ui/")
 	if list := b.text("#models"); !strings.Contains(list, "private/secret") || !strings.Contains(list, "public/open") {
 		t.Errorf("alice's list = %q", list)
 	}
@@ -479,7 +479,7 @@ func TestBrowserAuth(t *testing.T) {
 	if list := b.text("#models"); strings.Contains(list, "private/secret") {
 		t.Errorf("after logout the list shows %q", list)
 	}
-	if status := b.navigate(e.url + "/ui/private/secret"); status != 404 {
+	if status := b.navigate(e.url + "/-/ui/private/secret"); status != 404 {
 		t.Errorf("after logout the private model is %d", status)
 	}
 	b.checkConsole()

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/opencontainers/go-digest"
@@ -23,8 +24,9 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// Prefix is the path under which the UI is served.
-const Prefix = "/ui/"
+// Prefix is the path under which the UI is served. "-" is not a valid
+// repository name, so no path of the API is ever under it.
+const Prefix = "/-/ui/"
 
 // DefaultPageSize is how many models or tags a page lists by default.
 const DefaultPageSize = 50
@@ -97,16 +99,16 @@ func New(opts Options) *UI {
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.writeError(w, r, viewer{}, &pageError{status: http.StatusForbidden, msg: "This form was sent from another site, and was refused."})
 	}))
-	u.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, Prefix, http.StatusMovedPermanently) })
-	u.mux.Handle("GET /ui/{$}", u.handle(u.listPage))
-	u.mux.Handle("GET /ui/login", u.handle(u.loginPage))
-	u.mux.Handle("POST /ui/login", csrf.Handler(u.handle(u.login)))
-	u.mux.Handle("POST /ui/logout", csrf.Handler(u.handle(u.logout)))
-	// "-" cannot start a repository name, so static files never shadow a model.
-	u.mux.HandleFunc("GET /ui/-/{file}", serveStatic)
-	u.mux.Handle("GET /ui/{repo}/{name}", u.handle(u.modelPage))
-	u.mux.Handle("GET /ui/{repo}/{name}/{ref}", u.handle(u.versionPage))
-	u.mux.Handle("/ui/", u.handle(func(w http.ResponseWriter, r *http.Request, v viewer) error {
+	u.mux.HandleFunc("GET "+strings.TrimSuffix(Prefix, "/"), func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, Prefix, http.StatusMovedPermanently) })
+	u.mux.Handle("GET "+Prefix+"{$}", u.handle(u.listPage))
+	u.mux.Handle("GET "+Prefix+"login", u.handle(u.loginPage))
+	u.mux.Handle("POST "+Prefix+"login", csrf.Handler(u.handle(u.login)))
+	u.mux.Handle("POST "+Prefix+"logout", csrf.Handler(u.handle(u.logout)))
+	// "-" is not a repository name, so static files never shadow a model.
+	u.mux.HandleFunc("GET "+Prefix+"-/{file}", serveStatic)
+	u.mux.Handle("GET "+Prefix+"{repo}/{name}", u.handle(u.modelPage))
+	u.mux.Handle("GET "+Prefix+"{repo}/{name}/{ref}", u.handle(u.versionPage))
+	u.mux.Handle(Prefix, u.handle(func(w http.ResponseWriter, r *http.Request, v viewer) error {
 		return notFound("There is no such page.")
 	}))
 	return u

@@ -149,16 +149,17 @@ func TestCookieToken(t *testing.T) {
 
 func TestSafeNext(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
-		{"", "/ui/"},
-		{"/ui/nlp/bert?page=2", "/ui/nlp/bert?page=2"},
-		{"/ui/nlp/bert/sha256:" + strings.Repeat("a", 64), "/ui/nlp/bert/sha256:" + strings.Repeat("a", 64)},
-		{"https://evil.example/ui/", "/ui/"},
-		{"//evil.example/ui/", "/ui/"},
-		{"/ui/\\evil", "/ui/"},
-		{"/ui/../../etc", "/ui/../../etc"}, // a path on this site; the mux cleans it
-		{"/nlp/bert/index", "/ui/"},
-		{"javascript:alert(1)", "/ui/"},
-		{"/ui/x\r\nSet-Cookie: a=b", "/ui/"},
+		{"", "/-/ui/"},
+		{"/-/ui/nlp/bert?page=2", "/-/ui/nlp/bert?page=2"},
+		{"/-/ui/nlp/bert/sha256:" + strings.Repeat("a", 64), "/-/ui/nlp/bert/sha256:" + strings.Repeat("a", 64)},
+		{"https://evil.example/-/ui/", "/-/ui/"},
+		{"//evil.example/-/ui/", "/-/ui/"},
+		{"/-/ui/\\evil", "/-/ui/"},
+		{"/-/ui/../../etc", "/-/ui/../../etc"}, // a path on this site; the mux cleans it
+		{"/nlp/bert/index", "/-/ui/"},
+		{"/ui/nlp/bert", "/-/ui/"}, // the UI's old place: not a page of the UI
+		{"javascript:alert(1)", "/-/ui/"},
+		{"/-/ui/x\r\nSet-Cookie: a=b", "/-/ui/"},
 	} {
 		if got := safeNext(c.in); got != c.want {
 			t.Errorf("safeNext(%q) = %q, want %q", c.in, got, c.want)

@@ -16,6 +16,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,7 +33,9 @@ const lockStripes = 256
 // staleTempAge is how old a temp file must be before New removes it as a leftover of a crash.
 const staleTempAge = 24 * time.Hour
 
-// Store is a storage.Storage on a local directory.
+// Store is a storage.Storage on a local directory. It trusts its keys:
+// reach it through storage.Open or storage.Wrap, which validate them, so
+// that no key names a file outside the directory.
 type Store struct {
 	root string
 }
@@ -41,6 +44,25 @@ var (
 	_ storage.Storage           = (*Store)(nil)
 	_ storage.ConditionalWriter = (*Store)(nil)
 )
+
+// BackendName is the name the backend is registered under (storage.Open).
+const BackendName = "fs"
+
+// ParamDir is the one setting of the backend: the directory to store in.
+const ParamDir = "dir"
+
+func init() { storage.Register(BackendName, open) }
+
+// open is the backend's storage.Factory: New on the directory ParamDir names.
+func open(_ context.Context, params storage.Params) (storage.Storage, error) {
+	if err := params.Check(BackendName, ParamDir); err != nil {
+		return nil, err
+	}
+	if params[ParamDir] == "" {
+		return nil, fmt.Errorf("%s: the %s setting is required", BackendName, ParamDir)
+	}
+	return New(params[ParamDir])
+}
 
 // New opens (and creates) a store rooted at dir and removes temp files that
 // crashed writers left behind more than a day ago.
@@ -77,10 +99,9 @@ func (s *Store) removeStaleTemps() {
 	}
 }
 
+// path is the file of key. Keys are valid (storage.ValidateKey) by the
+// time they get here: storage.Wrap checks them.
 func (s *Store) path(key string) (string, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return "", err
-	}
 	if key == stateDir || strings.HasPrefix(key, stateDir+"/") {
 		return "", fmt.Errorf("%w: %q is reserved", storage.ErrInvalidKey, key)
 	}
@@ -327,48 +348,62 @@ func (s *Store) lock(key string) (func(), error) {
 	}, nil
 }
 
-// List implements storage.Storage. Keys come in no particular order.
+// List implements storage.Storage, in lexical key order: each directory
+// is read sorted as if its subdirectories' names ended in '/', which is
+// how their keys continue.
 func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) error) error {
 	// Start at the deepest directory the prefix names, then filter by prefix.
-	start := s.root
+	dir := ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		dir := prefix[:i]
-		if err := storage.ValidateKey(dir); err != nil {
-			return err
-		}
-		start = filepath.Join(s.root, filepath.FromSlash(dir))
+		dir = prefix[:i+1]
 	}
-	err := filepath.WalkDir(start, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
-			}
-			return err
+	return s.list(ctx, dir, prefix, fn)
+}
+
+// list calls fn for the objects under the directory of the key prefix dir
+// ("" or ending in '/') whose keys start with prefix, in key order.
+func (s *Store) list(ctx context.Context, dir, prefix string, fn func(storage.Info) error) error {
+	entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(dir)))
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil // nothing there, or removed meanwhile
 		}
+		return err
+	}
+	keyOf := func(e iofs.DirEntry) string {
+		if e.IsDir() {
+			return dir + e.Name() + "/"
+		}
+		return dir + e.Name()
+	}
+	slices.SortFunc(entries, func(a, b iofs.DirEntry) int { return strings.Compare(keyOf(a), keyOf(b)) })
+	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(s.root, p)
-		key := filepath.ToSlash(rel)
-		if d.IsDir() {
-			if key == stateDir {
-				return filepath.SkipDir
+		key := keyOf(e)
+		switch {
+		case e.IsDir():
+			if key == stateDir+"/" || !(strings.HasPrefix(key, prefix) || strings.HasPrefix(prefix, key)) {
+				continue
 			}
-			return nil
-		}
-		if !strings.HasPrefix(key, prefix) || !d.Type().IsRegular() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
+			if err := s.list(ctx, key, prefix, fn); err != nil {
+				return err
+			}
+		case e.Type().IsRegular() && strings.HasPrefix(key, prefix):
+			fi, err := e.Info()
 			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
+				continue // deleted meanwhile
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			if err := fn(infoOf(key, fi)); err != nil {
+				return err
+			}
 		}
-		return fn(infoOf(key, fi))
-	})
-	return err
+	}
+	return nil
 }
 
 // Delete implements storage.Storage.

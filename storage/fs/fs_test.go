@@ -1,6 +1,11 @@
 package fs_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"modelx.io/modelx/internal/testenv"
@@ -15,8 +20,20 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
+		return storage.Wrap(s, nil)
 	})
+}
+
+// TestWrap: the wrapped store has exactly the backend's capabilities.
+func TestWrap(t *testing.T) {
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckWrap(t, st)
+	if got := storagetest.Capabilities(st); !slices.Equal(got, []string{"ConditionalWriter", "ConditionalReader"}) {
+		t.Errorf("fs capabilities: %v", got)
+	}
 }
 
 func TestFull(t *testing.T) {
@@ -25,5 +42,29 @@ func TestFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storagetest.RunFull(t, st, capacity)
+	storagetest.RunFull(t, storage.Wrap(st, nil), capacity)
+}
+
+// TestOpenByName: the backend registers as "fs" and takes only its dir.
+func TestOpenByName(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := storage.Open(ctx, fs.BackendName, storage.Params{fs.ParamDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, "a/b", strings.NewReader("x"), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a", "b")); err != nil {
+		t.Fatalf("the opened store does not write in its dir: %v", err)
+	}
+	for params, want := range map[*storage.Params]string{
+		{}:                                `fs: the dir setting is required`,
+		{fs.ParamDir: dir, "bucket": "x"}: `fs: unknown setting "bucket" (known: dir)`,
+	} {
+		if _, err := storage.Open(ctx, fs.BackendName, *params); err == nil || err.Error() != want {
+			t.Errorf("Open(%v) = %v, want %q", *params, err, want)
+		}
+	}
 }

@@ -47,7 +47,8 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
-// Store is a storage.Storage on one S3 bucket.
+// Store is a storage.Storage on one S3 bucket. It trusts its keys: reach
+// it through storage.Open or storage.Wrap, which validate them.
 type Store struct {
 	client  *s3.Client
 	presign *s3.PresignClient
@@ -59,6 +60,43 @@ var (
 	_ storage.ConditionalWriter = (*Store)(nil)
 	_ storage.Presigner         = (*Store)(nil)
 )
+
+// BackendName is the name the backend is registered under (storage.Open).
+const BackendName = "s3"
+
+// The backend's settings (storage.Params), each a field of Config.
+const (
+	ParamEndpoint  = "endpoint"   // Config.Endpoint
+	ParamBucket    = "bucket"     // Config.Bucket
+	ParamRegion    = "region"     // Config.Region
+	ParamAccessKey = "access-key" // Config.AccessKey
+	ParamSecretKey = "secret-key" // Config.SecretKey
+	ParamPathStyle = "path-style" // Config.PathStyle: true or false
+)
+
+func init() { storage.Register(BackendName, open) }
+
+// open is the backend's storage.Factory: New on the Config the params
+// describe, then Check, so a bucket that is missing, out of reach or
+// without conditional writes fails here rather than on the first request.
+func open(ctx context.Context, params storage.Params) (storage.Storage, error) {
+	if err := params.Check(BackendName, ParamEndpoint, ParamBucket, ParamRegion, ParamAccessKey, ParamSecretKey, ParamPathStyle); err != nil {
+		return nil, err
+	}
+	pathStyle, err := params.Bool(BackendName, ParamPathStyle)
+	if err != nil {
+		return nil, err
+	}
+	st, err := New(ctx, Config{Endpoint: params[ParamEndpoint], Bucket: params[ParamBucket], Region: params[ParamRegion],
+		AccessKey: params[ParamAccessKey], SecretKey: params[ParamSecretKey], PathStyle: pathStyle})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Check(ctx); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
 
 // New returns a store for cfg. It makes no request; Check does.
 func New(ctx context.Context, cfg Config) (*Store, error) {
@@ -176,9 +214,6 @@ func etag(p *string) string { return strings.Trim(aws.ToString(p), `"`) }
 
 // Stat implements storage.Storage.
 func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return storage.Info{}, err
-	}
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		return storage.Info{}, s.wrap("stat", key, err)
@@ -189,9 +224,6 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 // ReaderIfChanged implements storage.ConditionalReader with a GET that
 // carries If-None-Match, which S3 answers 304 for an unchanged object.
 func (s *Store) ReaderIfChanged(ctx context.Context, key, known string) (io.ReadCloser, storage.Info, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return nil, storage.Info{}, err
-	}
 	quoted := `"` + known + `"`
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key, IfNoneMatch: &quoted})
 	if err != nil {
@@ -206,9 +238,6 @@ func (s *Store) ReaderIfChanged(ctx context.Context, key, known string) (io.Read
 
 // Reader implements storage.Storage.
 func (s *Store) Reader(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.Info, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return nil, storage.Info{}, err
-	}
 	if offset < 0 {
 		return nil, storage.Info{}, fmt.Errorf("%w: negative offset %d", storage.ErrInvalidRange, offset)
 	}
@@ -259,9 +288,6 @@ func (s *Store) Reader(ctx context.Context, key string, offset, length int64) (i
 // the verifying reader withholds the last bytes of a wrong body so the
 // upload aborts before it is complete.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sha256sum []byte) error {
-	if err := storage.ValidateKey(key); err != nil {
-		return err
-	}
 	if size < 0 {
 		return fmt.Errorf("s3 put %s: size is required", key)
 	}
@@ -286,9 +312,6 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sh
 }
 
 func (s *Store) putSmall(ctx context.Context, key string, data []byte, in *s3.PutObjectInput) error {
-	if err := storage.ValidateKey(key); err != nil {
-		return err
-	}
 	in.Bucket, in.Key = &s.bucket, &key
 	in.Body = bytes.NewReader(data)
 	in.ContentLength = aws.Int64(int64(len(data)))
@@ -315,12 +338,6 @@ func (s *Store) PutIfMatch(ctx context.Context, key string, data []byte, etag st
 // Copy implements storage.Copier with CopyObject: the bytes stay in the
 // store (objects up to 5 GiB, which every modelx blob is).
 func (s *Store) Copy(ctx context.Context, src, dst string) error {
-	if err := storage.ValidateKey(src); err != nil {
-		return err
-	}
-	if err := storage.ValidateKey(dst); err != nil {
-		return err
-	}
 	segments := strings.Split(src, "/")
 	for i, seg := range segments {
 		segments[i] = url.PathEscape(seg)
@@ -352,9 +369,6 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) e
 
 // Delete implements storage.Storage.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := storage.ValidateKey(key); err != nil {
-		return err
-	}
 	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil && !isNotFound(err) {
 		return s.wrap("delete", key, err)
 	}
@@ -363,9 +377,6 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // PresignGet implements storage.Presigner.
 func (s *Store) PresignGet(ctx context.Context, key string, expires time.Duration) (storage.PresignedRequest, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return storage.PresignedRequest{}, err
-	}
 	req, err := s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}, s3.WithPresignExpires(expires))
 	if err != nil {
 		return storage.PresignedRequest{}, fmt.Errorf("s3 presign get %s: %w", key, err)
@@ -375,9 +386,6 @@ func (s *Store) PresignGet(ctx context.Context, key string, expires time.Duratio
 
 // PresignPut implements storage.Presigner.
 func (s *Store) PresignPut(ctx context.Context, key string, size int64, sha256sum []byte, expires time.Duration) (storage.PresignedRequest, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return storage.PresignedRequest{}, err
-	}
 	if len(sha256sum) != 32 {
 		return storage.PresignedRequest{}, fmt.Errorf("s3 presign put %s: sha256 checksum must be 32 bytes", key)
 	}

@@ -3,6 +3,8 @@ package s3_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -16,8 +18,20 @@ func TestConformance(t *testing.T) {
 	srv := testenv.StartS3(t)
 	var n atomic.Int32
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
-		return NewTestStore(t, srv, fmt.Sprintf("bucket-%d", n.Add(1)))
+		return storage.Wrap(NewTestStore(t, srv, fmt.Sprintf("bucket-%d", n.Add(1))), nil)
 	})
+}
+
+// TestWrap: the wrapped store has exactly the backend's capabilities.
+func TestWrap(t *testing.T) {
+	st, err := s3.New(context.Background(), s3.Config{Endpoint: "http://127.0.0.1:1", Bucket: "b", AccessKey: "k", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckWrap(t, st)
+	if got := storagetest.Capabilities(st); !slices.Equal(got, []string{"ConditionalWriter", "ConditionalReader", "Copier", "Presigner"}) {
+		t.Errorf("s3 capabilities: %v", got)
+	}
 }
 
 // NewTestStore returns a store on a new bucket of srv.
@@ -43,5 +57,44 @@ func NewTestStore(t *testing.T, srv *testenv.S3Server, bucket string) *s3.Store 
 func TestFull(t *testing.T) {
 	const capacity = 4 << 20
 	srv := testenv.StartS3On(t, testenv.SmallFS(t, capacity))
-	storagetest.RunFull(t, NewTestStore(t, srv, "full"), capacity)
+	storagetest.RunFull(t, storage.Wrap(NewTestStore(t, srv, "full"), nil), capacity)
+}
+
+// TestOpenByName: the backend registers as "s3", reads its settings into
+// a Config, and checks the bucket before it returns the store.
+func TestOpenByName(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartS3(t)
+	NewTestStore(t, srv, "opened")
+	params := storage.Params{
+		s3.ParamEndpoint: srv.URL, s3.ParamBucket: "opened", s3.ParamRegion: srv.Region,
+		s3.ParamAccessKey: srv.AccessKey, s3.ParamSecretKey: srv.SecretKey, s3.ParamPathStyle: "true",
+	}
+	st, err := storage.Open(ctx, s3.BackendName, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, "a/b", strings.NewReader("x"), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	missing := storage.Params{s3.ParamBucket: "missing"}
+	for k, v := range params {
+		if k != s3.ParamBucket {
+			missing[k] = v
+		}
+	}
+	for _, c := range []struct {
+		params storage.Params
+		want   string
+	}{
+		{storage.Params{s3.ParamEndpoint: srv.URL}, "s3: bucket is required (--s3-bucket)"},
+		{storage.Params{s3.ParamBucket: "b", "dir": "/tmp"}, `s3: unknown setting "dir"`},
+		{storage.Params{s3.ParamBucket: "b", s3.ParamPathStyle: "yes please"}, `s3: path-style "yes please": want true or false`},
+		{storage.Params{s3.ParamBucket: "b", s3.ParamAccessKey: "k"}, "s3: set both the access key and the secret key"},
+		{missing, `s3: bucket "missing" is not reachable`},
+	} {
+		if _, err := storage.Open(ctx, s3.BackendName, c.params); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Open with %v: %v, want %q", c.params[s3.ParamBucket], err, c.want)
+		}
+	}
 }

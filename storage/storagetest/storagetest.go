@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage) {
 		{"FailedPutStoresNothing", testFailedPut},
 		{"InvalidKeys", testInvalidKeys},
 		{"ListPrefix", testListPrefix},
+		{"ListLexicalOrder", testListOrder},
 		{"ListManyKeys", testListMany},
 		{"Delete", testDelete},
 		{"ConditionalWrites", testConditional},
@@ -216,19 +217,64 @@ func testFailedPut(t *testing.T, s storage.Storage) {
 	}
 }
 
+// testInvalidKeys: no operation reaches the backend with an invalid key,
+// whichever capability it belongs to.
 func testInvalidKeys(t *testing.T, s storage.Storage) {
 	ctx := context.Background()
-	for _, key := range []string{"", "/abs", "../escape", "a/../b", "a//b", "a/./b", "a\\b", "a/"} {
-		if err := s.Put(ctx, key, strings.NewReader("x"), 1, nil); !errors.Is(err, storage.ErrInvalidKey) {
-			t.Errorf("Put(%q) = %v, want ErrInvalidKey", key, err)
+	put(t, s, "valid", "x")
+	for _, key := range []string{"", "/abs", "../escape", "a/../b", "a//b", "a/./b", "a\\b", "a/", "a\x00b"} {
+		check := func(op string, err error) {
+			t.Helper()
+			if !errors.Is(err, storage.ErrInvalidKey) {
+				t.Errorf("%s(%q) = %v, want ErrInvalidKey", op, key, err)
+			}
 		}
-		if _, err := s.Stat(ctx, key); !errors.Is(err, storage.ErrInvalidKey) {
-			t.Errorf("Stat(%q) = %v, want ErrInvalidKey", key, err)
+		check("Put", s.Put(ctx, key, strings.NewReader("x"), 1, nil))
+		_, err := s.Stat(ctx, key)
+		check("Stat", err)
+		_, _, err = s.Reader(ctx, key, 0, -1)
+		check("Reader", err)
+		check("Delete", s.Delete(ctx, key))
+		if cw, ok := s.(storage.ConditionalWriter); ok {
+			check("PutIfAbsent", cw.PutIfAbsent(ctx, key, []byte("x")))
+			check("PutIfMatch", cw.PutIfMatch(ctx, key, []byte("x"), "etag"))
 		}
+		if cr, ok := s.(storage.ConditionalReader); ok {
+			_, _, err := cr.ReaderIfChanged(ctx, key, "etag")
+			check("ReaderIfChanged", err)
+		}
+		if c, ok := s.(storage.Copier); ok {
+			check("Copy from", c.Copy(ctx, key, "copy"))
+			check("Copy to", c.Copy(ctx, "valid", key))
+		}
+		if p, ok := s.(storage.Presigner); ok {
+			_, err := p.PresignGet(ctx, key, time.Minute)
+			check("PresignGet", err)
+			_, err = p.PresignPut(ctx, key, 1, sum([]byte("x")), time.Minute)
+			check("PresignPut", err)
+		}
+	}
+	for _, prefix := range []string{"../", "/abs/", "a/../b/", "a//"} {
+		err := s.List(ctx, prefix, func(storage.Info) error { return nil })
+		if !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("List(%q) = %v, want ErrInvalidKey", prefix, err)
+		}
+	}
+	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"valid"}) {
+		t.Errorf("after the invalid writes the store holds %q, want only valid", keys)
 	}
 }
 
+// listKeys lists the keys under prefix, sorted.
 func listKeys(t *testing.T, s storage.Storage, prefix string) []string {
+	t.Helper()
+	keys := listKeysInOrder(t, s, prefix)
+	slices.Sort(keys)
+	return keys
+}
+
+// listKeysInOrder lists the keys under prefix in the order List gives.
+func listKeysInOrder(t *testing.T, s storage.Storage, prefix string) []string {
 	t.Helper()
 	var keys []string
 	if err := s.List(context.Background(), prefix, func(i storage.Info) error {
@@ -237,7 +283,6 @@ func listKeys(t *testing.T, s storage.Storage, prefix string) []string {
 	}); err != nil {
 		t.Fatalf("List(%q): %v", prefix, err)
 	}
-	slices.Sort(keys)
 	return keys
 }
 
@@ -264,6 +309,25 @@ func testListPrefix(t *testing.T, s storage.Storage) {
 	err := s.List(context.Background(), "p/", func(storage.Info) error { n++; return stop })
 	if !errors.Is(err, stop) || n != 1 {
 		t.Errorf("List with a failing callback: err %v after %d calls, want stop after 1", err, n)
+	}
+}
+
+// testListOrder: List walks keys in lexical (byte) order, also where a
+// directory's name is a prefix of a file's and sorts after it because '/'
+// sorts after '-' and '.'.
+func testListOrder(t *testing.T, s storage.Storage) {
+	keys := []string{"o/b/x", "o/b-c", "o/b.txt", "o/b0", "o/b/y/z", "o/a", "o-a", "o.b", "oa", "o/B", "o/b_"}
+	for _, k := range keys {
+		put(t, s, k, k)
+	}
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	if got := listKeysInOrder(t, s, ""); !slices.Equal(got, want) {
+		t.Errorf("List(\"\") = %v, want %v", got, want)
+	}
+	wantB := slices.DeleteFunc(slices.Clone(want), func(k string) bool { return !strings.HasPrefix(k, "o/b") })
+	if got := listKeysInOrder(t, s, "o/b"); !slices.Equal(got, wantB) {
+		t.Errorf("List(\"o/b\") = %v, want %v", got, wantB)
 	}
 }
 

@@ -1,4 +1,9 @@
-package registry
+// Package server wires modelxd together: it turns a Config (what
+// cmd/modelxd's flags say) into a storage backend, an authenticator and
+// policy, and a registry.Registry, migrates the storage layout, and serves
+// the registry over HTTP until its context ends. The registry package
+// itself knows nothing of flags, listeners or which backends exist.
+package server
 
 import (
 	"context"
@@ -7,10 +12,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
+	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
 	"modelx.io/modelx/storage/fs"
 	"modelx.io/modelx/storage/s3"
 )
@@ -23,7 +31,7 @@ type Config struct {
 	// and S3.Bucket are empty.
 	DataDir string
 	// S3 selects and configures the S3 backend when Endpoint or Bucket is set.
-	S3 s3.Config
+	S3 S3Config
 	// TLSCertFile and TLSKeyFile serve HTTPS when both are set.
 	TLSCertFile string
 	TLSKeyFile  string
@@ -38,7 +46,29 @@ type Config struct {
 	// AnonymousPull lets requests without a token pull (with the default policy).
 	AnonymousPull bool
 	// Options tune the registry.
-	Options Options
+	Options registry.Options
+}
+
+// S3Config is the S3 backend's settings as the --s3-* flags give them
+// (see s3.Config for each).
+type S3Config struct {
+	Endpoint, Bucket, Region, AccessKey, SecretKey string
+	PathStyle                                      bool
+}
+
+// backend names the storage backend the configuration selects, and its
+// settings.
+func (c Config) backend() (string, storage.Params, error) {
+	if c.UsesS3() {
+		return s3.BackendName, storage.Params{
+			s3.ParamEndpoint: c.S3.Endpoint, s3.ParamBucket: c.S3.Bucket, s3.ParamRegion: c.S3.Region,
+			s3.ParamAccessKey: c.S3.AccessKey, s3.ParamSecretKey: c.S3.SecretKey, s3.ParamPathStyle: strconv.FormatBool(c.S3.PathStyle),
+		}, nil
+	}
+	if c.DataDir == "" {
+		return "", nil, errors.New("no storage configured: set --data-dir, or --s3-url and --s3-bucket")
+	}
+	return fs.BackendName, storage.Params{fs.ParamDir: c.DataDir}, nil
 }
 
 // setupAuth fills the options' authenticator, policy and login issuer.
@@ -76,45 +106,41 @@ func setupAuth(cfg *Config) error {
 // UsesS3 reports whether the configuration selects the S3 backend.
 func (c Config) UsesS3() bool { return c.S3.Endpoint != "" || c.S3.Bucket != "" }
 
-// OpenBackend opens the storage backend the configuration selects.
-func OpenBackend(ctx context.Context, cfg Config) (Backend, string, error) {
-	if cfg.UsesS3() {
-		st, err := s3.New(ctx, cfg.S3)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := st.Check(ctx); err != nil {
-			return nil, "", err
-		}
-		return st, "s3", nil
-	}
-	if cfg.DataDir == "" {
-		return nil, "", errors.New("no storage configured: set --data-dir, or --s3-url and --s3-bucket")
-	}
-	st, err := fs.New(cfg.DataDir)
+// OpenBackend opens the storage backend the configuration selects, and
+// returns it with its name.
+func OpenBackend(ctx context.Context, cfg Config) (registry.Backend, string, error) {
+	name, params, err := cfg.backend()
 	if err != nil {
 		return nil, "", err
 	}
-	return st, "fs", nil
+	st, err := storage.Open(ctx, name, params)
+	if err != nil {
+		return nil, "", err
+	}
+	b, ok := st.(registry.Backend)
+	if !ok {
+		return nil, "", fmt.Errorf("the %s storage backend cannot write conditionally, which the registry needs to update indexes", name)
+	}
+	return b, name, nil
 }
 
 // migrateOnStart upgrades an older storage layout before the registry
 // serves (docs/operations.md, "Upgrades"), and records the layout of a new
 // store.
-func migrateOnStart(ctx context.Context, reg *Registry, log *slog.Logger) error {
+func migrateOnStart(ctx context.Context, reg *registry.Registry, log *slog.Logger) error {
 	res, err := reg.Migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("storage layout: %w", err)
 	}
-	if res.From < LayoutVersion {
-		log.Info("storage migrated (modelxd migrate does the same ahead of an upgrade)", "from", res.From, "to", LayoutVersion,
+	if res.From < registry.LayoutVersion {
+		log.Info("storage migrated (modelxd migrate does the same ahead of an upgrade)", "from", res.From, "to", registry.LayoutVersion,
 			"manifests", res.Manifests, "links_written", res.LinksWritten, "problems", len(res.Problems))
 	}
 	return nil
 }
 
 // Migrate opens the configured storage and upgrades its layout: `modelxd migrate`.
-func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (MigrationResult, error) {
+func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (registry.MigrationResult, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -122,11 +148,11 @@ func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (MigrationResult
 	cfg.Options.EnableRedirect = false // migration moves no bytes
 	store, _, err := OpenBackend(ctx, cfg)
 	if err != nil {
-		return MigrationResult{}, err
+		return registry.MigrationResult{}, err
 	}
-	reg, err := New(store, cfg.Options)
+	reg, err := registry.New(store, cfg.Options)
 	if err != nil {
-		return MigrationResult{}, err
+		return registry.MigrationResult{}, err
 	}
 	return reg.Migrate(ctx)
 }
@@ -151,7 +177,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr net.
 	if err != nil {
 		return err
 	}
-	reg, err := New(store, cfg.Options)
+	reg, err := registry.New(store, cfg.Options)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package registry_test
+package server_test
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"modelx.io/modelx/registry"
+	"modelx.io/modelx/server"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and pool.
@@ -59,14 +60,14 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	return certFile, keyFile, pool
 }
 
-// runServer starts registry.Run and returns its base URL and a stop func
+// runServer starts server.Run and returns its base URL and a stop func
 // that cancels it and returns Run's error.
-func runServer(t *testing.T, cfg registry.Config, scheme string) (string, func() error) {
+func runServer(t *testing.T, cfg server.Config, scheme string) (string, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
-	go func() { errc <- registry.Run(ctx, cfg, nil, func(a net.Addr) { addrc <- a }) }()
+	go func() { errc <- server.Run(ctx, cfg, nil, func(a net.Addr) { addrc <- a }) }()
 	select {
 	case a := <-addrc:
 		return scheme + "://" + a.String(), func() error { cancel(); return <-errc }
@@ -81,7 +82,7 @@ func runServer(t *testing.T, cfg registry.Config, scheme string) (string, func()
 
 func TestRunTLSAndShutdown(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
-	url, stop := runServer(t, registry.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), TLSCertFile: certFile, TLSKeyFile: keyFile}, "https")
+	url, stop := runServer(t, server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), TLSCertFile: certFile, TLSKeyFile: keyFile}, "https")
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	resp, err := client.Get(url + "/readyz")
 	if err != nil {
@@ -97,7 +98,7 @@ func TestRunTLSAndShutdown(t *testing.T) {
 }
 
 func TestRunScheduledGC(t *testing.T) {
-	cfg := registry.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), GCInterval: 50 * time.Millisecond,
+	cfg := server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), GCInterval: 50 * time.Millisecond,
 		Options: registry.Options{GCGracePeriod: time.Nanosecond}}
 	url, stop := runServer(t, cfg, "http")
 	defer stop()
@@ -129,7 +130,7 @@ func TestRunScheduledGC(t *testing.T) {
 // finished and stored before Run returns; new connections are refused.
 func TestShutdownDrainsUploads(t *testing.T) {
 	dataDir := t.TempDir()
-	url, stop := runServer(t, registry.Config{Listen: "127.0.0.1:0", DataDir: dataDir, ShutdownTimeout: 30 * time.Second}, "http")
+	url, stop := runServer(t, server.Config{Listen: "127.0.0.1:0", DataDir: dataDir, ShutdownTimeout: 30 * time.Second}, "http")
 	data := bytes.Repeat([]byte("in flight "), 100_000)
 	d := digest.FromBytes(data)
 	pr, pw := io.Pipe()
@@ -188,4 +189,19 @@ func uploadInFlight(t *testing.T, url string) bool {
 		t.Fatal(err)
 	}
 	return bytes.Contains(body, []byte("\nmodelxd_uploads_in_flight 1\n"))
+}
+
+// TestOpenBackend: the flags select the backend by name, and a
+// configuration without one says which flags to set.
+func TestOpenBackend(t *testing.T) {
+	ctx := context.Background()
+	if _, _, err := server.OpenBackend(ctx, server.Config{}); err == nil || err.Error() != "no storage configured: set --data-dir, or --s3-url and --s3-bucket" {
+		t.Errorf("no storage: %v", err)
+	}
+	if _, kind, err := server.OpenBackend(ctx, server.Config{DataDir: t.TempDir()}); err != nil || kind != "fs" {
+		t.Errorf("--data-dir: %q, %v", kind, err)
+	}
+	if _, _, err := server.OpenBackend(ctx, server.Config{DataDir: t.TempDir(), S3: server.S3Config{Endpoint: "http://127.0.0.1:1"}}); err == nil || err.Error() != "s3: bucket is required (--s3-bucket)" {
+		t.Errorf("--s3-url without --s3-bucket: %v", err)
+	}
 }
