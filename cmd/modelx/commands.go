@@ -282,7 +282,8 @@ func (a *app) reportStale(res *client.PullResult, prune bool) {
 }
 
 // configAndRef checks -o, loads the config and parses the reference
-// argument: the start of every command that names a model.
+// argument: the start of the commands that name one version (push, pull,
+// info, copy).
 func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error) {
 	if err := a.checkOutput(); err != nil {
 		return nil, client.Reference{}, err
