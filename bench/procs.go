@@ -138,8 +138,7 @@ func randomHex(n int) string {
 }
 
 // startProc starts bin with args on a free 127.0.0.1 port and waits until
-// healthURL (with the port filled in for %d) answers 200. args and env may
-// use %d for the port. It retries on another port if the process exits,
+// healthPath on it answers 200. args and env may use %d for the port. It retries on another port if the process exits,
 // since a port can be taken between choosing and binding it.
 func startProc(ctx context.Context, name, bin, logPath string, args, env []string, healthPath string) (*proc, error) {
 	var lastErr error

@@ -338,48 +338,17 @@ func (r *report) bars() []bar {
 		}
 	}
 	for _, sc := range []string{scNoopPush, scNoopPull} {
-		rows := r.rowsOf(sc)
-		b := bar{Bar: sc, Target: "well under a second (< 0.5 s)", Measured: "not measured"}
-		if len(rows) > 0 {
-			var parts []string
-			ok := true
-			for _, x := range rows {
-				parts = append(parts, fmt.Sprintf("%s/%s %s", x.Model, x.Mode, secs(x.Seconds)))
-				ok = ok && x.Seconds < 0.5
-			}
-			b.Measured, b.Met = strings.Join(parts, ", "), ptr(ok)
-		}
-		out = append(out, b)
+		out = append(out, r.rowsBar(sc, sc, "well under a second (< 0.5 s)", ", ", func(x *row) (string, bool) {
+			return secs(x.Seconds), x.Seconds < 0.5
+		}))
 	}
-	{
-		rows := r.rowsOf(scSmallChange)
-		b := bar{Bar: "one small file changed", Target: "one pack sent", Measured: "not measured"}
-		if len(rows) > 0 {
-			var parts []string
-			ok := true
-			for _, x := range rows {
-				parts = append(parts, fmt.Sprintf("%s/%s %d blob(s) sent, %d new pack(s)", x.Model, x.Mode, x.BlobsMoved, x.Diff.NewPacks))
-				ok = ok && x.BlobsMoved == 1 && x.Diff.NewPacks == 1 && x.Diff.NewBlobs == 1
-			}
-			b.Measured, b.Met = strings.Join(parts, "; "), ptr(ok)
-		}
-		out = append(out, b)
-	}
-	{
-		rows := r.rowsOf(scTensorShift)
-		b := bar{Bar: "tensor changed, header shifted", Target: "tensor's chunks + ≤ 2 chunks sent", Measured: "not measured"}
-		if len(rows) > 0 {
-			var parts []string
-			ok := true
-			for _, x := range rows {
-				extra := x.BlobsMoved - x.Diff.TensorChunks
-				parts = append(parts, fmt.Sprintf("%s/%s %d sent = %d on the tensor + %d", x.Model, x.Mode, x.BlobsMoved, x.Diff.TensorChunks, extra))
-				ok = ok && extra <= 2 && x.BlobsMoved == x.Diff.NewBlobs
-			}
-			b.Measured, b.Met = strings.Join(parts, "; "), ptr(ok)
-		}
-		out = append(out, b)
-	}
+	out = append(out, r.rowsBar(scSmallChange, "one small file changed", "one pack sent", "; ", func(x *row) (string, bool) {
+		return fmt.Sprintf("%d blob(s) sent, %d new pack(s)", x.BlobsMoved, x.Diff.NewPacks), x.BlobsMoved == 1 && x.Diff.NewPacks == 1 && x.Diff.NewBlobs == 1
+	}))
+	out = append(out, r.rowsBar(scTensorShift, "tensor changed, header shifted", "tensor's chunks + ≤ 2 chunks sent", "; ", func(x *row) (string, bool) {
+		extra := x.BlobsMoved - x.Diff.TensorChunks
+		return fmt.Sprintf("%d sent = %d on the tensor + %d", x.BlobsMoved, x.Diff.TensorChunks, extra), extra <= 2 && x.BlobsMoved == x.Diff.NewBlobs
+	}))
 	{
 		b := bar{Bar: "proxy-mode modelxd peak RSS", Target: "< 150 MiB", Measured: "not measured"}
 		if r.RSS.Measured {
@@ -399,6 +368,26 @@ func (r *report) bars() []bar {
 		out = append(out, b)
 	}
 	return out
+}
+
+// rowsBar is the bar of a target every row of scenario must meet: check
+// says what a row measured and whether it meets the target; the parts are
+// joined with sep, each after the row's model and mode.
+func (r *report) rowsBar(scenario, name, target, sep string, check func(x *row) (string, bool)) bar {
+	b := bar{Bar: name, Target: target, Measured: "not measured"}
+	rows := r.rowsOf(scenario)
+	if len(rows) == 0 {
+		return b
+	}
+	var parts []string
+	ok := true
+	for _, x := range rows {
+		part, met := check(x)
+		parts = append(parts, fmt.Sprintf("%s/%s %s", x.Model, x.Mode, part))
+		ok = ok && met
+	}
+	b.Measured, b.Met = strings.Join(parts, sep), ptr(ok)
+	return b
 }
 
 func secs(s float64) string { return formatDuration(time.Duration(s * float64(time.Second))) }

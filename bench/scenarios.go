@@ -122,6 +122,19 @@ func (b *bench) runTransfers(ctx context.Context, m *model, mode string) error {
 		}
 		return mf, err
 	}
+	// diff compares the versions tagged from and to (diffManifests).
+	diff := func(from, to, file string, shift *shiftResult) (*blobDiff, error) {
+		old, err := manifest(from)
+		if err != nil {
+			return nil, err
+		}
+		cur, err := manifest(to)
+		if err != nil {
+			return nil, err
+		}
+		df := diffManifests(old, cur, file, shift)
+		return &df, nil
+	}
 	fail := func(scenario string, err error) error {
 		return fmt.Errorf("%s %s/%s: %w", scenario, m.Name, mode, err)
 	}
@@ -238,16 +251,11 @@ func (b *bench) runTransfers(ctx context.Context, m *model, mode string) error {
 		}
 	}
 	if err := push(scSmallChange, "v2", func(*client.PushResult) (string, *blobDiff, error) {
-		v1, err := manifest("v1")
+		df, err := diff("v1", "v2", "", nil)
 		if err != nil {
 			return "", nil, err
 		}
-		v2, err := manifest("v2")
-		if err != nil {
-			return "", nil, err
-		}
-		df := diffManifests(v1, v2, "", nil)
-		return fmt.Sprintf("edited %s; new blobs vs v1: %d pack(s), %d chunk/file blob(s), %s", m.SmallEdit, df.NewPacks, df.NewChunks, formatBytes(df.NewBytes)), &df, nil
+		return fmt.Sprintf("edited %s; new blobs vs v1: %d pack(s), %d chunk/file blob(s), %s", m.SmallEdit, df.NewPacks, df.NewChunks, formatBytes(df.NewBytes)), df, nil
 	}); err != nil {
 		return err
 	}
@@ -259,17 +267,12 @@ func (b *bench) runTransfers(ctx context.Context, m *model, mode string) error {
 		}
 	}
 	if err := push(scTensorShift, "v3", func(*client.PushResult) (string, *blobDiff, error) {
-		v2, err := manifest("v2")
+		df, err := diff("v2", "v3", m.Safetensors, &shift)
 		if err != nil {
 			return "", nil, err
 		}
-		v3, err := manifest("v3")
-		if err != nil {
-			return "", nil, err
-		}
-		df := diffManifests(v2, v3, m.Safetensors, &shift)
 		return fmt.Sprintf("tensor %s (%s) rewritten, header +%d B; new blobs vs v2: %d on the tensor + %d others, %s",
-			shortTensor(shift.Tensor), formatBytes(shift.End-shift.Start), shift.HeaderGrowth, df.TensorChunks, df.NewBlobs-df.TensorChunks, formatBytes(df.NewBytes)), &df, nil
+			shortTensor(shift.Tensor), formatBytes(shift.End-shift.Start), shift.HeaderGrowth, df.TensorChunks, df.NewBlobs-df.TensorChunks, formatBytes(df.NewBytes)), df, nil
 	}); err != nil {
 		return err
 	}
@@ -295,15 +298,10 @@ func (b *bench) runTransfers(ctx context.Context, m *model, mode string) error {
 			return err
 		}
 		if err := pull(scPartialPull, "v3", pullA, v3Bytes, client.PullOptions{}, src, nil, func() (string, error) {
-			v1, err := manifest("v1")
+			df, err := diff("v1", "v3", "", nil)
 			if err != nil {
 				return "", err
 			}
-			v3, err := manifest("v3")
-			if err != nil {
-				return "", err
-			}
-			df := diffManifests(v1, v3, "", nil)
 			return fmt.Sprintf("directory holds v1, pulls v3; blobs v3 has and v1 lacks: %d, %s", df.NewBlobs, formatBytes(df.NewBytes)), nil
 		}); err != nil {
 			return err

@@ -68,12 +68,8 @@ type PullResult struct {
 	// the registry holds: by the stored size (a packed file counts its
 	// compressed frame), each blob once. A file that repeats another's
 	// content under a second name is neither.
-	DownloadedBytes  int64   `json:"downloaded_bytes"`
-	SkippedBytes     int64   `json:"skipped_bytes"`
-	BlobsTransferred int     `json:"blobs_transferred"`
-	BlobsSkipped     int     `json:"blobs_skipped"`
-	Files            int     `json:"files"`
-	DurationSeconds  float64 `json:"duration_seconds"`
+	DownloadedBytes int64 `json:"downloaded_bytes"`
+	Transfer
 	// Stale lists, sorted, the files modelx knows in the directory that the
 	// version does not have (within the selection) and that are still
 	// there: every one without Prune; with Prune, those changed since

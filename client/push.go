@@ -34,15 +34,9 @@ type PushResult struct {
 	PreviousDigest digest.Digest `json:"previous_digest,omitempty"`
 	// UploadedBytes and BlobsTransferred count the blobs sent; SkippedBytes
 	// and BlobsSkipped those not sent because the registry held them for
-	// the model already (or mounted them from --from). Each blob counts
-	// once, by its stored size (a pack's compressed bytes), so the two sums
-	// are the version's stored size.
-	UploadedBytes    int64   `json:"uploaded_bytes"`
-	SkippedBytes     int64   `json:"skipped_bytes"`
-	BlobsTransferred int     `json:"blobs_transferred"`
-	BlobsSkipped     int     `json:"blobs_skipped"`
-	Files            int     `json:"files"`
-	DurationSeconds  float64 `json:"duration_seconds"`
+	// the model already (or mounted them from --from).
+	UploadedBytes int64 `json:"uploaded_bytes"`
+	Transfer
 }
 
 // upload is one blob a push may send.
@@ -107,7 +101,7 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 		return nil, err
 	}
 
-	res := &PushResult{Reference: ref.String(), Files: len(files) + 1}
+	res := &PushResult{Reference: ref.String(), Transfer: Transfer{Files: len(files) + 1}}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s := c.newSender(ctx, cancel, c.API(ref.Registry), ref, res)

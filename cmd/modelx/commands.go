@@ -110,20 +110,11 @@ named another version, push says that it moved:
 				opts.From = src.Model()
 			}
 			res, err := a.newTransferClient(cfg, "push").PushWithOptions(cmd.Context(), ref, dir, opts)
+			var figures *transferFigures
 			if res != nil {
-				a.stopProgress(cmd.Context(), err, res.UploadedBytes, res.SkippedBytes)
+				figures = transferred(res.UploadedBytes, res.Transfer)
 			}
-			a.stopProgress(cmd.Context(), err, -1, -1)
-			if metricsFile != "" {
-				f := transferFigures{operation: "push", reference: ref.String(), err: err}
-				if res != nil {
-					f.movedBytes, f.skippedBytes, f.movedBlobs, f.skippedBlobs, f.seconds = res.UploadedBytes, res.SkippedBytes, res.BlobsTransferred, res.BlobsSkipped, res.DurationSeconds
-				}
-				if werr := writeMetricsFile(metricsFile, f); werr != nil && err == nil {
-					err = werr
-				}
-			}
-			if err != nil {
+			if err := a.finishTransfer(cmd.Context(), "push", ref, figures, err, metricsFile); err != nil {
 				return err
 			}
 			if a.output == "json" {
@@ -140,6 +131,33 @@ named another version, push says that it moved:
 	addMetricsFileFlag(cmd, &metricsFile)
 	cmd.Flags().StringVar(&from, "from", "", "a model of the same registry (REGISTRY/REPOSITORY/NAME) that holds some of these files and that you may pull: its blobs are linked without sending them")
 	return cmd
+}
+
+// transferred returns the figures of a push's or pull's result: moved, its
+// uploaded or downloaded bytes, and t, the rest.
+func transferred(moved int64, t client.Transfer) *transferFigures {
+	return &transferFigures{movedBytes: moved, skippedBytes: t.SkippedBytes, movedBlobs: t.BlobsTransferred, skippedBlobs: t.BlobsSkipped, seconds: t.DurationSeconds}
+}
+
+// finishTransfer ends the transfer op of ref (push, pull, copy) with its
+// outcome err: the progress display's summary and, with metricsFile, the
+// figures in that file. figures are the result's, nil when the transfer
+// returned none. It returns err, or else the metrics file's error.
+func (a *app) finishTransfer(ctx context.Context, op string, ref client.Reference, figures *transferFigures, err error, metricsFile string) error {
+	var f transferFigures
+	if figures != nil {
+		f = *figures
+		a.stopProgress(ctx, err, f.movedBytes, f.skippedBytes)
+	}
+	a.stopProgress(ctx, err, -1, -1) // no result: no figures to show
+	if metricsFile == "" {
+		return err
+	}
+	f.operation, f.reference, f.err = op, ref.String(), err
+	if werr := writeMetricsFile(metricsFile, f); werr != nil && err == nil {
+		return werr
+	}
+	return err
 }
 
 // addMetricsFileFlag adds --metrics-file to push and pull.
@@ -180,19 +198,11 @@ wrote that the version no longer has stay, unless --prune removes them.`,
 			// The storage-initializer form leaves only the model behind.
 			opts.DropState = opts.DropState || strings.HasPrefix(args[0], "modelx://")
 			res, err := a.newTransferClient(cfg, "pull").Pull(cmd.Context(), ref, dir, opts)
+			var figures *transferFigures
 			if res != nil {
-				a.stopProgress(cmd.Context(), err, res.DownloadedBytes, res.SkippedBytes)
+				figures = transferred(res.DownloadedBytes, res.Transfer)
 			}
-			a.stopProgress(cmd.Context(), err, -1, -1)
-			if metricsFile != "" {
-				f := transferFigures{operation: "pull", reference: ref.String(), err: err}
-				if res != nil {
-					f.movedBytes, f.skippedBytes, f.movedBlobs, f.skippedBlobs, f.seconds = res.DownloadedBytes, res.SkippedBytes, res.BlobsTransferred, res.BlobsSkipped, res.DurationSeconds
-				}
-				if werr := writeMetricsFile(metricsFile, f); werr != nil && err == nil {
-					err = werr
-				}
-			}
+			err = a.finishTransfer(cmd.Context(), "pull", ref, figures, err, metricsFile)
 			if conflict := (*client.ConflictError)(nil); errors.As(err, &conflict) {
 				return a.explainConflict(conflict)
 			}
@@ -272,7 +282,8 @@ func (a *app) reportStale(res *client.PullResult, prune bool) {
 }
 
 // configAndRef checks -o, loads the config and parses the reference
-// argument: the start of every command that names a model.
+// argument: the start of the commands that name one version (push, pull,
+// info, copy).
 func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error) {
 	if err := a.checkOutput(); err != nil {
 		return nil, client.Reference{}, err
@@ -283,6 +294,17 @@ func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error)
 	}
 	ref, err := a.parseRef(cfg, arg)
 	return cfg, ref, err
+}
+
+// configAndModel checks -o, loads the config and parses a REF argument
+// that may name a model without a version (modelArg): the start of the
+// commands that act on a model or on its versions.
+func (a *app) configAndModel(arg string) (cfg *client.Config, ref client.Reference, named bool, err error) {
+	if cfg, err = a.outputConfig(); err != nil {
+		return nil, client.Reference{}, false, err
+	}
+	ref, named, err = a.modelArg(cfg, arg)
+	return cfg, ref, named, err
 }
 
 // configAndRegistry loads the config and parses a REGISTRY argument (a URL
@@ -489,11 +511,7 @@ func (a *app) deleteCommand() *cobra.Command {
 		Short: "Delete a tag (REF:TAG), every tag of a digest (REF@sha256:…), or a whole model (REF without tag)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.outputConfig()
-			if err != nil {
-				return err
-			}
-			ref, tagged, err := a.modelArg(cfg, args[0])
+			cfg, ref, tagged, err := a.configAndModel(args[0])
 			if err != nil {
 				return err
 			}
@@ -606,11 +624,12 @@ the tag moved:
 				dst.Tag = src.Tag // DST without a version: the same tag
 			}
 			res, err := a.newTransferClient(cfg, "copy").Copy(cmd.Context(), src, dst)
+			var figures *transferFigures
 			if res != nil {
-				a.stopProgress(cmd.Context(), err, res.CopiedBytes, res.SkippedBytes+res.MountedBytes)
+				figures = &transferFigures{movedBytes: res.CopiedBytes, skippedBytes: res.SkippedBytes + res.MountedBytes,
+					movedBlobs: res.BlobsCopied, skippedBlobs: res.BlobsSkipped + res.BlobsMounted, seconds: res.DurationSeconds}
 			}
-			a.stopProgress(cmd.Context(), err, -1, -1)
-			if err != nil {
+			if err := a.finishTransfer(cmd.Context(), "copy", dst, figures, err, ""); err != nil {
 				return err
 			}
 			if a.output == "json" {

@@ -41,7 +41,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -315,9 +314,34 @@ func sameTree(got, want map[string][]byte) string {
 // the blob PUTs whose body the registry read.
 type recorder struct {
 	next     http.Handler
-	inflight atomic.Int64
 	mu       sync.Mutex
 	sent     map[digest.Digest]int64
+	inflight int
+	idle     chan struct{} // closed while inflight is 0
+}
+
+func newRecorder(next http.Handler) *recorder {
+	idle := make(chan struct{})
+	close(idle)
+	return &recorder{next: next, sent: map[digest.Digest]int64{}, idle: idle}
+}
+
+// begin and end count a request in flight.
+func (rec *recorder) begin() {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.inflight == 0 {
+		rec.idle = make(chan struct{})
+	}
+	rec.inflight++
+}
+
+func (rec *recorder) end() {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.inflight--; rec.inflight == 0 {
+		close(rec.idle)
+	}
 }
 
 type countingBody struct {
@@ -332,8 +356,8 @@ func (b *countingBody) Read(p []byte) (int, error) {
 }
 
 func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rec.inflight.Add(1)
-	defer rec.inflight.Add(-1)
+	rec.begin()
+	defer rec.end()
 	if i := strings.LastIndex(r.URL.Path, "/blobs/"); i >= 0 && r.Method == http.MethodPut {
 		// A shallow copy carries the counting body: the server must still
 		// see its own body on its request, or it would answer Expect:
@@ -365,10 +389,15 @@ func (rec *recorder) reset() map[digest.Digest]int64 {
 // what a killed client's requests did is all in storage.
 func (rec *recorder) waitIdle(t *testing.T) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); rec.inflight.Load() > 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d registry requests still running a minute after the client died", rec.inflight.Load())
-		}
+	rec.mu.Lock()
+	idle := rec.idle
+	rec.mu.Unlock()
+	select {
+	case <-idle:
+	case <-time.After(time.Minute):
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		t.Fatalf("%d registry requests still running a minute after the client died", rec.inflight)
 	}
 }
 
@@ -376,7 +405,7 @@ func (rec *recorder) waitIdle(t *testing.T) {
 func startCrashRegistry(t *testing.T) (*fs.Store, *recorder, string) {
 	t.Helper()
 	st, h := newRegistry(t)
-	rec := &recorder{next: h, sent: map[digest.Digest]int64{}}
+	rec := newRecorder(h)
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
 	return st, rec, srv.URL

@@ -41,11 +41,7 @@ versions and expiry. HOLDER is letters, digits, '.', '_', ':' and '-', starting
 with a letter or digit, at most 253 characters; a hold names at most 8 versions.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.outputConfig()
-			if err != nil {
-				return err
-			}
-			ref, named, err := a.modelArg(cfg, args[0])
+			cfg, ref, named, err := a.configAndModel(args[0])
 			if err != nil {
 				return err
 			}
@@ -94,11 +90,7 @@ func (a *app) holdListCommand() *cobra.Command {
 		Short: "List the unexpired holds on the versions of REF's model",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.outputConfig()
-			if err != nil {
-				return err
-			}
-			ref, _, err := a.modelArg(cfg, args[0])
+			cfg, ref, _, err := a.configAndModel(args[0])
 			if err != nil {
 				return err
 			}
@@ -126,11 +118,7 @@ func (a *app) holdReleaseCommand() *cobra.Command {
 		Short: "Release the hold HOLDER on the versions of REF's model",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.outputConfig()
-			if err != nil {
-				return err
-			}
-			ref, _, err := a.modelArg(cfg, args[0])
+			cfg, ref, _, err := a.configAndModel(args[0])
 			if err != nil {
 				return err
 			}

@@ -61,6 +61,8 @@ func TestHoldCommands(t *testing.T) {
 	os.WriteFile(filepath.Join(model, "weights.bin"), []byte(strings.Repeat("newer ", 100000)), 0o644)
 	json.Unmarshal([]byte(mustRun(t, "push", url+"/nlp/bert:prod", model, "-o", "json")), &pushed)
 	mustRun(t, "hold", "put", url+"/nlp/bert", "backup", pushed.Digest, served, "--ttl", "1h")
+	// Past the 1ns grace period: the registry takes its time from the wall
+	// clock and the stored objects' times, which no test can set.
 	time.Sleep(10 * time.Millisecond)
 	if out := mustRun(t, "gc", url); !strings.Contains(out, "deleted 0 manifests") {
 		t.Fatalf("gc with holds:\n%s", out)
@@ -125,7 +127,7 @@ func TestHoldCommands(t *testing.T) {
 	if out := mustRun(t, "info", url+"/nlp/bert:prod"); strings.Contains(out, "holds:") {
 		t.Fatalf("info without holds:\n%s", out)
 	}
-	time.Sleep(10 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond) // past the grace period, as above
 	if out := mustRun(t, "gc", url); !strings.Contains(out, "deleted 1 manifests") {
 		t.Fatalf("gc after the release:\n%s", out)
 	}

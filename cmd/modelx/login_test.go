@@ -106,7 +106,9 @@ func TestDeviceLogin(t *testing.T) {
 	}
 	mustRun(t, "push", url+"/nlp/bert:v1", model)
 
-	// The ID token expires; the next command refreshes it and saves the new one.
+	// The ID token expires; the next command refreshes it and saves the new
+	// one. Dex issues it and the registry checks it by the wall clock, so
+	// the test waits out its short lifetime.
 	time.Sleep(time.Until(cred.Expiry) + 500*time.Millisecond)
 	mustRun(t, "push", url+"/nlp/bert:v2", model)
 	cfg, _ = client.LoadConfig(cfgPath)

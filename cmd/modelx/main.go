@@ -1,4 +1,6 @@
-// Command modelx pushes and pulls models to and from a modelx registry.
+// Command modelx is the command line of a modelx registry: it pushes,
+// pulls and copies models, and lists, inspects, tags, holds, deletes and
+// garbage-collects them.
 package main
 
 import (

@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// transferFigures are what a push or pull reports in its metrics file.
+// transferFigures are what a transfer reports: its progress summary shows
+// the bytes, and a push's or pull's metrics file all of them.
 type transferFigures struct {
-	operation    string // push or pull
+	operation    string // push, pull or copy
 	reference    string
 	movedBytes   int64
 	skippedBytes int64

@@ -29,11 +29,7 @@ a tag on another model or registry, use modelx copy.`,
   modelx tag myreg/nlp/bert@sha256:… stable`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.outputConfig()
-			if err != nil {
-				return err
-			}
-			src, named, err := a.modelArg(cfg, args[0])
+			cfg, src, named, err := a.configAndModel(args[0])
 			if err != nil {
 				return err
 			}

@@ -218,7 +218,7 @@ func TestController(t *testing.T) {
 			t.Fatalf("Ready lapsed during the rollout: %v", l[0])
 		}
 		// Settled: nothing is written again and again.
-		s.steady(3*time.Second, objectRef{render.SeldonDeploymentGVK, "bert"}, objectRef{render.VirtualServiceGVK, "bert-modelx"}, objectRef{render.GatewayGVK, "bert-modelx"})
+		s.steady("prod", objectRef{render.SeldonDeploymentGVK, "bert"}, objectRef{render.VirtualServiceGVK, "bert-modelx"}, objectRef{render.GatewayGVK, "bert-modelx"})
 	})
 
 	t.Run("CrashingVersionIsAbandoned", func(t *testing.T) {
@@ -237,8 +237,9 @@ func TestController(t *testing.T) {
 			}
 			return nil
 		})
-		// The tag still names v3: it is not tried again under this spec.
-		time.Sleep(2 * time.Second)
+		// The tag still names v3: it is not tried again under this spec,
+		// however often the controller looks.
+		s.looksAgain("prod", 8)
 		s.wantTraffic("bert", map[string]int64{v2: 100})
 		if l := lapses(); len(l) > 0 {
 			t.Fatalf("Ready lapsed: %v", l)
@@ -573,7 +574,7 @@ func TestControllerWithSeldonIstio(t *testing.T) {
 	if _, err := s.get(render.VirtualServiceGVK, "routed-modelx"); !apierrors.IsNotFound(err) {
 		t.Fatalf("the controller renders a VirtualService of its own beside Seldon's: %v", err)
 	}
-	s.steady(5*time.Second, objectRef{render.SeldonDeploymentGVK, "routed"}, objectRef{render.VirtualServiceGVK, "routed"})
+	s.steady("prod", objectRef{render.SeldonDeploymentGVK, "routed"}, objectRef{render.VirtualServiceGVK, "routed"})
 
 	// A path prefix Seldon cannot route is reported, not half-applied.
 	s.create(&v1alpha1.ModelDeployment{
@@ -645,10 +646,15 @@ type objectRef struct {
 	name string
 }
 
+// steadyLooks is how many times steady lets the controller look at the
+// tag: at the 300ms followTag interval of the suites, about 3s.
+const steadyLooks = 10
+
 // steady fails unless neither the spec nor the labels and annotations of
-// these objects change for d: no two controllers write the same object.
+// these objects change while the controller looks at tag, which they
+// follow, steadyLooks times: no two controllers write the same object.
 // (Status may change: Seldon reports its replicas there.)
-func (s *suite) steady(d time.Duration, objs ...objectRef) {
+func (s *suite) steady(tag string, objs ...objectRef) {
 	s.t.Helper()
 	versions := func() []string {
 		var out []string
@@ -662,7 +668,7 @@ func (s *suite) steady(d time.Duration, objs ...objectRef) {
 		return out
 	}
 	before := versions()
-	time.Sleep(d)
+	s.looksAgain(tag, steadyLooks)
 	if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
 		s.t.Fatalf("objects written again without a change: %v, then %v", before, after)
 	}

@@ -1,7 +1,10 @@
 // Package controller reconciles ModelDeployments: it resolves the model's
-// tag to a digest through modelxd, renders the SeldonDeployment and Istio
-// objects with that digest pinned, applies them owned by the
-// ModelDeployment, and reports status and events.
+// tag to a digest through modelxd, rolls a new digest out beside the one
+// serving (rollout.go: a predictor per version, canary, promotion, or
+// abandon), renders the SeldonDeployment and Istio objects with the
+// digests pinned and applies them owned by the ModelDeployment, holds the
+// versions in service in the registry (holds.go), and reports status and
+// events.
 package controller
 
 import (
@@ -36,7 +39,8 @@ import (
 // FieldOwner is the server-side-apply manager of everything we render.
 const FieldOwner = "modelx-controller"
 
-// Reasons of the Ready condition.
+// Reasons of the Ready condition, and of the warning events about holds
+// and an ignored implementation.
 const (
 	ReasonAvailable   = "Available"
 	ReasonRollingOut  = "RollingOut"
@@ -62,7 +66,8 @@ type Reconciler struct {
 	// Routing is what the cluster offers for spec.expose; without
 	// Routing.Istio no Istio object is watched or rendered.
 	Routing render.Routing
-	// RetryAfter is the pause after a failed resolution; default 30s.
+	// RetryAfter is the pause after a failed hold, and the first after a
+	// failed resolution (backoff then grows it); default 30s.
 	RetryAfter time.Duration
 	// Drain is how long an old version keeps running without traffic after
 	// a new one took all of it; default DefaultDrain.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,6 +81,61 @@ type suite struct {
 	admin *modelx.API
 	// digests are the pushed versions' manifest digests, by name.
 	digests map[string]string
+	// resolver is the controller's, counting its resolutions.
+	resolver *countingResolver
+}
+
+// countingResolver counts the controller's resolutions of each tag, so a
+// test waits until the controller has looked at a tag again (each look a
+// reconcile that could act on it) rather than for some time.
+type countingResolver struct {
+	controller.Resolver
+	mu      sync.Mutex
+	counts  map[string]int
+	changed chan struct{} // closed, and replaced, at each resolution
+}
+
+func newCountingResolver(r controller.Resolver) *countingResolver {
+	return &countingResolver{Resolver: r, counts: map[string]int{}, changed: make(chan struct{})}
+}
+
+// Resolve resolves src, then counts it.
+func (c *countingResolver) Resolve(ctx context.Context, src v1alpha1.ModelSource) (controller.Resolved, error) {
+	res, err := c.Resolver.Resolve(ctx, src)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts[src.Tag]++
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return res, err
+}
+
+// count is how often tag was resolved so far, and a channel closed at the
+// next resolution of any tag.
+func (c *countingResolver) count(tag string) (int, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[tag], c.changed
+}
+
+// looksAgain waits until the controller has resolved tag n more times
+// from now. Reconciles of one object run one at a time, so n looks mean
+// n-1 reconciles begun and ended after the call (each follows the tag).
+func (s *suite) looksAgain(tag string, n int) {
+	s.t.Helper()
+	start, _ := s.resolver.count(tag)
+	timeout := time.After(90 * time.Second)
+	for {
+		got, changed := s.resolver.count(tag)
+		if got-start >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			s.t.Fatalf("the controller resolved %s %d times in 90s, want %d", tag, got-start, n)
+		}
+	}
 }
 
 func startSuite(t *testing.T, opts suiteOptions) *suite {
@@ -144,8 +200,9 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 		t.Fatal(err)
 	}
 	resolver := &controller.RegistryResolver{Token: func(string) (string, error) { return controllerToken, nil }}
+	s.resolver = newCountingResolver(resolver)
 	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
-		Resolver: resolver, Holds: resolver,
+		Resolver: s.resolver, Holds: resolver,
 		InitializerImage: "modelx/modelx:test", RetryAfter: 500 * time.Millisecond, Drain: time.Second, ClusterName: clusterName,
 		Routing: render.Routing{Istio: controller.IstioInstalled(mgr.GetRESTMapper()), SeldonIstio: opts.seldonIstio, GatewaySelector: render.DefaultGatewaySelector()}}
 	if err := r.SetupWithManager(mgr); err != nil {

@@ -101,6 +101,9 @@ func TestCluster(t *testing.T) {
 		waitPod(t, c, d, 60*time.Second, "Running with running containers", func(p *corev1.Pod) bool {
 			return p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Running != nil
 		})
+		// A non-event has nothing to wait for: kwok readies a
+		// BehaviourReady pod a few hundred milliseconds after it is bound,
+		// so 3s is ample.
 		time.Sleep(3 * time.Second)
 		if p := firstPod(t, c, d); podReady(p) {
 			t.Fatal("never-ready pod is ready")

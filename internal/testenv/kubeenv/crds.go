@@ -35,12 +35,7 @@ const (
 // config/crd* ones). The file is in the read-only module cache.
 func SeldonCRD(t testing.TB) string {
 	t.Helper()
-	dir := requireModule(t, seldonModule, SeldonVersion)
-	p := filepath.Join(dir, "bundle", "manifests", "machinelearning.seldon.io_seldondeployments.yaml")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("Seldon CRD: %v", err)
-	}
-	return p
+	return moduleFile(t, "Seldon CRD", seldonModule, SeldonVersion, "bundle", "manifests", "machinelearning.seldon.io_seldondeployments.yaml")
 }
 
 // IstioCRDs returns the path of istio.io/api's
@@ -49,10 +44,16 @@ func SeldonCRD(t testing.TB) string {
 // Gateway, DestinationRule, ...). The file is in the read-only module cache.
 func IstioCRDs(t testing.TB) string {
 	t.Helper()
-	dir := requireModule(t, istioModule, IstioVersion)
-	p := filepath.Join(dir, "kubernetes", "customresourcedefinitions.gen.yaml")
+	return moduleFile(t, "Istio CRDs", istioModule, IstioVersion, "kubernetes", "customresourcedefinitions.gen.yaml")
+}
+
+// moduleFile returns the path of a file of module@version in the module
+// cache (requireModule); what names it when it is missing.
+func moduleFile(t testing.TB, what, module, version string, path ...string) string {
+	t.Helper()
+	p := filepath.Join(append([]string{requireModule(t, module, version)}, path...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("Istio CRDs: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	return p
 }

@@ -1,10 +1,6 @@
 package kubeenv
 
-import (
-	"os"
-	"path/filepath"
-	"testing"
-)
+import "testing"
 
 // PrometheusOperatorVersion is the prometheus-operator release whose
 // ServiceMonitor CRD ServiceMonitorCRD returns; like the Seldon and Istio
@@ -18,10 +14,5 @@ const prometheusOperatorModule = "github.com/prometheus-operator/prometheus-oper
 // PrometheusOperatorVersion. The file is in the read-only module cache.
 func ServiceMonitorCRD(t testing.TB) string {
 	t.Helper()
-	dir := requireModule(t, prometheusOperatorModule, PrometheusOperatorVersion)
-	p := filepath.Join(dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("ServiceMonitor CRD: %v", err)
-	}
-	return p
+	return moduleFile(t, "ServiceMonitor CRD", prometheusOperatorModule, PrometheusOperatorVersion, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml")
 }
