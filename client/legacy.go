@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/spec"
 )
 
@@ -105,15 +106,14 @@ func (p *puller) fetchLegacyDir(ctx context.Context, t target) (_ *legacyArchive
 			a.close()
 		}
 	}()
-	h := sha256.New()
 	tracker := p.c.opts.Progress.Start(t.name+"/", t.size)
-	err = p.fetchInto(ctx, t.digest, 0, t.size, io.MultiWriter(tmp, h), tracker)
+	err = p.fetchBlob(ctx, t.digest, content.NewVerifier(t.size, t.digest), io.NewOffsetWriter(tmp, 0), tracker)
 	tracker.Done(err)
+	if errors.Is(err, content.ErrDigestMismatch) {
+		return nil, fmt.Errorf("%s: directory archive does not match its digest %s; the blob on the registry is corrupt (nothing of it was written)", t.name, t.digest)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if digest.NewDigest(digest.SHA256, h) != t.digest {
-		return nil, fmt.Errorf("%s: directory archive does not match its digest %s; the blob on the registry is corrupt (nothing of it was written)", t.name, t.digest)
 	}
 	p.countBlob()
 	files := map[string]bool{}  // name → is a directory

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
@@ -371,17 +371,9 @@ func (p *puller) selectTargets(ctx context.Context, m *spec.Manifest, targets []
 	}
 	var prefixes []string
 	if opts.ModelFiles || opts.ModelFilesIfListed {
-		rc, err := p.api.GetBlob(ctx, p.ref.Repository, p.ref.Name, m.Config.Digest, 0, -1)
+		data, err := p.api.FetchConfig(ctx, p.ref.Repository, p.ref.Name, m.Config)
 		if err != nil {
 			return nil, nil, err
-		}
-		data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-		rc.Close()
-		if err != nil {
-			return nil, nil, err
-		}
-		if digest.FromBytes(data) != m.Config.Digest {
-			return nil, nil, fmt.Errorf("%s from the registry does not match its digest %s", spec.ConfigFileName, m.Config.Digest)
 		}
 		cfg, err := spec.ParseModelConfig(data)
 		if err != nil {
@@ -679,29 +671,24 @@ func (p *puller) verifyLocal(t target) (bool, error) {
 }
 
 // holds reads r to its end, or to the end of t's last chunk, and reports
-// whether what it read is t, hashed the way the manifest describes it:
-// whole, or chunk by chunk for a chunked file.
+// whether what it read is t, verified the way the manifest describes it:
+// whole, or chunk by chunk for a chunked file, whose chunk list must be
+// its digest.
 func holds(r io.Reader, t target) (bool, error) {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	r = struct{ io.Reader }{r} // read through buf, not through the reader's own WriteTo
 	if t.blob.MediaType == spec.MediaTypeChunkedFile && t.packed == nil {
-		chunks := make([]spec.Chunk, 0, len(t.blob.Chunks))
+		if spec.ChunkListDigest(t.blob.Chunks) != t.digest {
+			return false, nil
+		}
 		for _, c := range t.blob.Chunks {
-			h := sha256.New()
-			n, err := io.CopyBuffer(h, io.LimitReader(r, c.Size), *buf)
-			if err != nil || n != c.Size {
+			if ok, err := content.Holds(io.LimitReader(r, c.Size), c.Size, c.Digest, *buf); !ok || err != nil {
 				return false, err
 			}
-			chunks = append(chunks, spec.Chunk{Digest: digest.NewDigest(digest.SHA256, h), Size: c.Size})
 		}
-		return spec.ChunkListDigest(chunks) == t.digest, nil
+		return true, nil
 	}
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, r, *buf); err != nil {
-		return false, err
-	}
-	return digest.NewDigest(digest.SHA256, h) == t.digest, nil
+	return content.Holds(r, t.size, t.digest, *buf)
 }
 
 func (p *puller) count(n int64) {
@@ -977,8 +964,8 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 		return err
 	}
 	defer f.Close()
-	h := sha256.New()
-	have, err := io.Copy(h, f) // what a killed pull left, hashed to continue
+	v := content.NewVerifier(t.size, t.digest)
+	have, err := io.Copy(v, f) // what a killed pull left, hashed to continue
 	if err != nil {
 		return err
 	}
@@ -986,14 +973,14 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 		if err := f.Truncate(0); err != nil {
 			return err
 		}
-		h.Reset()
+		v.Reset()
 		have = 0
 	}
 	tracker := p.c.opts.Progress.Start(t.name, t.size)
 	tracker.Skip(have)
 	p.skipped(0, have) // a killed pull downloaded these already
-	err = p.fetchInto(ctx, t.blob.Digest, have, t.size-have, io.MultiWriter(f, h), tracker)
-	if err == nil && digest.NewDigest(digest.SHA256, h) != t.digest {
+	err = p.fetchBlob(ctx, t.blob.Digest, v, io.NewOffsetWriter(f, have), tracker)
+	if errors.Is(err, content.ErrDigestMismatch) {
 		f.Truncate(0)
 		err = fmt.Errorf("%s: downloaded bytes do not match digest %s; the blob on the registry is corrupt (nothing was written)", t.name, t.digest)
 	}
@@ -1015,8 +1002,29 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 	return p.place(tmp, t, fi)
 }
 
-// fetchInto copies length bytes of a blob from offset into w.
-func (p *puller) fetchInto(ctx context.Context, d digest.Digest, offset, length int64, w io.Writer, tracker Tracker) error {
+// fetchBlob copies blob d into w from where v left off (the bytes v has
+// seen are those before), through v's reader: w receives the rest of the
+// blob and then nil, or an error, and never the last bytes of content
+// that is not the blob (content.ErrSizeMismatch, content.ErrDigestMismatch).
+func (p *puller) fetchBlob(ctx context.Context, d digest.Digest, v *content.Verifier, w io.Writer, tracker Tracker) error {
+	if v.Written() == v.Size() {
+		return v.Verify()
+	}
+	return p.fetchInto(ctx, d, v.Written(), v.Size()-v.Written(), w, tracker, v.Reader)
+}
+
+// fetchRange copies length bytes of blob d from offset into w: a range
+// whose content its reader checks (a packed file's frame).
+func (p *puller) fetchRange(ctx context.Context, d digest.Digest, offset, length int64, w io.Writer, tracker Tracker) error {
+	return p.fetchInto(ctx, d, offset, length, w, tracker, func(r io.Reader) *content.Reader {
+		// A registry that ignores a range from 0 sends the whole blob.
+		return content.NewReader(io.LimitReader(r, length), length, "")
+	})
+}
+
+// fetchInto copies length bytes of a blob from offset into w, read through
+// verify, which yields only what it checked.
+func (p *puller) fetchInto(ctx context.Context, d digest.Digest, offset, length int64, w io.Writer, tracker Tracker, verify func(io.Reader) *content.Reader) error {
 	if length == 0 {
 		return nil
 	}
@@ -1027,12 +1035,9 @@ func (p *puller) fetchInto(ctx context.Context, d digest.Digest, offset, length 
 	defer rc.Close()
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	n, err := io.CopyBuffer(w, &countingReadCloser{ReadCloser: io.NopCloser(io.LimitReader(rc, length)), add: func(n int64) { tracker.Add(n); p.count(n) }}, *buf)
-	if err != nil {
+	counted := &countingReadCloser{ReadCloser: rc, add: func(n int64) { tracker.Add(n); p.count(n) }}
+	if _, err := io.CopyBuffer(w, verify(counted), *buf); err != nil {
 		return fmt.Errorf("download %s: %w", d, err)
-	}
-	if n != length {
-		return fmt.Errorf("download %s: got %d bytes, want %d; the registry or network cut it short", d, n, length)
 	}
 	return nil
 }

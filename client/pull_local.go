@@ -202,7 +202,7 @@ func (p *puller) unchangedSince(name string, fi fs.FileInfo) (bool, error) {
 		return false, nil
 	}
 	defer f.Close()
-	recorded := target{digest: cf.Digest, blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}}
+	recorded := target{size: fi.Size(), digest: cf.Digest, blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}}
 	if len(cf.Chunks) > 0 && spec.ChunkListDigest(cf.Chunks) == cf.Digest {
 		recorded.blob = &spec.Descriptor{MediaType: spec.MediaTypeChunkedFile, Chunks: cf.Chunks}
 	}

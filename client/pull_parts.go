@@ -20,6 +20,7 @@ import (
 
 	"modelx.io/modelx/client/chunker"
 	"modelx.io/modelx/client/pack"
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/spec"
 )
 
@@ -137,23 +138,19 @@ func (p *puller) skipped(blobs int, n int64) {
 func chunkAt(f *os.File, offset int64, ch spec.Chunk) bool {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, io.NewSectionReader(f, offset, ch.Size), *buf); err != nil {
-		return false
-	}
-	return digest.NewDigest(digest.SHA256, h) == ch.Digest
+	ok, _ := content.Holds(io.NewSectionReader(f, offset, ch.Size), ch.Size, ch.Digest, *buf)
+	return ok
 }
 
-// copyChunk copies a chunk from src into dst at offset, hashing it on the
-// way, and reports whether the copied bytes are the chunk. It streams
+// copyChunk copies a chunk from src into dst at offset, verifying it on
+// the way, and reports whether the copied bytes are the chunk. It streams
 // through a pooled buffer, so a chunk of any size costs no more memory.
 func copyChunk(src chunkLoc, dst *os.File, offset int64, ch spec.Chunk) bool {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	h := sha256.New()
-	w := io.MultiWriter(io.NewOffsetWriter(dst, offset), h)
-	n, err := io.CopyBuffer(w, io.NewSectionReader(src.f, src.offset, ch.Size), *buf)
-	return err == nil && n == ch.Size && digest.NewDigest(digest.SHA256, h) == ch.Digest
+	r := content.NewReader(io.NewSectionReader(src.f, src.offset, ch.Size), ch.Size, ch.Digest)
+	_, err := io.CopyBuffer(io.NewOffsetWriter(dst, offset), r, *buf)
+	return err == nil
 }
 
 // pullChunk fills chunk i: a copy from src when it verifies, else a
@@ -173,10 +170,8 @@ func (c *chunkedFile) pullChunk(ctx context.Context, i int, offset int64, src ch
 }
 
 func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Chunk) error {
-	h := sha256.New()
-	w := io.MultiWriter(io.NewOffsetWriter(c.f, offset), h)
-	err := c.p.fetchInto(ctx, ch.Digest, 0, ch.Size, w, c.tracker)
-	if err == nil && digest.NewDigest(digest.SHA256, h) != ch.Digest {
+	err := c.p.fetchBlob(ctx, ch.Digest, content.NewVerifier(ch.Size, ch.Digest), io.NewOffsetWriter(c.f, offset), c.tracker)
+	if errors.Is(err, content.ErrDigestMismatch) {
 		err = fmt.Errorf("%s: chunk %d does not match its digest %s; the blob on the registry is corrupt (nothing was written)", c.t.name, i, ch.Digest)
 	}
 	if err != nil {
@@ -317,7 +312,7 @@ func (p *puller) indexLocalChunks(ctx context.Context, targets []target) *chunkI
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(min(p.c.opts.Concurrency, runtime.GOMAXPROCS(0))) // each holds a chunker buffer
+	g.SetLimit(min(p.c.opts.Concurrency, runtime.GOMAXPROCS(0))) // hashing: CPU-bound
 	for _, t := range targets {
 		if indexed[t.name] {
 			continue
@@ -340,35 +335,9 @@ func (p *puller) indexLocalChunks(ctx context.Context, targets []target) *chunkI
 	return x
 }
 
-func chunksSize(chunks []spec.Chunk) int64 {
-	var n int64
-	for _, ch := range chunks {
-		n += ch.Size
-	}
-	return n
-}
-
 // chunkFile cuts f into content-defined chunks and hashes each.
 func chunkFile(ctx context.Context, f *os.File, params chunker.Params) ([]spec.Chunk, error) {
-	ck, err := chunker.New(io.NewSectionReader(f, 0, 1<<62), params)
-	if err != nil {
-		return nil, err
-	}
-	var chunks []spec.Chunk
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ch, err := ck.Next()
-		if errors.Is(err, io.EOF) {
-			return chunks, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(ch.Data)
-		chunks = append(chunks, spec.Chunk{Digest: digest.NewDigestFromBytes(digest.SHA256, sum[:]), Size: int64(len(ch.Data))})
-	}
+	return hashChunks(ctx, io.NewSectionReader(f, 0, 1<<62), params, nil)
 }
 
 // plannedFetch is what a pull of todo moves or skips: the bytes of each
@@ -416,7 +385,7 @@ func (p *puller) pullPacked(ctx context.Context, ts []target) error {
 	} else {
 		for _, t := range ts {
 			var frame bytes.Buffer
-			if err = p.fetchInto(ctx, blob.Digest, t.packed.Offset, t.packed.Length, &frame, tracker); err != nil {
+			if err = p.fetchRange(ctx, blob.Digest, t.packed.Offset, t.packed.Length, &frame, tracker); err != nil {
 				break
 			}
 			if err = p.writePacked(frame.Bytes(), t); err != nil {
@@ -434,12 +403,13 @@ func (p *puller) pullPacked(ctx context.Context, ts []target) error {
 func (p *puller) pullWholePack(ctx context.Context, blob *spec.Descriptor, ts []target, tracker Tracker) error {
 	var buf bytes.Buffer
 	buf.Grow(int(blob.Size))
-	h := sha256.New()
-	if err := p.fetchInto(ctx, blob.Digest, 0, blob.Size, io.MultiWriter(&buf, h), tracker); err != nil {
-		return err
-	}
-	if digest.NewDigest(digest.SHA256, h) != blob.Digest {
+	// Written, not read from (Buffer.ReadFrom would grow buf past the pack).
+	err := p.fetchBlob(ctx, blob.Digest, content.NewVerifier(blob.Size, blob.Digest), struct{ io.Writer }{&buf}, tracker)
+	if errors.Is(err, content.ErrDigestMismatch) {
 		return fmt.Errorf("pack %s does not match its digest %s; the blob on the registry is corrupt (nothing was written)", blob.Name, blob.Digest)
+	}
+	if err != nil {
+		return err
 	}
 	data := buf.Bytes()
 	for _, t := range ts {
