@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,7 +82,7 @@ func chunkedTarget(blobs *memBlobs, name string, data []byte, cuts ...int) targe
 func packedTargets(t *testing.T, blobs *memBlobs, files map[string]string) []target {
 	t.Helper()
 	var entries []pack.Entry
-	for _, name := range slices.Sorted(mapKeys(files)) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		entries = append(entries, pack.Entry{Name: name, Mode: 0o644, Size: int64(len(files[name]))})
 	}
 	data, recs, err := pack.Build(nil, entries, func(name string) (io.ReadCloser, error) {
@@ -97,16 +98,6 @@ func packedTargets(t *testing.T, blobs *memBlobs, files map[string]string) []tar
 		out = append(out, target{name: f.Name, size: f.Size, mode: f.Mode, digest: f.Digest, blob: blob, packed: f})
 	}
 	return out
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // newTestPuller pulls into dir from blobs.
