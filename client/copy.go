@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -12,8 +11,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/spec"
-	"modelx.io/modelx/storage"
 )
 
 // CopyResult reports a copy. Every blob of the version is counted once, in
@@ -115,11 +114,10 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 				if err != nil {
 					return nil, err
 				}
-				sum, _ := digestBytes(desc.Digest)
 				return struct {
 					io.Reader
 					io.Closer
-				}{storage.NewVerifyingReader(rc, desc.Size, sum), rc}, nil
+				}{content.NewReader(rc, desc.Size, desc.Digest), rc}, nil
 			}
 			meter := &sendMeter{file: file}
 			counted := func() (io.ReadCloser, error) {
@@ -210,14 +208,6 @@ func copyBlobs(m *spec.Manifest) []copyBlob {
 		}
 	}
 	return out
-}
-
-// digestBytes returns the raw sum of a sha256 digest.
-func digestBytes(d digest.Digest) ([]byte, error) {
-	if err := spec.ValidateDigest(d); err != nil {
-		return nil, err
-	}
-	return hex.DecodeString(d.Encoded())
 }
 
 // validateModelName checks "REPOSITORY/NAME".

@@ -51,6 +51,17 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(rec.Code)
 			w.Write(body)
 			return
+		case "trailing": // the blob, then bytes it does not have
+			rec := httptest.NewRecorder()
+			h.next.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Del("Content-Length")
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+			w.Write([]byte("and more"))
+			return
 		case "truncated":
 			rec := httptest.NewRecorder()
 			h.next.ServeHTTP(rec, r)
@@ -147,6 +158,7 @@ func TestHostileRegistry(t *testing.T) {
 	}{
 		{"wrong-bytes", "corrupt", 0},
 		{"truncated", "", 0},
+		{"trailing", "size mismatch", 0},
 		{"endless", "", 2 << 20},
 		{"stalled", "progress", 0},
 		{"redirect-loop", "", 0},
@@ -193,6 +205,25 @@ func TestHostileRegistry(t *testing.T) {
 			t.Logf("%s: failed after %v: %v", tc.mode, time.Since(start).Round(time.Millisecond), err)
 		})
 	}
+
+	// The CLI's info reads modelx.yaml this way: verified, like a pull.
+	t.Run("config", func(t *testing.T) {
+		api := c.API(r.Registry)
+		m, _, _, err := api.GetManifest(ctx, r.Repository, r.Name, r.ManifestRef())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err := api.FetchConfig(ctx, r.Repository, r.Name, m.Config); err != nil || string(data) != "description: hostile\n" {
+			t.Fatalf("FetchConfig: %q, %v", data, err)
+		}
+		for _, mode := range []string{"wrong-bytes", "trailing", "truncated"} {
+			h.mode.Store(mode)
+			if data, err := api.FetchConfig(ctx, r.Repository, r.Name, m.Config); err == nil {
+				t.Errorf("%s: FetchConfig returned %q", mode, data)
+			}
+		}
+		h.mode.Store("")
+	})
 
 	t.Run("redirect-away", func(t *testing.T) {
 		h.mode.Store("redirect-away")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/spec"
 )
 
@@ -95,7 +96,7 @@ func (a *legacyArchive) close() {
 // link or special file, an entry spec.ValidatePath refuses (one that would
 // land outside, or in .git), or the same name twice.
 func (p *puller) fetchLegacyDir(ctx context.Context, t target) (_ *legacyArchive, err error) {
-	tmp, err := os.CreateTemp(p.tmp, "dir-*.tar.gz")
+	tmp, err := os.CreateTemp(p.tree.tmp, "dir-*.tar.gz")
 	if err != nil {
 		return nil, err
 	}
@@ -105,15 +106,14 @@ func (p *puller) fetchLegacyDir(ctx context.Context, t target) (_ *legacyArchive
 			a.close()
 		}
 	}()
-	h := sha256.New()
-	tracker := p.c.opts.Progress.Start(t.name+"/", t.size)
-	err = p.fetchInto(ctx, t.digest, 0, t.size, io.MultiWriter(tmp, h), tracker)
+	tracker := p.progress.Start(t.name+"/", t.size)
+	err = p.fetchBlob(ctx, t.digest, content.NewVerifier(t.size, t.digest), io.NewOffsetWriter(tmp, 0), tracker)
 	tracker.Done(err)
+	if errors.Is(err, content.ErrDigestMismatch) {
+		return nil, fmt.Errorf("%s: directory archive does not match its digest %s; the blob on the registry is corrupt (nothing of it was written)", t.name, t.digest)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if digest.NewDigest(digest.SHA256, h) != t.digest {
-		return nil, fmt.Errorf("%s: directory archive does not match its digest %s; the blob on the registry is corrupt (nothing of it was written)", t.name, t.digest)
 	}
 	p.countBlob()
 	files := map[string]bool{}  // name → is a directory
@@ -153,10 +153,10 @@ func (p *puller) extractLegacyDir(t target, a *legacyArchive) error {
 	defer a.close()
 	return walkLegacy(a.f, t, func(e legacyEntry, r io.Reader) error {
 		if e.dir {
-			return p.ensureDir(e.name, e.name)
+			return p.tree.ensureDir(e.name, e.name)
 		}
 		ft := target{name: e.name, size: e.size, mode: e.mode, blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}}
-		return p.writeFileFrom(io.LimitReader(r, e.size), ft)
+		return p.tree.writeFileFrom(io.LimitReader(r, e.size), ft)
 	})
 }
 

@@ -95,31 +95,31 @@ func inTheWay(name, reason string, force bool) verdict {
 // judgeFile decides about fi, which Lstat found at t's name: nothing to
 // write when it holds t, a replacement when modelx knows it unchanged (or
 // with force), else a conflict.
-func (p *puller) judgeFile(t target, fi fs.FileInfo, force bool) (verdict, error) {
+func (pl *planner) judgeFile(t target, fi fs.FileInfo, force bool) (verdict, error) {
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
 		return inTheWay(t.name, "a symbolic link", force), nil
 	case !fi.Mode().IsRegular():
 		return inTheWay(t.name, "not a regular file", force), nil
 	}
-	if cf, ok := p.cache.file(t.name, fi); ok { // known, and unchanged since
+	if cf, ok := pl.cache.file(t.name, fi); ok { // known, and unchanged since
 		return verdict{same: cf.Digest == t.digest && fi.Size() == t.size}, nil
 	}
 	if fi.Size() == t.size {
-		ok, err := p.verifyLocal(t)
+		ok, err := pl.verifyLocal(t)
 		if err != nil {
 			return verdict{}, err
 		}
 		if ok {
-			p.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
+			pl.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
 			return verdict{same: true}, nil
 		}
 	}
-	known, err := p.unchangedSince(t.name, fi)
+	known, err := pl.unchangedSince(t.name, fi)
 	if err != nil || known {
 		return verdict{}, err
 	}
-	if _, recorded := p.cache.entry(t.name); recorded {
+	if _, recorded := pl.cache.entry(t.name); recorded {
 		return inTheWay(t.name, "changed since modelx last pulled or pushed it", force), nil
 	}
 	return inTheWay(t.name, "differs from the version, and modelx did not write it", force), nil
@@ -128,8 +128,8 @@ func (p *puller) judgeFile(t target, fi fs.FileInfo, force bool) (verdict, error
 // judgeDir decides about the directory at name, where the version has a
 // file: cleared when it holds only files modelx knows unchanged (or is
 // empty, with force), else a conflict that force does not resolve.
-func (p *puller) judgeDir(name string, force bool) (verdict, error) {
-	files, known, err := p.knownTree(name)
+func (pl *planner) judgeDir(name string, force bool) (verdict, error) {
+	files, known, err := pl.knownTree(name)
 	switch {
 	case err != nil:
 		return verdict{}, err
@@ -144,8 +144,8 @@ func (p *puller) judgeDir(name string, force bool) (verdict, error) {
 // judgeInTheWay decides about fi, which Lstat found at rel where the
 // version has a directory: removed when modelx knows it unchanged (or
 // with force), else a conflict.
-func (p *puller) judgeInTheWay(rel string, fi fs.FileInfo, force bool) (verdict, error) {
-	known, err := p.unchangedSince(rel, fi)
+func (pl *planner) judgeInTheWay(rel string, fi fs.FileInfo, force bool) (verdict, error) {
+	known, err := pl.unchangedSince(rel, fi)
 	if err != nil || known {
 		return verdict{}, err
 	}
@@ -154,9 +154,9 @@ func (p *puller) judgeInTheWay(rel string, fi fs.FileInfo, force bool) (verdict,
 
 // knownTree reports whether the directory at name holds nothing but
 // directories and files modelx knows unchanged, and lists those files.
-func (p *puller) knownTree(name string) (files []string, known bool, err error) {
+func (pl *planner) knownTree(name string) (files []string, known bool, err error) {
 	files, known = []string{}, true
-	root := p.localPath(name)
+	root := pl.tree.localPath(name)
 	err = filepath.WalkDir(root, func(full string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -170,7 +170,7 @@ func (p *puller) knownTree(name string) (files []string, known bool, err error) 
 		if err != nil {
 			return err
 		}
-		ok, err := p.unchangedSince(rel, fi)
+		ok, err := pl.unchangedSince(rel, fi)
 		if err != nil {
 			return err
 		}
@@ -189,64 +189,29 @@ func (p *puller) knownTree(name string) (files []string, known bool, err error) 
 // since: the size, mtime and inode recorded, or, when only its mtime or
 // inode changed (a copy, a touch), the content recorded, hashed the way the
 // entry describes it. Such a file is then recorded under its new info.
-func (p *puller) unchangedSince(name string, fi fs.FileInfo) (bool, error) {
-	cf, ok := p.cache.entry(name)
+func (pl *planner) unchangedSince(name string, fi fs.FileInfo) (bool, error) {
+	cf, ok := pl.cache.entry(name)
 	if !ok || !fi.Mode().IsRegular() || cf.Key.Size != fi.Size() {
 		return false, nil
 	}
 	if cf.Key == keyOf(fi) {
 		return true, nil
 	}
-	f, err := os.Open(p.localPath(name))
+	f, err := os.Open(pl.tree.localPath(name))
 	if err != nil {
 		return false, nil
 	}
 	defer f.Close()
-	recorded := target{digest: cf.Digest, blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}}
+	recorded := target{size: fi.Size(), digest: cf.Digest, blob: &spec.Descriptor{MediaType: spec.MediaTypeFile}}
 	if len(cf.Chunks) > 0 && spec.ChunkListDigest(cf.Chunks) == cf.Digest {
 		recorded.blob = &spec.Descriptor{MediaType: spec.MediaTypeChunkedFile, Chunks: cf.Chunks}
 	}
 	same, err := holds(f, recorded)
 	if same {
 		cf.Key = keyOf(fi)
-		p.cache.putFile(name, cf)
+		pl.cache.putFile(name, cf)
 	}
 	return same, err
-}
-
-// removeFile removes the file at name, which the plan let go, and its
-// record; a file already gone is no error.
-func (p *puller) removeFile(name string) error {
-	if err := os.Remove(p.localPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	p.cache.forget(name)
-	return nil
-}
-
-// removeDir removes the directory at name, which the plan found holding
-// only files (listed) modelx knows: those files, then its directories,
-// deepest first. Anything that appeared in it since makes it fail.
-func (p *puller) removeDir(name string, files []string) error {
-	for _, f := range files {
-		if err := p.removeFile(f); err != nil {
-			return err
-		}
-	}
-	var dirs []string
-	err := filepath.WalkDir(p.localPath(name), func(full string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, full)
-		}
-		return err
-	})
-	for _, d := range slices.Backward(dirs) {
-		if err != nil {
-			break
-		}
-		err = os.Remove(d)
-	}
-	return err
 }
 
 // fetchLegacyDirs fetches and checks the legacy directory archives among
@@ -262,12 +227,12 @@ func (p *puller) fetchLegacyDirs(ctx context.Context, targets []target) ([]targe
 	if len(dirs) == 0 {
 		return targets, nil
 	}
-	if err := os.MkdirAll(p.tmp, 0o755); err != nil {
+	if err := os.MkdirAll(p.tree.tmp, 0o755); err != nil {
 		return nil, err
 	}
 	archives := make([]*legacyArchive, len(dirs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(p.c.opts.Concurrency)
+	g.SetLimit(p.concurrency)
 	for i, t := range dirs {
 		g.Go(func() (err error) {
 			archives[i], err = p.fetchLegacyDir(gctx, t)
@@ -314,13 +279,13 @@ func (p *puller) settleStale(inVersion, inSelection func(string) bool, prune boo
 		if inVersion(name) || !inSelection(name) || checkName(name) != nil {
 			continue
 		}
-		there, err := p.parentsExist(name, path.Dir(name), seen)
+		there, err := p.tree.parentsExist(name, path.Dir(name), seen)
 		if err != nil {
 			continue // behind a symbolic link: not modelx's to look through
 		}
 		var fi fs.FileInfo
 		if there {
-			fi, err = os.Lstat(p.localPath(name))
+			fi, err = os.Lstat(p.tree.localPath(name))
 		}
 		if !there || errors.Is(err, fs.ErrNotExist) {
 			p.cache.forget(name)
@@ -333,7 +298,7 @@ func (p *puller) settleStale(inVersion, inSelection func(string) bool, prune boo
 			p.res.Stale = append(p.res.Stale, name)
 			continue
 		}
-		known, err := p.unchangedSince(name, fi)
+		known, err := p.planner.unchangedSince(name, fi)
 		if err != nil {
 			return err
 		}
@@ -342,12 +307,12 @@ func (p *puller) settleStale(inVersion, inSelection func(string) bool, prune boo
 			p.cache.forget(name)
 			continue
 		}
-		if err := p.removeFile(name); err != nil {
+		if err := p.tree.removeFile(name); err != nil {
 			return fmt.Errorf("prune %s: %w", name, err)
 		}
 		p.res.Pruned = append(p.res.Pruned, name)
 		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
-			if os.Remove(p.localPath(dir)) != nil {
+			if os.Remove(p.tree.localPath(dir)) != nil {
 				break // not empty
 			}
 		}
@@ -365,14 +330,14 @@ func (p *puller) settleStale(inVersion, inSelection func(string) bool, prune boo
 // that had no state directory, one is left only when it holds partial
 // downloads or records files.
 func (p *puller) afterFailure(created []string, hadState bool, err error) {
-	state := filepath.Join(p.dir, stateDir)
+	state := filepath.Join(p.tree.dir, stateDir)
 	var conflict *ConflictError
 	switch {
 	case errors.As(err, &conflict):
 		if !hadState {
 			os.RemoveAll(state)
 		}
-	case hasResumableParts(p.tmp) || (len(created) == 0 && (hadState || p.cache.changed())):
+	case hasResumableParts(p.tree.tmp) || (len(created) == 0 && (hadState || p.cache.changed())):
 		_ = p.cache.save()
 		return
 	default: // a state directory this pull made, with nothing worth keeping

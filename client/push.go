@@ -19,8 +19,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
-	"modelx.io/modelx/client/chunker"
 	"modelx.io/modelx/client/pack"
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
@@ -334,46 +334,12 @@ func (c *Client) fileChunks(ctx context.Context, f localFile, cache *hashCache, 
 		return nil, err
 	}
 	defer fh.Close()
-	sp, err := chunker.NewSplitter(c.opts.Chunker)
+	chunks, err = hashChunks(ctx, fh, c.opts.Chunker, emit)
 	if err != nil {
-		return nil, err
-	}
-	// One read of the file, in 1 MiB blocks, feeds both the boundary search
-	// and the chunk's sha256; no chunk is held in memory.
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	h := sha256.New()
-	var offset, size int64
-	cut := func() {
-		chunks = append(chunks, spec.Chunk{Digest: digest.NewDigest(digest.SHA256, h), Size: size})
-		emit(chunks, offset)
-		h.Reset()
-		offset += size
-		size = 0
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, context.Cause(ctx)
+		if ctx.Err() != nil {
+			return nil, err
 		}
-		n, err := fh.Read(*buf)
-		for block := (*buf)[:n]; len(block) > 0; {
-			k, end := sp.Split(block)
-			h.Write(block[:k])
-			size += int64(k)
-			block = block[k:]
-			if end {
-				cut()
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", f.name, err)
-		}
-	}
-	if size > 0 {
-		cut()
+		return nil, fmt.Errorf("read %s: %w", f.name, err)
 	}
 	if len(chunks) == 0 { // emptied since the scan
 		return nil, fmt.Errorf("%s changed while it was being pushed (now empty); push again", f.name)
@@ -409,7 +375,7 @@ func (c *Client) pushPack(name string, group []pack.Entry, planned int64, byName
 		u.file.seal(nil)
 	}
 	if p, ok := cachedGroup(group, cache); ok {
-		send(upload{label: label, digest: p.Digest, size: p.Size, open: packBuilder(p.Digest, group, open)})
+		send(upload{label: label, digest: p.Digest, size: p.Size, open: packBuilder(p.Digest, p.Size, group, open)})
 		return spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: p.Files}, groupKey(group), nil
 	}
 	buf := packBuffers.Get().(*[]byte)
@@ -431,7 +397,7 @@ func (c *Client) pushPack(name string, group []pack.Entry, planned int64, byName
 	// The built pack is sent from memory; once that memory is released,
 	// a later attempt (the registry lost the blob) builds it again.
 	var released atomic.Bool
-	rebuild := packBuilder(p.Digest, group, open)
+	rebuild := packBuilder(p.Digest, p.Size, group, open)
 	send(upload{label: label, digest: p.Digest, size: p.Size,
 		open: func() (io.ReadCloser, error) {
 			if released.Load() {
@@ -456,16 +422,16 @@ func groupKey(group []pack.Entry) string {
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
-// packBuilder builds a cached group's pack again (deterministically) when
-// the registry asks for its bytes.
-func packBuilder(d digest.Digest, group []pack.Entry, open func(string) (io.ReadCloser, error)) func() (io.ReadCloser, error) {
+// packBuilder builds a cached group's pack (size bytes with digest d)
+// again, deterministically, when the registry asks for its bytes.
+func packBuilder(d digest.Digest, size int64, group []pack.Entry, open func(string) (io.ReadCloser, error)) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
 		data, _, err := pack.Build(nil, group, open)
 		if err != nil {
 			return nil, err
 		}
-		if got := digest.FromBytes(data); got != d {
-			return nil, fmt.Errorf("a small file changed while pushing (pack %s is now %s); push again", d, got)
+		if err := content.VerifyBytes(data, size, d); err != nil {
+			return nil, fmt.Errorf("a small file changed while pushing (pack %s: %w); push again", d, err)
 		}
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"modelx.io/modelx/content"
 )
 
 // Errors every backend returns, wrapped with the key; test with errors.Is.
@@ -28,9 +30,9 @@ var (
 	// ErrInvalidKey means a key is empty, absolute or escapes the store.
 	ErrInvalidKey = errors.New("invalid key")
 	// ErrSizeMismatch means a Put's reader yielded a different number of bytes than announced.
-	ErrSizeMismatch = errors.New("size mismatch")
+	ErrSizeMismatch = content.ErrSizeMismatch
 	// ErrChecksumMismatch means a Put's bytes did not match the sha256 announced.
-	ErrChecksumMismatch = errors.New("sha256 checksum mismatch")
+	ErrChecksumMismatch = content.ErrDigestMismatch
 	// ErrNotModified means a conditional read found the object unchanged.
 	ErrNotModified = errors.New("not modified")
 	// ErrTooLarge means ReadAll found an object over the size it accepts.

@@ -37,7 +37,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"sync"
 )
 
 // Params bound chunk sizes in bytes.
@@ -85,177 +84,63 @@ var gear = func() (t [256]uint64) {
 	return t
 }()
 
-// readMin is the smallest read the chunker asks its reader for; it is also how
-// much room the buffer keeps beyond Max.
-const readMin = 1 << 20
-
-// maxEmptyReads is how many (0, nil) reads in a row Next tolerates before it
+// maxEmptyReads is how many (0, nil) reads in a row Cut tolerates before it
 // gives up with io.ErrNoProgress.
 const maxEmptyReads = 100
 
-// Chunk is one piece of the input.
-type Chunk struct {
-	Offset int64  // position in the input
-	Data   []byte // the chunk's bytes; valid only until the next call to Next
-}
-
-// Chunker splits a stream. It is not safe for concurrent use.
-type Chunker struct {
-	r  io.Reader
-	p  Params
-	sp Splitter
-
-	// buf[start:end] is data read but not yet returned; the chunk being
-	// searched starts at start and its first sp.Len() bytes have been
-	// scanned. bufMax is the size buf may grow to.
-	buf        []byte
-	bufMax     int
-	start, end int
-	off        int64 // input offset of buf[start]
-
-	err error // sticky error from r (io.EOF at end of input)
-}
-
-// New returns a chunker over r that cuts chunks according to p. It returns
-// p.Validate's error if p is not usable.
-func New(r io.Reader, p Params) (*Chunker, error) {
+// Cut reads r to its end through buf and hands every byte of it to part,
+// in order, cut into chunks: part receives the next bytes of the chunk in
+// progress, and end when the chunk ends after them; the last chunk ends
+// with the input (a final call may then carry no bytes). No chunk is held
+// in memory: each read of r is scanned for boundaries and handed on, so
+// the caller hashes or sends the chunk's bytes as they pass (part must not
+// keep b). The boundaries do not depend on how r splits its reads, nor on
+// len(buf). An empty input makes no call. An error from r, or from part,
+// ends Cut and is returned; so is p.Validate's error.
+func Cut(r io.Reader, p Params, buf []byte, part func(b []byte, end bool) error) error {
 	if err := p.Validate(); err != nil {
-		return nil, err
+		return err
 	}
-	c := &Chunker{r: r, p: p, sp: newSplitter(p), bufMax: p.Max + readMin}
-	if p.Max > int(^uint(0)>>1)-readMin {
-		c.bufMax = p.Max // no room for slack; reads may then be short
+	if len(buf) == 0 {
+		return errors.New("chunker: Cut needs a buffer")
 	}
-	return c, nil
-}
-
-// Close hands the chunker's buffer on to later chunkers with the same
-// Params. The chunker, and the Data of every chunk it returned, must not be
-// used afterwards. Calling Close is optional; it makes chunking many files
-// faster.
-func (c *Chunker) Close() {
-	if len(c.buf) >= readMin {
-		p, _ := buffers.LoadOrStore(c.bufMax, &sync.Pool{})
-		b := c.buf
-		p.(*sync.Pool).Put(&b)
-	}
-	c.buf, c.r, c.err = nil, nil, errClosed
-	c.start, c.end = 0, 0
-	c.sp.reset()
-}
-
-var errClosed = errors.New("chunker: Next after Close")
-
-// buffers holds released buffers: a *sync.Pool for each Params.Max+readMin.
-var buffers sync.Map
-
-// takeBuffer returns a released buffer of at least size bytes, or nil.
-func (c *Chunker) takeBuffer(size int) []byte {
-	p, ok := buffers.Load(c.bufMax)
-	if !ok {
-		return nil
-	}
-	if b, ok := p.(*sync.Pool).Get().(*[]byte); ok && len(*b) >= size {
-		return *b
-	}
-	return nil
-}
-
-// Next returns the next chunk, or io.EOF after the last one. An empty input
-// yields io.EOF at once. If the reader fails, Next returns the chunks whose
-// boundaries were found before the failure and then the reader's error; the
-// bytes after the last boundary are not returned as a chunk.
-func (c *Chunker) Next() (Chunk, error) {
+	sp := newSplitter(p)
 	empty := 0
 	for {
-		if n := c.scan(); n > 0 {
-			return c.emit(n), nil
+		n, err := r.Read(buf)
+		if n < 0 || n > len(buf) {
+			return errors.New("chunker: reader returned invalid count")
 		}
-		if c.err != nil {
-			if c.err == io.EOF && c.end > c.start {
-				return c.emit(c.end - c.start), nil
+		if n == 0 && err == nil {
+			if empty++; empty >= maxEmptyReads {
+				return io.ErrNoProgress
 			}
-			return Chunk{}, c.err
+			continue
 		}
-		if c.fill() {
-			empty = 0
-		} else if empty++; empty >= maxEmptyReads {
-			c.err = io.ErrNoProgress
-		}
-	}
-}
-
-// emit returns the first n bytes of the buffered data as a chunk and starts
-// the search for the next one.
-func (c *Chunker) emit(n int) Chunk {
-	ch := Chunk{Offset: c.off, Data: c.buf[c.start : c.start+n : c.start+n]}
-	c.start += n
-	c.off += int64(n)
-	c.sp.reset()
-	return ch
-}
-
-// fill reads more input into the buffer, making room first if needed. It is
-// called only when all buffered data has been scanned without finding a
-// boundary, so the chunk in progress, buf[start:end], is shorter than Max.
-// It reports whether any bytes were read.
-func (c *Chunker) fill() bool {
-	if len(c.buf)-c.end < readMin {
-		partial := c.end - c.start
-		if len(c.buf) < c.bufMax && (partial >= len(c.buf)/2 || partial+readMin > len(c.buf)) {
-			// The buffer starts small and doubles only while the chunk
-			// in progress fills half of it, so short inputs and inputs
-			// whose chunks stay well below Max never pay for a full-size
-			// buffer. A buffer released by an earlier chunker is taken
-			// instead when there is one large enough: fresh memory costs
-			// the kernel's zeroing, a third of the chunker's time.
-			size := min(max(2*len(c.buf), partial+readMin), c.bufMax)
-			nb := c.takeBuffer(size)
-			if nb == nil {
-				nb = make([]byte, size)
+		empty = 0
+		for block := buf[:n]; len(block) > 0; {
+			k, end := sp.Split(block)
+			if perr := part(block[:k], end); perr != nil {
+				return perr
 			}
-			copy(nb, c.buf[c.start:c.end])
-			c.buf = nb
-		} else {
-			// Either partial < len(buf)/2 and partial+readMin fits, or
-			// len(buf) is Max+readMin and partial < Max: at least readMin
-			// bytes are free afterwards. The bytes moved were all read
-			// since the previous move, so moving costs at most one extra
-			// copy of the input.
-			copy(c.buf, c.buf[c.start:c.end])
+			block = block[k:]
 		}
-		c.start, c.end = 0, partial
+		switch {
+		case err == io.EOF && sp.n > 0:
+			return part(nil, true)
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return err
+		}
 	}
-	n, err := c.r.Read(c.buf[c.end:])
-	if n < 0 || n > len(c.buf)-c.end {
-		n, err = 0, errors.New("chunker: reader returned invalid count")
-	}
-	c.end += n
-	if err != nil {
-		c.err = err
-	}
-	return n > 0
-}
-
-// scan continues the search for a boundary in the buffered data. It returns
-// the length of the chunk if a boundary was found, or 0.
-func (c *Chunker) scan() int {
-	data := c.buf[c.start:c.end]
-	done := c.sp.n
-	if done >= len(data) {
-		return 0
-	}
-	if n, cut := c.sp.Split(data[done:]); cut {
-		return done + n
-	}
-	return 0
 }
 
 // Splitter finds chunk boundaries in input fed to it block by block, for a
 // caller that keeps no chunk in memory: it hashes or sends each block's
 // bytes itself, up to the boundaries Split reports. The boundaries are
-// those a Chunker finds in the same input, however the input is cut into
-// blocks.
+// the same however the input is cut into blocks. Cut is the loop that
+// feeds one from a reader.
 type Splitter struct {
 	p Params
 	// maskS applies to chunk lengths in [Min, Avg), maskL to [Avg, Max).

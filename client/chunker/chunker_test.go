@@ -29,29 +29,36 @@ type piece struct {
 	data []byte
 }
 
-// chunkAll runs a chunker over r to the end, copying each chunk.
+// chunkAll runs Cut over r, through a buffer of 64 KiB, copying each
+// chunk.
 func chunkAll(t testing.TB, r io.Reader, p Params) []piece {
 	t.Helper()
-	c, err := New(r, p)
+	out, err := cutAll(r, p, make([]byte, 64<<10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []piece
-	for {
-		ch, err := c.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, piece{ch.Offset, bytes.Clone(ch.Data)})
-	}
-	// io.EOF is sticky.
-	if _, err := c.Next(); err != io.EOF {
-		t.Fatalf("Next after EOF: %v, want io.EOF", err)
-	}
 	return out
+}
+
+// cutAll runs Cut over r through buf and returns the chunks it ended,
+// copied, and its error.
+func cutAll(r io.Reader, p Params, buf []byte) ([]piece, error) {
+	var out []piece
+	var cur []byte
+	var off int64
+	err := Cut(r, p, buf, func(b []byte, end bool) error {
+		cur = append(cur, b...)
+		if end {
+			if len(cur) == 0 {
+				return errors.New("an empty chunk")
+			}
+			out = append(out, piece{off, cur})
+			off += int64(len(cur))
+			cur = nil
+		}
+		return nil
+	})
+	return out, err
 }
 
 // checkChunks verifies that chunks cover input exactly and respect p.
@@ -123,21 +130,17 @@ func TestShortInputs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := randBytes(6, tc.n)
-			c, err := New(bytes.NewReader(data), small)
+			calls := 0
+			err := Cut(bytes.NewReader(data), small, make([]byte, 1<<10), func([]byte, bool) error { calls++; return nil })
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range tc.chunks {
-				ch, err := c.Next()
-				if err != nil {
-					t.Fatalf("chunk %d: %v", i, err)
-				}
-				if ch.Offset != 0 || !bytes.Equal(ch.Data, data) {
-					t.Fatalf("chunk %d: offset %d, %d bytes; want the whole input", i, ch.Offset, len(ch.Data))
-				}
+			got := chunkAll(t, bytes.NewReader(data), small)
+			if len(got) != tc.chunks || tc.chunks == 0 && calls > 0 {
+				t.Fatalf("%d chunks in %d calls, want %d", len(got), calls, tc.chunks)
 			}
-			if _, err := c.Next(); err != io.EOF {
-				t.Fatalf("got %v, want io.EOF", err)
+			if tc.chunks == 1 && (got[0].off != 0 || !bytes.Equal(got[0].data, data)) {
+				t.Fatalf("offset %d, %d bytes; want the whole input", got[0].off, len(got[0].data))
 			}
 		})
 	}
@@ -202,22 +205,14 @@ func TestReadPatternIndependence(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestBufferGrowth uses a Max above the initial 1 MiB buffer, so that the
-// buffer has to grow while a chunk is in progress (runs of zeros are cut only
-// at Max) and is later compacted.
-func TestBufferGrowth(t *testing.T) {
-	p := Params{Min: 64 << 10, Avg: 256 << 10, Max: 2 << 20}
-	data := append(make([]byte, 5<<20), randBytes(19, 1<<20)...)
-	want := chunkAll(t, bytes.NewReader(data), p)
-	checkChunks(t, data, want, p)
-	if len(want[0].data) != p.Max || len(want[1].data) != p.Max {
-		t.Fatalf("zeros not cut at Max: %d, %d", len(want[0].data), len(want[1].data))
-	}
-	got := chunkAll(t, &shortReader{bytes.NewReader(data), rand.New(rand.NewPCG(5, 6)), 700 << 10}, p)
-	if wb, gb := boundaries(want), boundaries(got); !slices.Equal(gb, wb) {
-		t.Fatalf("boundaries %v, want %v", gb, wb)
+	for _, size := range []int{1, 4099, 1 << 20} {
+		got, err := cutAll(bytes.NewReader(smallInput), small, make([]byte, size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gb := boundaries(got); !slices.Equal(gb, smallWant) {
+			t.Fatalf("a buffer of %d bytes: boundaries %v, want %v", size, gb, smallWant)
+		}
 	}
 }
 
@@ -393,8 +388,11 @@ func TestValidate(t *testing.T) {
 		if !strings.Contains(err.Error(), "Params."+tc.field) {
 			t.Errorf("%+v: error %q does not name %s", tc.p, err, tc.field)
 		}
-		if _, nerr := New(bytes.NewReader(nil), tc.p); nerr == nil || nerr.Error() != err.Error() {
-			t.Errorf("%+v: New returned %v, want %v", tc.p, nerr, err)
+		if cerr := Cut(bytes.NewReader(nil), tc.p, make([]byte, 1), nil); cerr == nil || cerr.Error() != err.Error() {
+			t.Errorf("%+v: Cut returned %v, want %v", tc.p, cerr, err)
+		}
+		if _, nerr := NewSplitter(tc.p); nerr == nil || nerr.Error() != err.Error() {
+			t.Errorf("%+v: NewSplitter returned %v, want %v", tc.p, nerr, err)
 		}
 	}
 }
@@ -404,29 +402,33 @@ func TestReaderError(t *testing.T) {
 	data := randBytes(16, 1<<20)
 	full := chunkAll(t, bytes.NewReader(data), small)
 	r := io.MultiReader(bytes.NewReader(data[:len(data)/2]), iotest.ErrReader(boom))
-	c, err := New(r, small)
-	if err != nil {
-		t.Fatal(err)
+	got, err := cutAll(r, small, make([]byte, 64<<10))
+	if err != boom {
+		t.Fatalf("got %v, want boom", err)
 	}
-	var n int
-	for {
-		ch, err := c.Next()
-		if err != nil {
-			if err != boom {
-				t.Fatalf("got %v, want boom", err)
-			}
-			break
-		}
-		if !bytes.Equal(ch.Data, full[n].data) {
+	for n, ch := range got {
+		if !bytes.Equal(ch.data, full[n].data) {
 			t.Fatalf("chunk %d before the error differs", n)
 		}
-		n++
 	}
+	n := len(got)
 	if n == 0 || int64(len(data)/2)-(full[n-1].off+int64(len(full[n-1].data))) > int64(small.Max) {
-		t.Fatalf("only %d chunks returned before the error", n)
+		t.Fatalf("only %d chunks ended before the error", n)
 	}
-	if _, err := c.Next(); err != boom {
-		t.Fatalf("error not sticky: %v", err)
+}
+
+func TestPartError(t *testing.T) {
+	stop := errors.New("stop")
+	calls := 0
+	err := Cut(bytes.NewReader(randBytes(20, 1<<20)), small, make([]byte, 64<<10), func([]byte, bool) error {
+		calls++
+		return stop
+	})
+	if err != stop || calls != 1 {
+		t.Fatalf("got %v after %d calls, want stop after 1", err, calls)
+	}
+	if err := Cut(bytes.NewReader([]byte("x")), small, nil, nil); err == nil {
+		t.Fatal("Cut accepted an empty buffer")
 	}
 }
 
@@ -435,8 +437,7 @@ type stuckReader struct{}
 func (stuckReader) Read([]byte) (int, error) { return 0, nil }
 
 func TestNoProgress(t *testing.T) {
-	c, _ := New(stuckReader{}, small)
-	if _, err := c.Next(); err != io.ErrNoProgress {
+	if err := Cut(stuckReader{}, small, make([]byte, 1<<10), func([]byte, bool) error { return nil }); err != io.ErrNoProgress {
 		t.Fatalf("got %v, want io.ErrNoProgress", err)
 	}
 }
@@ -447,143 +448,52 @@ type badReader struct{}
 func (badReader) Read(p []byte) (int, error) { return len(p) + 1, nil }
 
 func TestBadReader(t *testing.T) {
-	c, _ := New(badReader{}, small)
-	if _, err := c.Next(); err == nil || !strings.Contains(err.Error(), "invalid count") {
+	if err := Cut(badReader{}, small, make([]byte, 1<<10), func([]byte, bool) error { return nil }); err == nil || !strings.Contains(err.Error(), "invalid count") {
 		t.Fatalf("got %v, want an invalid count error", err)
 	}
 }
 
-func TestNoAllocsPerChunk(t *testing.T) {
-	rng := rand.NewChaCha8([32]byte{17})
-	c, err := New(rng, small) // an endless stream
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 200 { // let the buffer reach full size
-		if _, err := c.Next(); err != nil {
-			t.Fatal(err)
+func TestNoAllocs(t *testing.T) {
+	data := randBytes(17, 2<<20)
+	r := bytes.NewReader(data)
+	buf := make([]byte, 64<<10)
+	chunks := 0
+	part := func(_ []byte, end bool) error {
+		if end {
+			chunks++
 		}
+		return nil
 	}
-	allocs := testing.AllocsPerRun(200, func() {
-		if _, err := c.Next(); err != nil {
+	allocs := testing.AllocsPerRun(20, func() {
+		r.Reset(data)
+		if err := Cut(r, small, buf, part); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per chunk, want 0", allocs)
+	if allocs != 0 || chunks < 20*len(data)/small.Max {
+		t.Fatalf("%v allocations for %d chunks, want 0", allocs, chunks/21)
 	}
 }
 
-// cycleReader returns the bytes of d over and over, never reaching EOF.
-type cycleReader struct {
-	d   []byte
-	off int
-}
-
-func (r *cycleReader) Read(p []byte) (int, error) {
-	n := copy(p, r.d[r.off:])
-	r.off = (r.off + n) % len(r.d)
-	return n, nil
-}
-
-// BenchmarkChunker measures chunking 64 MiB of random data with DefaultParams.
-// "file" starts a new Chunker for each pass, as a client does per file, and
-// closes it, so the next one reuses its buffer; "file-unreleased" does not
-// close it and so pays for a fresh buffer each time; "stream" keeps one Chunker with a full-size buffer running
-// over an endless stream and so measures the steady state: reads into the
-// buffer, moving the unfinished chunk to its front, and the boundary scan.
-func BenchmarkChunker(b *testing.B) {
+// BenchmarkCut measures chunking 64 MiB of random data with DefaultParams
+// through Cut, in 1 MiB reads, as a client does a file.
+func BenchmarkCut(b *testing.B) {
 	data := randBytes(18, 64<<20)
-	file := func(b *testing.B, release bool) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			c, err := New(bytes.NewReader(data), DefaultParams)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for {
-				if _, err := c.Next(); err == io.EOF {
-					break
-				} else if err != nil {
-					b.Fatal(err)
-				}
-			}
-			if release {
-				c.Close()
-			}
-		}
-	}
-	b.Run("file", func(b *testing.B) { file(b, true) })
-	b.Run("file-unreleased", func(b *testing.B) { file(b, false) })
-	b.Run("stream", func(b *testing.B) {
-		c, err := New(&cycleReader{d: data}, DefaultParams)
-		if err != nil {
+	r := bytes.NewReader(data)
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(data)
+		if err := Cut(r, DefaultParams, buf, func([]byte, bool) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
-		var done int64 // input consumed, as the end of the last chunk
-		next := func() {
-			ch, err := c.Next()
-			if err != nil {
-				b.Fatal(err)
-			}
-			done = ch.Offset + int64(len(ch.Data))
-		}
-		for done < 4*int64(len(data)) { // until the buffer is full-size
-			next()
-		}
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			for target := done + int64(len(data)); done < target; {
-				next()
-			}
-		}
-	})
-}
-
-// TestCloseReusesBuffer checks that a chunker started after another was
-// closed chunks the same input to the same boundaries (the reused buffer's
-// old bytes must not leak into the new stream) and that Next after Close
-// fails.
-func TestCloseReusesBuffer(t *testing.T) {
-	p := Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
-	a, b := randBytes(31, 200<<10), randBytes(32, 150<<10)
-	want := func(data []byte) []int {
-		c, err := New(bytes.NewReader(data), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sizes []int
-		for {
-			ch, err := c.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(ch.Data, data[ch.Offset:ch.Offset+int64(len(ch.Data))]) {
-				t.Fatalf("chunk at %d holds other bytes", ch.Offset)
-			}
-			sizes = append(sizes, len(ch.Data))
-		}
-		c.Close()
-		if _, err := c.Next(); err == nil || err == io.EOF {
-			t.Fatalf("Next after Close: %v", err)
-		}
-		return sizes
-	}
-	first := want(a)
-	want(b)
-	if again := want(a); !slices.Equal(first, again) {
-		t.Fatalf("boundaries changed after a buffer was reused: %v vs %v", first, again)
 	}
 }
 
-// TestSplitterMatchesChunker feeds the same input to a Splitter in blocks
-// of random sizes and checks it finds the Chunker's boundaries.
-func TestSplitterMatchesChunker(t *testing.T) {
+// TestSplitterBlocks feeds the same input to a Splitter in blocks of
+// random sizes and checks it finds Cut's boundaries.
+func TestSplitterBlocks(t *testing.T) {
 	p := Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
 	for seed := range uint64(4) {
 		data := randBytes(40+seed, 300<<10)
@@ -621,7 +531,7 @@ func TestSplitterMatchesChunker(t *testing.T) {
 			got = append(got, size)
 		}
 		if !slices.Equal(got, want) {
-			t.Fatalf("seed %d: splitter cut %v, chunker %v", seed, got, want)
+			t.Fatalf("seed %d: splitter cut %v, Cut %v", seed, got, want)
 		}
 	}
 	if _, err := NewSplitter(Params{Min: 10, Avg: 64, Max: 128}); err == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/spec"
 )
 
@@ -160,11 +161,8 @@ func Decode(frame []byte, f spec.PackedFile) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packed file %s: corrupt frame: %w", f.Name, err)
 	}
-	if int64(len(data)) != f.Size {
-		return nil, fmt.Errorf("packed file %s: %d bytes, manifest says %d", f.Name, len(data), f.Size)
-	}
-	if got := digest.FromBytes(data); got != f.Digest {
-		return nil, fmt.Errorf("packed file %s: digest %s, manifest says %s", f.Name, got, f.Digest)
+	if err := content.VerifyBytes(data, f.Size, f.Digest); err != nil {
+		return nil, fmt.Errorf("packed file %s: %w", f.Name, err)
 	}
 	return data, nil
 }

@@ -464,13 +464,10 @@ func (a *app) infoCommand() *cobra.Command {
 	return cmd
 }
 
+// fetchConfig reads and parses the modelx.yaml of m, verified against
+// its descriptor; one that does not parse is shown as no metadata.
 func fetchConfig(ctx context.Context, api *client.API, ref client.Reference, m *spec.Manifest) (*spec.ModelConfig, error) {
-	rc, err := api.GetBlob(ctx, ref.Repository, ref.Name, m.Config.Digest, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	data, err := api.FetchConfig(ctx, ref.Repository, ref.Name, m.Config)
 	if err != nil {
 		return nil, err
 	}

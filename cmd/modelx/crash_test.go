@@ -179,18 +179,15 @@ func newCrashModel(t *testing.T) *crashModel {
 	// The planted boundaries must cut as intended, or the test would push
 	// whole files where it means to push chunks.
 	for name, segs := range m.bigSegs {
-		c, err := chunker.New(bytes.NewReader(m.base[name]), chunker.DefaultParams)
+		n := 0
+		err := chunker.Cut(bytes.NewReader(m.base[name]), chunker.DefaultParams, make([]byte, 1<<20), func(_ []byte, end bool) error {
+			if end {
+				n++
+			}
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
-		}
-		n := 0
-		for {
-			if _, err := c.Next(); err == io.EOF {
-				break
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			n++
 		}
 		if n < len(segs) {
 			t.Fatalf("%s: %d chunks, want at least %d: the chunk marker does not cut", name, n, len(segs))

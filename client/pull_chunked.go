@@ -1,16 +1,13 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -19,7 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"modelx.io/modelx/client/chunker"
-	"modelx.io/modelx/client/pack"
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/spec"
 )
 
@@ -61,7 +58,7 @@ func (c *chunkedFile) saveState() error {
 func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]func(context.Context) error, error) {
 	// Not <digest>.part, a whole file's name: a whole file's digest could
 	// equal this chunk list's.
-	part := filepath.Join(p.tmp, t.digest.Encoded()+chunkedPart)
+	part := filepath.Join(p.tree.tmp, t.digest.Encoded()+chunkedPart)
 	c := &chunkedFile{p: p, t: t, copies: copies, part: part, statePath: part + ".state", done: map[int]bool{}}
 	if data, err := os.ReadFile(c.statePath); err == nil {
 		_ = json.Unmarshal(data, &c.done)
@@ -85,7 +82,7 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 	var chunks []todo
 	found := false
 	var offset int64
-	c.tracker = p.c.opts.Progress.Start(t.name, t.size)
+	c.tracker = p.progress.Start(t.name, t.size)
 	for i, ch := range t.blob.Chunks {
 		off := offset
 		offset += ch.Size
@@ -105,7 +102,7 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 	if !found {
 		// No local chunk list matches this manifest's chunking (other
 		// chunker parameters, say): try the old copy at the same offsets.
-		if old, _ := openRegular(p.localPath(t.name)); old != nil {
+		if old, _ := openRegular(p.tree.localPath(t.name)); old != nil {
 			local.keep(old)
 			for k := range chunks {
 				chunks[k].src = chunkLoc{f: old, offset: chunks[k].off}
@@ -123,37 +120,23 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 	return jobs, nil
 }
 
-// skipped counts blobs and bytes the pull did not download because the
-// directory held them: chunks of an earlier pull or of an old copy of the
-// file, bytes of a killed pull's partial download.
-func (p *puller) skipped(blobs int, n int64) {
-	p.mu.Lock()
-	p.res.BlobsSkipped += blobs
-	p.res.SkippedBytes += n
-	p.mu.Unlock()
-}
-
 // chunkAt reports whether f holds the chunk at offset.
 func chunkAt(f *os.File, offset int64, ch spec.Chunk) bool {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, io.NewSectionReader(f, offset, ch.Size), *buf); err != nil {
-		return false
-	}
-	return digest.NewDigest(digest.SHA256, h) == ch.Digest
+	ok, _ := content.Holds(io.NewSectionReader(f, offset, ch.Size), ch.Size, ch.Digest, *buf)
+	return ok
 }
 
-// copyChunk copies a chunk from src into dst at offset, hashing it on the
-// way, and reports whether the copied bytes are the chunk. It streams
+// copyChunk copies a chunk from src into dst at offset, verifying it on
+// the way, and reports whether the copied bytes are the chunk. It streams
 // through a pooled buffer, so a chunk of any size costs no more memory.
 func copyChunk(src chunkLoc, dst *os.File, offset int64, ch spec.Chunk) bool {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	h := sha256.New()
-	w := io.MultiWriter(io.NewOffsetWriter(dst, offset), h)
-	n, err := io.CopyBuffer(w, io.NewSectionReader(src.f, src.offset, ch.Size), *buf)
-	return err == nil && n == ch.Size && digest.NewDigest(digest.SHA256, h) == ch.Digest
+	r := content.NewReader(io.NewSectionReader(src.f, src.offset, ch.Size), ch.Size, ch.Digest)
+	_, err := io.CopyBuffer(io.NewOffsetWriter(dst, offset), r, *buf)
+	return err == nil
 }
 
 // pullChunk fills chunk i: a copy from src when it verifies, else a
@@ -173,10 +156,8 @@ func (c *chunkedFile) pullChunk(ctx context.Context, i int, offset int64, src ch
 }
 
 func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Chunk) error {
-	h := sha256.New()
-	w := io.MultiWriter(io.NewOffsetWriter(c.f, offset), h)
-	err := c.p.fetchInto(ctx, ch.Digest, 0, ch.Size, w, c.tracker)
-	if err == nil && digest.NewDigest(digest.SHA256, h) != ch.Digest {
+	err := c.p.fetchBlob(ctx, ch.Digest, content.NewVerifier(ch.Size, ch.Digest), io.NewOffsetWriter(c.f, offset), c.tracker)
+	if errors.Is(err, content.ErrDigestMismatch) {
 		err = fmt.Errorf("%s: chunk %d does not match its digest %s; the blob on the registry is corrupt (nothing was written)", c.t.name, i, ch.Digest)
 	}
 	if err != nil {
@@ -214,7 +195,7 @@ func (c *chunkedFile) finish() (err error) {
 		c.f.Close()
 		return err
 	}
-	if err := c.p.placeCopies(c.f, c.t, c.copies); err != nil {
+	if err := c.p.tree.placeCopies(c.f, c.t, c.copies, c.p.showCopy); err != nil {
 		c.f.Close()
 		return err
 	}
@@ -222,7 +203,7 @@ func (c *chunkedFile) finish() (err error) {
 	if err != nil {
 		return err
 	}
-	if err := c.p.place(c.part, c.t, fi); err != nil {
+	if err := c.p.tree.place(c.part, c.t, fi); err != nil {
 		return err
 	}
 	os.Remove(c.statePath)
@@ -306,7 +287,7 @@ func (p *puller) indexLocalChunks(ctx context.Context, targets []target) *chunkI
 		if checkName(name) != nil {
 			continue
 		}
-		f, fi := openRegular(p.localPath(name))
+		f, fi := openRegular(p.tree.localPath(name))
 		switch {
 		case f == nil:
 		case keyOf(fi) == cf.Key && fi.Size() == chunksSize(cf.Chunks):
@@ -317,17 +298,17 @@ func (p *puller) indexLocalChunks(ctx context.Context, targets []target) *chunkI
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(min(p.c.opts.Concurrency, runtime.GOMAXPROCS(0))) // each holds a chunker buffer
+	g.SetLimit(min(p.concurrency, runtime.GOMAXPROCS(0))) // hashing: CPU-bound
 	for _, t := range targets {
 		if indexed[t.name] {
 			continue
 		}
-		f, _ := openRegular(p.localPath(t.name))
+		f, _ := openRegular(p.tree.localPath(t.name))
 		if f == nil {
 			continue
 		}
 		g.Go(func() error {
-			chunks, err := chunkFile(gctx, f, p.c.opts.Chunker)
+			chunks, err := chunkFile(gctx, f, p.chunking)
 			if err != nil {
 				f.Close()
 				return nil // a source less
@@ -340,213 +321,7 @@ func (p *puller) indexLocalChunks(ctx context.Context, targets []target) *chunkI
 	return x
 }
 
-func chunksSize(chunks []spec.Chunk) int64 {
-	var n int64
-	for _, ch := range chunks {
-		n += ch.Size
-	}
-	return n
-}
-
 // chunkFile cuts f into content-defined chunks and hashes each.
 func chunkFile(ctx context.Context, f *os.File, params chunker.Params) ([]spec.Chunk, error) {
-	ck, err := chunker.New(io.NewSectionReader(f, 0, 1<<62), params)
-	if err != nil {
-		return nil, err
-	}
-	var chunks []spec.Chunk
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ch, err := ck.Next()
-		if errors.Is(err, io.EOF) {
-			return chunks, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(ch.Data)
-		chunks = append(chunks, spec.Chunk{Digest: digest.NewDigestFromBytes(digest.SHA256, sum[:]), Size: int64(len(ch.Data))})
-	}
-}
-
-// plannedFetch is what a pull of todo moves or skips: the bytes of each
-// file, except packed files, whose frames or packs are fetched (packFetch).
-func plannedFetch(todo []target) int64 {
-	var n int64
-	packs := map[digest.Digest][]target{}
-	for _, t := range todo {
-		if t.packed == nil {
-			n += t.size
-			continue
-		}
-		packs[t.blob.Digest] = append(packs[t.blob.Digest], t)
-	}
-	for _, ts := range packs {
-		_, fetch := packFetch(ts)
-		n += fetch
-	}
-	return n
-}
-
-// packFetch decides how the needed files ts of one pack are fetched: the
-// whole pack when most of it is needed, else each file's frame with a
-// Range request; fetch is the bytes that moves.
-func packFetch(ts []target) (whole bool, fetch int64) {
-	blob := ts[0].blob
-	var needed int64
-	for _, t := range ts {
-		needed += t.packed.Length
-	}
-	if needed*2 >= blob.Size || len(ts) > 32 {
-		return true, blob.Size
-	}
-	return false, needed
-}
-
-// pullPacked fetches the needed files of one pack, as packFetch decides.
-func (p *puller) pullPacked(ctx context.Context, ts []target) error {
-	blob := ts[0].blob
-	whole, fetch := packFetch(ts)
-	tracker := p.c.opts.Progress.Start(packLabel(blob.Name, len(ts)), fetch)
-	var err error
-	if whole {
-		err = p.pullWholePack(ctx, blob, ts, tracker)
-	} else {
-		for _, t := range ts {
-			var frame bytes.Buffer
-			if err = p.fetchInto(ctx, blob.Digest, t.packed.Offset, t.packed.Length, &frame, tracker); err != nil {
-				break
-			}
-			if err = p.writePacked(frame.Bytes(), t); err != nil {
-				break
-			}
-		}
-	}
-	tracker.Done(err)
-	if err == nil {
-		p.countBlob()
-	}
-	return err
-}
-
-func (p *puller) pullWholePack(ctx context.Context, blob *spec.Descriptor, ts []target, tracker Tracker) error {
-	var buf bytes.Buffer
-	buf.Grow(int(blob.Size))
-	h := sha256.New()
-	if err := p.fetchInto(ctx, blob.Digest, 0, blob.Size, io.MultiWriter(&buf, h), tracker); err != nil {
-		return err
-	}
-	if digest.NewDigest(digest.SHA256, h) != blob.Digest {
-		return fmt.Errorf("pack %s does not match its digest %s; the blob on the registry is corrupt (nothing was written)", blob.Name, blob.Digest)
-	}
-	data := buf.Bytes()
-	for _, t := range ts {
-		frame, err := pack.Frame(data, *t.packed)
-		if err != nil {
-			return err
-		}
-		if err := p.writePacked(frame, t); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writePacked decodes and verifies one packed file, then places it.
-func (p *puller) writePacked(frame []byte, t target) error {
-	data, err := pack.Decode(frame, *t.packed) // checks size and digest
-	if err != nil {
-		return fmt.Errorf("%w; the pack on the registry is corrupt (nothing was written)", err)
-	}
-	return p.writeFileFrom(bytes.NewReader(data), t)
-}
-
-// writeFileFrom writes the verified bytes of r as t: where unnamedWorks,
-// into an unnamed file in t's directory that is linked in once complete,
-// else into a temp file renamed into place. A target without a digest (an
-// entry of a legacy archive) is hashed on the way, for the cache.
-func (p *puller) writeFileFrom(r io.Reader, t target) error {
-	perm := permOf(t)
-	f, unnamed, err := p.createFor(t, perm)
-	if err != nil {
-		return err
-	}
-	fi, err := fillFile(f, r, &t, perm)
-	if unnamed {
-		defer f.Close() // never linked, it vanishes
-		if err != nil {
-			return err
-		}
-		return p.link(f, t, fi)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = p.place(f.Name(), t, fi)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
-}
-
-// createFor creates the file t's bytes go to: an unnamed file in t's
-// directory where the filesystem allows it, else a temp file.
-func (p *puller) createFor(t target, perm fs.FileMode) (f *os.File, unnamed bool, err error) {
-	if p.unnamedWorks() {
-		if err := checkName(t.name); err != nil {
-			return nil, false, err
-		}
-		if err := p.ensureDir(t.name, path.Dir(t.name)); err != nil {
-			return nil, false, err
-		}
-		if f, err := createUnnamed(filepath.Dir(p.localPath(t.name)), perm); err == nil {
-			return f, true, nil
-		}
-	}
-	f, err = p.createTemp(perm)
-	return f, false, err
-}
-
-// fillFile copies r into f, hashing it when t has no digest yet, gives f
-// the permissions perm, and returns f's info as of its last write.
-func fillFile(f *os.File, r io.Reader, t *target, perm fs.FileMode) (fs.FileInfo, error) {
-	var w io.Writer = f
-	h := sha256.New()
-	if t.digest == "" {
-		w = io.MultiWriter(f, h)
-	}
-	if _, err := io.Copy(w, r); err != nil {
-		return nil, err
-	}
-	if t.digest == "" {
-		t.digest = digest.NewDigest(digest.SHA256, h)
-	}
-	return setPerm(f, perm)
-}
-
-// link names the unnamed file f as t. When the name is taken (an update),
-// f is linked into the temp directory instead and renamed over it, so the
-// replacement stays atomic.
-func (p *puller) link(f *os.File, t target, fi fs.FileInfo) error {
-	err := linkUnnamed(f, p.localPath(t.name))
-	if errors.Is(err, fs.ErrExist) {
-		tmp := p.tmpName()
-		if err := linkUnnamed(f, tmp); err != nil {
-			return err
-		}
-		if err := p.place(tmp, t, fi); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	p.placed(t, fi)
-	return nil
+	return hashChunks(ctx, io.NewSectionReader(f, 0, 1<<62), params, nil)
 }
