@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
@@ -733,7 +734,7 @@ MODELX_TOKEN_FILE, when set, win over stored logins.`,
 				return errors.New("the token is empty")
 			}
 			// Check the token before storing it.
-			api := client.NewAPI(registry, a.hc, func() (string, error) { return token, nil })
+			api := client.NewAPI(registry, a.hc, credentials.Static(token))
 			if _, err := api.Index(cmd.Context(), "", "", ""); err != nil {
 				return fmt.Errorf("the registry refused the token: %w", err)
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/spec"
 )
@@ -63,11 +64,11 @@ func (r *RegistryResolver) api(src v1alpha1.ModelSource, ref string) (*client.AP
 	if err != nil {
 		return nil, client.Reference{}, &ResolveError{Reason: ReasonInvalidReference, Err: err}
 	}
-	var token func() (string, error)
+	var keychain credentials.Keychain
 	if r.Token != nil {
-		token = func() (string, error) { return r.Token(parsed.Registry) }
+		keychain = credentials.KeychainFunc(func(_ context.Context, registry string) (string, error) { return r.Token(registry) })
 	}
-	return client.NewAPI(parsed.Registry, r.HTTPClient, token), parsed, nil
+	return client.NewAPI(parsed.Registry, r.HTTPClient, keychain), parsed, nil
 }
 
 // Hold implements Holds: it puts (or renews) the hold in the registry.
