@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"modelx.io/modelx/client/reference"
 )
 
 // configClearEnv unsets the variables the configuration reads, for the test.
@@ -326,7 +328,7 @@ func TestConfigRemoveRegistry(t *testing.T) {
 	c.SetCredential("http://alpha", Credential{Token: "t"})
 
 	err := c.RemoveRegistry("beta")
-	if !errors.Is(err, ErrUnknownAlias) || !strings.Contains(err.Error(), `"beta"`) || !strings.Contains(err.Error(), "known aliases are alpha, zeta") {
+	if !errors.Is(err, reference.ErrUnknownAlias) || !strings.Contains(err.Error(), `"beta"`) || !strings.Contains(err.Error(), "known aliases are alpha, zeta") {
 		t.Fatalf("RemoveRegistry(unknown) = %v", err)
 	}
 	if err := c.RemoveRegistry("alpha"); err != nil {
@@ -338,12 +340,12 @@ func TestConfigRemoveRegistry(t *testing.T) {
 	if c.Credentials["http://alpha"].Token != "t" {
 		t.Fatal("RemoveRegistry dropped the registry's credential")
 	}
-	if err := c.RemoveRegistry("alpha"); !errors.Is(err, ErrUnknownAlias) || !strings.Contains(err.Error(), "known aliases are zeta") {
+	if err := c.RemoveRegistry("alpha"); !errors.Is(err, reference.ErrUnknownAlias) || !strings.Contains(err.Error(), "known aliases are zeta") {
 		t.Fatalf("second RemoveRegistry = %v", err)
 	}
 
 	empty := &Config{}
-	if err := empty.RemoveRegistry("x"); !errors.Is(err, ErrUnknownAlias) || !strings.Contains(err.Error(), "no aliases are defined") {
+	if err := empty.RemoveRegistry("x"); !errors.Is(err, reference.ErrUnknownAlias) || !strings.Contains(err.Error(), "no aliases are defined") {
 		t.Fatalf("RemoveRegistry on empty config = %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"modelx.io/modelx/client"
 	"modelx.io/modelx/client/credentials"
+	"modelx.io/modelx/client/reference"
 	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
@@ -293,7 +294,7 @@ func (a *app) configAndRegistry(arg string) (*client.Config, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	registry, err := client.ParseRegistry(arg, cfg)
+	registry, err := reference.ParseRegistry(arg, cfg)
 	return cfg, registry, err
 }
 
@@ -320,7 +321,7 @@ func (a *app) listCommand() *cobra.Command {
 				return err
 			}
 			c := a.newClient(cfg)
-			if registry, err := client.ParseRegistry(args[0], cfg); err == nil {
+			if registry, err := reference.ParseRegistry(args[0], cfg); err == nil {
 				idx, err := c.API(registry).Index(cmd.Context(), "", "", search)
 				if err != nil {
 					return err
@@ -544,7 +545,7 @@ deleted; gc says what it kept for that reason alone.`,
 				return err
 			}
 			var res spec.GCResult
-			if registry, rerr := client.ParseRegistry(args[0], cfg); rerr == nil {
+			if registry, rerr := reference.ParseRegistry(args[0], cfg); rerr == nil {
 				res, err = a.newClient(cfg).API(registry).GarbageCollectRegistry(cmd.Context())
 			} else {
 				ref, _, perr := a.modelArg(cfg, args[0])

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/reference"
 )
 
 // completionTimeout bounds what shell completion asks a registry: a
@@ -233,7 +234,7 @@ func splitRegistry(cfg *client.Config, s string) (registry, rest string, ok bool
 		}
 		i += j + 1
 	}
-	registry, err := client.ParseRegistry(s[:i], cfg)
+	registry, err := reference.ParseRegistry(s[:i], cfg)
 	if err != nil {
 		return "", "", false
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/reference"
 	modelxversion "modelx.io/modelx/internal/version"
 )
 
@@ -165,7 +166,7 @@ func (a *app) httpClient() (*http.Client, error) {
 }
 
 func (a *app) parseRef(cfg *client.Config, s string) (client.Reference, error) {
-	return client.ParseReference(s, cfg)
+	return reference.ParseReference(s, cfg)
 }
 
 func (a *app) versionCommand() *cobra.Command {

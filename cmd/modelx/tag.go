@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/reference"
 )
 
 func (a *app) tagCommand() *cobra.Command {
@@ -64,7 +65,7 @@ a tag on another model or registry, use modelx copy.`,
 // "://" or two '/') to a tag of src's model.
 func (a *app) newTagArg(cfg *client.Config, src client.Reference, arg string) (string, error) {
 	if !strings.Contains(arg, "://") && strings.Count(arg, "/") < 2 {
-		if err := client.ValidateTag(arg); err != nil {
+		if err := reference.ValidateTag(arg); err != nil {
 			return "", fmt.Errorf("NEWTAG: %w", err)
 		}
 		return arg, nil
