@@ -275,7 +275,7 @@ func (a *app) reportStale(res *client.PullResult, prune bool) {
 
 // configAndRef checks -o, loads the config and parses the reference
 // argument: the start of every command that names a model.
-func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error) {
+func (a *app) configAndRef(arg string) (*credentials.Config, client.Reference, error) {
 	if err := a.checkOutput(); err != nil {
 		return nil, client.Reference{}, err
 	}
@@ -289,7 +289,7 @@ func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error)
 
 // configAndRegistry loads the config and parses a REGISTRY argument (a URL
 // or an alias): the start of login and logout.
-func (a *app) configAndRegistry(arg string) (*client.Config, string, error) {
+func (a *app) configAndRegistry(arg string) (*credentials.Config, string, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, "", err
@@ -300,7 +300,7 @@ func (a *app) configAndRegistry(arg string) (*client.Config, string, error) {
 
 // modelArg parses REF, allowing a model without tag; it says whether a
 // tag or digest was written.
-func (a *app) modelArg(cfg *client.Config, s string) (client.Reference, bool, error) {
+func (a *app) modelArg(cfg *credentials.Config, s string) (client.Reference, bool, error) {
 	ref, err := a.parseRef(cfg, s)
 	if err != nil {
 		return ref, false, err
@@ -739,7 +739,7 @@ MODELX_TOKEN_FILE, when set, win over stored logins.`,
 			if _, err := api.Index(cmd.Context(), "", "", ""); err != nil {
 				return fmt.Errorf("the registry refused the token: %w", err)
 			}
-			cfg.SetCredential(registry, client.Credential{Token: token})
+			cfg.SetCredential(registry, credentials.Credential{Token: token})
 			if err := cfg.Save(); err != nil {
 				return err
 			}
@@ -755,7 +755,7 @@ MODELX_TOKEN_FILE, when set, win over stored logins.`,
 
 // deviceLogin logs in through the registry's identity provider: the user
 // opens a URL, enters a code, and the token lands in the config.
-func (a *app) deviceLogin(ctx context.Context, cfg *client.Config, registry string) error {
+func (a *app) deviceLogin(ctx context.Context, cfg *credentials.Config, registry string) error {
 	conf, err := client.NewAPI(registry, a.hc, nil).Configuration(ctx)
 	if err != nil {
 		return fmt.Errorf("learn how to log in to %s: %w", registry, err)
@@ -767,13 +767,16 @@ func (a *app) deviceLogin(ctx context.Context, cfg *client.Config, registry stri
 		}
 		return fmt.Errorf("%s offers no OIDC login; log in with --token-stdin and a token from its administrator", registry)
 	}
-	cred, err := client.DeviceLogin(ctx, a.hc, *conf.OIDC, func(dc client.DeviceCode) {
+	cred, err := credentials.DeviceLogin(ctx, a.hc, *conf.OIDC, func(dc credentials.DeviceCode) {
 		url := dc.VerificationURIComplete
 		if url == "" {
 			url = dc.VerificationURI
 		}
 		fmt.Fprintf(a.stderr, "To log in to %s, open\n\n    %s\n\nand confirm the code %s. Waiting…\n", registry, url, dc.UserCode)
 	})
+	if errors.Is(err, credentials.ErrNoDeviceFlow) {
+		return fmt.Errorf("%w; log in with --token", err)
+	}
 	if err != nil {
 		return err
 	}

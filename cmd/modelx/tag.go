@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/client/reference"
 )
 
@@ -63,7 +64,7 @@ a tag on another model or registry, use modelx copy.`,
 
 // newTagArg reads NEWTAG: a tag name, or a reference (with a registry, so
 // "://" or two '/') to a tag of src's model.
-func (a *app) newTagArg(cfg *client.Config, src client.Reference, arg string) (string, error) {
+func (a *app) newTagArg(cfg *credentials.Config, src client.Reference, arg string) (string, error) {
 	if !strings.Contains(arg, "://") && strings.Count(arg, "/") < 2 {
 		if err := reference.ValidateTag(arg); err != nil {
 			return "", fmt.Errorf("NEWTAG: %w", err)

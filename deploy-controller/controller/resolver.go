@@ -51,8 +51,9 @@ func (e *ResolveError) Unwrap() error { return e.Err }
 type RegistryResolver struct {
 	// HTTPClient carries the requests; default client.DefaultHTTPClient().
 	HTTPClient *http.Client
-	// Token returns the bearer token for a registry; nil for none.
-	Token func(registry string) (string, error)
+	// Keychain finds the controller's bearer token for a registry; nil
+	// for none.
+	Keychain credentials.Keychain
 	// HoldTTL is how long the holds it puts last unless renewed; 0 is the
 	// registry's default (7 days, or its --max-hold-ttl).
 	HoldTTL time.Duration
@@ -64,11 +65,7 @@ func (r *RegistryResolver) api(src v1alpha1.ModelSource, ref string) (*client.AP
 	if err != nil {
 		return nil, client.Reference{}, &ResolveError{Reason: ReasonInvalidReference, Err: err}
 	}
-	var keychain credentials.Keychain
-	if r.Token != nil {
-		keychain = credentials.KeychainFunc(func(_ context.Context, registry string) (string, error) { return r.Token(registry) })
-	}
-	return client.NewAPI(parsed.Registry, r.HTTPClient, keychain), parsed, nil
+	return client.NewAPI(parsed.Registry, r.HTTPClient, r.Keychain), parsed, nil
 }
 
 // Hold implements Holds: it puts (or renews) the hold in the registry.

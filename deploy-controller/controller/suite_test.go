@@ -144,7 +144,7 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resolver := &controller.RegistryResolver{Token: func(string) (string, error) { return controllerToken, nil }}
+	resolver := &controller.RegistryResolver{Keychain: credentials.Static(controllerToken)}
 	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
 		Resolver: resolver, Holds: resolver,
 		InitializerImage: "modelx/modelx:test", RetryAfter: 500 * time.Millisecond, Drain: time.Second, ClusterName: clusterName,

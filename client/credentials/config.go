@@ -1,9 +1,8 @@
-package client
+package credentials
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,8 +25,8 @@ const (
 	EnvTokenFile = "MODELX_TOKEN_FILE"
 )
 
-// configMaxTokenFileSize bounds what Token reads from MODELX_TOKEN_FILE.
-const configMaxTokenFileSize = 1 << 20
+// maxTokenFileSize bounds what Environment reads from MODELX_TOKEN_FILE.
+const maxTokenFileSize = 1 << 20
 
 // Config is the CLI's configuration: registry aliases and stored credentials.
 // The zero value is an empty configuration that cannot be saved; use LoadConfig.
@@ -190,56 +189,18 @@ func (c *Config) SetCredential(registryURL string, cred Credential) {
 	if c.Credentials == nil {
 		c.Credentials = make(map[string]Credential)
 	}
-	c.Credentials[configCredentialKey(registryURL)] = cred
+	c.Credentials[credentialKey(registryURL)] = cred
 }
 
 // DeleteCredential forgets the login for a registry base URL and reports
 // whether there was one.
 func (c *Config) DeleteCredential(registryURL string) bool {
-	key := configCredentialKey(registryURL)
+	key := credentialKey(registryURL)
 	if _, ok := c.Credentials[key]; !ok {
 		return false
 	}
 	delete(c.Credentials, key)
 	return true
-}
-
-// Token returns the bearer token for a registry base URL: $MODELX_TOKEN if
-// set; else the trimmed content of the file $MODELX_TOKEN_FILE names, read
-// afresh on every call; else the stored credential's token, expired or not;
-// else "". An unreadable or empty token file is an error. c may be nil.
-func (c *Config) Token(registryURL string) (string, error) {
-	if tok := strings.TrimSpace(os.Getenv(EnvToken)); tok != "" {
-		return tok, nil
-	}
-	if file := os.Getenv(EnvTokenFile); file != "" {
-		return configReadTokenFile(file)
-	}
-	if c == nil {
-		return "", nil
-	}
-	return c.Credentials[configCredentialKey(registryURL)].Token, nil
-}
-
-// configReadTokenFile reads a token file; messages name the file, never its content.
-func configReadTokenFile(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", fmt.Errorf("read token from %s: %w", EnvTokenFile, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, configMaxTokenFileSize+1))
-	if err != nil {
-		return "", fmt.Errorf("read token from %s: %w", EnvTokenFile, err)
-	}
-	if len(data) > configMaxTokenFileSize {
-		return "", fmt.Errorf("token file %s (from %s) is larger than %d bytes: is it the right file?", file, EnvTokenFile, configMaxTokenFileSize)
-	}
-	tok := strings.TrimSpace(string(data))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s (from %s) is empty: write the token there or unset %s", file, EnvTokenFile, EnvTokenFile)
-	}
-	return tok, nil
 }
 
 // ResolveAlias implements reference.Aliases with the configuration's
@@ -260,9 +221,9 @@ func (c *Config) aliases() reference.AliasTable {
 	return t
 }
 
-// configCredentialKey is the map key of a registry's credential: its
+// credentialKey is the map key of a registry's credential: its
 // canonical base URL when it parses, else the URL without a trailing slash.
-func configCredentialKey(registryURL string) string {
+func credentialKey(registryURL string) string {
 	if base, err := reference.CanonicalURL(registryURL); err == nil {
 		return base
 	}
