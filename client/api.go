@@ -264,6 +264,30 @@ func (e *PlainHTTPError) PlainURL() string {
 // plain HTTP request with, in a 400 response.
 const tlsPortAnswer = "Client sent an HTTP request to an HTTPS server"
 
+// UntrustedCAError is a registry whose TLS certificate is signed by a CA
+// this machine does not trust. A program that can be given the CA (the
+// CLI's --ca-file) says how with Advise.
+type UntrustedCAError struct {
+	// Registry is the registry's base URL.
+	Registry string
+	// Err is the TLS verification error.
+	Err error
+}
+
+// Error says what is wrong and that the CA must be trusted.
+func (e *UntrustedCAError) Error() string {
+	return e.Advise("make this machine trust the CA's certificate")
+}
+
+// Advise is the error's message with fix as the advice.
+func (e *UntrustedCAError) Advise(fix string) string {
+	return fmt.Sprintf("registry %s: its TLS certificate is signed by a CA this machine does not trust; %s: %v", e.Registry, fix, e.Err)
+}
+
+// Unwrap returns the TLS verification error.
+func (e *UntrustedCAError) Unwrap() error { return e.Err }
+
+// networkError explains a request that got no answer from the registry.
 func (a *API) networkError(err error) error {
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
@@ -271,7 +295,7 @@ func (a *API) networkError(err error) error {
 	var badHost x509.HostnameError
 	switch {
 	case errors.As(err, &unknownCA):
-		return fmt.Errorf("registry %s: its TLS certificate is signed by a CA this machine does not trust; give the CA's certificate with --ca-file (or MODELX_CA_FILE): %w", a.base, err)
+		return &UntrustedCAError{Registry: a.base, Err: err}
 	case errors.As(err, &badHost):
 		return fmt.Errorf("registry %s: its TLS certificate is for another host; use the host name the certificate names: %w", a.base, err)
 	case errors.As(err, &dnsErr):
