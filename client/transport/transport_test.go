@@ -242,12 +242,7 @@ func TestStallGuard(t *testing.T) {
 // TestBearerOnlyToRegistry: the token goes to the registry's origin and
 // nowhere else; a keychain error fails the request as a *LocalError.
 func TestBearerOnlyToRegistry(t *testing.T) {
-	var got atomic.Value
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Store(r.Header.Get("Authorization")) })
-	reg := httptest.NewServer(handler)
-	defer reg.Close()
-	store := httptest.NewServer(handler)
-	defer store.Close()
+	got, reg, store := registryAndStore(t, "Authorization")
 	b := &Bearer{Next: http.DefaultTransport, Registry: reg.URL, Token: func(context.Context) (string, error) { return "secret", nil }}
 	for _, tc := range []struct{ url, want string }{
 		{reg.URL + "/repo/name/index", "Bearer secret"},
@@ -272,6 +267,17 @@ func TestBearerOnlyToRegistry(t *testing.T) {
 	if _, err := failing.RoundTrip(req); !errors.As(err, &local) {
 		t.Fatalf("keychain error: %v, want a *LocalError", err)
 	}
+}
+
+// registryAndStore starts two servers on two origins, a registry and an
+// object store; each stores the header it last received in got.
+func registryAndStore(t *testing.T, header string) (got *atomic.Value, reg, store *httptest.Server) {
+	got = new(atomic.Value)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Store(r.Header.Get(header)) })
+	reg, store = httptest.NewServer(handler), httptest.NewServer(handler)
+	t.Cleanup(reg.Close)
+	t.Cleanup(store.Close)
+	return got, reg, store
 }
 
 func TestSameOrigin(t *testing.T) {
@@ -318,12 +324,7 @@ func TestTracing(t *testing.T) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	defer func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) }()
 
-	var traceparent atomic.Value
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { traceparent.Store(r.Header.Get("Traceparent")) })
-	reg := httptest.NewServer(handler)
-	defer reg.Close()
-	store := httptest.NewServer(handler)
-	defer store.Close()
+	traceparent, reg, store := registryAndStore(t, "Traceparent")
 	c := &http.Client{Transport: New(nil, Options{Registry: reg.URL})}
 
 	for _, tc := range []struct {
