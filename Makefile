@@ -57,7 +57,7 @@ cross:
 # to the fuzz cache in GOCACHE; only a failing input is written to testdata.
 FUZZTIME ?= 5s
 FUZZ_TARGETS := ./spec:FuzzValidatePath ./spec:FuzzNames ./spec:FuzzParseManifest ./spec:FuzzParseModelConfig \
-	./client:FuzzParseReference ./client/pack:FuzzExtract ./registry:FuzzParseRange ./registry:FuzzBlobParams
+	./client/reference:FuzzParseReference ./client/pack:FuzzExtract ./registry:FuzzParseRange ./registry:FuzzBlobParams
 
 .PHONY: fuzz
 fuzz:

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -23,41 +22,32 @@ import (
 	"unicode"
 
 	"github.com/opencontainers/go-digest"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 
+	"modelx.io/modelx/client/credentials"
+	"modelx.io/modelx/client/transport"
 	"modelx.io/modelx/spec"
 )
-
-// DigestHeader is the response header carrying a blob's or manifest's digest.
-const DigestHeader = "Modelx-Content-Digest"
 
 // checksumHeader carries the base64 sha256 on a redirected (presigned) upload.
 const checksumHeader = "X-Amz-Checksum-Sha256"
 
-// API is a thin client of one registry's HTTP API. It retries network
-// errors and 5xx answers with backoff, follows blob redirects to presigned
-// URLs (without sending the registry's token there), and turns error
-// envelopes into *Error.
+// API is a thin client of one registry's HTTP API: it builds requests and
+// decodes answers. What every request needs (retries with backoff, the
+// stall guard, the bearer token for the registry alone, tracing) is the
+// client/transport stack under its *http.Client. It follows blob redirects
+// to presigned URLs by hand and turns error envelopes into *Error.
 type API struct {
-	base    string
-	http    *http.Client
-	token   func() (string, error)
-	retries int
-	// stall ends a request whose body or response moves no byte for this
-	// long: a server (or proxy) that hangs mid-transfer fails the request
-	// instead of holding it forever.
-	stall time.Duration
+	base  string
+	http  *http.Client
+	stack *transport.Stack
 }
 
 // DefaultStallTimeout is how long a transfer may make no progress before
 // the client gives up on that request (and retries it).
-const DefaultStallTimeout = 2 * time.Minute
+const DefaultStallTimeout = transport.DefaultStallTimeout
 
 // ErrStalled reports a request that stopped making progress.
-var ErrStalled = errors.New("the transfer stopped making progress")
+var ErrStalled = transport.ErrStalled
 
 // ErrConnectionClosed reports a response cut off in the middle of its
 // body: the server went away (killed, restarted, out of memory), or
@@ -65,12 +55,12 @@ var ErrStalled = errors.New("the transfer stopped making progress")
 var ErrConnectionClosed = errors.New("closed the connection in the middle of the transfer")
 
 // SetStallTimeout changes how long a request may make no progress; d <= 0
-// restores DefaultStallTimeout.
+// restores DefaultStallTimeout. Call it before the first request.
 func (a *API) SetStallTimeout(d time.Duration) {
 	if d <= 0 {
 		d = DefaultStallTimeout
 	}
-	a.stall = d
+	a.stack.StallGuard.Timeout = d
 }
 
 // Error is a failed registry request: the status, the API error, and a
@@ -112,63 +102,43 @@ func Code(err error) spec.ErrorCode {
 	return ""
 }
 
-// NewAPI returns a client of the registry at base. token, if not nil, is
-// asked for the bearer token before every request.
-func NewAPI(base string, httpClient *http.Client, token func() (string, error)) *API {
+// NewAPI returns a client of the registry at base over httpClient
+// (DefaultHTTPClient() if nil). keychain, if not nil, is asked for the
+// registry's bearer token before every request to the registry.
+func NewAPI(base string, httpClient *http.Client, keychain credentials.Keychain) *API {
 	if httpClient == nil {
 		httpClient = DefaultHTTPClient()
 	}
-	// Redirects are followed by hand: a presigned URL must not get the token.
+	opts := transport.Options{Registry: base}
+	if keychain != nil {
+		opts.Token = func(ctx context.Context) (string, error) { return keychain.Resolve(ctx, base) }
+	}
+	// Redirects are followed by hand: the API tells presigned URLs apart.
 	c := *httpClient
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &API{base: base, http: &c, token: token, retries: 4, stall: DefaultStallTimeout}
+	stack := transport.New(c.Transport, opts)
+	c.Transport = stack
+	return &API{base: base, http: &c, stack: stack}
 }
 
 // DefaultHTTPClient is tuned for many parallel large transfers.
-func DefaultHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 64
-	t.ExpectContinueTimeout = 2 * time.Second
-	t.ResponseHeaderTimeout = 2 * time.Minute
-	return &http.Client{Transport: t}
-}
+func DefaultHTTPClient() *http.Client { return transport.DefaultHTTPClient() }
 
-// body opens a request body afresh for every attempt, on the first read:
-// a request the server answers before asking for the body (Expect:
-// 100-continue) never opens it.
+// body is a request body, opened afresh for every attempt on its first
+// read (see transport.LazyBody).
 type body struct {
 	open   func() (io.ReadCloser, error)
 	size   int64
-	opened atomic.Bool // some attempt read the body
+	opened atomic.Bool // some attempt opened the body
 }
 
-// lazyBody is one attempt's request body.
-type lazyBody struct {
-	b        *body
-	rc       io.ReadCloser
-	openErr  error
-	progress func()
-}
-
-func (l *lazyBody) Read(p []byte) (int, error) {
-	l.progress()
-	if l.rc == nil {
-		if l.openErr != nil {
-			return 0, l.openErr
-		}
-		if l.rc, l.openErr = l.b.open(); l.openErr != nil {
-			return 0, l.openErr
-		}
-		l.b.opened.Store(true)
+// openAndMark opens the body and records that it was.
+func (b *body) openAndMark() (io.ReadCloser, error) {
+	rc, err := b.open()
+	if err == nil {
+		b.opened.Store(true)
 	}
-	return l.rc.Read(p)
-}
-
-func (l *lazyBody) Close() error {
-	if l.rc == nil {
-		return nil
-	}
-	return l.rc.Close()
+	return rc, err
 }
 
 func bytesBody(b []byte) *body {
@@ -176,158 +146,70 @@ func bytesBody(b []byte) *body {
 }
 
 // do sends a request to the registry (path starting with "/") or to an
-// absolute presigned URL, retrying transient failures. The caller closes
-// the response body.
+// absolute presigned URL. The transport stack retries transient failures;
+// do turns a failure, or a retryable answer that stayed one, into an
+// error. The caller closes the response body.
 func (a *API) do(ctx context.Context, method, target string, b *body, header http.Header) (*http.Response, error) {
 	presigned := target != "" && target[0] != '/'
 	if !presigned {
 		target = a.base + target
 	}
-	var lastErr error
-	for attempt := 0; attempt <= a.retries; attempt++ {
-		if attempt > 0 {
-			backoff := time.Duration(200<<min(attempt-1, 5)) * time.Millisecond
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(backoff/2 + rand.N(backoff)):
-			}
-		}
-		reqCtx, cancel := context.WithCancelCause(ctx)
-		reqCtx, span := startSpan(reqCtx, method, target, presigned)
-		guard := newStallGuard(a.stall, cancel, span)
-		req, err := http.NewRequestWithContext(reqCtx, method, target, nil)
-		if err != nil {
-			guard.stop()
-			return nil, err
-		}
-		if !presigned {
-			// Registry requests carry the trace; presigned URLs get
-			// nothing that is not signed.
-			otel.GetTextMapPropagator().Inject(reqCtx, propagation.HeaderCarrier(req.Header))
-		}
-		var rd *lazyBody
-		if b != nil {
-			req.ContentLength = b.size
-			req.Body = http.NoBody
-			if b.size > 0 {
-				rd = &lazyBody{b: b, progress: guard.progress}
-				req.Body = rd
-			}
-		}
-		for k, v := range header {
-			req.Header[k] = v
-		}
-		if !presigned && a.token != nil {
-			tok, err := a.token()
-			if err != nil {
-				guard.stop()
-				return nil, err
-			}
-			if tok != "" {
-				req.Header.Set("Authorization", "Bearer "+tok)
-			}
-		}
-		resp, err := a.http.Do(req)
-		if err != nil {
-			guard.stop()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if rd != nil && rd.openErr != nil {
-				return nil, rd.openErr // a local file, not the network: no retry
-			}
-			if errors.Is(context.Cause(reqCtx), ErrStalled) {
-				err = fmt.Errorf("%w for %s", ErrStalled, a.stall)
-			}
-			var unknownCA x509.UnknownAuthorityError
-			var badHost x509.HostnameError
-			if errors.As(err, &unknownCA) || errors.As(err, &badHost) {
-				return nil, a.networkError(err) // retrying will not change the certificate
-			}
-			if !presigned && isPlainHTTPAnswer(err) {
-				return nil, &PlainHTTPError{Registry: a.base} // nor the protocol
-			}
-			lastErr = a.networkError(err)
-			continue
-		}
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-		resp.Body = &guardedBody{ReadCloser: resp.Body, guard: guard, ctx: reqCtx, source: a.source(target, presigned)}
-		if retryable(resp.StatusCode) {
-			lastErr = a.errorFrom(resp, target, presigned)
-			continue
-		}
-		return resp, nil
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
-}
-
-// retryable reports whether an answer with this status may succeed when
-// sent again: a server error or throttling, but not a full store (507) or
-// a method the server lacks (501), which a retry only delays.
-func retryable(status int) bool {
-	switch status {
-	case http.StatusInsufficientStorage, http.StatusNotImplemented:
-		return false
-	}
-	return status >= 500 || status == http.StatusTooManyRequests
-}
-
-// startSpan starts the client span of one request. A presigned URL's
-// query (its signature) never goes into the span: only its host.
-func startSpan(ctx context.Context, method, target string, presigned bool) (context.Context, trace.Span) {
-	attrs := []attribute.KeyValue{attribute.String("http.request.method", method)}
-	if u, err := url.Parse(target); err == nil {
-		attrs = append(attrs, attribute.String("server.address", u.Host))
-		if !presigned {
-			attrs = append(attrs, attribute.String("url.path", u.Path))
+	if b != nil {
+		req.ContentLength = b.size
+		req.Body = http.NoBody
+		if b.size > 0 {
+			req.GetBody = transport.LazyBody(b.openAndMark)
+			req.Body, _ = req.GetBody()
 		}
 	}
-	attrs = append(attrs, attribute.Bool("modelx.presigned", presigned))
-	return otel.GetTracerProvider().Tracer("modelx.io/modelx/client").Start(ctx, "HTTP "+method,
-		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, a.requestError(ctx, err, presigned)
+	}
+	if transport.Retryable(resp.StatusCode) {
+		return nil, a.errorFrom(resp, target, presigned)
+	}
+	resp.Body = &cutBody{ReadCloser: resp.Body, ctx: ctx, source: a.source(target, presigned)}
+	return resp, nil
 }
 
-// stallGuard cancels a request when progress is not called for d, and ends
-// the request's span with it.
-type stallGuard struct {
-	d     time.Duration
-	timer *time.Timer
-	end   context.CancelCauseFunc
-	span  trace.Span
+// requestError explains a request that got no answer.
+func (a *API) requestError(ctx context.Context, err error, presigned bool) error {
+	var local *transport.LocalError
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.As(err, &local):
+		return local.Err // a local file or token, not the network
+	case errors.Is(err, ErrStalled):
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err // the stall names the timeout, not the URL
+		}
+	case !presigned && transport.IsPlainHTTPAnswer(err):
+		return &PlainHTTPError{Registry: a.base}
+	}
+	return a.networkError(err)
 }
 
-func newStallGuard(d time.Duration, cancel context.CancelCauseFunc, span trace.Span) *stallGuard {
-	g := &stallGuard{d: d, end: cancel, span: span}
-	g.timer = time.AfterFunc(d, func() { cancel(ErrStalled) })
-	return g
-}
-
-func (g *stallGuard) progress() { g.timer.Reset(g.d) }
-
-func (g *stallGuard) stop() {
-	g.timer.Stop()
-	g.end(nil)
-	g.span.End()
-}
-
-// guardedBody is a response body under a stallGuard; closing it ends the
-// request.
-type guardedBody struct {
+// cutBody is a response body whose read errors say when the peer cut the
+// connection short.
+type cutBody struct {
 	io.ReadCloser
-	guard  *stallGuard
 	ctx    context.Context
 	source string // who answered, for errors: "registry URL" or "object store HOST"
 }
 
-func (b *guardedBody) Read(p []byte) (int, error) {
-	b.guard.progress()
+func (b *cutBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	switch {
-	case err == nil || err == io.EOF:
-	case errors.Is(context.Cause(b.ctx), ErrStalled):
-		err = fmt.Errorf("%w for %s", ErrStalled, b.guard.d)
-	case b.ctx.Err() == nil && connectionCut(err):
+	if err != nil && err != io.EOF && b.ctx.Err() == nil && !errors.Is(err, ErrStalled) && connectionCut(err) {
 		err = fmt.Errorf("%s %w (%w)", b.source, ErrConnectionClosed, err)
 	}
 	return n, err
@@ -350,12 +232,6 @@ func (a *API) source(target string, presigned bool) string {
 		return "object store " + u.Host
 	}
 	return "object store"
-}
-
-func (b *guardedBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.guard.stop()
-	return err
 }
 
 // PlainHTTPError is a registry addressed as https:// that answered in
@@ -384,16 +260,34 @@ func (e *PlainHTTPError) PlainURL() string {
 	return "http://" + host
 }
 
-// isPlainHTTPAnswer reports whether err is net/http's report of a plain
-// HTTP answer to a TLS handshake (it has no type of its own).
-func isPlainHTTPAnswer(err error) bool {
-	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
-}
-
 // tlsPortAnswer is what Go's TLS servers (modelxd among them) answer a
 // plain HTTP request with, in a 400 response.
 const tlsPortAnswer = "Client sent an HTTP request to an HTTPS server"
 
+// UntrustedCAError is a registry whose TLS certificate is signed by a CA
+// this machine does not trust. A program that can be given the CA (the
+// CLI's --ca-file) says how with Advise.
+type UntrustedCAError struct {
+	// Registry is the registry's base URL.
+	Registry string
+	// Err is the TLS verification error.
+	Err error
+}
+
+// Error says what is wrong and that the CA must be trusted.
+func (e *UntrustedCAError) Error() string {
+	return e.Advise("make this machine trust the CA's certificate")
+}
+
+// Advise is the error's message with fix as the advice.
+func (e *UntrustedCAError) Advise(fix string) string {
+	return fmt.Sprintf("registry %s: its TLS certificate is signed by a CA this machine does not trust; %s: %v", e.Registry, fix, e.Err)
+}
+
+// Unwrap returns the TLS verification error.
+func (e *UntrustedCAError) Unwrap() error { return e.Err }
+
+// networkError explains a request that got no answer from the registry.
 func (a *API) networkError(err error) error {
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
@@ -401,7 +295,7 @@ func (a *API) networkError(err error) error {
 	var badHost x509.HostnameError
 	switch {
 	case errors.As(err, &unknownCA):
-		return fmt.Errorf("registry %s: its TLS certificate is signed by a CA this machine does not trust; give the CA's certificate with --ca-file (or MODELX_CA_FILE): %w", a.base, err)
+		return &UntrustedCAError{Registry: a.base, Err: err}
 	case errors.As(err, &badHost):
 		return fmt.Errorf("registry %s: its TLS certificate is for another host; use the host name the certificate names: %w", a.base, err)
 	case errors.As(err, &dnsErr):
@@ -474,7 +368,7 @@ func (a *API) GetManifest(ctx context.Context, repo, name, reference string) (*s
 		return nil, nil, "", fmt.Errorf("manifest %s/%s:%s from %s is over the %d-byte limit; the registry is broken or hostile", repo, name, reference, a.base, spec.MaxManifestSize)
 	}
 	d := digest.FromBytes(data)
-	want := digest.Digest(resp.Header.Get(DigestHeader))
+	want := digest.Digest(resp.Header.Get(spec.DigestHeader))
 	if ref, err := spec.ParseReference(reference); err == nil && ref.Digest != "" {
 		want = ref.Digest
 	}
@@ -499,9 +393,9 @@ func (a *API) ManifestDigest(ctx context.Context, repo, name, reference string) 
 	resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		d := digest.Digest(resp.Header.Get(DigestHeader))
+		d := digest.Digest(resp.Header.Get(spec.DigestHeader))
 		if err := spec.ValidateDigest(d); err != nil {
-			return "", fmt.Errorf("%s: HEAD manifest %s/%s:%s answered no valid %s header: %w", a.base, repo, name, reference, DigestHeader, err)
+			return "", fmt.Errorf("%s: HEAD manifest %s/%s:%s answered no valid %s header: %w", a.base, repo, name, reference, spec.DigestHeader, err)
 		}
 		return d, nil
 	case http.StatusNotFound:

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/client/credentials"
 )
 
 func TestAPIErrors(t *testing.T) {
@@ -43,7 +45,7 @@ func TestAPIErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "modelx login "+srv.URL) || Code(err) != "UNAUTHORIZED" {
 		t.Fatalf("401: %v", err)
 	}
-	if _, err := NewAPI(srv.URL, nil, func() (string, error) { return "good", nil }).Index(ctx, "private", "m", ""); err != nil {
+	if _, err := NewAPI(srv.URL, nil, credentials.Static("good")).Index(ctx, "private", "m", ""); err != nil {
 		t.Fatalf("with the token: %v", err)
 	}
 	calls.Store(0)
@@ -77,7 +79,7 @@ func TestStalledTransfersFail(t *testing.T) {
 	defer srv.Close()
 	api := NewAPI(srv.URL, nil, nil)
 	api.SetStallTimeout(100 * time.Millisecond)
-	api.retries = 1
+	api.stack.Retry.Retries = 1
 	ctx := context.Background()
 	rc, err := api.GetBlob(ctx, "m", "x", digest.Digest("sha256:"+strings.Repeat("a", 64)), 0, -1)
 	if err != nil {

@@ -4,11 +4,13 @@
 package client
 
 import (
+	"context"
 	"net/http"
 	"runtime"
 	"time"
 
 	"modelx.io/modelx/client/chunker"
+	"modelx.io/modelx/client/credentials"
 )
 
 // DefaultSmallFileThreshold is the size under which files go into packs.
@@ -18,7 +20,10 @@ const DefaultSmallFileThreshold = 1 << 20
 type Options struct {
 	// HTTPClient carries every request; default DefaultHTTPClient().
 	HTTPClient *http.Client
-	// Token returns the bearer token for a registry base URL ("" for none).
+	// Keychain finds the bearer token of each registry; default none.
+	Keychain credentials.Keychain
+	// Token, when Keychain is nil, returns the bearer token for a
+	// registry base URL ("" for none): a shorthand for a KeychainFunc.
 	Token func(registry string) (string, error)
 	// Concurrency is how many transfers and hashes run at once; default
 	// twice the CPUs, at least 4 and at most 8.
@@ -100,11 +105,16 @@ func New(opts Options) *Client {
 
 // API returns the low-level API client of a registry.
 func (c *Client) API(registry string) *API {
-	var token func() (string, error)
-	if c.opts.Token != nil {
-		token = func() (string, error) { return c.opts.Token(registry) }
+	keychain := c.opts.Keychain
+	if keychain == nil && c.opts.Token != nil {
+		token := c.opts.Token
+		keychain = credentials.KeychainFunc(func(_ context.Context, registry string) (string, error) { return token(registry) })
 	}
-	api := NewAPI(registry, c.opts.HTTPClient, token)
+	api := NewAPI(registry, c.opts.HTTPClient, keychain)
 	api.SetStallTimeout(c.opts.StallTimeout)
 	return api
 }
+
+// Config is credentials.Config, the configuration file, under its old
+// name for callers not yet moved to that package.
+type Config = credentials.Config

@@ -3,13 +3,10 @@ package client
 import (
 	"context"
 	"fmt"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
-	"modelx.io/modelx/spec"
+	"modelx.io/modelx/client/reference"
 )
 
 // TagResult reports a tag.
@@ -29,7 +26,7 @@ type TagResult struct {
 // version keeps its digest. A tag that named another version moves; the
 // result says which version it named.
 func (c *Client) Tag(ctx context.Context, src Reference, tag string) (*TagResult, error) {
-	if err := ValidateTag(tag); err != nil {
+	if err := reference.ValidateTag(tag); err != nil {
 		return nil, err
 	}
 	api := c.API(src.Registry)
@@ -60,43 +57,4 @@ func TagMove(tag string, previous, current digest.Digest) string {
 		return ""
 	}
 	return fmt.Sprintf("%s: %s → %s", tag, previous, current)
-}
-
-// ValidateTag checks a tag name; the error of an invalid one says what a
-// tag may hold and suggests a valid one (see SuggestTag).
-func ValidateTag(tag string) error {
-	err := spec.ValidateTag(tag)
-	if err == nil {
-		return nil
-	}
-	msg := refSpecMessage(err)
-	if s := SuggestTag(tag); s != "" {
-		msg += fmt.Sprintf(`; for example %q`, s)
-	}
-	return refErrorf(err, "%s", msg)
-}
-
-// SuggestTag turns s into a valid tag, or returns "" when nothing of s is
-// left: each run of characters a tag may not hold becomes one '-', leading
-// '.' and '-' are dropped, and the result is cut to 128 characters.
-func SuggestTag(s string) string {
-	var b strings.Builder
-	dash := false
-	for _, r := range s {
-		ok := r < utf8.RuneSelf && (r == '_' || r == '.' || r == '-' || unicode.IsLetter(r) || unicode.IsDigit(r))
-		switch {
-		case ok:
-			b.WriteRune(r)
-			dash = false
-		case !dash:
-			b.WriteByte('-')
-			dash = true
-		}
-	}
-	out := strings.TrimLeft(b.String(), ".-")
-	out = strings.TrimRight(out[:min(len(out), 128)], "-")
-	if spec.ValidateTag(out) != nil {
-		return ""
-	}
-	return out
 }

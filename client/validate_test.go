@@ -333,7 +333,7 @@ func TestPushOverManifestNowRefused(t *testing.T) {
 	old := fmt.Sprintf(`{"schemaVersion":1,"config":{"name":"modelx.yaml","digest":%q,"size":1},"blobs":[{"name":".git","mediaType":%q,"digest":%q,"size":1}]}`, d, spec.MediaTypeFile, d)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/old/model/manifests/v1") {
-			w.Header().Set(client.DigestHeader, string(digest.FromString(old)))
+			w.Header().Set(spec.DigestHeader, string(digest.FromString(old)))
 			w.Write([]byte(old))
 			return
 		}

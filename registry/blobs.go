@@ -18,7 +18,7 @@ import (
 )
 
 // DigestHeader carries the digest of a blob or manifest in responses.
-const DigestHeader = "Modelx-Content-Digest"
+const DigestHeader = spec.DigestHeader
 
 func blobParams(r *http.Request) (repo, name string, d digest.Digest, err error) {
 	if repo, name, err = model(r); err != nil {

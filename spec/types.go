@@ -30,6 +30,10 @@ const (
 	MediaTypeChunkedFile = "application/vnd.modelx.model.chunked.v1"
 )
 
+// DigestHeader is the response header carrying the digest of a blob or
+// manifest that the registry serves, stores or redirects to.
+const DigestHeader = "Modelx-Content-Digest"
+
 // AnnotationModelSize is set by the registry on each tag of a model index:
 // the total size in bytes of the version's files (decimal).
 const AnnotationModelSize = "io.modelx.model.size"

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/controller"
 	"modelx.io/modelx/deploy-controller/render"
@@ -158,8 +158,7 @@ func run(c config) error {
 	}
 	// The controller's own registry token: MODELX_TOKEN, or MODELX_TOKEN_FILE
 	// (a projected service-account token), re-read on every request.
-	var cfg *client.Config
-	resolver := &controller.RegistryResolver{Token: cfg.Token, HoldTTL: c.holdTTL}
+	resolver := &controller.RegistryResolver{Keychain: credentials.Environment{}, HoldTTL: c.holdTTL}
 	r := &controller.Reconciler{
 		Client: mgr.GetClient(), Scheme: scheme,
 		Recorder: mgr.GetEventRecorder("modelx-controller"),

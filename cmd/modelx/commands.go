@@ -16,6 +16,8 @@ import (
 	"golang.org/x/term"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
+	"modelx.io/modelx/client/reference"
 	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
@@ -284,7 +286,7 @@ func (a *app) reportStale(res *client.PullResult, prune bool) {
 // configAndRef checks -o, loads the config and parses the reference
 // argument: the start of the commands that name one version (push, pull,
 // info, copy).
-func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error) {
+func (a *app) configAndRef(arg string) (*credentials.Config, client.Reference, error) {
 	if err := a.checkOutput(); err != nil {
 		return nil, client.Reference{}, err
 	}
@@ -299,7 +301,7 @@ func (a *app) configAndRef(arg string) (*client.Config, client.Reference, error)
 // configAndModel checks -o, loads the config and parses a REF argument
 // that may name a model without a version (modelArg): the start of the
 // commands that act on a model or on its versions.
-func (a *app) configAndModel(arg string) (cfg *client.Config, ref client.Reference, named bool, err error) {
+func (a *app) configAndModel(arg string) (cfg *credentials.Config, ref client.Reference, named bool, err error) {
 	if cfg, err = a.outputConfig(); err != nil {
 		return nil, client.Reference{}, false, err
 	}
@@ -309,18 +311,18 @@ func (a *app) configAndModel(arg string) (cfg *client.Config, ref client.Referen
 
 // configAndRegistry loads the config and parses a REGISTRY argument (a URL
 // or an alias): the start of login and logout.
-func (a *app) configAndRegistry(arg string) (*client.Config, string, error) {
+func (a *app) configAndRegistry(arg string) (*credentials.Config, string, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, "", err
 	}
-	registry, err := client.ParseRegistry(arg, cfg)
+	registry, err := reference.ParseRegistry(arg, cfg)
 	return cfg, registry, err
 }
 
 // modelArg parses REF, allowing a model without tag; it says whether a
 // tag or digest was written.
-func (a *app) modelArg(cfg *client.Config, s string) (client.Reference, bool, error) {
+func (a *app) modelArg(cfg *credentials.Config, s string) (client.Reference, bool, error) {
 	ref, err := a.parseRef(cfg, s)
 	if err != nil {
 		return ref, false, err
@@ -341,7 +343,7 @@ func (a *app) listCommand() *cobra.Command {
 				return err
 			}
 			c := a.newClient(cfg)
-			if registry, err := client.ParseRegistry(args[0], cfg); err == nil {
+			if registry, err := reference.ParseRegistry(args[0], cfg); err == nil {
 				idx, err := c.API(registry).Index(cmd.Context(), "", "", search)
 				if err != nil {
 					return err
@@ -558,7 +560,7 @@ deleted; gc says what it kept for that reason alone.`,
 				return err
 			}
 			var res spec.GCResult
-			if registry, rerr := client.ParseRegistry(args[0], cfg); rerr == nil {
+			if registry, rerr := reference.ParseRegistry(args[0], cfg); rerr == nil {
 				res, err = a.newClient(cfg).API(registry).GarbageCollectRegistry(cmd.Context())
 			} else {
 				ref, _, perr := a.modelArg(cfg, args[0])
@@ -749,11 +751,11 @@ MODELX_TOKEN_FILE, when set, win over stored logins.`,
 				return errors.New("the token is empty")
 			}
 			// Check the token before storing it.
-			api := client.NewAPI(registry, a.hc, func() (string, error) { return token, nil })
+			api := client.NewAPI(registry, a.hc, credentials.Static(token))
 			if _, err := api.Index(cmd.Context(), "", "", ""); err != nil {
 				return fmt.Errorf("the registry refused the token: %w", err)
 			}
-			cfg.SetCredential(registry, client.Credential{Token: token})
+			cfg.SetCredential(registry, credentials.Credential{Token: token})
 			if err := cfg.Save(); err != nil {
 				return err
 			}
@@ -769,7 +771,7 @@ MODELX_TOKEN_FILE, when set, win over stored logins.`,
 
 // deviceLogin logs in through the registry's identity provider: the user
 // opens a URL, enters a code, and the token lands in the config.
-func (a *app) deviceLogin(ctx context.Context, cfg *client.Config, registry string) error {
+func (a *app) deviceLogin(ctx context.Context, cfg *credentials.Config, registry string) error {
 	conf, err := client.NewAPI(registry, a.hc, nil).Configuration(ctx)
 	if err != nil {
 		return fmt.Errorf("learn how to log in to %s: %w", registry, err)
@@ -781,13 +783,16 @@ func (a *app) deviceLogin(ctx context.Context, cfg *client.Config, registry stri
 		}
 		return fmt.Errorf("%s offers no OIDC login; log in with --token-stdin and a token from its administrator", registry)
 	}
-	cred, err := client.DeviceLogin(ctx, a.hc, *conf.OIDC, func(dc client.DeviceCode) {
+	cred, err := credentials.DeviceLogin(ctx, a.hc, *conf.OIDC, func(dc credentials.DeviceCode) {
 		url := dc.VerificationURIComplete
 		if url == "" {
 			url = dc.VerificationURI
 		}
 		fmt.Fprintf(a.stderr, "To log in to %s, open\n\n    %s\n\nand confirm the code %s. Waiting…\n", registry, url, dc.UserCode)
 	})
+	if errors.Is(err, credentials.ErrNoDeviceFlow) {
+		return fmt.Errorf("%w; log in with --token", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
+	"modelx.io/modelx/client/reference"
 )
 
 // completionTimeout bounds what shell completion asks a registry: a
@@ -187,7 +189,7 @@ func (a *app) completeFiles(cmd *cobra.Command, args []string, toComplete string
 
 // tagsOf lists the tags of a model, or nothing when the registry does not
 // answer in time.
-func (a *app) tagsOf(cmd *cobra.Command, cfg *client.Config, registry, repo, name string) []string {
+func (a *app) tagsOf(cmd *cobra.Command, cfg *credentials.Config, registry, repo, name string) []string {
 	ctx, cancel := a.completionContext(cmd)
 	defer cancel()
 	idx, err := a.completionClient(ctx, cfg).API(registry).Index(ctx, repo, name, "")
@@ -211,16 +213,16 @@ func (a *app) completionContext(cmd *cobra.Command) (context.Context, context.Ca
 
 // completionClient is a client whose requests, and token refreshes, end
 // with ctx, and which shows no progress.
-func (a *app) completionClient(ctx context.Context, cfg *client.Config) *client.Client {
+func (a *app) completionClient(ctx context.Context, cfg *credentials.Config) *client.Client {
 	hc := *a.hc
 	hc.Timeout = completionTimeout
-	return client.New(client.Options{HTTPClient: &hc, Token: cfg.TokenSource(ctx, &hc), StallTimeout: completionTimeout})
+	return client.New(client.Options{HTTPClient: &hc, Keychain: credentials.Default(cfg, &hc), StallTimeout: completionTimeout})
 }
 
 // splitRegistry splits a reference being typed into its registry and the
 // rest (REPOSITORY/NAME…), once the registry is complete: "ALIAS/" with a
 // known alias, or "http(s)://HOST[:PORT]/".
-func splitRegistry(cfg *client.Config, s string) (registry, rest string, ok bool) {
+func splitRegistry(cfg *credentials.Config, s string) (registry, rest string, ok bool) {
 	n := 0 // slashes of the registry part
 	if strings.Contains(s, "://") {
 		n = 2
@@ -233,7 +235,7 @@ func splitRegistry(cfg *client.Config, s string) (registry, rest string, ok bool
 		}
 		i += j + 1
 	}
-	registry, err := client.ParseRegistry(s[:i], cfg)
+	registry, err := reference.ParseRegistry(s[:i], cfg)
 	if err != nil {
 		return "", "", false
 	}

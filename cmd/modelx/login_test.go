@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
@@ -96,7 +96,7 @@ func TestDeviceLogin(t *testing.T) {
 	if !strings.Contains(out.String(), "logged in to "+url) {
 		t.Fatalf("login output %q", out.String())
 	}
-	cfg, err := client.LoadConfig(cfgPath)
+	cfg, err := credentials.LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestDeviceLogin(t *testing.T) {
 	// the test waits out its short lifetime.
 	time.Sleep(time.Until(cred.Expiry) + 500*time.Millisecond)
 	mustRun(t, "push", url+"/nlp/bert:v2", model)
-	cfg, _ = client.LoadConfig(cfgPath)
+	cfg, _ = credentials.LoadConfig(cfgPath)
 	if cfg.Credentials[url].Token == cred.Token || !cfg.Credentials[url].Expiry.After(cred.Expiry) {
 		t.Fatal("the expired token was not refreshed")
 	}

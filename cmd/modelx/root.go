@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -14,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
+	"modelx.io/modelx/client/reference"
 	modelxversion "modelx.io/modelx/internal/version"
 )
 
@@ -92,7 +93,7 @@ func (a *app) printJSON(v any) error {
 
 // outputConfig checks -o and loads the config: how a command that prints
 // a result starts.
-func (a *app) outputConfig() (*client.Config, error) {
+func (a *app) outputConfig() (*credentials.Config, error) {
 	if err := a.checkOutput(); err != nil {
 		return nil, err
 	}
@@ -101,30 +102,30 @@ func (a *app) outputConfig() (*client.Config, error) {
 
 // loadConfig loads the config file and sets up the HTTP client (its
 // --ca-file is read here, so a bad one fails every command early).
-func (a *app) loadConfig() (*client.Config, error) {
+func (a *app) loadConfig() (*credentials.Config, error) {
 	if _, err := a.httpClient(); err != nil {
 		return nil, err
 	}
 	p := a.configPath
 	if p == "" {
 		var err error
-		if p, err = client.DefaultConfigPath(); err != nil {
+		if p, err = credentials.DefaultConfigPath(); err != nil {
 			return nil, err
 		}
 	}
-	return client.LoadConfig(p)
+	return credentials.LoadConfig(p)
 }
 
 // newClient builds the library client with tokens from the config and
 // environment; newTransferClient adds progress on stderr.
-func (a *app) newClient(cfg *client.Config) *client.Client {
+func (a *app) newClient(cfg *credentials.Config) *client.Client {
 	return a.clientWith(cfg, nil)
 }
 
-func (a *app) clientWith(cfg *client.Config, progress client.Progress) *client.Client {
+func (a *app) clientWith(cfg *credentials.Config, progress client.Progress) *client.Client {
 	return client.New(client.Options{
 		HTTPClient:  a.hc, // set up by loadConfig
-		Token:       cfg.TokenSource(context.Background(), a.hc),
+		Keychain:    credentials.Default(cfg, a.hc),
 		Concurrency: a.concurrency,
 		Progress:    progress,
 	})
@@ -164,8 +165,8 @@ func (a *app) httpClient() (*http.Client, error) {
 	return hc, nil
 }
 
-func (a *app) parseRef(cfg *client.Config, s string) (client.Reference, error) {
-	return client.ParseReference(s, cfg)
+func (a *app) parseRef(cfg *credentials.Config, s string) (client.Reference, error) {
+	return reference.ParseReference(s, cfg)
 }
 
 func (a *app) versionCommand() *cobra.Command {

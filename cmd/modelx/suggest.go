@@ -71,9 +71,16 @@ func explainErrors(cmd *cobra.Command) {
 var insecureParam = regexp.MustCompile(`([?&])insecure=[^&#]*`)
 
 // explainError rewrites the library's hint where the command line shapes
-// the fix: a modelx:// URI to a plain HTTP registry needs ?insecure=true,
-// not an http:// URL.
+// the fix: an untrusted CA is given with --ca-file; a modelx:// URI to a
+// plain HTTP registry needs ?insecure=true, not an http:// URL.
 func explainError(args []string, err error) error {
+	var untrusted *client.UntrustedCAError
+	if errors.As(err, &untrusted) {
+		return &hintedError{
+			msg: strings.Replace(err.Error(), untrusted.Error(), untrusted.Advise("give the CA's certificate with --ca-file (or MODELX_CA_FILE)"), 1),
+			err: err,
+		}
+	}
 	var plain *client.PlainHTTPError
 	if err == nil || !errors.As(err, &plain) {
 		return err
@@ -96,6 +103,16 @@ func explainError(args []string, err error) error {
 	}
 	return err
 }
+
+// hintedError is a library error whose message the CLI rewrote to name
+// its flags; it still wraps the library's error.
+type hintedError struct {
+	msg string
+	err error
+}
+
+func (e *hintedError) Error() string { return e.msg }
+func (e *hintedError) Unwrap() error { return e.err }
 
 // gcYoungLine says what a collection kept only because it is younger than
 // the registry's grace period, or "" when it kept nothing for that reason

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
+	"modelx.io/modelx/client/reference"
 )
 
 func (a *app) tagCommand() *cobra.Command {
@@ -58,9 +60,9 @@ a tag on another model or registry, use modelx copy.`,
 
 // newTagArg reads NEWTAG: a tag name, or a reference (with a registry, so
 // "://" or two '/') to a tag of src's model.
-func (a *app) newTagArg(cfg *client.Config, src client.Reference, arg string) (string, error) {
+func (a *app) newTagArg(cfg *credentials.Config, src client.Reference, arg string) (string, error) {
 	if !strings.Contains(arg, "://") && strings.Count(arg, "/") < 2 {
-		if err := client.ValidateTag(arg); err != nil {
+		if err := reference.ValidateTag(arg); err != nil {
 			return "", fmt.Errorf("NEWTAG: %w", err)
 		}
 		return arg, nil

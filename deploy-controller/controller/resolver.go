@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/spec"
 )
@@ -50,8 +51,9 @@ func (e *ResolveError) Unwrap() error { return e.Err }
 type RegistryResolver struct {
 	// HTTPClient carries the requests; default client.DefaultHTTPClient().
 	HTTPClient *http.Client
-	// Token returns the bearer token for a registry; nil for none.
-	Token func(registry string) (string, error)
+	// Keychain finds the controller's bearer token for a registry; nil
+	// for none.
+	Keychain credentials.Keychain
 	// HoldTTL is how long the holds it puts last unless renewed; 0 is the
 	// registry's default (7 days, or its --max-hold-ttl).
 	HoldTTL time.Duration
@@ -63,11 +65,7 @@ func (r *RegistryResolver) api(src v1alpha1.ModelSource, ref string) (*client.AP
 	if err != nil {
 		return nil, client.Reference{}, &ResolveError{Reason: ReasonInvalidReference, Err: err}
 	}
-	var token func() (string, error)
-	if r.Token != nil {
-		token = func() (string, error) { return r.Token(parsed.Registry) }
-	}
-	return client.NewAPI(parsed.Registry, r.HTTPClient, token), parsed, nil
+	return client.NewAPI(parsed.Registry, r.HTTPClient, r.Keychain), parsed, nil
 }
 
 // Hold implements Holds: it puts (or renews) the hold in the registry.

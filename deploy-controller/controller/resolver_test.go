@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	modelx "modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/controller"
 	"modelx.io/modelx/registry"
@@ -43,7 +44,7 @@ func TestResolverAuthenticates(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Tag: "prod"}
-	r := &controller.RegistryResolver{Token: token}
+	r := &controller.RegistryResolver{Keychain: credentials.Static("controller-token")}
 	if got, err := r.Resolve(context.Background(), src); err != nil || got.Digest != string(res.Digest) || !slices.Contains(got.Files, "modelx.yaml") {
 		t.Fatalf("Resolve = %+v, %v; want %s with its files", got, err, res.Digest)
 	}

@@ -33,6 +33,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	modelx "modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/controller"
 	"modelx.io/modelx/deploy-controller/render"
@@ -187,8 +188,8 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	srv := httptest.NewServer(newRegistry(t, st, cfg, policy).Handler())
 	t.Cleanup(srv.Close)
 	s.registry = srv.URL
-	s.ci = modelx.NewAPI(srv.URL, nil, func() (string, error) { return ciToken, nil })
-	s.admin = modelx.NewAPI(srv.URL, nil, func() (string, error) { return adminToken, nil })
+	s.ci = modelx.NewAPI(srv.URL, nil, credentials.Static(ciToken))
+	s.admin = modelx.NewAPI(srv.URL, nil, credentials.Static(adminToken))
 
 	scheme := runtime.NewScheme()
 	clientgoscheme.AddToScheme(scheme)
@@ -199,7 +200,7 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resolver := &controller.RegistryResolver{Token: func(string) (string, error) { return controllerToken, nil }}
+	resolver := &controller.RegistryResolver{Keychain: credentials.Static(controllerToken)}
 	s.resolver = newCountingResolver(resolver)
 	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
 		Resolver: s.resolver, Holds: resolver,

@@ -1,4 +1,4 @@
-package client
+package reference
 
 import (
 	"errors"
@@ -11,30 +11,30 @@ import (
 	"modelx.io/modelx/spec"
 )
 
-const refTestHex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const testHex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-const refTestDigest = digest.Digest("sha256:" + refTestHex)
+const testDigest = digest.Digest("sha256:" + testHex)
 
-func refTestConfig() *Config {
-	return &Config{
-		Registries: map[string]RegistryConfig{
-			"local":    {URL: "http://127.0.0.1:8080"},
-			"my.reg-1": {URL: "https://models.example.com"},
-			"broken":   {URL: "ftp://example.com"},
+func testAliases() AliasTable {
+	return AliasTable{
+		URLs: map[string]string{
+			"local":    "http://127.0.0.1:8080",
+			"my.reg-1": "https://models.example.com",
+			"broken":   "ftp://example.com",
 		},
-		path: "/home/u/.config/modelx/config.yaml",
+		Source: "/home/u/.config/modelx/config.yaml",
 	}
 }
 
 func TestParseReference(t *testing.T) {
-	cfg := refTestConfig()
+	cfg := testAliases()
 	tests := []struct {
 		in   string
 		want Reference
 	}{
 		{"http://127.0.0.1:8080/repo/name:v1", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "v1"}},
 		{"https://host/repo/name@v1", Reference{Registry: "https://host", Repository: "repo", Name: "name", Tag: "v1"}},
-		{"https://host:8443/repo/name@sha256:" + refTestHex, Reference{Registry: "https://host:8443", Repository: "repo", Name: "name", Digest: refTestDigest}},
+		{"https://host:8443/repo/name@sha256:" + testHex, Reference{Registry: "https://host:8443", Repository: "repo", Name: "name", Digest: testDigest}},
 		{"http://host:8080/repo/name", Reference{Registry: "http://host:8080", Repository: "repo", Name: "name", Tag: "latest"}},
 		{"https://host/nlp/bert-base.v2:V1.0_rc-1", Reference{Registry: "https://host", Repository: "nlp", Name: "bert-base.v2", Tag: "V1.0_rc-1"}},
 		{"HTTPS://Models.Example.COM/repo/name:v1", Reference{Registry: "https://models.example.com", Repository: "repo", Name: "name", Tag: "v1"}},
@@ -46,14 +46,14 @@ func TestParseReference(t *testing.T) {
 		{"modelx://host:8443/repo/name@v1", Reference{Registry: "https://host:8443", Repository: "repo", Name: "name", Tag: "v1"}},
 		{"modelx://host/repo/name:v1?insecure=true", Reference{Registry: "http://host", Repository: "repo", Name: "name", Tag: "v1"}},
 		{"modelx://host/repo/name?insecure=false", Reference{Registry: "https://host", Repository: "repo", Name: "name", Tag: "latest"}},
-		{"modelx://host:8080/repo/name@sha256:" + refTestHex + "?insecure=1", Reference{Registry: "http://host:8080", Repository: "repo", Name: "name", Digest: refTestDigest}},
+		{"modelx://host:8080/repo/name@sha256:" + testHex + "?insecure=1", Reference{Registry: "http://host:8080", Repository: "repo", Name: "name", Digest: testDigest}},
 		{"modelx://host/repo/name?", Reference{Registry: "https://host", Repository: "repo", Name: "name", Tag: "latest"}},
 		{"local/repo/name:v2", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "v2"}},
 		{"local/repo/name@v2", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "v2"}},
 		{"local/repo/name", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "latest"}},
-		{"modelx://h:8080/repo/name@sha256:" + refTestHex + "?insecure=true&file=a%2F%2A&file=b&model-files=auto",
-			Reference{Registry: "http://h:8080", Repository: "repo", Name: "name", Digest: refTestDigest, Files: []string{"a/*", "b"}, ModelFiles: "auto"}},
-		{"my.reg-1/repo/name@sha256:" + refTestHex, Reference{Registry: "https://models.example.com", Repository: "repo", Name: "name", Digest: refTestDigest}},
+		{"modelx://h:8080/repo/name@sha256:" + testHex + "?insecure=true&file=a%2F%2A&file=b&model-files=auto",
+			Reference{Registry: "http://h:8080", Repository: "repo", Name: "name", Digest: testDigest, Files: []string{"a/*", "b"}, ModelFiles: "auto"}},
+		{"my.reg-1/repo/name@sha256:" + testHex, Reference{Registry: "https://models.example.com", Repository: "repo", Name: "name", Digest: testDigest}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -78,11 +78,11 @@ func TestParseReference(t *testing.T) {
 }
 
 func TestParseReferenceErrors(t *testing.T) {
-	cfg := refTestConfig()
+	cfg := testAliases()
 	tests := []struct {
 		name   string
 		in     string
-		cfg    *Config
+		cfg    Aliases
 		want   []string // substrings of the message
 		unwant string   // must not appear in the message (a secret)
 		alias  bool     // wraps ErrUnknownAlias
@@ -113,11 +113,11 @@ func TestParseReferenceErrors(t *testing.T) {
 		{name: "empty at tag", in: "http://h/repo/name@", want: []string{`tag "" is invalid`}, code: spec.ErrorReferenceInvalid},
 		{name: "two at", in: "http://h/repo/name@v1@v2", want: []string{`tag "v1@v2" is invalid`}, code: spec.ErrorReferenceInvalid},
 		{name: "short digest", in: "http://h/repo/name@sha256:abc", want: []string{`digest "sha256:abc" is invalid`}, code: spec.ErrorDigestInvalid},
-		{name: "md5 digest", in: "http://h/repo/name@md5:" + refTestHex[:32], want: []string{"want sha256"}, code: spec.ErrorDigestInvalid},
-		{name: "uppercase digest", in: "http://h/repo/name@sha256:" + strings.ToUpper(refTestHex), want: []string{"is invalid"}, code: spec.ErrorDigestInvalid},
-		{name: "tag and digest", in: "http://h/repo/name:v1@sha256:" + refTestHex, want: []string{"both a tag and a digest", "drop the tag"}},
+		{name: "md5 digest", in: "http://h/repo/name@md5:" + testHex[:32], want: []string{"want sha256"}, code: spec.ErrorDigestInvalid},
+		{name: "uppercase digest", in: "http://h/repo/name@sha256:" + strings.ToUpper(testHex), want: []string{"is invalid"}, code: spec.ErrorDigestInvalid},
+		{name: "tag and digest", in: "http://h/repo/name:v1@sha256:" + testHex, want: []string{"both a tag and a digest", "drop the tag"}},
 		{name: "two tags", in: "http://h/repo/name:v1@v2", want: []string{"two tags", "NAME:TAG or NAME@TAG"}},
-		{name: "digest after colon", in: "http://h/repo/name:sha256:" + refTestHex, want: []string{"digest after ':'", "NAME@sha256:HEX"}},
+		{name: "digest after colon", in: "http://h/repo/name:sha256:" + testHex, want: []string{"digest after ':'", "NAME@sha256:HEX"}},
 		{name: "userinfo", in: "https://alice:s3cret@h/repo/name", want: []string{"credentials", "modelx login"}, unwant: "s3cret"},
 		{name: "userinfo token", in: "http://s3cret@h:8080/repo/name:v1", want: []string{"credentials"}, unwant: "s3cret"},
 		{name: "userinfo no scheme", in: "alice:s3cret@h/repo/name", cfg: cfg, want: []string{"credentials"}, unwant: "s3cret"},
@@ -178,7 +178,7 @@ func TestReferenceAccessors(t *testing.T) {
 		str, model, manifestRef string
 	}{
 		{Reference{Registry: "http://127.0.0.1:8080", Repository: "nlp", Name: "bert", Tag: "v3"}, "http://127.0.0.1:8080/nlp/bert@v3", "nlp/bert", "v3"},
-		{Reference{Registry: "https://h", Repository: "nlp", Name: "bert", Digest: refTestDigest}, "https://h/nlp/bert@sha256:" + refTestHex, "nlp/bert", "sha256:" + refTestHex},
+		{Reference{Registry: "https://h", Repository: "nlp", Name: "bert", Digest: testDigest}, "https://h/nlp/bert@sha256:" + testHex, "nlp/bert", "sha256:" + testHex},
 		{Reference{Registry: "https://h", Repository: "nlp", Name: "bert"}, "https://h/nlp/bert@latest", "nlp/bert", "latest"},
 	}
 	for _, tt := range tests {
@@ -197,7 +197,7 @@ func TestReferenceAccessors(t *testing.T) {
 }
 
 func TestParseRegistry(t *testing.T) {
-	cfg := refTestConfig()
+	cfg := testAliases()
 	tests := []struct {
 		in   string
 		want string
@@ -225,10 +225,10 @@ func TestParseRegistry(t *testing.T) {
 }
 
 func TestParseRegistryErrors(t *testing.T) {
-	cfg := refTestConfig()
+	cfg := testAliases()
 	tests := []struct {
 		in     string
-		cfg    *Config
+		cfg    Aliases
 		want   string
 		unwant string
 		alias  bool

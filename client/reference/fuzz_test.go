@@ -1,4 +1,4 @@
-package client
+package reference
 
 import (
 	"errors"
@@ -15,23 +15,23 @@ func FuzzParseReference(f *testing.F) {
 	for _, s := range []string{
 		"http://127.0.0.1:8080/repo/name:v1",
 		"https://host/repo/name@v1",
-		"https://host:8443/repo/name@sha256:" + refTestHex,
+		"https://host:8443/repo/name@sha256:" + testHex,
 		"HTTPS://Models.Example.COM/repo/name:v1",
 		"http://host:0080/repo/name",
 		"http://[::1]:8080/repo/name:v1",
 		"http://[fe80::1%25eth0]:8080/repo/name",
-		"modelx://host:8080/repo/name@sha256:" + refTestHex + "?insecure=1",
+		"modelx://host:8080/repo/name@sha256:" + testHex + "?insecure=1",
 		"modelx://host/repo/name?file=*.json&model-files=auto",
 		"modelx://host/repo/name?insecure=true&insecure=false",
 		"local/repo/name:v1",
-		"my.reg-1/nlp/bert@sha256:" + refTestHex,
+		"my.reg-1/nlp/bert@sha256:" + testHex,
 		"broken/repo/name",
 		"nlp/bert:v1",
 		"bert",
 		"https://user:pass@host/repo/name",
 		"user@host/repo/name",
-		"http://host/repo/name:v1@sha256:" + refTestHex,
-		"http://host/repo/name:sha256:" + refTestHex,
+		"http://host/repo/name:v1@sha256:" + testHex,
+		"http://host/repo/name:sha256:" + testHex,
 		"http://host:99999/repo/name",
 		"http://host:/repo/name",
 		"http://host/repo//name",
@@ -42,7 +42,7 @@ func FuzzParseReference(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	cfg := refTestConfig()
+	cfg := testAliases()
 	f.Fuzz(func(t *testing.T, s string) {
 		ref, err := ParseReference(s, cfg)
 		if err != nil {

@@ -1,6 +1,7 @@
-package client
+package credentials
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,10 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"modelx.io/modelx/client/reference"
 )
 
-// configClearEnv unsets the variables the configuration reads, for the test.
-func configClearEnv(t *testing.T) {
+// clearEnv unsets the variables the configuration reads, for the test.
+func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, k := range []string{EnvConfig, EnvToken, EnvTokenFile} {
 		t.Setenv(k, "")
@@ -19,7 +22,7 @@ func configClearEnv(t *testing.T) {
 }
 
 func TestConfigDefaultPath(t *testing.T) {
-	configClearEnv(t)
+	clearEnv(t)
 	dir := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", dir)
 	t.Setenv("HOME", dir)
@@ -96,11 +99,11 @@ func TestConfigLoadOpenModeAndUnknownFields(t *testing.T) {
 	if err := c.Save(); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
-	configCheckMode(t, path, 0o600)
+	checkMode(t, path, 0o600)
 }
 
 func TestConfigRoundTrip(t *testing.T) {
-	configClearEnv(t)
+	clearEnv(t)
 	path := filepath.Join(t.TempDir(), "a", "b", "config.yaml")
 	c, err := LoadConfig(path)
 	if err != nil {
@@ -118,9 +121,9 @@ func TestConfigRoundTrip(t *testing.T) {
 	if err := c.Save(); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
-	configCheckMode(t, path, 0o600)
-	configCheckMode(t, filepath.Dir(path), 0o700|os.ModeDir)
-	configCheckMode(t, filepath.Dir(filepath.Dir(path)), 0o700|os.ModeDir)
+	checkMode(t, path, 0o600)
+	checkMode(t, filepath.Dir(path), 0o700|os.ModeDir)
+	checkMode(t, filepath.Dir(filepath.Dir(path)), 0o700|os.ModeDir)
 
 	entries, err := os.ReadDir(filepath.Dir(path))
 	if err != nil {
@@ -167,7 +170,7 @@ func TestConfigRoundTrip(t *testing.T) {
 	}
 
 	// The saved aliases resolve.
-	ref, err := ParseReference("prod/nlp/bert:v1", loaded)
+	ref, err := reference.ParseReference("prod/nlp/bert:v1", loaded)
 	if err != nil || ref.Registry != "https://models.example.com" {
 		t.Fatalf("ParseReference through saved alias = %+v, %v", ref, err)
 	}
@@ -179,7 +182,7 @@ func TestConfigRoundTrip(t *testing.T) {
 	if err := loaded.Save(); err != nil {
 		t.Fatal(err)
 	}
-	configCheckMode(t, path, 0o600)
+	checkMode(t, path, 0o600)
 	again, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +218,7 @@ func TestConfigSaveThroughSymlink(t *testing.T) {
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Fatalf("the symbolic link was replaced: %v, %v", fi, err)
 	}
-	configCheckMode(t, target, 0o600)
+	checkMode(t, target, 0o600)
 	loaded, err := LoadConfig(target)
 	if err != nil || loaded.Registries["local"].URL != "http://h" {
 		t.Fatalf("target holds %+v, %v", loaded, err)
@@ -229,7 +232,7 @@ func TestConfigSaveWithoutPath(t *testing.T) {
 	}
 }
 
-func configCheckMode(t *testing.T, path string, want os.FileMode) {
+func checkMode(t *testing.T, path string, want os.FileMode) {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -326,7 +329,7 @@ func TestConfigRemoveRegistry(t *testing.T) {
 	c.SetCredential("http://alpha", Credential{Token: "t"})
 
 	err := c.RemoveRegistry("beta")
-	if !errors.Is(err, ErrUnknownAlias) || !strings.Contains(err.Error(), `"beta"`) || !strings.Contains(err.Error(), "known aliases are alpha, zeta") {
+	if !errors.Is(err, reference.ErrUnknownAlias) || !strings.Contains(err.Error(), `"beta"`) || !strings.Contains(err.Error(), "known aliases are alpha, zeta") {
 		t.Fatalf("RemoveRegistry(unknown) = %v", err)
 	}
 	if err := c.RemoveRegistry("alpha"); err != nil {
@@ -338,27 +341,27 @@ func TestConfigRemoveRegistry(t *testing.T) {
 	if c.Credentials["http://alpha"].Token != "t" {
 		t.Fatal("RemoveRegistry dropped the registry's credential")
 	}
-	if err := c.RemoveRegistry("alpha"); !errors.Is(err, ErrUnknownAlias) || !strings.Contains(err.Error(), "known aliases are zeta") {
+	if err := c.RemoveRegistry("alpha"); !errors.Is(err, reference.ErrUnknownAlias) || !strings.Contains(err.Error(), "known aliases are zeta") {
 		t.Fatalf("second RemoveRegistry = %v", err)
 	}
 
 	empty := &Config{}
-	if err := empty.RemoveRegistry("x"); !errors.Is(err, ErrUnknownAlias) || !strings.Contains(err.Error(), "no aliases are defined") {
+	if err := empty.RemoveRegistry("x"); !errors.Is(err, reference.ErrUnknownAlias) || !strings.Contains(err.Error(), "no aliases are defined") {
 		t.Fatalf("RemoveRegistry on empty config = %v", err)
 	}
 }
 
 func TestConfigCredentials(t *testing.T) {
-	configClearEnv(t)
+	clearEnv(t)
 	c := &Config{}
 	c.SetCredential("HTTPS://Models.Example.com:443/", Credential{Token: "tok"})
 	if _, ok := c.Credentials["https://models.example.com"]; !ok {
 		t.Fatalf("credential not stored under the canonical URL: %v", c.Credentials)
 	}
-	if tok, err := c.Token("https://models.example.com"); err != nil || tok != "tok" {
+	if tok, err := token(c, "https://models.example.com"); err != nil || tok != "tok" {
 		t.Fatalf("Token = %q, %v", tok, err)
 	}
-	if tok, err := c.Token("https://other.example.com"); err != nil || tok != "" {
+	if tok, err := token(c, "https://other.example.com"); err != nil || tok != "" {
 		t.Fatalf("Token(other) = %q, %v", tok, err)
 	}
 	if !c.DeleteCredential("https://models.example.com/") {
@@ -367,7 +370,7 @@ func TestConfigCredentials(t *testing.T) {
 	if c.DeleteCredential("https://models.example.com") {
 		t.Fatal("second DeleteCredential = true, want false")
 	}
-	if tok, err := c.Token("https://models.example.com"); err != nil || tok != "" {
+	if tok, err := token(c, "https://models.example.com"); err != nil || tok != "" {
 		t.Fatalf("Token after delete = %q, %v", tok, err)
 	}
 }
@@ -427,7 +430,7 @@ func TestConfigTokenPrecedence(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(EnvToken, tt.env)
 			t.Setenv(EnvTokenFile, tt.file)
-			got, err := tt.cfg.Token(reg)
+			got, err := token(tt.cfg, reg)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("Token = %q, %v; want an error containing %q", got, err, tt.err)
@@ -445,7 +448,7 @@ func TestConfigTokenPrecedence(t *testing.T) {
 }
 
 func TestConfigTokenFileRereads(t *testing.T) {
-	configClearEnv(t)
+	clearEnv(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "token")
 	t.Setenv(EnvTokenFile, file)
@@ -454,14 +457,14 @@ func TestConfigTokenFileRereads(t *testing.T) {
 	if err := os.WriteFile(file, []byte("first\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := c.Token("http://h"); err != nil || tok != "first" {
+	if tok, err := token(c, "http://h"); err != nil || tok != "first" {
 		t.Fatalf("Token = %q, %v; want first", tok, err)
 	}
 	// Rewritten in place.
 	if err := os.WriteFile(file, []byte("second"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := c.Token("http://h"); err != nil || tok != "second" {
+	if tok, err := token(c, "http://h"); err != nil || tok != "second" {
 		t.Fatalf("Token = %q, %v; want second", tok, err)
 	}
 	// Replaced by rename, as the kubelet rotates a projected token.
@@ -472,26 +475,31 @@ func TestConfigTokenFileRereads(t *testing.T) {
 	if err := os.Rename(next, file); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := c.Token("http://h"); err != nil || tok != "third" {
+	if tok, err := token(c, "http://h"); err != nil || tok != "third" {
 		t.Fatalf("Token = %q, %v; want third", tok, err)
 	}
 	// Gone: an error, not a silent fallback.
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := c.Token("http://h"); err == nil {
+	if tok, err := token(c, "http://h"); err == nil {
 		t.Fatalf("Token = %q after the file was removed, want an error", tok)
 	}
 }
 
 func TestConfigTokenFileTooLarge(t *testing.T) {
-	configClearEnv(t)
+	clearEnv(t)
 	file := filepath.Join(t.TempDir(), "big")
-	if err := os.WriteFile(file, make([]byte, configMaxTokenFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(file, make([]byte, maxTokenFileSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(EnvTokenFile, file)
-	if _, err := (&Config{}).Token("http://h"); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := token(&Config{}, "http://h"); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("Token with a huge file: %v", err)
 	}
+}
+
+// token resolves reg's token as the CLI does: Default's keychain over cfg.
+func token(cfg *Config, reg string) (string, error) {
+	return Default(cfg, nil).Resolve(context.Background(), reg)
 }

@@ -1,10 +1,10 @@
-package client_test
+package reference_test
 
 import (
 	"strings"
 	"testing"
 
-	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/reference"
 )
 
 // TestSuggestTag turns names that are no tag into tags, and gives up on
@@ -22,15 +22,15 @@ func TestSuggestTag(t *testing.T) {
 		"":                       "",
 		strings.Repeat("a", 200): strings.Repeat("a", 128),
 	} {
-		got := client.SuggestTag(in)
+		got := reference.SuggestTag(in)
 		if got != want {
 			t.Errorf("SuggestTag(%q) = %q, want %q", in, got, want)
 		}
-		if got != "" && client.ValidateTag(got) != nil {
+		if got != "" && reference.ValidateTag(got) != nil {
 			t.Errorf("SuggestTag(%q) = %q, which is no valid tag", in, got)
 		}
 	}
-	err := client.ValidateTag("release/2")
+	err := reference.ValidateTag("release/2")
 	if err == nil || !strings.Contains(err.Error(), `for example "release-2"`) || !strings.Contains(err.Error(), "use letters, digits") {
 		t.Fatalf("ValidateTag(release/2): %v", err)
 	}

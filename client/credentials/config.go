@@ -1,19 +1,17 @@
-package client
+package credentials
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"modelx.io/modelx/client/reference"
 )
 
 // Environment variables the configuration reads.
@@ -27,11 +25,8 @@ const (
 	EnvTokenFile = "MODELX_TOKEN_FILE"
 )
 
-// configMaxTokenFileSize bounds what Token reads from MODELX_TOKEN_FILE.
-const configMaxTokenFileSize = 1 << 20
-
-// configAliasPattern is the syntax of a registry alias.
-var configAliasPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+// maxTokenFileSize bounds what Environment reads from MODELX_TOKEN_FILE.
+const maxTokenFileSize = 1 << 20
 
 // Config is the CLI's configuration: registry aliases and stored credentials.
 // The zero value is an empty configuration that cannot be saved; use LoadConfig.
@@ -164,10 +159,10 @@ func (c *Config) Save() error {
 // with at most a trailing "/", no query and no credentials. The URL is
 // stored in canonical form (lowercase host, no default port, no trailing slash).
 func (c *Config) AddRegistry(alias, registryURL string) error {
-	if err := configValidateAlias(alias); err != nil {
+	if err := reference.ValidateAlias(alias); err != nil {
 		return err
 	}
-	base, err := configCanonicalURL(registryURL)
+	base, err := reference.CanonicalURL(registryURL)
 	if err != nil {
 		return err
 	}
@@ -183,7 +178,7 @@ func (c *Config) AddRegistry(alias, registryURL string) error {
 // they belong to the registry URL, which other aliases may name.
 func (c *Config) RemoveRegistry(alias string) error {
 	if _, ok := c.Registries[alias]; !ok {
-		return fmt.Errorf("%w %q: %s", ErrUnknownAlias, alias, c.knownAliases())
+		return fmt.Errorf("%w %q: %s", reference.ErrUnknownAlias, alias, c.aliases().Describe())
 	}
 	delete(c.Registries, alias)
 	return nil
@@ -194,13 +189,13 @@ func (c *Config) SetCredential(registryURL string, cred Credential) {
 	if c.Credentials == nil {
 		c.Credentials = make(map[string]Credential)
 	}
-	c.Credentials[configCredentialKey(registryURL)] = cred
+	c.Credentials[credentialKey(registryURL)] = cred
 }
 
 // DeleteCredential forgets the login for a registry base URL and reports
 // whether there was one.
 func (c *Config) DeleteCredential(registryURL string) bool {
-	key := configCredentialKey(registryURL)
+	key := credentialKey(registryURL)
 	if _, ok := c.Credentials[key]; !ok {
 		return false
 	}
@@ -208,122 +203,28 @@ func (c *Config) DeleteCredential(registryURL string) bool {
 	return true
 }
 
-// Token returns the bearer token for a registry base URL: $MODELX_TOKEN if
-// set; else the trimmed content of the file $MODELX_TOKEN_FILE names, read
-// afresh on every call; else the stored credential's token, expired or not;
-// else "". An unreadable or empty token file is an error. c may be nil.
-func (c *Config) Token(registryURL string) (string, error) {
-	if tok := strings.TrimSpace(os.Getenv(EnvToken)); tok != "" {
-		return tok, nil
-	}
-	if file := os.Getenv(EnvTokenFile); file != "" {
-		return configReadTokenFile(file)
-	}
+// ResolveAlias implements reference.Aliases with the configuration's
+// registry aliases; c may be nil (no alias is defined).
+func (c *Config) ResolveAlias(alias string) (string, error) {
+	return c.aliases().ResolveAlias(alias)
+}
+
+// aliases is the configuration's alias table; c may be nil.
+func (c *Config) aliases() reference.AliasTable {
 	if c == nil {
-		return "", nil
+		return reference.AliasTable{}
 	}
-	return c.Credentials[configCredentialKey(registryURL)].Token, nil
+	t := reference.AliasTable{URLs: make(map[string]string, len(c.Registries)), Source: c.path}
+	for alias, r := range c.Registries {
+		t.URLs[alias] = r.URL
+	}
+	return t
 }
 
-// configReadTokenFile reads a token file; messages name the file, never its content.
-func configReadTokenFile(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", fmt.Errorf("read token from %s: %w", EnvTokenFile, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, configMaxTokenFileSize+1))
-	if err != nil {
-		return "", fmt.Errorf("read token from %s: %w", EnvTokenFile, err)
-	}
-	if len(data) > configMaxTokenFileSize {
-		return "", fmt.Errorf("token file %s (from %s) is larger than %d bytes: is it the right file?", file, EnvTokenFile, configMaxTokenFileSize)
-	}
-	tok := strings.TrimSpace(string(data))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s (from %s) is empty: write the token there or unset %s", file, EnvTokenFile, EnvTokenFile)
-	}
-	return tok, nil
-}
-
-// hasAlias reports whether alias is defined; c may be nil.
-func (c *Config) hasAlias(alias string) bool {
-	if c == nil {
-		return false
-	}
-	_, ok := c.Registries[alias]
-	return ok
-}
-
-// resolveAlias returns the base URL an alias names; c may be nil. Errors
-// wrap ErrInvalidReference, and ErrUnknownAlias for an undefined alias.
-func (c *Config) resolveAlias(alias string) (string, error) {
-	if !c.hasAlias(alias) {
-		fix := fmt.Sprintf("add it with \"modelx repo add %s URL\", or write the registry as a URL, http(s)://HOST[:PORT]", alias)
-		if strings.ContainsAny(alias, ".:") {
-			fix = fmt.Sprintf("to name the host %s, write the registry as a URL, https://%s or http://%s", alias, alias, alias)
-			if configValidateAlias(alias) == nil {
-				fix += fmt.Sprintf(", or add the alias with \"modelx repo add %s URL\"", alias)
-			}
-		}
-		return "", refErrorf(ErrUnknownAlias, "unknown registry alias %q: %s; %s", alias, c.knownAliases(), fix)
-	}
-	base, err := configCanonicalURL(c.Registries[alias].URL)
-	if err != nil {
-		where := "the configuration"
-		if c.path != "" {
-			where = c.path
-		}
-		return "", refErrorf(err, "registry alias %q in %s has an invalid URL: %v; fix it with \"modelx repo add %s URL\"", alias, where, err, alias)
-	}
-	return base, nil
-}
-
-// knownAliases lists the defined aliases for an error message; c may be nil.
-func (c *Config) knownAliases() string {
-	if c == nil || len(c.Registries) == 0 {
-		return `no aliases are defined (see "modelx repo add")`
-	}
-	return "known aliases are " + strings.Join(slices.Sorted(maps.Keys(c.Registries)), ", ")
-}
-
-// configValidateAlias checks the syntax of a registry alias.
-func configValidateAlias(alias string) error {
-	switch {
-	case alias == "":
-		return errors.New("registry alias is empty: use \"modelx repo add NAME URL\"")
-	case strings.Contains(alias, "/") || strings.Contains(alias, ":"):
-		return fmt.Errorf("registry alias %q looks like a URL: the alias is a short name and the URL comes second, \"modelx repo add NAME URL\"", alias)
-	case !configAliasPattern.MatchString(alias):
-		return fmt.Errorf("registry alias %q is invalid: use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit (at most 64 characters)", alias)
-	}
-	return nil
-}
-
-// configCanonicalURL checks a registry URL given alone, http(s)://HOST[:PORT]
-// with at most a trailing "/", and returns its canonical form.
-func configCanonicalURL(raw string) (string, error) {
-	parts, ok := refSplitURL(raw)
-	if !ok {
-		if err := refCheckNoSecrets(raw); err != nil {
-			return "", err
-		}
-		return "", refErrorf(nil, "registry URL %q has no scheme: use http://HOST[:PORT] or https://HOST[:PORT]", raw)
-	}
-	base, err := refRegistryFromParts(parts, false)
-	if err != nil {
-		return "", err
-	}
-	if parts.path != "" && parts.path != "/" {
-		return "", refErrorf(nil, "registry URL %q has a path: use %s, without a path", raw, base)
-	}
-	return base, nil
-}
-
-// configCredentialKey is the map key of a registry's credential: its
+// credentialKey is the map key of a registry's credential: its
 // canonical base URL when it parses, else the URL without a trailing slash.
-func configCredentialKey(registryURL string) string {
-	if base, err := configCanonicalURL(registryURL); err == nil {
+func credentialKey(registryURL string) string {
+	if base, err := reference.CanonicalURL(registryURL); err == nil {
 		return base
 	}
 	return strings.TrimSuffix(registryURL, "/")
