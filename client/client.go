@@ -114,7 +114,3 @@ func (c *Client) API(registry string) *API {
 	api.SetStallTimeout(c.opts.StallTimeout)
 	return api
 }
-
-// Config is credentials.Config, the configuration file, under its old
-// name for callers not yet moved to that package.
-type Config = credentials.Config

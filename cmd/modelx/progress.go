@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/client/credentials"
 )
 
 // How often progress is shown: redrawn on a terminal, a line otherwise.
@@ -35,7 +36,7 @@ func (a *app) progress(op string) client.Progress {
 }
 
 // newTransferClient is newClient with the progress of op.
-func (a *app) newTransferClient(cfg *client.Config, op string) *client.Client {
+func (a *app) newTransferClient(cfg *credentials.Config, op string) *client.Client {
 	return a.clientWith(cfg, a.progress(op))
 }
 
