@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	fsstore "modelx.io/modelx/storage/fs"
 )
@@ -54,7 +55,8 @@ func TestPushSurvivesGarbageCollection(t *testing.T) {
 			})
 		}
 	}}
-	reg, err = registry.New(store, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCGracePeriod: time.Nanosecond})
+	clock := &testenv.Clock{}
+	reg, err = registry.New(store, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCGracePeriod: time.Nanosecond, Clock: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func TestPushSurvivesGarbageCollection(t *testing.T) {
 	if err := c.API(e.url).DeleteManifest(ctx, "first", "model", "v1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
+	clock.Advance(time.Second) // past the grace period: the first push's blobs are garbage
 	mu.Lock()
 	armed = true
 	mu.Unlock()

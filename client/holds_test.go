@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/spec"
 	fsstore "modelx.io/modelx/storage/fs"
@@ -25,7 +26,8 @@ func TestHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCGracePeriod: time.Nanosecond})
+	clock := &testenv.Clock{}
+	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCGracePeriod: time.Nanosecond, Clock: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestHolds(t *testing.T) {
 	if _, err := c.Push(ctx, ref(t, e, "serve/bert:prod"), src); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
+	clock.Advance(time.Second) // past the grace period: the old version is garbage but for its hold
 	if res, err := api.GarbageCollectRegistry(ctx); err != nil || res.ManifestsDeleted != 0 || res.ManifestsHeld != 1 {
 		t.Fatalf("collection with a hold: %+v %v", res, err)
 	}
@@ -96,7 +98,7 @@ func TestHolds(t *testing.T) {
 	if _, _, _, err := api.GetManifest(ctx, "serve", "bert", "v404"); err == nil || errors.Is(err, client.ErrHoldUnknown) {
 		t.Fatalf("another 404 matches ErrHoldUnknown: %v", err)
 	}
-	time.Sleep(10 * time.Millisecond)
+	clock.Advance(time.Second) // past the grace period: released, the old version is garbage
 	if res, err := api.GarbageCollectRegistry(ctx); err != nil || res.ManifestsDeleted != 1 {
 		t.Fatalf("collection after the release: %+v %v", res, err)
 	}

@@ -60,7 +60,9 @@ func startAuthRegistry(t *testing.T) *authEnv {
 	otherDex := testenv.StartDex(t, testenv.DexOptions{})
 	shortDex := testenv.StartDex(t, testenv.DexOptions{IDTokenExpiry: time.Second})
 	sum := sha256.Sum256([]byte(robotToken))
+	clock := &testenv.Clock{}
 	cfg := auth.Config{
+		Clock: clock.Now,
 		Issuers: []auth.IssuerConfig{
 			{Issuer: dex.Issuer, Audience: "modelx", Login: true},
 			{Issuer: shortDex.Issuer, Audience: "modelx"},
@@ -111,7 +113,7 @@ func startAuthRegistry(t *testing.T) *authEnv {
 		"carol":          dex.Token(t, "modelx", "carol@example.com"),
 		"robot":          robotToken,
 	}}
-	time.Sleep(1500 * time.Millisecond) // past the short-lived token's expiry
+	clock.Advance(time.Minute) // past the short-lived token's expiry (1 s), and no other's
 	return env
 }
 

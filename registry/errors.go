@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
 
@@ -125,12 +126,12 @@ func requestLogger(log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			start := nowFunc()
+			start := time.Now()
 			next.ServeHTTP(ww, r)
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", ww.Status()),
 				slog.Int("bytes_out", ww.BytesWritten()), slog.Int64("bytes_in", r.ContentLength),
-				slog.Int64("duration_ms", nowFunc().Sub(start).Milliseconds()),
+				slog.Int64("duration_ms", time.Since(start).Milliseconds()),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		})
 	}

@@ -125,8 +125,8 @@ func (reg *Registry) CollectModelGarbage(ctx context.Context, repo, name string)
 }
 
 func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCResult, err error) {
-	start := nowFunc()
-	defer func(began time.Time) { reg.metrics.recordGC(res, time.Since(began), err) }(time.Now())
+	start, began := reg.now(), time.Now() // start on the registry's clock for the cutoff; began on the real one for durations
+	defer func() { reg.metrics.recordGC(res, time.Since(began), err) }()
 	run := newGCRun(reg, scope, start)
 	if err := run.mark(ctx); err != nil {
 		return run.res, err
@@ -154,7 +154,7 @@ func (reg *Registry) collect(ctx context.Context, scope gcScope) (res spec.GCRes
 			return run.res, err
 		}
 	}
-	run.res.DurationSeconds = nowFunc().Sub(start).Seconds()
+	run.res.DurationSeconds = time.Since(began).Seconds()
 	run.logDone(ctx)
 	return run.res, nil
 }
@@ -366,7 +366,7 @@ func (run *gcRun) readHeld(ctx context.Context, repo, name string) (map[string]b
 	if err != nil {
 		return nil, false, err
 	}
-	now, held, expired := nowFunc(), map[string]bool{}, false
+	now, held, expired := run.reg.now(), map[string]bool{}, false
 	for _, h := range doc.Holds {
 		if h.Expired(now) {
 			expired = true
@@ -653,7 +653,7 @@ func (run *gcRun) dropExpiredHolds(ctx context.Context) error {
 		}
 		dropped := 0
 		err := run.reg.updateHolds(ctx, m.repo, m.name, func(doc *holdsDoc) (bool, error) {
-			dropped = doc.dropExpired(nowFunc())
+			dropped = doc.dropExpired(run.reg.now())
 			return dropped > 0, nil
 		})
 		if err != nil {
@@ -685,7 +685,7 @@ func (run *gcRun) deleteExpiredClaims(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !exists || nowFunc().Before(c.Until) || !run.reg.stillOld(ctx, key, run.cutoff) {
+		if !exists || run.reg.now().Before(c.Until) || !run.reg.stillOld(ctx, key, run.cutoff) {
 			continue
 		}
 		if !run.mayDelete() {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,14 +18,27 @@ import (
 
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
 	"modelx.io/modelx/storage/fs"
 )
 
-// gatedStore calls hook before every Put, Delete and conditional write
-// ("cas"), so a test can stop a request or a collection at an exact point.
+// The tests here run with a grace period of 1 ns and do not wait before a
+// collection: fs stamps objects from a clock that never runs ahead of
+// time.Now, so all stored before it is old. Nor do they move the
+// registry's clock: writes racing the collection must stay young, as in
+// production.
+
+// gatedStore calls hook before every read, Put, Delete and conditional
+// write ("cas"), so a test can stop a request or a collection at an exact
+// point, or learn that it got there.
 type gatedStore struct {
 	registry.Backend
 	hook func(op, key string)
+}
+
+func (g *gatedStore) Reader(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.Info, error) {
+	g.hook("read", key)
+	return g.Backend.Reader(ctx, key, offset, length)
 }
 
 func (g *gatedStore) PutIfAbsent(ctx context.Context, key string, data []byte) error {
@@ -83,27 +97,30 @@ func TestGCDuringManifestPush(t *testing.T) {
 			m := spec.Manifest{SchemaVersion: spec.SchemaVersion, MediaType: spec.MediaTypeManifest, Config: cfg, Blobs: []spec.Descriptor{weights}}
 			data, _ := json.Marshal(m)
 			md := digest.FromBytes(data)
-			time.Sleep(10 * time.Millisecond)
 
 			manifestStored := make(chan struct{})
 			release := make(chan struct{})
-			held := make(chan struct{})
-			var once, deleteOnce sync.Once
+			held := make(chan struct{})        // the collection is stopped at its first delete
+			pushWaiting := make(chan struct{}) // the push, its manifest stored, reads the sweep's state
+			var stored atomic.Bool
+			var once, deleteOnce, waitOnce sync.Once
 			mu.Lock()
 			hook = func(op, key string) {
 				switch {
 				case stage == "gc-between-check-and-store" && op == "put" && strings.Contains(key, "/manifests/"):
 					once.Do(func() { close(manifestStored); <-release })
-				case stage == "push-during-sweep" && op == "put" && strings.Contains(key, "/manifests/"):
-					once.Do(func() { close(manifestStored) })
-				case stage == "relink-during-sweep" && op == "put" && strings.Contains(key, "/manifests/"):
-					once.Do(func() { close(manifestStored) })
+				case (stage == "push-during-sweep" || stage == "relink-during-sweep") && op == "put" && strings.Contains(key, "/manifests/"):
+					once.Do(func() { stored.Store(true); close(manifestStored) })
+				case (stage == "push-during-sweep" || stage == "relink-during-sweep") && op == "read" && key == "gc/state.json" && stored.Load():
+					// After its manifest, the push reads this only to wait
+					// for the sweep (the lease is renewed only every 10 s).
+					waitOnce.Do(func() { close(pushWaiting) })
 				case stage == "relink-during-sweep" && op == "delete" && strings.HasPrefix(key, "blobs/"):
 					// The first blob the sweep deletes: its links are gone.
 					deleteOnce.Do(func() { close(held); <-release })
 				case stage == "push-during-sweep" && op == "delete" && strings.HasPrefix(key, "models/gc/race/blobs/"):
 					// The first link the sweep deletes (links go before blobs).
-					deleteOnce.Do(func() { <-release })
+					deleteOnce.Do(func() { close(held); <-release })
 				}
 			}
 			mu.Unlock()
@@ -141,10 +158,9 @@ func TestGCDuringManifestPush(t *testing.T) {
 					}
 					gcDone <- err
 				}()
-				time.Sleep(50 * time.Millisecond) // the collection is now held at its first link delete
+				<-held
 				go func() { pushed <- put() }()
-				<-manifestStored
-				time.Sleep(50 * time.Millisecond) // the push now waits for the sweep
+				<-pushWaiting
 				close(release)
 				if err := <-gcDone; err != nil {
 					t.Fatal(err)
@@ -164,8 +180,7 @@ func TestGCDuringManifestPush(t *testing.T) {
 				h.pushBlob("gc/race", []byte("description: race\n"))
 				h.pushBlob("gc/race", bytes.Repeat([]byte("w"), 4096))
 				go func() { pushed <- put() }()
-				<-manifestStored
-				time.Sleep(50 * time.Millisecond) // the push now waits for the sweep
+				<-pushWaiting
 				close(release)
 				if err := <-gcDone; err != nil {
 					t.Fatal(err)
@@ -223,7 +238,6 @@ func TestGCDuringHoldPut(t *testing.T) {
 			const model = "gc/held"
 			old := h.movedVersion(model, "race")
 			cur := h.index("/" + model + "/index").Manifests[0].Digest
-			time.Sleep(10 * time.Millisecond)
 
 			stopped, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
@@ -299,12 +313,13 @@ func TestGCDuringHoldPut(t *testing.T) {
 		for i := range 12 {
 			model := fmt.Sprintf("gc/race%d", i)
 			old := h.movedVersion(model, model)
-			time.Sleep(5 * time.Millisecond)
 			gcDone := make(chan error, 1)
 			go func() {
 				_, err := h.reg.CollectGarbage(context.Background())
 				gcDone <- err
 			}()
+			// The interleaving itself: the PUT starts 0 to 3 ms into the
+			// collection, so rounds land on different phases of it.
 			time.Sleep(time.Duration(i%4) * time.Millisecond)
 			r := h.do(http.MethodPut, "/"+model+"/holds/ctl", holdBody("1h", old), nil)
 			if err := <-gcDone; err != nil {

@@ -94,7 +94,7 @@ func (reg *Registry) beginSweep(ctx context.Context) (*sweep, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := nowFunc()
+	now := reg.now()
 	if s.sweeping(now) {
 		return nil, errSweepRunning
 	}
@@ -123,10 +123,10 @@ func (sw *sweep) renew(ctx context.Context) {
 		case <-t.C:
 		}
 		s, etag, err := sw.reg.readGCState(ctx)
-		if err != nil || !s.sweeping(nowFunc()) {
+		now := sw.reg.now()
+		if err != nil || !s.sweeping(now) {
 			return
 		}
-		now := nowFunc()
 		s.SweepUntil = now.Add(sweepLease)
 		if sw.reg.writeGCState(ctx, s, etag) != nil {
 			return
@@ -136,7 +136,7 @@ func (sw *sweep) renew(ctx context.Context) {
 }
 
 // mayDelete reports whether the lease is certainly still held.
-func (sw *sweep) mayDelete() bool { return nowFunc().UnixNano() < sw.stopAt.Load() }
+func (sw *sweep) mayDelete() bool { return sw.reg.now().UnixNano() < sw.stopAt.Load() }
 
 // end releases the lease and counts the sweep as finished.
 func (sw *sweep) end(ctx context.Context) error {
@@ -161,7 +161,7 @@ func (sw *sweep) end(ctx context.Context) error {
 func (reg *Registry) afterSweeps(ctx context.Context) (gcState, error) {
 	for {
 		s, _, err := reg.readGCState(ctx)
-		if err != nil || !s.sweeping(nowFunc()) {
+		if err != nil || !s.sweeping(reg.now()) {
 			return s, err
 		}
 		select {

@@ -121,7 +121,7 @@ func (reg *Registry) updateHolds(ctx context.Context, repo, name string, mutate 
 		if err != nil || !changed {
 			return err
 		}
-		doc.dropExpired(nowFunc())
+		doc.dropExpired(reg.now())
 		if doc.Holds == nil {
 			doc.Holds = []spec.Hold{}
 		}
@@ -167,7 +167,7 @@ func (reg *Registry) listHolds(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-cache")
-	return writeJSON(w, http.StatusOK, spec.HoldList{Holds: doc.live(nowFunc())})
+	return writeJSON(w, http.StatusOK, spec.HoldList{Holds: doc.live(reg.now())})
 }
 
 // holdTTL applies the default to a ttl not asked for and refuses one over
@@ -225,14 +225,14 @@ func (reg *Registry) putHold(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sweptBefore := before.sweeping(nowFunc())
+	sweptBefore := before.sweeping(reg.now())
 	if err := reg.checkHeldManifests(ctx, repo, name, digests); err != nil {
 		return err
 	}
 	var put spec.Hold
 	created := false
 	err = reg.updateHolds(ctx, repo, name, func(doc *holdsDoc) (bool, error) {
-		now := nowFunc()
+		now := reg.now()
 		put = spec.Hold{Holder: holder, Digests: digests, Created: now.UTC(), Renewed: now.UTC(), Expires: now.Add(ttl).UTC()}
 		i := doc.find(holder)
 		created = i < 0 || doc.Holds[i].Expired(now)
@@ -371,7 +371,7 @@ func (reg *Registry) releaseHold(w http.ResponseWriter, r *http.Request) error {
 			found = false
 			return false, nil
 		}
-		found = !doc.Holds[i].Expired(nowFunc())
+		found = !doc.Holds[i].Expired(reg.now())
 		doc.Holds = slices.Delete(doc.Holds, i, i+1)
 		return true, nil
 	})
@@ -396,7 +396,7 @@ func (reg *Registry) refuseHeld(ctx context.Context, repo, name string, d digest
 	if err != nil {
 		return err
 	}
-	holders := doc.holders(d, nowFunc())
+	holders := doc.holders(d, reg.now())
 	if len(holders) == 0 {
 		return nil
 	}

@@ -111,7 +111,7 @@ func testHolds(t *testing.T, b backend) {
 		first.Expires.Sub(first.Renewed) != 24*time.Hour || !first.Created.Equal(first.Renewed) || first.Renewed.Before(before.Add(-time.Second)) {
 		t.Fatalf("new hold: %+v", first)
 	}
-	time.Sleep(10 * time.Millisecond)
+	h.clock.Advance(time.Second) // the renewal comes later on the registry's clock
 	renewed := h.putHold(model, "ctl:prod:ns:bert", holdBody("48h", old, old), http.StatusOK)
 	if !renewed.Created.Equal(first.Created) || !renewed.Renewed.After(first.Renewed) || renewed.Expires.Sub(renewed.Renewed) != 48*time.Hour || len(renewed.Digests) != 1 {
 		t.Fatalf("renewed hold: %+v, first %+v", renewed, first)
@@ -124,7 +124,7 @@ func testHolds(t *testing.T, b backend) {
 	if got := h.holds(model); len(got) != 2 || got[0].Holder != "backup" || got[1].Holder != "ctl:prod:ns:bert" || !got[1].Expires.Equal(renewed.Expires) {
 		t.Fatalf("holds listed: %+v", got)
 	}
-	time.Sleep(10 * time.Millisecond)
+	h.pastGrace()
 
 	// Both scopes of collection keep the held version and its blobs.
 	res, err := h.reg.CollectModelGarbage(context.Background(), "serve", "bert")
@@ -160,7 +160,7 @@ func testHolds(t *testing.T, b backend) {
 	if got := h.holds(model); len(got) != 0 {
 		t.Fatalf("holds after the releases: %+v", got)
 	}
-	time.Sleep(10 * time.Millisecond)
+	h.pastGrace()
 	if res := h.collect(); res.ManifestsDeleted != 3 || res.ManifestsHeld != 0 {
 		t.Fatalf("collection after the release: %+v, want the 3 untagged versions deleted", res)
 	}
@@ -216,7 +216,7 @@ func TestHoldLimits(t *testing.T) {
 	data, _ = json.Marshal(doc)
 	h.putObject("models/"+model+"/holds.json", data)
 	h.expect(h.do(http.MethodDelete, "/"+model+"/manifests/"+string(old), nil, nil), http.StatusNotFound, spec.ErrorManifestUnknown) // not held, and untagged
-	time.Sleep(10 * time.Millisecond)
+	h.pastGrace()
 	if res := h.collect(); res.ManifestsDeleted != 1 || res.HoldsExpired != 2 || res.ManifestsHeld != 0 {
 		t.Fatalf("collection with expired holds: %+v", res)
 	}
@@ -358,7 +358,7 @@ func TestUnreadableHolds(t *testing.T) {
 	const model = "broken/holds"
 	old := h.movedVersion(model, "corrupt")
 	h.putObject("models/"+model+"/holds.json", []byte(`{"holds": [{"holder": "x", "dig`))
-	time.Sleep(10 * time.Millisecond)
+	h.pastGrace()
 	res := h.collect()
 	if res.ModelsSkipped != 1 || res.ManifestsDeleted != 0 || len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "holds cannot be read") {
 		t.Fatalf("collection with corrupt holds: %+v", res)

@@ -180,7 +180,7 @@ func (reg *Registry) addModelToGlobal(ctx context.Context, repo, name string) er
 		if idx.Find(full) >= 0 {
 			return false, nil
 		}
-		idx.Manifests = append(idx.Manifests, spec.Descriptor{Name: full, MediaType: spec.MediaTypeIndex, Modified: nowFunc().UTC()})
+		idx.Manifests = append(idx.Manifests, spec.Descriptor{Name: full, MediaType: spec.MediaTypeIndex, Modified: reg.now().UTC()})
 		slices.SortFunc(idx.Manifests, func(a, b spec.Descriptor) int { return strings.Compare(a.Name, b.Name) })
 		return true, nil
 	})

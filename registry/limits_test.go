@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
@@ -90,16 +91,10 @@ func TestUploadsAreBounded(t *testing.T) {
 		return resp
 	}
 	// The held upload takes its slot once its headers are read; wait for it.
-	var resp *http.Response
-	for range 100 {
-		if resp = put(); resp.StatusCode == http.StatusTooManyRequests {
-			break
-		}
-		resp.Body.Close()
-		// Raced ahead of the held upload: start over with a new blob.
-		other = append(other, '!')
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, time.Minute, "the held upload to take its slot", func() bool {
+		return testenv.Metric(t, testenv.Scrape(t, url), "modelxd_uploads_in_flight", "") == 1
+	})
+	resp := put()
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), string(spec.ErrorTooManyRequests)) {

@@ -268,7 +268,7 @@ func (reg *Registry) readClaim(ctx context.Context, d digest.Digest) (uploadClai
 // claim is still valid.
 func (reg *Registry) claimUpload(ctx context.Context, model string, d digest.Digest, force bool) (bool, error) {
 	for range maxUpdateAttempts {
-		mine, _ := json.Marshal(uploadClaim{Model: model, Until: nowFunc().Add(reg.claimValidity()).UTC()})
+		mine, _ := json.Marshal(uploadClaim{Model: model, Until: reg.now().Add(reg.claimValidity()).UTC()})
 		err := reg.store.PutIfAbsent(ctx, claimKey(d), mine)
 		if err == nil {
 			return true, nil
@@ -283,7 +283,7 @@ func (reg *Registry) claimUpload(ctx context.Context, model string, d digest.Dig
 		if !exists {
 			continue // a collection removed it meanwhile
 		}
-		if c.Model != model && nowFunc().Before(c.Until) && !force {
+		if c.Model != model && reg.now().Before(c.Until) && !force {
 			return false, nil
 		}
 		err = reg.store.PutIfMatch(ctx, claimKey(d), mine, etag)

@@ -141,7 +141,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sweptBefore := before.sweeping(nowFunc())
+	sweptBefore := before.sweeping(reg.now())
 	if err := reg.checkBlobs(r.Context(), repo, name, m); err != nil {
 		return err
 	}
@@ -334,7 +334,7 @@ func (reg *Registry) checkBlobs(ctx context.Context, repo, name string, m *spec.
 // tag points tag at the manifest in the model's index, then makes sure the
 // model is in the global index.
 func (reg *Registry) tag(ctx context.Context, repo, name, tag string, d digest.Digest, size int64, annotations map[string]string) error {
-	desc := spec.Descriptor{Name: tag, MediaType: spec.MediaTypeManifest, Digest: d, Size: size, Modified: nowFunc().UTC(), Annotations: annotations}
+	desc := spec.Descriptor{Name: tag, MediaType: spec.MediaTypeManifest, Digest: d, Size: size, Modified: reg.now().UTC(), Annotations: annotations}
 	if _, err := reg.updateIndex(ctx, modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
 		if i := idx.Find(tag); i >= 0 {
 			if idx.Manifests[i].Digest == d {

@@ -92,7 +92,7 @@ func (reg *Registry) Migrate(ctx context.Context) (MigrationResult, error) {
 			return res, err
 		}
 	}
-	data, _ := json.Marshal(layout{Version: LayoutVersion, Migrated: nowFunc().UTC()})
+	data, _ := json.Marshal(layout{Version: LayoutVersion, Migrated: reg.now().UTC()})
 	if err := reg.store.PutIfAbsent(ctx, layoutKey, data); err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
 		return res, internal("write layout", err)
 	}

@@ -9,8 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -21,38 +19,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/storage/fs"
 )
-
-// metric returns the value of the series with exactly these labels.
-func metric(t *testing.T, text, name, labels string) float64 {
-	t.Helper()
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+labels) + ` (\S+)$`)
-	m := re.FindStringSubmatch(text)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-func scrape(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", resp.StatusCode)
-	}
-	return string(body)
-}
 
 func smallModel(t *testing.T) string {
 	dir := t.TempDir()
@@ -99,43 +69,43 @@ func TestMetricsAfterPushAndPull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			text := scrape(t, h.url)
+			text := testenv.Scrape(t, h.url)
 
 			blobRoute := `route="/{repository}/{name}/blobs/{digest}"`
 			if b.redirect {
-				if got := metric(t, text, "modelxd_blob_redirects_total", `{direction="upload"}`); got != float64(pushed.BlobsTransferred) {
+				if got := testenv.Metric(t, text, "modelxd_blob_redirects_total", `{direction="upload"}`); got != float64(pushed.BlobsTransferred) {
 					t.Errorf("upload redirects %v, want %d (blobs sent)", got, pushed.BlobsTransferred)
 				}
-				if got := metric(t, text, "modelxd_blob_redirects_total", `{direction="download"}`); got != float64(pulled.BlobsTransferred) {
+				if got := testenv.Metric(t, text, "modelxd_blob_redirects_total", `{direction="download"}`); got != float64(pulled.BlobsTransferred) {
 					t.Errorf("download redirects %v, want %d", got, pulled.BlobsTransferred)
 				}
-				if got := metric(t, text, "modelxd_http_requests_total", `{code="302",method="PUT",`+blobRoute+`}`); got != float64(pushed.BlobsTransferred) {
+				if got := testenv.Metric(t, text, "modelxd_http_requests_total", `{code="302",method="PUT",`+blobRoute+`}`); got != float64(pushed.BlobsTransferred) {
 					t.Errorf("302 answers to blob PUTs %v, want %d", got, pushed.BlobsTransferred)
 				}
 			} else {
-				if got := metric(t, text, "modelxd_blob_bytes_total", `{direction="in"}`); got != float64(pushed.UploadedBytes) {
+				if got := testenv.Metric(t, text, "modelxd_blob_bytes_total", `{direction="in"}`); got != float64(pushed.UploadedBytes) {
 					t.Errorf("bytes in %v, want %d (uploaded)", got, pushed.UploadedBytes)
 				}
-				if got := metric(t, text, "modelxd_blob_bytes_total", `{direction="out"}`); got != float64(pulled.DownloadedBytes) {
+				if got := testenv.Metric(t, text, "modelxd_blob_bytes_total", `{direction="out"}`); got != float64(pulled.DownloadedBytes) {
 					t.Errorf("bytes out %v, want %d (downloaded)", got, pulled.DownloadedBytes)
 				}
-				if got := metric(t, text, "modelxd_http_requests_total", `{code="201",method="PUT",`+blobRoute+`}`); got != float64(pushed.BlobsTransferred+again.BlobsSkipped) {
+				if got := testenv.Metric(t, text, "modelxd_http_requests_total", `{code="201",method="PUT",`+blobRoute+`}`); got != float64(pushed.BlobsTransferred+again.BlobsSkipped) {
 					t.Errorf("201 answers to blob PUTs %v, want %d", got, pushed.BlobsTransferred+again.BlobsSkipped)
 				}
 			}
-			if got := metric(t, text, "modelxd_blob_dedup_hits_total", `{kind="mount"}`); got != float64(again.BlobsSkipped) || again.BlobsTransferred != 0 {
+			if got := testenv.Metric(t, text, "modelxd_blob_dedup_hits_total", `{kind="mount"}`); got != float64(again.BlobsSkipped) || again.BlobsTransferred != 0 {
 				t.Errorf("uploads mounted without a body %v, want %d (blobs the second push skipped; it sent %d)", got, again.BlobsSkipped, again.BlobsTransferred)
 			}
-			if got := metric(t, text, "modelxd_http_requests_total", `{code="201",method="PUT",route="/{repository}/{name}/manifests/{reference}"}`); got != 2 {
+			if got := testenv.Metric(t, text, "modelxd_http_requests_total", `{code="201",method="PUT",route="/{repository}/{name}/manifests/{reference}"}`); got != 2 {
 				t.Errorf("manifest PUTs %v, want 2", got)
 			}
-			if got := metric(t, text, "modelxd_gc_runs_total", `{result="ok"}`); got != 1 {
+			if got := testenv.Metric(t, text, "modelxd_gc_runs_total", `{result="ok"}`); got != 1 {
 				t.Errorf("gc runs %v, want 1", got)
 			}
-			if got := metric(t, text, "modelxd_gc_deleted_total", `{kind="blob"}`); got != float64(gc.BlobsDeleted) {
+			if got := testenv.Metric(t, text, "modelxd_gc_deleted_total", `{kind="blob"}`); got != float64(gc.BlobsDeleted) {
 				t.Errorf("gc deleted blobs %v, want %d", got, gc.BlobsDeleted)
 			}
-			if metric(t, text, "modelxd_storage_operation_duration_seconds_count", `{op="put"}`) == 0 {
+			if testenv.Metric(t, text, "modelxd_storage_operation_duration_seconds_count", `{op="put"}`) == 0 {
 				t.Error("no storage put was timed")
 			}
 			if strings.Contains(text, "modelxd_storage_errors_total{") {
@@ -224,7 +194,7 @@ func TestMetricsSeriesStayBounded(t *testing.T) {
 	}
 	series := func() []string {
 		var out []string
-		for line := range strings.SplitSeq(scrape(t, srv.URL), "\n") {
+		for line := range strings.SplitSeq(testenv.Scrape(t, srv.URL), "\n") {
 			if strings.HasPrefix(line, "modelxd_http_requests_total{") || strings.HasPrefix(line, "modelxd_http_request_duration_seconds_count{") {
 				out = append(out, line)
 			}

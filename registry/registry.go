@@ -20,9 +20,6 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// nowFunc is the registry's clock.
-var nowFunc = time.Now
-
 // Backend is what the registry needs of storage: the streaming interface
 // and conditional writes for index updates.
 type Backend interface {
@@ -77,6 +74,12 @@ type Options struct {
 	Policy *auth.Policy
 	// Login is advertised to `modelx login` at ConfigurationPath.
 	Login *spec.OIDCLogin
+	// Clock tells the registry what time it is: for the GC grace period
+	// (compared with the backend's modification times), hold and claim
+	// expiry, sweep leases and the times it writes into indexes. nil means
+	// time.Now. It is for tests, which move it forward instead of sleeping;
+	// operators have no use for it. Durations are measured on the real clock.
+	Clock func() time.Time
 	// DisableUI turns off the web UI at /-/ui/ (and the redirects of
 	// browsers from / and from the UI's old pages under /ui/ to it).
 	DisableUI bool
@@ -130,6 +133,9 @@ func New(store Backend, opts Options) (*Registry, error) {
 	if opts.IOTimeout <= 0 {
 		opts.IOTimeout = defaultIOTimeout
 	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
 	m := newMetrics()
 	// One wrapping validates every key and observes every call; it keeps
 	// the backend's capabilities, so it is a Backend still.
@@ -145,6 +151,9 @@ func New(store Backend, opts Options) (*Registry, error) {
 	}
 	return reg, nil
 }
+
+// now is the time on the registry's clock (Options.Clock).
+func (reg *Registry) now() time.Time { return reg.opts.Clock() }
 
 // Metrics returns the registry's Prometheus metrics, served at /metrics.
 func (reg *Registry) Metrics() *Metrics { return reg.metrics }

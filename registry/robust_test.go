@@ -86,7 +86,7 @@ func TestUnreadableObjects(t *testing.T) {
 			h.putObject("models/bad/huge/index.json", append([]byte(`{"manifests":[`), bytes.Repeat([]byte(" "), 65<<20)...))
 			h.putObject("models/bad/corrupt/index.json", []byte(`{"manifests": [{"name": "v1", "digest": `))
 			h.putObject("models/bad/manifest/manifests/sha256/"+badManifest.Encoded(), bytes.Repeat([]byte("{"), 70<<10))
-			time.Sleep(10 * time.Millisecond)
+			h.pastGrace()
 
 			res, err := h.reg.CollectGarbage(context.Background())
 			if err != nil {

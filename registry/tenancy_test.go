@@ -302,7 +302,7 @@ func TestCollectionScope(t *testing.T) {
 			_, old := a.pushModel("team-a/m", "v1", map[string]string{"w": "old"})
 			a.pushModel("team-a/m", "v2", map[string]string{"w": "new"})
 			a.expect(a.do(http.MethodDelete, "/team-a/m/manifests/v1", nil, nil), http.StatusAccepted, "")
-			time.Sleep(10 * time.Millisecond)
+			h.pastGrace()
 
 			r := a.do(http.MethodPost, "/team-a/m/garbage-collect", nil, nil)
 			a.expect(r, http.StatusOK, "")
@@ -390,7 +390,7 @@ func TestLinkDroppedByAnotherReplica(t *testing.T) {
 				t.Fatalf("HEAD before: %d", r.status)
 			}
 			two.expect(two.do(http.MethodDelete, "/rep/model/manifests/v1", nil, nil), http.StatusAccepted, "")
-			time.Sleep(10 * time.Millisecond)
+			two.pastGrace()
 			if res, err := two.reg.CollectModelGarbage(context.Background(), "rep", "model"); err != nil || res.LinksDeleted == 0 {
 				t.Fatalf("collection on the other replica: %+v %v", res, err)
 			}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/server"
 )
@@ -151,17 +152,18 @@ func TestShutdownDrainsUploads(t *testing.T) {
 	// connection, the bytes sit in the kernel's queue, and a shutdown then
 	// resets the connection without it ever being a request. Wait for the
 	// server to count the upload.
-	for deadline := time.Now().Add(20 * time.Second); !uploadInFlight(t, url); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upload never reached the server")
-		}
-	}
+	testenv.WaitFor(t, 20*time.Second, "the upload to reach the server", func() bool { return uploadInFlight(t, url) })
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
-	time.Sleep(100 * time.Millisecond) // shutdown has begun
-	if _, err := http.Get(url + "/healthz"); err == nil {
-		t.Error("a new request was served during shutdown")
-	}
+	// Shutdown has begun once new requests are refused, while the upload
+	// is still in flight.
+	testenv.WaitFor(t, 20*time.Second, "shutdown to refuse new requests", func() bool {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err != nil
+	})
 	pw.Write(data[len(data)/2:])
 	pw.Close()
 	if code := <-answer; code != http.StatusCreated {
@@ -179,16 +181,7 @@ func TestShutdownDrainsUploads(t *testing.T) {
 // upload in progress.
 func uploadInFlight(t *testing.T, url string) bool {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Contains(body, []byte("\nmodelxd_uploads_in_flight 1\n"))
+	return testenv.Metric(t, testenv.Scrape(t, url), "modelxd_uploads_in_flight", "") == 1
 }
 
 // TestOpenBackend: the flags select the backend by name, and a

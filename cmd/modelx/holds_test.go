@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"modelx.io/modelx/client"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage/fs"
@@ -28,7 +29,8 @@ func TestHoldCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCGracePeriod: time.Nanosecond})
+	clock := &testenv.Clock{}
+	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), GCGracePeriod: time.Nanosecond, Clock: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,9 +63,7 @@ func TestHoldCommands(t *testing.T) {
 	os.WriteFile(filepath.Join(model, "weights.bin"), []byte(strings.Repeat("newer ", 100000)), 0o644)
 	json.Unmarshal([]byte(mustRun(t, "push", url+"/nlp/bert:prod", model, "-o", "json")), &pushed)
 	mustRun(t, "hold", "put", url+"/nlp/bert", "backup", pushed.Digest, served, "--ttl", "1h")
-	// Past the 1ns grace period: the registry takes its time from the wall
-	// clock and the stored objects' times, which no test can set.
-	time.Sleep(10 * time.Millisecond)
+	clock.Advance(time.Second) // past the 1ns grace period: the old version is garbage but for its holds
 	if out := mustRun(t, "gc", url); !strings.Contains(out, "deleted 0 manifests") {
 		t.Fatalf("gc with holds:\n%s", out)
 	}
@@ -127,7 +127,7 @@ func TestHoldCommands(t *testing.T) {
 	if out := mustRun(t, "info", url+"/nlp/bert:prod"); strings.Contains(out, "holds:") {
 		t.Fatalf("info without holds:\n%s", out)
 	}
-	time.Sleep(10 * time.Millisecond) // past the grace period, as above
+	clock.Advance(time.Second) // past the grace period: released, the old version is garbage
 	if out := mustRun(t, "gc", url); !strings.Contains(out, "deleted 1 manifests") {
 		t.Fatalf("gc after the release:\n%s", out)
 	}

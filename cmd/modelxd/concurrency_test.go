@@ -72,7 +72,11 @@ func TestConcurrentPushesAcrossProcesses(t *testing.T) {
 	if err := c.API(redirectURL).DeleteManifest(ctx, "team", "old", "v1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	// The collections find it old once its grace period has passed on the
+	// processes' wall clocks: they then delete its untagged manifest.
+	testenv.WaitFor(t, time.Minute, "a collection to find the untagged manifest old", func() bool {
+		return sumMetric(t, servers, "modelxd_gc_deleted_total", `{kind="manifest"}`) >= 1
+	})
 
 	const tags, sameTag = 50, 10
 	var wg sync.WaitGroup
@@ -102,9 +106,13 @@ func TestConcurrentPushesAcrossProcesses(t *testing.T) {
 		t.FailNow()
 	}
 
-	// Let a few more collections run over the result, then check it
-	// through both processes.
-	time.Sleep(500 * time.Millisecond)
+	// Let more collections run over the result, then check it through
+	// both processes. Of three more that finish, at most two (one per
+	// process) were under way when the pushes ended.
+	ran := sumMetric(t, servers, "modelxd_gc_runs_total", `{result="ok"}`)
+	testenv.WaitFor(t, time.Minute, "three more collections", func() bool {
+		return sumMetric(t, servers, "modelxd_gc_runs_total", `{result="ok"}`) >= ran+3
+	})
 	for _, url := range servers {
 		api := c.API(url)
 		idx, err := api.Index(ctx, "team", "model", "")
@@ -153,4 +161,14 @@ func TestConcurrentPushesAcrossProcesses(t *testing.T) {
 		t.Fatalf("global index: %d", resp.StatusCode)
 	}
 	_ = spec.ConfigFileName
+}
+
+// sumMetric sums the series name{labels} over the processes' metrics.
+func sumMetric(t *testing.T, servers []string, name, labels string) float64 {
+	t.Helper()
+	var sum float64
+	for _, url := range servers {
+		sum += testenv.Metric(t, testenv.Scrape(t, url), name, labels)
+	}
+	return sum
 }

@@ -161,6 +161,10 @@ type Robot struct {
 type Config struct {
 	Issuers []IssuerConfig `json:"issuers,omitempty"`
 	Robots  []Robot        `json:"robots,omitempty"`
+	// Clock tells the time tokens' expiry is checked against; nil means
+	// time.Now. It is for tests, which move it forward instead of
+	// sleeping; a config file cannot set it.
+	Clock func() time.Time `json:"-"`
 }
 
 // LoadConfig reads an auth config file (YAML).
@@ -214,6 +218,7 @@ type Authenticator struct {
 type issuer struct {
 	cfg      IssuerConfig
 	client   *http.Client
+	clock    func() time.Time // nil: time.Now
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
 }
@@ -240,7 +245,7 @@ func New(cfg Config, httpClient *http.Client) (*Authenticator, error) {
 			is.UsernameClaim = cmp.Or(is.UsernameClaim, "email")
 			is.GroupsClaim = cmp.Or(is.GroupsClaim, "groups")
 		}
-		iss := &issuer{cfg: is, client: httpClient}
+		iss := &issuer{cfg: is, client: httpClient, clock: cfg.Clock}
 		if is.CAFile != "" {
 			if iss.client, err = clientTrusting(is.CAFile); err != nil {
 				return nil, fmt.Errorf("issuers[%d] (%s): %w", i, is.Issuer, err)
@@ -251,7 +256,7 @@ func New(cfg Config, httpClient *http.Client) (*Authenticator, error) {
 			if err != nil {
 				return nil, fmt.Errorf("issuers[%d] (%s): %w", i, is.Issuer, err)
 			}
-			iss.verifier = oidc.NewVerifier(is.Issuer, &oidc.StaticKeySet{PublicKeys: keys}, &oidc.Config{ClientID: is.Audience, SupportedSigningAlgs: asymmetricAlgs})
+			iss.verifier = oidc.NewVerifier(is.Issuer, &oidc.StaticKeySet{PublicKeys: keys}, &oidc.Config{ClientID: is.Audience, SupportedSigningAlgs: asymmetricAlgs, Now: iss.clock})
 		}
 		a.issuers[is.Issuer] = iss
 	}
@@ -320,7 +325,7 @@ func (is *issuer) get(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discover OIDC issuer %s: %w", is.cfg.Issuer, err)
 	}
-	is.verifier = p.Verifier(&oidc.Config{ClientID: is.cfg.Audience})
+	is.verifier = p.Verifier(&oidc.Config{ClientID: is.cfg.Audience, Now: is.clock})
 	return is.verifier, nil
 }
 

@@ -257,7 +257,10 @@ func TestBrowser(t *testing.T) {
 
 	// The version page.
 	b.open("open v1", chromedp.Click(chromedp.CSS(`a.tag[href="/-/ui/nlp/bert/v1"]`)))
-	time.Sleep(300 * time.Millisecond) // let any handler a README smuggled in fire
+	// A window to watch in: a handler a README smuggled in would fire (or its
+	// refusal reach the console) within it. What must not happen cannot be
+	// waited for, so this sleep is the observation itself.
+	time.Sleep(300 * time.Millisecond)
 	b.screenshot(shots, "hostile-readme.png")
 	for sel, want := range map[string]string{
 		"#framework": "pytorch", "#task": "text-classification", "#model-tags": "nlp bert sentiment",
