@@ -114,3 +114,17 @@ func (c *Client) API(registry string) *API {
 	api.SetStallTimeout(c.opts.StallTimeout)
 	return api
 }
+
+// OptionError is an option of a push or pull that cannot be used as
+// given; Option names the field (e.g. "PullOptions.Files"), so a program
+// can say which of its own settings is at fault.
+type OptionError struct {
+	Option string
+	Err    error
+}
+
+// Error names the option and the cause.
+func (e *OptionError) Error() string { return e.Option + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *OptionError) Unwrap() error { return e.Err }

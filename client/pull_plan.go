@@ -94,7 +94,7 @@ func selectTargets(ref Reference, targets []target, opts PullOptions, readConfig
 	globs := slices.Clone(opts.Files)
 	for _, g := range globs {
 		if _, err := path.Match(g, ""); err != nil {
-			return nil, nil, fmt.Errorf("--file %q is not a valid pattern: %v", g, err)
+			return nil, nil, &OptionError{Option: "PullOptions.Files", Err: fmt.Errorf("%q is not a valid pattern: %w", g, err)}
 		}
 	}
 	var prefixes []string
@@ -111,7 +111,7 @@ func selectTargets(ref Reference, targets []target, opts PullOptions, readConfig
 			return targets, all, nil
 		}
 		if len(cfg.ModelFiles) == 0 {
-			return nil, nil, fmt.Errorf("--model-files: %s of %s lists no modelFiles; pull without --model-files, or name files with --file", spec.ConfigFileName, ref)
+			return nil, nil, &OptionError{Option: "PullOptions.ModelFiles", Err: fmt.Errorf("%s of %s lists no modelFiles", spec.ConfigFileName, ref)}
 		}
 		prefixes = cfg.ModelFiles
 	}

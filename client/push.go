@@ -73,7 +73,7 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	start := time.Now()
 	if opts.From != "" {
 		if err := validateModelName(opts.From); err != nil {
-			return nil, fmt.Errorf("--from: %w", err)
+			return nil, &OptionError{Option: "PushOptions.From", Err: err}
 		}
 	}
 	if ref.Digest != "" {

@@ -74,6 +74,12 @@ var insecureParam = regexp.MustCompile(`([?&])insecure=[^&#]*`)
 // the fix: an untrusted CA is given with --ca-file; a modelx:// URI to a
 // plain HTTP registry needs ?insecure=true, not an http:// URL.
 func explainError(args []string, err error) error {
+	var option *client.OptionError
+	if errors.As(err, &option) {
+		if flag, ok := optionFlags[option.Option]; ok {
+			return &hintedError{msg: flag.name + ": " + option.Err.Error() + flag.hint, err: err}
+		}
+	}
 	var untrusted *client.UntrustedCAError
 	if errors.As(err, &untrusted) {
 		return &hintedError{
@@ -106,6 +112,16 @@ func explainError(args []string, err error) error {
 
 // hintedError is a library error whose message the CLI rewrote to name
 // its flags; it still wraps the library's error.
+// optionFlags are the flags that set the library's push and pull options,
+// with what to do when one is refused.
+var optionFlags = map[string]struct{ name, hint string }{
+	"PushOptions.From":       {name: "--from"},
+	"PullOptions.Files":      {name: "--file"},
+	"PullOptions.ModelFiles": {name: "--model-files", hint: "; pull without --model-files, or name files with --file"},
+}
+
+// hintedError is an error whose message the CLI rewrote to name its own
+// flags; errors.As still finds the library's error below.
 type hintedError struct {
 	msg string
 	err error
