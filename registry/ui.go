@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/opencontainers/go-digest"
 
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/registry/ui"
 	"modelx.io/modelx/spec"
 	"modelx.io/modelx/storage"
@@ -134,8 +135,8 @@ func (s uiSource) Manifest(ctx context.Context, repo, name string, d digest.Dige
 	if err != nil {
 		return nil, err
 	}
-	if digest.FromBytes(data) != d {
-		return nil, fmt.Errorf("manifest %s of %s/%s does not match its digest", d, repo, name)
+	if err := content.VerifyBytes(data, int64(len(data)), d); err != nil {
+		return nil, fmt.Errorf("manifest %s of %s/%s: %w", d, repo, name, err)
 	}
 	return spec.ParseManifest(data)
 }

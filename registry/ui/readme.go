@@ -15,6 +15,7 @@ import (
 	"github.com/yuin/goldmark/extension"
 
 	"modelx.io/modelx/client/pack"
+	"modelx.io/modelx/content"
 	"modelx.io/modelx/internal/humanize"
 	"modelx.io/modelx/spec"
 )
@@ -121,8 +122,8 @@ func (u *UI) readVerified(ctx context.Context, repo, name string, d digest.Diges
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(data)) != size || digest.FromBytes(data) != d {
-		return nil, fmt.Errorf("blob %s does not match its size or digest", d)
+	if err := content.VerifyBytes(data, size, d); err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
 	}
 	return data, nil
 }
