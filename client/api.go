@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 
 	"modelx.io/modelx/client/credentials"
 	"modelx.io/modelx/client/transport"
+	"modelx.io/modelx/internal/version"
 	"modelx.io/modelx/spec"
 )
 
@@ -109,7 +111,7 @@ func NewAPI(base string, httpClient *http.Client, keychain credentials.Keychain)
 	if httpClient == nil {
 		httpClient = DefaultHTTPClient()
 	}
-	opts := transport.Options{Registry: base}
+	opts := transport.Options{Registry: base, UserAgent: UserAgent}
 	if keychain != nil {
 		opts.Token = func(ctx context.Context) (string, error) { return keychain.Resolve(ctx, base) }
 	}
@@ -120,6 +122,10 @@ func NewAPI(base string, httpClient *http.Client, keychain credentials.Keychain)
 	c.Transport = stack
 	return &API{base: base, http: &c, stack: stack}
 }
+
+// UserAgent names this client in every request it sends, so registry and
+// object-store logs tell modelx's requests apart: "modelx/VERSION (OS/ARCH)".
+var UserAgent = "modelx/" + version.String("") + " (" + runtime.GOOS + "/" + runtime.GOARCH + ")"
 
 // DefaultHTTPClient is tuned for many parallel large transfers.
 func DefaultHTTPClient() *http.Client { return transport.DefaultHTTPClient() }
@@ -171,7 +177,7 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return nil, a.requestError(ctx, err, presigned)
+		return nil, a.requestError(ctx, err, target, presigned)
 	}
 	if transport.Retryable(resp.StatusCode) {
 		return nil, a.errorFrom(resp, target, presigned)
@@ -181,22 +187,54 @@ func (a *API) do(ctx context.Context, method, target string, b *body, header htt
 }
 
 // requestError explains a request that got no answer.
-func (a *API) requestError(ctx context.Context, err error, presigned bool) error {
+func (a *API) requestError(ctx context.Context, err error, target string, presigned bool) error {
 	var local *transport.LocalError
+	var urlErr *url.Error
+	if presigned && errors.As(err, &urlErr) {
+		// The signed query is a credential: never in an error.
+		urlErr.URL = withoutQuery(urlErr.URL)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.As(err, &local):
 		return local.Err // a local file or token, not the network
 	case errors.Is(err, ErrStalled):
-		var urlErr *url.Error
 		if errors.As(err, &urlErr) {
 			err = urlErr.Err // the stall names the timeout, not the URL
 		}
 	case !presigned && transport.IsPlainHTTPAnswer(err):
 		return &PlainHTTPError{Registry: a.base}
 	}
+	if presigned {
+		return a.storeError(target, err)
+	}
 	return a.networkError(err)
+}
+
+// storeError explains a presigned request to the object store that got no
+// answer: the registry was reached, the store it sent the client to was not.
+func (a *API) storeError(target string, err error) error {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	store := a.source(target, true)
+	switch {
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("%s (where registry %s sends blob transfers) is unreachable: host %q not found; the registry's operator must make the store's address resolvable from clients", store, a.base, dnsErr.Name)
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return fmt.Errorf("%s (where registry %s sends blob transfers) is unreachable (%v); the registry's operator must make the store reachable from clients", store, a.base, opErr.Err)
+	}
+	return a.networkError(err) // TLS and the rest: explained as for the registry
+}
+
+// withoutQuery is raw with its query and fragment cut off.
+func withoutQuery(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a presigned URL)"
+	}
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	return u.String()
 }
 
 // cutBody is a response body whose read errors say when the peer cut the

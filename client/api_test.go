@@ -94,3 +94,48 @@ func TestStalledTransfersFail(t *testing.T) {
 		t.Fatalf("a registry that never answers: %v, want ErrStalled", err)
 	}
 }
+
+// TestUnreachableStoreKeepsSignatureSecret: a presigned URL whose object
+// store cannot be reached fails with an error that names the store, not
+// the registry, and carries no part of the signed query.
+func TestUnreachableStoreKeepsSignatureSecret(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	storeURL := closed.URL
+	closed.Close() // nothing listens there any more
+	const signature = "0123456789abcdef-signature"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, storeURL+"/bucket/blobs/x?X-Amz-Credential=AKIA%2Fscope&X-Amz-Signature="+signature, http.StatusFound)
+	}))
+	defer srv.Close()
+	api := NewAPI(srv.URL, nil, nil)
+	_, err := api.GetBlob(context.Background(), "r", "n", digest.FromString("x"), 0, -1)
+	if err == nil {
+		t.Fatal("GetBlob from an unreachable store succeeded")
+	}
+	msg := err.Error()
+	for _, secret := range []string{signature, "X-Amz-Credential", "AKIA"} {
+		if strings.Contains(msg, secret) {
+			t.Errorf("error carries %q of the signed URL: %s", secret, msg)
+		}
+	}
+	host := strings.TrimPrefix(storeURL, "http://")
+	if !strings.Contains(msg, "object store "+host) || !strings.Contains(msg, "unreachable") {
+		t.Errorf("error does not say that object store %s is unreachable: %s", host, msg)
+	}
+}
+
+// TestUserAgent: every request names modelx and its version.
+func TestUserAgent(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("User-Agent"))
+		w.Write([]byte(`{"schemaVersion":1,"manifests":[]}`))
+	}))
+	defer srv.Close()
+	if _, err := NewAPI(srv.URL, nil, nil).Index(context.Background(), "r", "n", ""); err != nil {
+		t.Fatal(err)
+	}
+	if ua, _ := got.Load().(string); ua != UserAgent || !strings.HasPrefix(ua, "modelx/") {
+		t.Fatalf("User-Agent %q, want %q", ua, UserAgent)
+	}
+}
