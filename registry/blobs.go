@@ -42,16 +42,23 @@ func setBlobHeaders(h http.Header, d digest.Digest) {
 	h.Set("Content-Type", "application/octet-stream")
 }
 
+// requestedBlob returns the blob a read request names and its size, or
+// BLOB_UNKNOWN when the request's model does not link it.
+func (reg *Registry) requestedBlob(r *http.Request) (digest.Digest, int64, error) {
+	repo, name, d, err := blobParams(r)
+	if err != nil {
+		return "", 0, err
+	}
+	size, err := reg.blobLinkedTo(r.Context(), repo, name, d)
+	return d, size, err
+}
+
 // headBlob answers 200 with the blob's size when the model links the blob,
 // never a redirect.
 func (reg *Registry) headBlob(w http.ResponseWriter, r *http.Request) error {
-	repo, name, d, err := blobParams(r)
-	if err != nil {
-		return err
-	}
 	// No link outlives its blob (see writeLink): the link answers for
 	// the blob, as a redirect does.
-	size, err := reg.blobLinkedTo(r.Context(), repo, name, d)
+	d, size, err := reg.requestedBlob(r)
 	if err != nil {
 		return err
 	}
@@ -65,11 +72,7 @@ func (reg *Registry) headBlob(w http.ResponseWriter, r *http.Request) error {
 // getBlob answers a blob the model links: its bytes (with Range), or a
 // redirect to a presigned URL.
 func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
-	repo, name, d, err := blobParams(r)
-	if err != nil {
-		return err
-	}
-	size, err := reg.blobLinkedTo(r.Context(), repo, name, d)
+	d, size, err := reg.requestedBlob(r)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,70 @@ import (
 	"modelx.io/modelx/storage"
 )
 
+// cacheBounds are the limits a boundedCache keeps within; 0 is no limit.
+type cacheBounds struct {
+	entries int // the most entries kept
+	bytes   int // the most bytes of values kept
+	item    int // a value over this many bytes is not kept
+}
+
+// boundedCache is a map safe for concurrent use that keeps within bounds
+// by evicting at random (map order is random). The zero value is empty.
+type boundedCache[V any] struct {
+	mu    sync.Mutex
+	items map[string]sizedValue[V]
+	size  int // bytes of the values kept
+}
+
+type sizedValue[V any] struct {
+	value V
+	size  int
+}
+
+func (c *boundedCache[V]) get(key string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[key]
+	return e.value, ok
+}
+
+// put keeps v, counted as size bytes, under key, replacing what was there
+// and evicting until it fits b. A value over b.item is not kept, and
+// neither is the one it would have replaced.
+func (c *boundedCache[V]) put(key string, v V, size int, b cacheBounds) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removeLocked(key)
+	if b.item > 0 && size > b.item {
+		return
+	}
+	if c.items == nil {
+		c.items = map[string]sizedValue[V]{}
+	}
+	for k, e := range c.items {
+		if (b.bytes == 0 || c.size+size <= b.bytes) && (b.entries == 0 || len(c.items) < b.entries) {
+			break
+		}
+		delete(c.items, k)
+		c.size -= e.size
+	}
+	c.items[key] = sizedValue[V]{value: v, size: size}
+	c.size += size
+}
+
+func (c *boundedCache[V]) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removeLocked(key)
+}
+
+func (c *boundedCache[V]) removeLocked(key string) {
+	if e, ok := c.items[key]; ok {
+		delete(c.items, key)
+		c.size -= e.size
+	}
+}
+
 // manifestCacheBytes bounds the memory the manifest cache holds.
 const manifestCacheBytes = 32 << 20
 
@@ -16,49 +80,12 @@ const manifestCacheBytes = 32 << 20
 // never change for its digest, so an entry is never stale; the registry
 // serves from it only for digests a tag resolution just read from the
 // index, so a manifest garbage-collected by another replica is never served.
-type manifestCache struct {
-	mu    sync.Mutex
-	items map[string][]byte
-	size  int
-}
+type manifestCache struct{ boundedCache[[]byte] }
 
-func (c *manifestCache) get(key string) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	data, ok := c.items[key]
-	return data, ok
-}
-
+// put keeps a manifest, unless it is so large that it would evict
+// everything else.
 func (c *manifestCache) put(key string, data []byte) {
-	if len(data) > manifestCacheBytes/16 {
-		return // a huge manifest would evict everything else
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.items == nil {
-		c.items = map[string][]byte{}
-	}
-	if _, ok := c.items[key]; ok {
-		return
-	}
-	for k, v := range c.items { // map order is random: random eviction
-		if c.size+len(data) <= manifestCacheBytes {
-			break
-		}
-		delete(c.items, k)
-		c.size -= len(v)
-	}
-	c.items[key] = data
-	c.size += len(data)
-}
-
-func (c *manifestCache) remove(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if v, ok := c.items[key]; ok {
-		delete(c.items, key)
-		c.size -= len(v)
-	}
+	c.boundedCache.put(key, data, len(data), cacheBounds{bytes: manifestCacheBytes, item: manifestCacheBytes / 16})
 }
 
 // Bounds of the index cache: entries, and bytes of index documents (a
@@ -75,57 +102,17 @@ const (
 // replica is seen at once; what the cache saves is reading and parsing
 // an index that did not change, which for a model with many tags is most
 // of the cost of resolving a tag.
-type indexCache struct {
-	mu    sync.Mutex
-	items map[string]cachedIndex
-	size  int
-}
+type indexCache struct{ boundedCache[cachedIndex] }
 
 type cachedIndex struct {
 	etag string
 	idx  spec.Index
-	size int
+	size int // of the document
 }
 
-func (c *indexCache) get(key string) (cachedIndex, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.items[key]
-	return e, ok
-}
-
+// put keeps an index, or drops the older one when it is too large to keep.
 func (c *indexCache) put(key string, e cachedIndex) {
-	if e.size > indexCacheBytes/8 {
-		c.remove(key)
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.items == nil {
-		c.items = map[string]cachedIndex{}
-	}
-	if old, ok := c.items[key]; ok {
-		delete(c.items, key)
-		c.size -= old.size
-	}
-	for k, v := range c.items { // map order is random: random eviction
-		if c.size+e.size <= indexCacheBytes && len(c.items) < indexCacheEntries {
-			break
-		}
-		delete(c.items, k)
-		c.size -= v.size
-	}
-	c.items[key] = e
-	c.size += e.size
-}
-
-func (c *indexCache) remove(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if v, ok := c.items[key]; ok {
-		delete(c.items, key)
-		c.size -= v.size
-	}
+	c.boundedCache.put(key, e, e.size, cacheBounds{entries: indexCacheEntries, bytes: indexCacheBytes, item: indexCacheBytes / 8})
 }
 
 // viewIndex returns the index document at key for reading only: it may be

@@ -616,17 +616,13 @@ func (run *gcRun) dropDanglingLinks(ctx context.Context, deleted map[digest.Dige
 	if len(deleted) == 0 {
 		return nil
 	}
-	var dangling []string
-	err := run.reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
-		if _, _, rest, ok := parseModelKey(info.Key); ok && strings.HasPrefix(rest, linksDir) {
-			if d, ok := digestFromKey(info.Key); ok && deleted[d] {
-				dangling = append(dangling, info.Key)
-			}
-		}
-		return nil
+	dangling, err := run.reg.listKeys(ctx, modelsPrefix, "models", func(info storage.Info) bool {
+		_, _, rest, ok := parseModelKey(info.Key)
+		d, isDigest := digestFromKey(info.Key)
+		return ok && strings.HasPrefix(rest, linksDir) && isDigest && deleted[d]
 	})
 	if err != nil {
-		return internal("list models", err)
+		return err
 	}
 	for _, key := range dangling {
 		d, _ := digestFromKey(key)
@@ -666,15 +662,11 @@ func (run *gcRun) dropExpiredHolds(ctx context.Context) error {
 
 // deleteExpiredClaims deletes upload claims that are old and expired.
 func (run *gcRun) deleteExpiredClaims(ctx context.Context) error {
-	var old []string
-	err := run.reg.store.List(ctx, claimsPrefix, func(info storage.Info) error {
-		if info.ModTime.Before(run.cutoff) {
-			old = append(old, info.Key)
-		}
-		return nil
+	old, err := run.reg.listKeys(ctx, claimsPrefix, "upload claims", func(info storage.Info) bool {
+		return info.ModTime.Before(run.cutoff)
 	})
 	if err != nil {
-		return internal("list upload claims", err)
+		return err
 	}
 	for _, key := range old {
 		d, ok := digestFromKey(key)
@@ -696,6 +688,22 @@ func (run *gcRun) deleteExpiredClaims(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// listKeys returns the keys under prefix that match; what names the
+// listing in an error.
+func (reg *Registry) listKeys(ctx context.Context, prefix, what string, match func(storage.Info) bool) ([]string, error) {
+	var keys []string
+	err := reg.store.List(ctx, prefix, func(info storage.Info) error {
+		if match(info) {
+			keys = append(keys, info.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, internal("list "+what, err)
+	}
+	return keys, nil
 }
 
 // stillOld re-reads an object's time just before it is deleted: a push that

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -93,37 +92,10 @@ const linkCacheEntries = 1 << 16
 
 // linkCache keeps the sizes links record, by link key, so that checking a
 // link costs a stat rather than a read and a parse.
-type linkCache struct {
-	mu    sync.Mutex
-	items map[string]int64
-}
-
-func (c *linkCache) get(key string) (int64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	size, ok := c.items[key]
-	return size, ok
-}
+type linkCache struct{ boundedCache[int64] }
 
 func (c *linkCache) put(key string, size int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.items == nil {
-		c.items = map[string]int64{}
-	}
-	for k := range c.items { // map order is random: random eviction
-		if len(c.items) < linkCacheEntries {
-			break
-		}
-		delete(c.items, k)
-	}
-	c.items[key] = size
-}
-
-func (c *linkCache) remove(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.items, key)
+	c.boundedCache.put(key, size, 0, cacheBounds{entries: linkCacheEntries})
 }
 
 // errBlobCollected reports a link taken back because garbage collection

@@ -101,15 +101,12 @@ func (reg *Registry) Migrate(ctx context.Context) (MigrationResult, error) {
 
 // linkStoredManifests writes the links of every stored manifest.
 func (reg *Registry) linkStoredManifests(ctx context.Context, res *MigrationResult) error {
-	var keys []string
-	err := reg.store.List(ctx, modelsPrefix, func(info storage.Info) error {
-		if _, _, rest, ok := parseModelKey(info.Key); ok && strings.HasPrefix(rest, manifestsDir) {
-			keys = append(keys, info.Key)
-		}
-		return nil
+	keys, err := reg.listKeys(ctx, modelsPrefix, "models", func(info storage.Info) bool {
+		_, _, rest, ok := parseModelKey(info.Key)
+		return ok && strings.HasPrefix(rest, manifestsDir)
 	})
 	if err != nil {
-		return internal("list models", err)
+		return err
 	}
 	problem := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)

@@ -486,26 +486,11 @@ func testConcurrentPutIfMatch(t *testing.T, s storage.Storage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 8
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			err := cw.PutIfMatch(ctx, "cas", []byte(fmt.Sprintf("writer-%d", i)), info.ETag)
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case !errors.Is(err, storage.ErrPreconditionFailed):
-				t.Errorf("writer %d: %v", i, err)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d writers won the compare-and-swap, want exactly 1", wins.Load())
+	wins := raceWriters(t, func(i int) error {
+		return cw.PutIfMatch(ctx, "cas", []byte(fmt.Sprintf("writer-%d", i)), info.ETag)
+	})
+	if wins != 1 {
+		t.Fatalf("%d writers won the compare-and-swap, want exactly 1", wins)
 	}
 	if got, _ := read(t, s, "cas", 0, -1); !strings.HasPrefix(got, "writer-") {
 		t.Fatalf("read %q after the race", got)
@@ -514,6 +499,17 @@ func testConcurrentPutIfMatch(t *testing.T, s storage.Storage) {
 
 func testConcurrentPutIfAbsent(t *testing.T, s storage.Storage) {
 	cw := conditional(t, s)
+	wins := raceWriters(t, func(i int) error {
+		return cw.PutIfAbsent(context.Background(), "once", []byte(fmt.Sprintf("writer-%d", i)))
+	})
+	if wins != 1 {
+		t.Fatalf("%d writers created the key, want exactly 1", wins)
+	}
+}
+
+// raceWriters starts 8 conditional writes at once and returns how many
+// succeeded; a write may fail only with ErrPreconditionFailed.
+func raceWriters(t *testing.T, write func(writer int) error) int32 {
 	const n = 8
 	var wins atomic.Int32
 	var wg sync.WaitGroup
@@ -521,8 +517,7 @@ func testConcurrentPutIfAbsent(t *testing.T, s storage.Storage) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			err := cw.PutIfAbsent(context.Background(), "once", []byte(fmt.Sprintf("writer-%d", i)))
-			switch {
+			switch err := write(i); {
 			case err == nil:
 				wins.Add(1)
 			case !errors.Is(err, storage.ErrPreconditionFailed):
@@ -532,9 +527,7 @@ func testConcurrentPutIfAbsent(t *testing.T, s storage.Storage) {
 	}
 	close(start)
 	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d writers created the key, want exactly 1", wins.Load())
-	}
+	return wins.Load()
 }
 
 func presigner(t *testing.T, s storage.Storage) storage.Presigner {
