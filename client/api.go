@@ -206,25 +206,7 @@ func (a *API) requestError(ctx context.Context, err error, target string, presig
 	case !presigned && transport.IsPlainHTTPAnswer(err):
 		return &PlainHTTPError{Registry: a.base}
 	}
-	if presigned {
-		return a.storeError(target, err)
-	}
-	return a.networkError(err)
-}
-
-// storeError explains a presigned request to the object store that got no
-// answer: the registry was reached, the store it sent the client to was not.
-func (a *API) storeError(target string, err error) error {
-	var dnsErr *net.DNSError
-	var opErr *net.OpError
-	store := a.source(target, true)
-	switch {
-	case errors.As(err, &dnsErr):
-		return fmt.Errorf("%s (where registry %s sends blob transfers) is unreachable: host %q not found; the registry's operator must make the store's address resolvable from clients", store, a.base, dnsErr.Name)
-	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return fmt.Errorf("%s (where registry %s sends blob transfers) is unreachable (%v); the registry's operator must make the store reachable from clients", store, a.base, opErr.Err)
-	}
-	return a.networkError(err) // TLS and the rest: explained as for the registry
+	return a.networkError(err, target, presigned)
 }
 
 // withoutQuery is raw with its query and fragment cut off.
@@ -325,21 +307,29 @@ func (e *UntrustedCAError) Advise(fix string) string {
 // Unwrap returns the TLS verification error.
 func (e *UntrustedCAError) Unwrap() error { return e.Err }
 
-// networkError explains a request that got no answer from the registry.
-func (a *API) networkError(err error) error {
+// networkError explains a request that got no answer: from the registry,
+// or (presigned) from the object store the registry sent the client to,
+// which only the registry's operator can make reachable.
+func (a *API) networkError(err error, target string, presigned bool) error {
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
 	var unknownCA x509.UnknownAuthorityError
 	var badHost x509.HostnameError
+	peer, notFound, down := "registry "+a.base, "check the registry URL", "check that it is running and the URL is right"
+	if presigned {
+		peer = a.source(target, true) + " (where registry " + a.base + " sends blob transfers)"
+		notFound = "the registry's operator must make the store's address resolvable from clients"
+		down = "the registry's operator must make the store reachable from clients"
+	}
 	switch {
 	case errors.As(err, &unknownCA):
 		return &UntrustedCAError{Registry: a.base, Err: err}
 	case errors.As(err, &badHost):
 		return fmt.Errorf("registry %s: its TLS certificate is for another host; use the host name the certificate names: %w", a.base, err)
 	case errors.As(err, &dnsErr):
-		return fmt.Errorf("registry %s is unreachable: host %q not found; check the registry URL", a.base, dnsErr.Name)
+		return fmt.Errorf("%s is unreachable: host %q not found; %s", peer, dnsErr.Name, notFound)
 	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return fmt.Errorf("registry %s is unreachable (%v); check that it is running and the URL is right", a.base, opErr.Err)
+		return fmt.Errorf("%s is unreachable (%v); %s", peer, opErr.Err, down)
 	}
 	return fmt.Errorf("%s: %w", a.base, err)
 }
