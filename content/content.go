@@ -49,8 +49,13 @@ func NewVerifier(size int64, d digest.Digest) *Verifier {
 	if d == "" {
 		return v
 	}
+	// Validate first: Algorithm and Encoded panic on a digest with no ':'.
+	if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
+		v.err = fmt.Errorf("content: %q is not a sha256 digest", d)
+		return v
+	}
 	sum, err := hex.DecodeString(d.Encoded())
-	if d.Algorithm() != digest.SHA256 || err != nil || len(sum) != sha256.Size {
+	if err != nil || len(sum) != sha256.Size {
 		v.err = fmt.Errorf("content: %q is not a sha256 digest", d)
 		return v
 	}

@@ -81,7 +81,7 @@ func TestReaderPassesReadErrors(t *testing.T) {
 }
 
 func TestReaderRejectsOtherDigests(t *testing.T) {
-	for _, d := range []digest.Digest{"sha512:" + digest.Digest(strings.Repeat("0", 128)), "sha256:zz", "sha256:00"} {
+	for _, d := range []digest.Digest{"sha512:" + digest.Digest(strings.Repeat("0", 128)), "sha256:zz", "sha256:00", "0", "sha256", ":", "sha256:"} {
 		if _, err := io.ReadAll(NewReader(strings.NewReader("x"), 1, d)); err == nil {
 			t.Errorf("%s: accepted", d)
 		}

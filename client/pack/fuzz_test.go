@@ -83,6 +83,7 @@ func FuzzExtract(f *testing.F) {
 	f.Add(rleFrame(4, 128<<10, -1), int64(0), int64(28), int64(10), "sha256:0")          // bomb, no content size
 	f.Add(rleFrame(1, 16, 512<<20), int64(0), int64(18), int64(10), "sha256:0")          // claims 512 MiB
 	f.Add(append(data, data...), int64(0), int64(2*len(data)), r.Size, string(r.Digest)) // two packs back to back
+	f.Add(data, r.Offset, r.Length, r.Size, "0")                                         // digest without ':'
 
 	f.Fuzz(func(t *testing.T, pack []byte, offset, length, size int64, dgst string) {
 		rec := spec.PackedFile{Name: "f", Digest: digest.Digest(dgst), Size: size, Offset: offset, Length: length}

@@ -155,6 +155,9 @@ func Decode(frame []byte, f spec.PackedFile) ([]byte, error) {
 	if f.Size < 0 || f.Size > MaxPackedFileSize { // a negative size made make() below panic
 		return nil, fmt.Errorf("packed file %s claims %d bytes; packs hold small files only", f.Name, f.Size)
 	}
+	if f.Digest == "" { // content.VerifyBytes would check the size alone
+		return nil, fmt.Errorf("packed file %s has no digest; its record is corrupt", f.Name)
+	}
 	// The capacity is the limit: a frame that decodes to more is refused
 	// (see codecs), so memory is bounded by the record, not by the frame.
 	data, err := dec.DecodeAll(frame, make([]byte, 0, f.Size))
