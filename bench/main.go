@@ -74,6 +74,8 @@ const (
 type options struct {
 	size         sizeFlag
 	smallFiles   int
+	mixedFiles   int
+	mixedShard   sizeFlag
 	concurrency  int
 	out          string
 	scenarios    string
@@ -89,13 +91,15 @@ type options struct {
 }
 
 func main() {
-	opts := options{size: 512 << 20}
+	opts := options{size: 512 << 20, mixedShard: 128 << 20}
 	flag.Var(&opts.size, "size", "total size of the LLM-like model (units: KiB, MiB, GiB; KB, MB, GB)")
 	flag.IntVar(&opts.smallFiles, "small-files", 20000, "number of small files in the many-small-files model")
+	flag.IntVar(&opts.mixedFiles, "mixed-files", 5000, "number of small files in the mixed model")
+	flag.Var(&opts.mixedShard, "mixed-shard", "size of each of the mixed model's 4 weight shards and of its safetensors file")
 	flag.IntVar(&opts.concurrency, "j", 0, "client concurrency (0: the client's default, min(8, max(4, 2×CPUs)))")
 	flag.StringVar(&opts.out, "out", "bench-results.json", "write the results as JSON here (empty: don't)")
 	flag.StringVar(&opts.scenarios, "scenarios", "", "comma list of scenarios to report (default all): "+strings.Join(append(slices.Clone(transferScenarios), scFloor, scMeta), ","))
-	flag.StringVar(&opts.models, "models", "llm,small", "comma list of models: llm, small")
+	flag.StringVar(&opts.models, "models", strings.Join(modelOrder, ","), "comma list of models: "+strings.Join(modelOrder, ", "))
 	flag.StringVar(&opts.modes, "modes", "redirect,proxy", "comma list of modes: redirect (modelxd on S3, 302 to presigned URLs), proxy (modelxd on the local filesystem)")
 	flag.BoolVar(&opts.keep, "keep", false, "keep the temp directory (models, pulled copies, server data and logs)")
 	flag.Uint64Var(&opts.seed, "seed", 1, "seed of the synthetic models")
@@ -127,6 +131,7 @@ type bench struct {
 	root        string
 	start       time.Time
 	counter     *reqCounter
+	phases      *phaseRecorder
 	hc          *http.Client
 	s3          *s3Server
 	fsReg       *proc
@@ -174,8 +179,8 @@ func parseSelection(opts options) (want, need map[string]bool, models, modes []s
 		add(s)
 	}
 	for _, m := range splitList(opts.models) {
-		if m != "llm" && m != "small" {
-			return nil, nil, nil, nil, fmt.Errorf("-models: unknown %q (known: llm, small)", m)
+		if !slices.Contains(modelOrder, m) {
+			return nil, nil, nil, nil, fmt.Errorf("-models: unknown %q (known: %s)", m, strings.Join(modelOrder, ", "))
 		}
 		models = append(models, m)
 	}
@@ -201,7 +206,7 @@ func run(ctx context.Context, opts options) error {
 	if opts.metaDuration <= 0 || opts.metaDuration > 5*time.Second {
 		return errors.New("-meta-duration must be in (0, 5s]")
 	}
-	b := &bench{opts: opts, want: want, need: need, start: time.Now(), counter: newReqCounter()}
+	b := &bench{opts: opts, want: want, need: need, start: time.Now(), counter: newReqCounter(), phases: newPhaseRecorder()}
 	b.concurrency = opts.concurrency
 	if b.concurrency <= 0 {
 		b.concurrency = clientDefaultConcurrency()
@@ -372,6 +377,8 @@ func (b *bench) generate(name string) (*model, error) {
 		m, err = genLLM(dir, int64(b.opts.size), b.opts.seed)
 	case "small":
 		m, err = genSmall(dir, b.opts.smallFiles, b.opts.seed)
+	case "mixed":
+		m, err = genMixed(dir, int64(b.opts.mixedShard), b.opts.mixedFiles, b.opts.seed)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("generate %s model: %w", name, err)

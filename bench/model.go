@@ -20,7 +20,7 @@ import (
 // model is one synthetic model: its pristine first version on disk and
 // the files the scenarios edit or select.
 type model struct {
-	Name        string `json:"name"`          // "llm" or "small"
+	Name        string `json:"name"`          // "llm", "small" or "mixed"
 	Dir         string `json:"-"`             // pristine v1
 	Safetensors string `json:"safetensors"`   // file the tensor-shift scenario edits
 	SmallEdit   string `json:"small_edit"`    // small file the small-change scenario edits
@@ -445,6 +445,70 @@ func genSmall(dir string, n int, seed uint64) (*model, error) {
 	if err := writeFileWith(filepath.Join(dir, "embeddings.bin"), func(w io.Writer) error {
 		return writeRandom(w, 32<<20, keyFor(seed, "small/embeddings.bin"))
 	}); err != nil {
+		return nil, err
+	}
+	return m, m.measure()
+}
+
+const mixedConfigYAML = `description: synthetic mixed model written by the modelx benchmark
+framework: pytorch
+task: text-generation
+tags: [bench, synthetic]
+`
+
+// mixedFileName is the path of small file i of the mixed model, three
+// folders deep, 50 files to a folder; even files are JSON, odd text.
+func mixedFileName(i int) string {
+	leaf := i / 50
+	ext := "json"
+	if i%2 == 1 {
+		ext = "txt"
+	}
+	return fmt.Sprintf("assets/g%d/d%02d/s%d/file-%05d.%s", leaf/100, (leaf/10)%10, leaf%10, i, ext)
+}
+
+// genMixed writes the mixed model, what a real checkpoint directory holds:
+// 4 incompressible weight shards of shard bytes, a safetensors file of
+// shard bytes, n text and JSON files of 1 to 8 KiB in nested folders, and
+// modelx.yaml. The defaults (128 MiB, 5,000 files) make 672 MB.
+func genMixed(dir string, shard int64, n int, seed uint64) (*model, error) {
+	if n < 10 {
+		return nil, errors.New("-mixed-files must be at least 10")
+	}
+	if shard < 8<<20 {
+		return nil, fmt.Errorf("-mixed-shard %s is too small: use at least 8MiB", formatBytes(shard))
+	}
+	m := &model{Name: "mixed", Dir: dir, Safetensors: "model.safetensors",
+		SmallEdit: mixedFileName((n / 2) &^ 1), OneFile: "model-00002-of-00004.bin"}
+	if err := os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte(mixedConfigYAML), 0o644); err != nil {
+		return nil, err
+	}
+	for i := range n {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)+500000))
+		size := 1024 + rng.IntN(8192-1024+1)
+		var data []byte
+		if i%2 == 0 {
+			data = jsonOf(rng, i, size)
+		} else {
+			data = textOf(rng, size)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(mixedFileName(i)))
+		if i%50 == 0 {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return nil, err
+			}
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	for i := range 4 {
+		name := fmt.Sprintf("model-%05d-of-00004.bin", i+1)
+		if err := writeFileWith(filepath.Join(dir, name), func(w io.Writer) error { return writeRandom(w, shard, keyFor(seed, "mixed/"+name)) }); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeSafetensors(filepath.Join(dir, m.Safetensors), shard, keyFor(seed, "mixed/"+m.Safetensors)); err != nil {
 		return nil, err
 	}
 	return m, m.measure()

@@ -31,6 +31,7 @@ func (b *bench) measure(name, regHost string, fn func() error) (time.Duration, c
 		b.logf("(sync before %s took %s)", name, formatDuration(d))
 	}
 	b.counter.reset()
+	b.phases.reset()
 	var prof *os.File
 	if b.opts.profileDir != "" {
 		var err error
@@ -156,7 +157,8 @@ func (b *bench) runTransfers(ctx context.Context, m *model, mode string) error {
 			return fail(scenario, err)
 		}
 		r := row{Scenario: scenario, Mode: mode, Model: m.Name, Seconds: d.Seconds(), LogicalBytes: logical,
-			MovedBytes: res.UploadedBytes, BlobsMoved: res.BlobsTransferred, BlobsSkipped: res.BlobsSkipped, counts: c, CPU: cpu}
+			MovedBytes: res.UploadedBytes, BlobsMoved: res.BlobsTransferred, BlobsSkipped: res.BlobsSkipped, counts: c, CPU: cpu,
+			Phases: b.phases.snapshot()}
 		if notes != nil {
 			if r.Notes, r.Diff, err = notes(res); err != nil {
 				return fail(scenario, err)
@@ -179,7 +181,8 @@ func (b *bench) runTransfers(ctx context.Context, m *model, mode string) error {
 			return fail(scenario, err)
 		}
 		r := row{Scenario: scenario, Mode: mode, Model: m.Name, Seconds: d.Seconds(), LogicalBytes: logical,
-			MovedBytes: res.DownloadedBytes, BlobsMoved: res.BlobsTransferred, BlobsSkipped: res.BlobsSkipped, counts: c, CPU: cpu}
+			MovedBytes: res.DownloadedBytes, BlobsMoved: res.BlobsTransferred, BlobsSkipped: res.BlobsSkipped, counts: c, CPU: cpu,
+			Phases: b.phases.snapshot()}
 		if notes != nil {
 			if r.Notes, err = notes(); err != nil {
 				return fail(scenario, err)

@@ -39,6 +39,11 @@ type cachedFile struct {
 	Key    fileKey       `json:"key"`
 	Digest digest.Digest `json:"digest"`
 	Chunks []spec.Chunk  `json:"chunks,omitempty"`
+	// Boot is the boot a pull wrote the file in without making it durable
+	// (see durable.go); empty when it was hashed from disk or synced. In
+	// another boot the entry still says modelx knows the file, but its
+	// digest is not trusted until the file is hashed again.
+	Boot string `json:"boot,omitempty"`
 }
 
 // cachedPack remembers the pack built from a group, keyed by the group's
@@ -62,6 +67,7 @@ type cachedPack struct {
 // (files it placed are recorded), but not after a refused one.
 type hashCache struct {
 	path string
+	boot string // this boot's ID (bootID)
 	mu   sync.Mutex
 	data struct {
 		Version int                   `json:"version"`
@@ -74,7 +80,7 @@ type hashCache struct {
 
 // loadCache reads the cache of dir; a missing, unreadable or stale cache is empty.
 func loadCache(dir string, params chunker.Params) *hashCache {
-	c := &hashCache{path: filepath.Join(dir, stateDir, "cache.json")}
+	c := &hashCache{path: filepath.Join(dir, stateDir, "cache.json"), boot: bootID()}
 	if data, err := os.ReadFile(c.path); err == nil {
 		_ = json.Unmarshal(data, &c.data)
 	}
@@ -96,7 +102,27 @@ func (c *hashCache) file(name string, fi os.FileInfo) (cachedFile, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, ok := c.data.Files[name]
-	return f, ok && f.Key == keyOf(fi)
+	return f, ok && f.Key == keyOf(fi) && c.durable(f)
+}
+
+// durable reports whether f's digest holds whatever crashed since it was
+// recorded: it was read from disk or synced, or written in this boot.
+func (c *hashCache) durable(f cachedFile) bool {
+	return f.Boot == "" || f.Boot == c.boot
+}
+
+// markSynced records every file written in this boot as durable: the
+// filesystem was synced since.
+func (c *hashCache) markSynced() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, f := range c.data.Files {
+		if f.Boot != "" && f.Boot == c.boot {
+			f.Boot = ""
+			c.data.Files[name] = f
+			c.dirty = true
+		}
+	}
 }
 
 // entry returns the entry of name, whatever the file's info now.

@@ -47,14 +47,7 @@ type env struct {
 func envs(t *testing.T) []env {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir := t.TempDir()
-	fsStore, err := fsstore.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsReg, _ := registry.New(fsStore, registry.Options{Logger: logger})
-	fsSrv := httptest.NewServer(fsReg.Handler())
-	t.Cleanup(fsSrv.Close)
+	fs := fsEnv(t)
 
 	s3srv := testenv.StartS3(t)
 	ctx := context.Background()
@@ -71,7 +64,22 @@ func envs(t *testing.T) []env {
 	}
 	s3Srv := httptest.NewServer(s3Reg.Handler())
 	t.Cleanup(s3Srv.Close)
-	return []env{{name: "fs-proxy", url: fsSrv.URL, dataDir: dir}, {name: "s3-redirect", url: s3Srv.URL}}
+	return []env{fs, {name: "s3-redirect", url: s3Srv.URL}}
+}
+
+// fsEnv is a registry on the local filesystem alone, for a test whose
+// subject is the client's side.
+func fsEnv(t *testing.T) env {
+	t.Helper()
+	dir := t.TempDir()
+	fsStore, err := fsstore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsReg, _ := registry.New(fsStore, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	fsSrv := httptest.NewServer(fsReg.Handler())
+	t.Cleanup(fsSrv.Close)
+	return env{name: "fs-proxy", url: fsSrv.URL, dataDir: dir}
 }
 
 func newClient(opts client.Options) *client.Client {

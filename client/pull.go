@@ -47,6 +47,12 @@ type PullOptions struct {
 	// one changed since. A selective pull prunes only files its selection
 	// (Files, ModelFiles) matches.
 	Prune bool
+	// Sync makes every file durable before Pull returns: one flush of the
+	// filesystem at the end (syncfs on Linux), or an fsync of each file.
+	// Without it a file survives a killed process but may be lost by a
+	// power failure, and a later pull, which finds out, fetches it again
+	// (see durable.go).
+	Sync bool
 }
 
 // PullResult reports a pull.
@@ -108,15 +114,23 @@ type puller struct {
 // directory when the pull placed nothing in it.
 func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullOptions) (res *PullResult, err error) {
 	start := time.Now()
+	ctx, span := phase(ctx, "modelx.pull")
+	defer span.End()
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
 	// Decoding a large cache takes as long as fetching the manifest: do both at once.
 	loaded := make(chan *hashCache, 1)
-	go func() { loaded <- loadCache(abs, c.opts.Chunker) }()
+	go func() {
+		_, load := phase(ctx, "modelx.pull.cache.load")
+		defer load.End()
+		loaded <- loadCache(abs, c.opts.Chunker)
+	}()
 	api := c.API(ref.Registry)
-	m, _, d, err := api.GetManifest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
+	mctx, get := phase(ctx, "modelx.pull.manifest")
+	m, _, d, err := api.GetManifest(mctx, ref.Repository, ref.Name, ref.ManifestRef())
+	get.End()
 	if err != nil {
 		return nil, explainMissing(ctx, api, ref, err)
 	}
@@ -126,6 +140,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	}
 	cache := <-loaded
 	tree := newTreeWriter(abs, cache)
+	tree.syncSmall = opts.Sync && !canSyncFS
 	p := &puller{blobs: modelBlobs{api: api, repo: ref.Repository, name: ref.Name}, tree: tree,
 		planner: &planner{tree: tree, cache: cache, force: opts.Force}, cache: cache,
 		progress: c.opts.Progress, concurrency: c.opts.Concurrency, chunking: c.opts.Chunker,
@@ -150,7 +165,9 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	if err != nil {
 		return nil, err
 	}
+	_, planning := phase(ctx, "modelx.pull.plan")
 	plan, err := p.planner.compare(withArchives)
+	planning.End()
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +178,10 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		return nil, err
 	}
 	p.progress.Plan(plannedFetch(plan.todo), p.res.SkippedBytes)
-	if err := p.download(ctx, plan.todo); err != nil {
+	fctx, fetch := phase(ctx, "modelx.pull.fetch")
+	err = p.download(fctx, plan.todo)
+	fetch.End()
+	if err != nil {
 		switch {
 		case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 			return nil, p.diskFull(err, plan.todo)
@@ -170,10 +190,23 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 		}
 		return nil, err
 	}
-	if err := p.settleStale(p.versionNames(all, withArchives), inSelection, opts.Prune); err != nil {
+	_, settle := phase(ctx, "modelx.pull.settle")
+	err = p.settleStale(p.versionNames(all, withArchives), inSelection, opts.Prune)
+	settle.End()
+	if err != nil {
 		return nil, err
 	}
+	if opts.Sync {
+		_, flush := phase(ctx, "modelx.pull.sync")
+		err = p.tree.sync()
+		flush.End()
+		if err != nil {
+			return nil, fmt.Errorf("flush %s to disk: %w", abs, err)
+		}
+	}
+	_, save := phase(ctx, "modelx.pull.cache.save")
 	_ = p.cache.save()
+	save.End()
 	p.res.Files = len(targets)
 	if opts.DropState {
 		if err := os.RemoveAll(filepath.Join(abs, stateDir)); err != nil {

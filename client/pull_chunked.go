@@ -87,8 +87,8 @@ func (p *puller) chunkedJobs(t target, copies []target, local *chunkIndex) ([]fu
 		off := offset
 		offset += ch.Size
 		// A chunk an earlier pull recorded as done is checked again: the
-		// part file is synced once at the end, not after every chunk, so a
-		// crash may have lost recorded bytes.
+		// part file is not synced after every chunk (see durable.go), so
+		// a crash may have lost recorded bytes.
 		if c.done[i] && chunkAt(f, off, ch) {
 			p.skipped(1, ch.Size)
 			c.tracker.Skip(ch.Size)
@@ -163,7 +163,9 @@ func (c *chunkedFile) fetch(ctx context.Context, i int, offset int64, ch spec.Ch
 	if err != nil {
 		return err
 	}
-	writeBack(c.f, offset, ch.Size)
+	if c.p.tree.syncEach() {
+		writeBack(c.f, offset, ch.Size)
+	}
 	c.p.countBlob()
 	return c.chunkDone(i)
 }
@@ -191,7 +193,7 @@ func (c *chunkedFile) chunkDone(i int) error {
 // same content and moves it into place.
 func (c *chunkedFile) finish() (err error) {
 	defer func() { c.end(err) }()
-	if err := c.f.Sync(); err != nil {
+	if err := c.p.tree.syncFile(c.f); err != nil {
 		c.f.Close()
 		return err
 	}

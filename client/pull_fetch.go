@@ -62,6 +62,15 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 	tracker.Skip(have)
 	p.skipped(0, have) // a killed pull downloaded these already
 	err = p.fetchBlob(ctx, t.blob.Digest, v, io.NewOffsetWriter(f, have), tracker)
+	if errors.Is(err, content.ErrDigestMismatch) && have > 0 {
+		// The bytes a killed pull left may be what a crash made of them
+		// (see durable.go): fetch the whole blob before blaming the registry.
+		if err = f.Truncate(0); err == nil {
+			v.Reset()
+			p.skipped(0, -have) // fetched after all
+			err = p.fetchBlob(ctx, t.blob.Digest, v, io.NewOffsetWriter(f, 0), tracker)
+		}
+	}
 	if errors.Is(err, content.ErrDigestMismatch) {
 		f.Truncate(0)
 		err = fmt.Errorf("%s: downloaded bytes do not match digest %s; the blob on the registry is corrupt (nothing was written)", t.name, t.digest)
@@ -70,7 +79,7 @@ func (p *puller) pullFile(ctx context.Context, t target, copies []target) error 
 	if err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := p.tree.syncFile(f); err != nil {
 		return err
 	}
 	if err := p.tree.placeCopies(f, t, copies, p.showCopy); err != nil {

@@ -45,12 +45,43 @@ type treeWriter struct {
 
 	unnamedOnce sync.Once
 	unnamedOK   bool // small files are written as unnamed files (see unnamedWorks)
+
+	// boot is the boot a file written now is recorded under, to be hashed
+	// again after a crash; "" where there is no boot ID, and every large
+	// file is fsynced before it gets its name instead (see durable.go).
+	boot string
+	// syncSmall fsyncs small files too: PullOptions.Sync where the
+	// filesystem cannot be flushed at once (canSyncFS).
+	syncSmall bool
+}
+
+// sync makes every file written so far durable, and records them so.
+func (w *treeWriter) sync() error {
+	if canSyncFS {
+		if err := syncFS(w.dir); err != nil {
+			return err
+		}
+	}
+	w.cache.markSynced()
+	return nil
+}
+
+// syncEach reports whether each downloaded file is fsynced before it gets
+// its name: where no boot ID tells a later run that a crash came between.
+func (w *treeWriter) syncEach() bool { return w.boot == "" }
+
+// syncFile fsyncs f where syncEach says so.
+func (w *treeWriter) syncFile(f *os.File) error {
+	if !w.syncEach() {
+		return nil
+	}
+	return f.Sync()
 }
 
 // newTreeWriter writes into dir, an absolute path, with its temp files in
 // dir/.modelx/tmp, recording what it places in cache.
 func newTreeWriter(dir string, cache *hashCache) *treeWriter {
-	return &treeWriter{dir: dir, tmp: filepath.Join(dir, stateDir, "tmp"), cache: cache,
+	return &treeWriter{dir: dir, tmp: filepath.Join(dir, stateDir, "tmp"), cache: cache, boot: cache.boot,
 		tmpPrefix: fmt.Sprintf("f%08x-", rand.Uint32()), dirs: map[string]bool{},
 		replaceFiles: map[string]bool{}, clearDirs: map[string][]string{}}
 }
@@ -304,7 +335,7 @@ func (w *treeWriter) place(tmp string, t target, fi fs.FileInfo) error {
 
 // placed records t, now at its name, in the cache under fi.
 func (w *treeWriter) placed(t target, fi fs.FileInfo) {
-	w.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks})
+	w.cache.putFile(t.name, cachedFile{Key: keyOf(fi), Digest: t.digest, Chunks: t.blob.Chunks, Boot: w.boot})
 }
 
 // placeCopies writes the verified bytes in src, t's temp file, as each of
@@ -326,7 +357,7 @@ func (w *treeWriter) placeCopies(src *os.File, t target, copies []target, placed
 			err = fmt.Errorf("%s: the copy of %s does not match digest %s; %s changed while it was copied (the copy was not written)", c.name, t.name, c.digest, src.Name())
 		}
 		if err == nil {
-			err = f.Sync()
+			err = w.syncFile(f)
 		}
 		var fi fs.FileInfo
 		if err == nil {
@@ -357,6 +388,9 @@ func (w *treeWriter) writeFileFrom(r io.Reader, t target) error {
 		return err
 	}
 	fi, err := fillFile(f, r, &t, perm)
+	if err == nil && w.syncSmall {
+		err = f.Sync()
+	}
 	if unnamed {
 		defer f.Close() // never linked, it vanishes
 		if err != nil {

@@ -71,6 +71,8 @@ func (c *Client) Push(ctx context.Context, ref Reference, dir string) (*PushResu
 // request.
 func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string, opts PushOptions) (*PushResult, error) {
 	start := time.Now()
+	ctx, span := phase(ctx, "modelx.push")
+	defer span.End()
 	if opts.From != "" {
 		if err := validateModelName(opts.From); err != nil {
 			return nil, &OptionError{Option: "PushOptions.From", Err: err}
@@ -79,7 +81,9 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	if ref.Digest != "" {
 		return nil, fmt.Errorf("push needs a tag, not a digest: use %s/%s:TAG", ref.Registry, ref.Model())
 	}
+	_, scan := phase(ctx, "modelx.push.scan")
 	files, err := scanDir(dir)
+	scan.End()
 	if err != nil {
 		return nil, err
 	}
@@ -108,8 +112,12 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	s.from = opts.From
 	go s.loadCurrent()
 
+	_, load := phase(ctx, "modelx.push.cache.load")
 	cache := loadCache(dir, c.opts.Chunker)
+	load.End()
+	_, lay := phase(ctx, "modelx.push.layout")
 	layout := c.layoutOf(files, cache)
+	lay.End()
 	c.opts.Progress.Plan(int64(len(configData))+layout.plannedBytes(), 0)
 	configDigest := digest.FromBytes(configData)
 	configProgress := startFile(c.opts.Progress, spec.ConfigFileName, int64(len(configData)))
@@ -120,14 +128,19 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	// version may replace it (see hashCache). Its key is from before the
 	// read: a change in between makes it look changed, never unchanged.
 	cache.putFile(spec.ConfigFileName, cachedFile{Key: keyOf(configFile.info), Digest: configDigest})
-	m, packKeys, buildErr := c.buildManifest(ctx, cancel, layout, cache, s)
-	if err := s.wait(); err != nil {
+	bctx, blobs := phase(ctx, "modelx.push.blobs")
+	m, packKeys, buildErr := c.buildManifest(bctx, cancel, layout, cache, s)
+	err = s.wait()
+	blobs.End()
+	if err != nil {
 		return nil, err
 	}
 	if buildErr != nil {
 		return nil, buildErr
 	}
 	m.Config = spec.Descriptor{Name: spec.ConfigFileName, MediaType: spec.MediaTypeConfig, Digest: configDigest, Size: int64(len(configData)), Mode: configFile.info.Mode().Perm()}
+	mctx, put := phase(ctx, "modelx.push.manifest")
+	defer put.End() // ended early below; a second End is ignored
 	data, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
@@ -136,9 +149,10 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 		// The tag already names exactly this manifest, and every blob was
 		// there: nothing to write (and no blob re-check on the registry).
 		res.Digest = d
-	} else if res.Digest, err = s.putManifest(ctx, data); err != nil {
+	} else if res.Digest, err = s.putManifest(mctx, data); err != nil {
 		return nil, fmt.Errorf("push manifest: %w", err)
 	}
+	put.End()
 	if s.currentDigest != res.Digest {
 		res.PreviousDigest = s.currentDigest
 	}
@@ -146,8 +160,10 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	for _, f := range files {
 		names[f.name] = true
 	}
+	_, save := phase(ctx, "modelx.push.cache.save")
 	cache.prune(names, packKeys)
 	_ = cache.save() // a read-only directory just keeps no cache
+	save.End()
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
 }
@@ -484,6 +500,8 @@ func (c *Client) newSender(ctx context.Context, cancel context.CancelCauseFunc, 
 // need not be offered.
 func (s *sender) loadCurrent() {
 	defer close(s.ready)
+	_, span := phase(s.ctx, "modelx.push.current")
+	defer span.End()
 	s.known = map[digest.Digest]bool{}
 	base, _, d, err := s.api.GetManifest(s.ctx, s.ref.Repository, s.ref.Name, s.ref.Tag)
 	var invalid *spec.Error

@@ -228,6 +228,7 @@ wrote that the version no longer has stay, unless --prune removes them.`,
 	cmd.Flags().BoolVar(&opts.DropState, "no-state", false, "remove DIR/.modelx (hash cache) after a successful pull; the default for modelx:// URIs")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "overwrite files in DIR that modelx did not write, or that changed since it wrote them")
 	cmd.Flags().BoolVar(&opts.Prune, "prune", false, "also remove the files modelx wrote in DIR that this version no longer has (never files modelx did not write, nor ones changed since)")
+	cmd.Flags().BoolVar(&opts.Sync, "sync", false, "flush the files to disk before returning, so they survive a power failure (without it they survive a killed process, and a pull after a crash fetches what was lost)")
 	a.addOutputFlag(cmd)
 	a.addConcurrencyFlag(cmd)
 	addMetricsFileFlag(cmd, &metricsFile)
