@@ -54,7 +54,7 @@ type cachedPack struct {
 	Files  []spec.PackedFile `json:"files"`
 }
 
-// hashCache is the on-disk cache in DIR/.modelx/cache.json. It is safe for
+// hashCache is the on-disk cache in DIR/.modelx/cache.bin. It is safe for
 // concurrent use.
 //
 // Its file entries are also the directory's record of which files modelx
@@ -78,11 +78,23 @@ type hashCache struct {
 	dirty bool
 }
 
+// Cache file names in the state folder: the binary cache (cache_codec.go),
+// and the JSON one of earlier versions, read once and replaced.
+const (
+	cacheFile     = "cache.bin"
+	jsonCacheFile = "cache.json"
+)
+
 // loadCache reads the cache of dir; a missing, unreadable or stale cache is empty.
 func loadCache(dir string, params chunker.Params) *hashCache {
-	c := &hashCache{path: filepath.Join(dir, stateDir, "cache.json"), boot: bootID()}
+	c := &hashCache{path: filepath.Join(dir, stateDir, cacheFile), boot: bootID()}
 	if data, err := os.ReadFile(c.path); err == nil {
+		if v, p, files, packs, err := decodeCache(data); err == nil {
+			c.data.Version, c.data.Chunker, c.data.Files, c.data.Packs = v, p, files, packs
+		}
+	} else if data, err := os.ReadFile(filepath.Join(dir, stateDir, jsonCacheFile)); err == nil {
 		_ = json.Unmarshal(data, &c.data)
+		c.dirty = true // saved in the binary form
 	}
 	if c.data.Version != cacheVersion || c.data.Chunker != params {
 		c.data.Files = nil
@@ -217,14 +229,11 @@ func (c *hashCache) save() error {
 	if !c.dirty {
 		return nil
 	}
-	data, err := json.Marshal(&c.data)
-	if err != nil {
-		return err
-	}
+	data := encodeCache(c.data.Version, c.data.Chunker, c.data.Files, c.data.Packs)
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), "cache-*.json")
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), "cache-*.tmp")
 	if err != nil {
 		return err
 	}
@@ -241,6 +250,7 @@ func (c *hashCache) save() error {
 		os.Remove(tmp.Name())
 		return err
 	}
+	os.Remove(filepath.Join(filepath.Dir(c.path), jsonCacheFile))
 	c.dirty = false
 	return nil
 }

@@ -1,11 +1,9 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,23 +17,11 @@ import (
 // it ("" for a file recorded durable).
 func cacheBoots(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	var c struct {
-		Files map[string]struct {
-			Boot string `json:"boot"`
-		} `json:"files"`
+	boots := client.CacheBoots(dir, testChunks)
+	if len(boots) == 0 {
+		t.Fatalf("%s has no hash cache", dir)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, ".modelx", "cache.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for name, f := range c.Files {
-		out[name] = f.Boot
-	}
-	return out
+	return boots
 }
 
 // loseBytes does to name what a power failure can do to a file that was
@@ -107,12 +93,7 @@ func TestPullDistrustsWritesOfAnEarlierBoot(t *testing.T) {
 	}
 
 	// After a reboot the same file is hashed, found wrong, and fetched.
-	cachePath := filepath.Join(dst, ".modelx", "cache.json")
-	data, err := os.ReadFile(cachePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cachePath, bytes.ReplaceAll(data, []byte(thisBoot), []byte("an-earlier-boot")), 0o644); err != nil {
+	if err := client.RebootCache(dst, testChunks); err != nil {
 		t.Fatal(err)
 	}
 	res, err = c.Pull(ctx, ref(t, e, "durable/m:v1"), dst, client.PullOptions{})

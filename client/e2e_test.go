@@ -69,7 +69,7 @@ func envs(t *testing.T) []env {
 
 // fsEnv is a registry on the local filesystem alone, for a test whose
 // subject is the client's side.
-func fsEnv(t *testing.T) env {
+func fsEnv(t testing.TB) env {
 	t.Helper()
 	dir := t.TempDir()
 	fsStore, err := fsstore.New(dir)
@@ -101,7 +101,7 @@ func ref(t *testing.T, e env, model string) client.Reference {
 	return r
 }
 
-func write(t *testing.T, dir, name string, data []byte, mode fs.FileMode) {
+func write(t testing.TB, dir, name string, data []byte, mode fs.FileMode) {
 	t.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -120,6 +122,10 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	if err != nil {
 		return nil, err
 	}
+	if unchanged := c.unchangedPull(ctx, ref, abs, opts); unchanged != nil {
+		unchanged.DurationSeconds = time.Since(start).Seconds()
+		return unchanged, nil
+	}
 	// Decoding a large cache takes as long as fetching the manifest: do both at once.
 	loaded := make(chan *hashCache, 1)
 	go func() {
@@ -174,6 +180,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	p.res.BlobsSkipped += plan.skippedBlobs
 	p.res.SkippedBytes += plan.skippedBytes
 	p.tree.allow(plan)
+	forgetSummary(abs)
 	if err := os.MkdirAll(p.tree.tmp, 0o755); err != nil {
 		return nil, err
 	}
@@ -217,6 +224,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	}
 	// Every partial download is now complete: drop what older pulls left.
 	_ = removeContents(p.tree.tmp)
+	c.recordPull(ref, abs, opts, p, withArchives)
 	p.res.DurationSeconds = time.Since(start).Seconds()
 	return p.res, nil
 }
@@ -377,3 +385,74 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 
 // copyBuffers hold 1 MiB copy buffers: large writes, few syscalls.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// pullKey is what, besides the reference, shapes what a pull writes and
+// reports.
+func pullKey(opts PullOptions) string {
+	return transferKey(opts.Files, opts.ModelFiles, opts.ModelFilesIfListed, opts.Prune, opts.Sync)
+}
+
+// unchangedPull returns, when the last transfer into dir was a pull of ref
+// with the same options, its files are as it left them, and the reference
+// still names its manifest, the result of a pull with nothing to fetch:
+// the price of one stat per file and one HEAD request (see summary.go).
+// Otherwise nil; the full pull forgets the summary once it is about to
+// write (a refused pull changes nothing in dir).
+func (c *Client) unchangedPull(ctx context.Context, ref Reference, dir string, opts PullOptions) *PullResult {
+	last := loadSummary(dir)
+	if last == nil {
+		return nil
+	}
+	if opts.DropState { // the full pull removes the state folder
+		return nil
+	}
+	ctx, span := phase(ctx, "modelx.pull.unchanged")
+	defer span.End()
+	if !last.matches("pull", ref.String(), pullKey(opts), filesFingerprint(dir, last.Names, nil)) {
+		return nil
+	}
+	d, err := c.API(ref.Registry).ManifestDigest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
+	if err != nil || d != last.Manifest {
+		return nil
+	}
+	c.opts.Progress.Plan(0, last.SkippedBytes)
+	return &PullResult{Reference: ref.String(), Digest: d,
+		Transfer: Transfer{Files: last.Files, BlobsSkipped: last.BlobsSkipped, SkippedBytes: last.SkippedBytes}}
+}
+
+// recordPull records a successful pull into dir of the files of targets,
+// when a pull with nothing to fetch would report exactly what the summary
+// holds: no legacy archive (extracted, not placed file by file) and no
+// stale file to report, and every file as the hash cache records it.
+func (c *Client) recordPull(ref Reference, dir string, opts PullOptions, p *puller, targets []target) {
+	if len(p.res.Stale) > 0 {
+		return
+	}
+	names := make([]string, 0, len(targets))
+	for _, t := range targets {
+		if t.isLegacyDir() || t.archived {
+			return
+		}
+		names = append(names, t.name)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	tree := filesFingerprint(dir, names, func(name string, fi fs.FileInfo) bool {
+		cf, ok := p.cache.entry(name)
+		return ok && cf.Key == keyOf(fi) && p.cache.durable(cf)
+	})
+	if tree == "" {
+		return
+	}
+	same := make([]bool, len(targets))
+	for i := range same {
+		same[i] = true
+	}
+	blobs, bytes := countPresent(targets, same, nil)
+	boot := p.tree.boot
+	if opts.Sync {
+		boot = ""
+	}
+	saveSummary(dir, lastTransfer{Op: "pull", Ref: ref.String(), Options: pullKey(opts), Manifest: p.res.Digest, Tree: tree,
+		Names: names, Boot: boot, Files: len(targets), BlobsSkipped: blobs, SkippedBytes: bytes})
+}

@@ -67,7 +67,7 @@ func TestPullReusesShiftedChunks(t *testing.T) {
 				force   bool // without the cache, modelx no longer knows it wrote the old file
 			}{
 				{"cached", "v2", func(string) {}, false},
-				{"uncached", "v2", func(dir string) { os.Remove(filepath.Join(dir, ".modelx", "cache.json")) }, true},
+				{"uncached", "v2", func(dir string) { os.Remove(filepath.Join(dir, ".modelx", "cache.bin")) }, true},
 				{"other-file", "v3", func(string) {}, false},
 			} {
 				t.Run(tc.name, func(t *testing.T) {

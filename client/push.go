@@ -81,8 +81,12 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	if ref.Digest != "" {
 		return nil, fmt.Errorf("push needs a tag, not a digest: use %s/%s:TAG", ref.Registry, ref.Model())
 	}
+	if unchanged := c.unchangedPush(ctx, ref, dir); unchanged != nil {
+		unchanged.DurationSeconds = time.Since(start).Seconds()
+		return unchanged, nil
+	}
 	_, scan := phase(ctx, "modelx.push.scan")
-	files, err := scanDir(dir)
+	files, tree, err := scanDir(dir)
 	scan.End()
 	if err != nil {
 		return nil, err
@@ -164,6 +168,7 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	cache.prune(names, packKeys)
 	_ = cache.save() // a read-only directory just keeps no cache
 	save.End()
+	c.recordPush(ref, dir, tree, res)
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
 }
@@ -755,4 +760,42 @@ func (c *countingReadCloser) Read(p []byte) (int, error) {
 		c.add(int64(n))
 	}
 	return n, err
+}
+
+// pushKey is what, besides the directory, shapes the manifest a push makes.
+func (c *Client) pushKey() string {
+	return transferKey(c.opts.Chunker, c.opts.SmallFileThreshold)
+}
+
+// unchangedPush returns, when the last transfer from dir was a push of ref
+// with the same options over the same tree and the tag still names its
+// manifest, the result of a push with nothing to send: the price of one
+// walk and one HEAD request (see summary.go). Otherwise nil.
+func (c *Client) unchangedPush(ctx context.Context, ref Reference, dir string) *PushResult {
+	last := loadSummary(dir)
+	if last == nil || last.Op != "push" || last.Ref != ref.String() || last.Options != c.pushKey() {
+		return nil
+	}
+	ctx, span := phase(ctx, "modelx.push.unchanged")
+	defer span.End()
+	if !last.matches("push", ref.String(), c.pushKey(), treeFingerprint(dir)) {
+		return nil
+	}
+	d, err := c.API(ref.Registry).ManifestDigest(ctx, ref.Repository, ref.Name, ref.Tag)
+	if err != nil || d != last.Manifest {
+		return nil // the full push says what is wrong
+	}
+	c.opts.Progress.Plan(0, last.SkippedBytes)
+	return &PushResult{Reference: ref.String(), Digest: d,
+		Transfer: Transfer{Files: last.Files, BlobsSkipped: last.BlobsSkipped, SkippedBytes: last.SkippedBytes}}
+}
+
+// recordPush records a successful push of dir, whose tree had the
+// fingerprint tree before it started.
+func (c *Client) recordPush(ref Reference, dir, tree string, res *PushResult) {
+	if tree == "" {
+		return
+	}
+	saveSummary(dir, lastTransfer{Op: "push", Ref: ref.String(), Options: c.pushKey(), Manifest: res.Digest, Tree: tree,
+		Files: res.Files, BlobsSkipped: res.BlobsSkipped + res.BlobsTransferred, SkippedBytes: res.SkippedBytes + res.UploadedBytes})
 }

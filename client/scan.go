@@ -161,19 +161,21 @@ func ignoreLine(rel string, dir bool) string {
 // files are followed. Everything push cannot send is gathered into one
 // *UnpushableError, so the push fails before it uploads anything: names
 // a manifest may not hold (spec.ValidatePath: ".GIT", control characters,
-// …), links to directories, and other special files.
-func scanDir(dir string) ([]localFile, error) {
+// …), links to directories, and other special files. It also returns the
+// tree's fingerprint, as treeFingerprint computes it.
+func scanDir(dir string) ([]localFile, string, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("model directory: %w", err)
+		return nil, "", fmt.Errorf("model directory: %w", err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
+		return nil, "", fmt.Errorf("%s is not a directory", dir)
 	}
 	rules, err := loadIgnore(dir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	fp := newFingerprint()
 	var files []localFile
 	var problems []PathProblem
 	refuse := func(rel string, isDir bool, reason string) {
@@ -209,15 +211,16 @@ func scanDir(dir string) ([]localFile, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if d.Name() == ".git" || d.Name() == stateDir || rules.ignored(rel, true) {
+			if skipDir(d.Name(), rel, rules) {
 				return filepath.SkipDir
 			}
 			if invalid(rel, true) {
 				return filepath.SkipDir // one entry for the directory, not one per file
 			}
+			fp.dir(rel)
 			return nil
 		}
-		if d.Name() == ".git" || rules.ignored(rel, false) {
+		if skipFile(d.Name(), rel, rules) {
 			return nil
 		}
 		if invalid(rel, false) {
@@ -236,14 +239,26 @@ func scanDir(dir string) ([]localFile, error) {
 			return nil
 		}
 		files = append(files, localFile{name: rel, path: p, info: info})
+		fp.file(rel, info)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(problems) > 0 {
-		return nil, &UnpushableError{Dir: dir, Problems: problems}
+		return nil, "", &UnpushableError{Dir: dir, Problems: problems}
 	}
 	slices.SortFunc(files, func(a, b localFile) int { return strings.Compare(a.name, b.name) })
-	return files, nil
+	return files, fp.sum(), nil
+}
+
+// skipDir reports whether a push leaves out the directory rel, named name:
+// .git, the state folder, and what the ignore rules leave out.
+func skipDir(name, rel string, rules ignoreRules) bool {
+	return name == ".git" || name == stateDir || rules.ignored(rel, true)
+}
+
+// skipFile reports whether a push leaves out the file rel, named name.
+func skipFile(name, rel string, rules ignoreRules) bool {
+	return name == ".git" || rules.ignored(rel, false)
 }

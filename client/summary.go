@@ -1,0 +1,204 @@
+package client
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// A push or pull with nothing to move should cost one stat per file and
+// one request, whatever the size of the model: no reading of the hash
+// cache, no building or parsing of a manifest. After each successful push
+// or pull, the directory's state folder records what it did (lastTransfer):
+// the reference, the manifest, the options that shaped it, and a
+// fingerprint of the directory's tree (the name, type, size, mtime, inode
+// and permissions of every entry the push would consider). The next
+// transfer of the same reference with the same options computes the
+// fingerprint again; when it matches and the registry says the reference
+// still names that manifest (one HEAD request), there is nothing to do.
+// Anything else — a file touched, added or removed, the tag moved, other
+// options — takes the full path, which records a new summary.
+//
+// The fingerprint trusts a file's size, mtime and inode exactly as the hash
+// cache does; like the cache it is not trusted in another boot after a pull
+// that did not sync (see durable.go).
+
+// summaryVersion changes when the summary's meaning changes.
+const summaryVersion = 1
+
+// lastTransfer is the summary of the last successful push or pull of a
+// directory, in DIR/.modelx/last.json.
+type lastTransfer struct {
+	Version  int           `json:"version"`
+	Op       string        `json:"op"` // "push" or "pull"
+	Ref      string        `json:"ref"`
+	Options  string        `json:"options"` // the options that shape the result (transferKey)
+	Manifest digest.Digest `json:"manifest"`
+	Tree     string        `json:"tree"`            // a push's treeFingerprint, before; a pull's filesFingerprint of Names, after
+	Names    []string      `json:"names,omitempty"` // a pull's files, sorted
+	// Boot is the boot a pull wrote files in without syncing them; the
+	// summary holds in no other boot.
+	Boot string `json:"boot,omitempty"`
+	// What a transfer with nothing to move reports.
+	Files        int   `json:"files"`
+	BlobsSkipped int   `json:"blobs_skipped"`
+	SkippedBytes int64 `json:"skipped_bytes"`
+}
+
+func summaryPath(dir string) string { return filepath.Join(dir, stateDir, "last.json") }
+
+// loadSummary reads dir's summary; nil when there is none or it is not
+// this version's.
+func loadSummary(dir string) *lastTransfer {
+	data, err := os.ReadFile(summaryPath(dir))
+	if err != nil {
+		return nil
+	}
+	var s lastTransfer
+	if json.Unmarshal(data, &s) != nil || s.Version != summaryVersion {
+		return nil
+	}
+	return &s
+}
+
+// matches reports whether s describes a transfer op of ref with options,
+// over a tree with the fingerprint tree, that still holds in this boot.
+func (s *lastTransfer) matches(op, ref, options, tree string) bool {
+	return s != nil && tree != "" && s.Op == op && s.Ref == ref && s.Options == options && s.Tree == tree &&
+		(s.Boot == "" || s.Boot == bootID())
+}
+
+// forgetSummary removes dir's summary: a transfer that may change the
+// directory starts with it, so a failure never leaves one that is wrong.
+func forgetSummary(dir string) {
+	if _, err := os.Lstat(summaryPath(dir)); errors.Is(err, fs.ErrNotExist) {
+		return // nothing to forget; no change to the state folder
+	}
+	if err := os.Remove(summaryPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		_ = os.WriteFile(summaryPath(dir), nil, 0o644) // unreadable as a summary
+	}
+}
+
+// saveSummary records s in dir, atomically; a read-only directory keeps none.
+func saveSummary(dir string, s lastTransfer) {
+	s.Version = summaryVersion
+	data, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(filepath.Join(dir, stateDir), "last-*.json")
+	if err != nil {
+		return
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), summaryPath(dir))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+}
+
+// transferKey is the part of the options that shapes what a transfer
+// writes or reports, as one string.
+func transferKey(parts ...any) string {
+	data, _ := json.Marshal(parts)
+	return string(data)
+}
+
+// fingerprint hashes the keys of a tree's entries, in the order given.
+type fingerprint struct{ h hash.Hash }
+
+func newFingerprint() fingerprint { return fingerprint{h: sha256.New()} }
+
+// dir adds a directory.
+func (f fingerprint) dir(name string) { fmt.Fprintf(f.h, "%s/\x00", name) }
+
+// file adds a file, by what a stat of it says (a link's target's).
+func (f fingerprint) file(name string, fi fs.FileInfo) {
+	fmt.Fprintf(f.h, "%s\x00%o %d %d %d\x00", name, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), inodeOf(fi))
+}
+
+// missing adds a file that is not there.
+func (f fingerprint) missing(name string) { fmt.Fprintf(f.h, "%s\x00-\x00", name) }
+
+func (f fingerprint) sum() string { return hex.EncodeToString(f.h.Sum(nil)) }
+
+// treeFingerprint is the fingerprint scanDir computes of the tree a push
+// would send, taken with the same walk but without checking names: every
+// directory and file but .git, the state folder and what .modelxignore
+// leaves out, each file by what os.Stat says. It reads no file but
+// .modelxignore. "" means there is none to take.
+func treeFingerprint(dir string) string {
+	rules, err := loadIgnore(dir)
+	if err != nil {
+		return ""
+	}
+	fp := newFingerprint()
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if skipDir(d.Name(), rel, rules) {
+				return filepath.SkipDir
+			}
+			fp.dir(rel)
+			return nil
+		}
+		if skipFile(d.Name(), rel, rules) {
+			return nil
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		fp.file(rel, fi)
+		return nil
+	})
+	if err != nil {
+		return ""
+	}
+	return fp.sum()
+}
+
+// filesFingerprint is the fingerprint of the files names (sorted) in dir,
+// each by what os.Lstat says: what a pull records of the files it leaves.
+// With vouch, it is "" unless vouch accepts every file as it is now.
+func filesFingerprint(dir string, names []string, vouch func(name string, fi fs.FileInfo) bool) string {
+	fp := newFingerprint()
+	for _, name := range names {
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil || !fi.Mode().IsRegular() {
+			if vouch != nil {
+				return ""
+			}
+			fp.missing(name)
+			continue
+		}
+		if vouch != nil && !vouch(name, fi) {
+			return ""
+		}
+		fp.file(name, fi)
+	}
+	return fp.sum()
+}
