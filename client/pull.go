@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -408,7 +407,7 @@ func (c *Client) unchangedPull(ctx context.Context, ref Reference, dir string, o
 	}
 	ctx, span := phase(ctx, "modelx.pull.unchanged")
 	defer span.End()
-	if !last.matches("pull", ref.String(), pullKey(opts), filesFingerprint(dir, last.Names, nil)) {
+	if !last.matches("pull", ref.String(), pullKey(opts), filesFingerprint(dir, last.Names)) {
 		return nil
 	}
 	d, err := c.API(ref.Registry).ManifestDigest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
@@ -437,11 +436,13 @@ func (c *Client) recordPull(ref Reference, dir string, opts PullOptions, p *pull
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	tree := filesFingerprint(dir, names, func(name string, fi fs.FileInfo) bool {
+	vouched := true
+	tree := keysFingerprint(names, func(name string) (fileKey, bool) {
 		cf, ok := p.cache.entry(name)
-		return ok && cf.Key == keyOf(fi) && p.cache.durable(cf)
+		vouched = vouched && ok && p.cache.durable(cf)
+		return cf.Key, ok
 	})
-	if tree == "" {
+	if !vouched {
 		return
 	}
 	same := make([]bool, len(targets))

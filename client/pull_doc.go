@@ -1,7 +1,10 @@
 package client
 
 // How a pull works (Client.Pull), in three parts, as restic's restorer
-// plans, downloads and writes:
+// plans, downloads and writes, after one shortcut: when the directory's
+// summary of its last transfer (summary.go) is this pull, its files are as
+// it left them and the reference still names its manifest, there is
+// nothing to do.
 //
 //  1. Plan (pull_plan.go, pull_local.go). The manifest's targets are the
 //     files of the version: one per whole file, chunked file and legacy
@@ -37,7 +40,8 @@ package client
 //     place: packed files as unnamed files (O_TMPFILE) linked in once
 //     complete, where the filesystem allows, else like the others renamed
 //     from a temp or part file; all with the manifest's permissions, each
-//     recorded in the hash cache. It checks every
+//     recorded in the hash cache with the boot it was written in (nothing
+//     is fsynced; see durable.go). It checks every
 //     directory again as it writes (ensureDir), and removes what is in
 //     the way only as the plan allowed.
 //

@@ -182,23 +182,31 @@ func treeFingerprint(dir string) string {
 }
 
 // filesFingerprint is the fingerprint of the files names (sorted) in dir,
-// each by what os.Lstat says: what a pull records of the files it leaves.
-// With vouch, it is "" unless vouch accepts every file as it is now.
-func filesFingerprint(dir string, names []string, vouch func(name string, fi fs.FileInfo) bool) string {
-	fp := newFingerprint()
-	for _, name := range names {
+// each by its key (size, mtime, inode) as os.Lstat finds it: what the
+// check of a pull's summary computes.
+func filesFingerprint(dir string, names []string) string {
+	return keysFingerprint(names, func(name string) (fileKey, bool) {
 		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil || !fi.Mode().IsRegular() {
-			if vouch != nil {
-				return ""
-			}
+			return fileKey{}, false
+		}
+		return keyOf(fi), true
+	})
+}
+
+// keysFingerprint is the fingerprint of the files names by their keys; a
+// pull records it from the keys its hash cache holds, which are those of
+// the files as it placed or found them, so a file changed since makes the
+// check differ.
+func keysFingerprint(names []string, key func(name string) (fileKey, bool)) string {
+	fp := newFingerprint()
+	for _, name := range names {
+		k, ok := key(name)
+		if !ok {
 			fp.missing(name)
 			continue
 		}
-		if vouch != nil && !vouch(name, fi) {
-			return ""
-		}
-		fp.file(name, fi)
+		fmt.Fprintf(fp.h, "%s\x00%d %d %d\x00", name, k.Size, k.ModTime, k.Inode)
 	}
 	return fp.sum()
 }
