@@ -81,15 +81,15 @@ func (c *Client) PushWithOptions(ctx context.Context, ref Reference, dir string,
 	if ref.Digest != "" {
 		return nil, fmt.Errorf("push needs a tag, not a digest: use %s/%s:TAG", ref.Registry, ref.Model())
 	}
-	if unchanged := c.unchangedPush(ctx, ref, dir); unchanged != nil {
-		unchanged.DurationSeconds = time.Since(start).Seconds()
-		return unchanged, nil
-	}
 	_, scan := phase(ctx, "modelx.push.scan")
 	files, tree, err := scanDir(dir)
 	scan.End()
 	if err != nil {
 		return nil, err
+	}
+	if unchanged := c.unchangedPush(ctx, ref, dir, tree); unchanged != nil {
+		unchanged.DurationSeconds = time.Since(start).Seconds()
+		return unchanged, nil
 	}
 	i := slices.IndexFunc(files, func(f localFile) bool { return f.name == spec.ConfigFileName })
 	if i < 0 {
@@ -768,19 +768,17 @@ func (c *Client) pushKey() string {
 }
 
 // unchangedPush returns, when the last transfer from dir was a push of ref
-// with the same options over the same tree and the tag still names its
-// manifest, the result of a push with nothing to send: the price of one
-// walk and one HEAD request (see summary.go). Otherwise nil.
-func (c *Client) unchangedPush(ctx context.Context, ref Reference, dir string) *PushResult {
+// with the same options over the same tree (tree, scanDir's fingerprint)
+// and the tag still names its manifest, the result of a push with nothing
+// to send: no file read, no cache loaded, one HEAD request (see
+// summary.go). Otherwise nil.
+func (c *Client) unchangedPush(ctx context.Context, ref Reference, dir, tree string) *PushResult {
 	last := loadSummary(dir)
-	if last == nil || last.Op != "push" || last.Ref != ref.String() || last.Options != c.pushKey() {
+	if !last.matches("push", ref.String(), c.pushKey(), tree) {
 		return nil
 	}
 	ctx, span := phase(ctx, "modelx.push.unchanged")
 	defer span.End()
-	if !last.matches("push", ref.String(), c.pushKey(), treeFingerprint(dir)) {
-		return nil
-	}
 	d, err := c.API(ref.Registry).ManifestDigest(ctx, ref.Repository, ref.Name, ref.Tag)
 	if err != nil || d != last.Manifest {
 		return nil // the full push says what is wrong

@@ -162,7 +162,8 @@ func ignoreLine(rel string, dir bool) string {
 // *UnpushableError, so the push fails before it uploads anything: names
 // a manifest may not hold (spec.ValidatePath: ".GIT", control characters,
 // …), links to directories, and other special files. It also returns the
-// tree's fingerprint, as treeFingerprint computes it.
+// tree's fingerprint: a sha256 over every directory and file it lists,
+// each file with its mode, size, mtime and inode (see summary.go).
 func scanDir(dir string) ([]localFile, string, error) {
 	st, err := os.Stat(dir)
 	if err != nil {

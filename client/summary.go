@@ -42,7 +42,7 @@ type lastTransfer struct {
 	Ref      string        `json:"ref"`
 	Options  string        `json:"options"` // the options that shape the result (transferKey)
 	Manifest digest.Digest `json:"manifest"`
-	Tree     string        `json:"tree"`            // a push's treeFingerprint, before; a pull's filesFingerprint of Names, after
+	Tree     string        `json:"tree"`            // a push's scanDir fingerprint, before; a pull's keysFingerprint of Names, after
 	Names    []string      `json:"names,omitempty"` // a pull's files, sorted
 	// Boot is the boot a pull wrote files in without syncing them; the
 	// summary holds in no other boot.
@@ -134,52 +134,6 @@ func (f fingerprint) file(name string, fi fs.FileInfo) {
 func (f fingerprint) missing(name string) { fmt.Fprintf(f.h, "%s\x00-\x00", name) }
 
 func (f fingerprint) sum() string { return hex.EncodeToString(f.h.Sum(nil)) }
-
-// treeFingerprint is the fingerprint scanDir computes of the tree a push
-// would send, taken with the same walk but without checking names: every
-// directory and file but .git, the state folder and what .modelxignore
-// leaves out, each file by what os.Stat says. It reads no file but
-// .modelxignore. "" means there is none to take.
-func treeFingerprint(dir string) string {
-	rules, err := loadIgnore(dir)
-	if err != nil {
-		return ""
-	}
-	fp := newFingerprint()
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == dir {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if skipDir(d.Name(), rel, rules) {
-				return filepath.SkipDir
-			}
-			fp.dir(rel)
-			return nil
-		}
-		if skipFile(d.Name(), rel, rules) {
-			return nil
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		fp.file(rel, fi)
-		return nil
-	})
-	if err != nil {
-		return ""
-	}
-	return fp.sum()
-}
 
 // filesFingerprint is the fingerprint of the files names (sorted) in dir,
 // each by its key (size, mtime, inode) as os.Lstat finds it: what the
