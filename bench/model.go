@@ -408,6 +408,38 @@ func smallFileName(i int) string {
 	return fmt.Sprintf("data/d%02d/s%02d/item-%05d.%s", leaf/10, leaf%10, i, ext)
 }
 
+// textFiles describes n small seeded files of minSize to 8 KiB, even ones
+// JSON and odd ones text, perDir to a folder, file i at name(i); file i's
+// bytes come from the random stream stream+i of the seed.
+type textFiles struct {
+	n, minSize, perDir int
+	stream             uint64
+	name               func(i int) string
+}
+
+func writeTextFiles(dir string, tf textFiles, seed uint64) error {
+	for i := range tf.n {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)+tf.stream))
+		size := tf.minSize + rng.IntN(8192-tf.minSize+1)
+		var data []byte
+		if i%2 == 0 {
+			data = jsonOf(rng, i, size)
+		} else {
+			data = textOf(rng, size)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(tf.name(i)))
+		if i%tf.perDir == 0 {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // genSmall writes the many-small-files model: n compressible files of
 // 100 B to 8 KiB in nested folders, a 32 MiB safetensors file, a 32 MiB
 // incompressible file, and modelx.yaml.
@@ -420,24 +452,8 @@ func genSmall(dir string, n int, seed uint64) (*model, error) {
 	if err := os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte(smallConfigYAML), 0o644); err != nil {
 		return nil, err
 	}
-	for i := range n {
-		rng := rand.New(rand.NewPCG(seed, uint64(i)+1000))
-		size := 100 + rng.IntN(8192-100+1)
-		var data []byte
-		if i%2 == 0 {
-			data = jsonOf(rng, i, size)
-		} else {
-			data = textOf(rng, size)
-		}
-		path := filepath.Join(dir, filepath.FromSlash(smallFileName(i)))
-		if i%100 == 0 {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				return nil, err
-			}
-		}
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			return nil, err
-		}
+	if err := writeTextFiles(dir, textFiles{n: n, stream: 1000, minSize: 100, perDir: 100, name: smallFileName}, seed); err != nil {
+		return nil, err
 	}
 	if err := writeSafetensors(filepath.Join(dir, m.Safetensors), 32<<20, keyFor(seed, "small/"+m.Safetensors)); err != nil {
 		return nil, err
@@ -483,24 +499,8 @@ func genMixed(dir string, shard int64, n int, seed uint64) (*model, error) {
 	if err := os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte(mixedConfigYAML), 0o644); err != nil {
 		return nil, err
 	}
-	for i := range n {
-		rng := rand.New(rand.NewPCG(seed, uint64(i)+500000))
-		size := 1024 + rng.IntN(8192-1024+1)
-		var data []byte
-		if i%2 == 0 {
-			data = jsonOf(rng, i, size)
-		} else {
-			data = textOf(rng, size)
-		}
-		path := filepath.Join(dir, filepath.FromSlash(mixedFileName(i)))
-		if i%50 == 0 {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				return nil, err
-			}
-		}
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			return nil, err
-		}
+	if err := writeTextFiles(dir, textFiles{n: n, stream: 500000, minSize: 1024, perDir: 50, name: mixedFileName}, seed); err != nil {
+		return nil, err
 	}
 	for i := range 4 {
 		name := fmt.Sprintf("model-%05d-of-00004.bin", i+1)
