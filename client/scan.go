@@ -177,6 +177,8 @@ func scanDir(dir string) ([]localFile, string, error) {
 		return nil, "", err
 	}
 	fp := newFingerprint()
+	statter := newDirStatter()
+	defer statter.close()
 	var files []localFile
 	var problems []PathProblem
 	refuse := func(rel string, isDir bool, reason string) {
@@ -227,7 +229,7 @@ func scanDir(dir string) ([]localFile, string, error) {
 		if invalid(rel, false) {
 			return nil
 		}
-		info, err := os.Stat(p) // follows a link to a file
+		info, err := statter.stat(p) // follows a link to a file
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
 		}
