@@ -23,24 +23,34 @@ type dirStatter struct {
 func newDirStatter() *dirStatter { return &dirStatter{fd: -1} }
 
 // stat is os.Stat(path): it follows a symbolic link.
-func (s *dirStatter) stat(path string) (fs.FileInfo, error) {
+func (s *dirStatter) stat(path string) (fs.FileInfo, error) { return s.statFlags(path, 0, "stat") }
+
+// lstat is os.Lstat(path).
+func (s *dirStatter) lstat(path string) (fs.FileInfo, error) {
+	return s.statFlags(path, unix.AT_SYMLINK_NOFOLLOW, "lstat")
+}
+
+func (s *dirStatter) statFlags(path string, flags int, op string) (fs.FileInfo, error) {
 	dir, name := filepath.Split(path)
 	if dir != s.dir {
 		s.close()
 		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			if flags != 0 {
+				return os.Lstat(path)
+			}
 			return os.Stat(path)
 		}
 		s.dir, s.fd = dir, fd
 	}
 	var st unix.Stat_t
 	for {
-		err := unix.Fstatat(s.fd, name, &st, 0)
+		err := unix.Fstatat(s.fd, name, &st, flags)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+			return nil, &fs.PathError{Op: op, Path: path, Err: err}
 		}
 		return newStatInfo(name, &st), nil
 	}

@@ -50,6 +50,13 @@ func TestDirStatterIsOSStat(t *testing.T) {
 				want.Name(), want.Size(), want.Mode(), want.ModTime(), inodeOf(want))
 		}
 	}
+	got, err := s.lstat(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := os.Lstat(link); got.Mode() != want.Mode() || keyOf(got) != keyOf(want) {
+		t.Errorf("lstat of a link: %v %+v, want %v %+v", got.Mode(), keyOf(got), want.Mode(), keyOf(want))
+	}
 	if _, err := s.stat(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
 		t.Errorf("a missing file: %v, want not-exist", err)
 	}

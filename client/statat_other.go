@@ -14,4 +14,6 @@ func newDirStatter() *dirStatter { return &dirStatter{} }
 
 func (s *dirStatter) stat(path string) (fs.FileInfo, error) { return os.Stat(path) }
 
+func (s *dirStatter) lstat(path string) (fs.FileInfo, error) { return os.Lstat(path) }
+
 func (s *dirStatter) close() {}

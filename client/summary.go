@@ -139,8 +139,10 @@ func (f fingerprint) sum() string { return hex.EncodeToString(f.h.Sum(nil)) }
 // each by its key (size, mtime, inode) as os.Lstat finds it: what the
 // check of a pull's summary computes.
 func filesFingerprint(dir string, names []string) string {
+	statter := newDirStatter()
+	defer statter.close()
 	return keysFingerprint(names, func(name string) (fileKey, bool) {
-		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(name)))
+		fi, err := statter.lstat(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil || !fi.Mode().IsRegular() {
 			return fileKey{}, false
 		}
