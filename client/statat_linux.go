@@ -32,9 +32,13 @@ func (s *dirStatter) lstat(path string) (fs.FileInfo, error) {
 
 func (s *dirStatter) statFlags(path string, flags int, op string) (fs.FileInfo, error) {
 	dir, name := filepath.Split(path)
-	if dir != s.dir {
+	if dir != s.dir || s.fd < 0 {
 		s.close()
-		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		open := dir
+		if open == "" {
+			open = "." // a relative path with no folder: the working directory's file
+		}
+		fd, err := unix.Open(open, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			if flags != 0 {
 				return os.Lstat(path)

@@ -61,3 +61,24 @@ func TestDirStatterIsOSStat(t *testing.T) {
 		t.Errorf("a missing file: %v, want not-exist", err)
 	}
 }
+
+// TestDirStatterRelative: a scan of "." stats names with no folder in them.
+func TestDirStatterRelative(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	s := newDirStatter()
+	defer s.close()
+	for _, p := range []string{"a.txt", "a.txt", "./a.txt"} {
+		fi, err := s.stat(p)
+		if err != nil || fi.Size() != 1 {
+			t.Fatalf("stat %q: %v %v", p, fi, err)
+		}
+	}
+	files, _, err := scanDir(".")
+	if err != nil || len(files) != 1 || files[0].name != "a.txt" {
+		t.Fatalf("scanDir(.): %v %v", files, err)
+	}
+}
