@@ -779,7 +779,7 @@ func (c *Client) unchangedPush(ctx context.Context, ref Reference, dir, tree str
 	}
 	ctx, span := phase(ctx, "modelx.push.unchanged")
 	defer span.End()
-	d, err := c.API(ref.Registry).ManifestDigest(ctx, ref.Repository, ref.Name, ref.Tag)
+	d, err := c.API(ref.Registry).ManifestDigest(ctx, ref.Repository, ref.Name, ref.ManifestRef())
 	if err != nil || d != last.Manifest {
 		return nil // the full push says what is wrong
 	}
