@@ -233,24 +233,32 @@ func (c *hashCache) save() error {
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), "cache-*.tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), c.path); err != nil {
-		os.Remove(tmp.Name())
+	if err := replaceFile(c.path, data); err != nil {
 		return err
 	}
 	os.Remove(filepath.Join(filepath.Dir(c.path), jsonCacheFile))
 	c.dirty = false
 	return nil
+}
+
+// replaceFile writes data to path atomically: into a temp file beside it,
+// renamed over it once complete. A failure leaves path as it was and no
+// temp file. Nothing is fsynced: the state folder's files are hints a
+// later run checks (see durable.go).
+func replaceFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }

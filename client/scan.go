@@ -214,7 +214,7 @@ func scanDir(dir string) ([]localFile, string, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if skipDir(d.Name(), rel, rules) {
+			if d.Name() == ".git" || d.Name() == stateDir || rules.ignored(rel, true) {
 				return filepath.SkipDir
 			}
 			if invalid(rel, true) {
@@ -223,7 +223,7 @@ func scanDir(dir string) ([]localFile, string, error) {
 			fp.dir(rel)
 			return nil
 		}
-		if skipFile(d.Name(), rel, rules) {
+		if d.Name() == ".git" || rules.ignored(rel, false) {
 			return nil
 		}
 		if invalid(rel, false) {
@@ -253,15 +253,4 @@ func scanDir(dir string) ([]localFile, string, error) {
 	}
 	slices.SortFunc(files, func(a, b localFile) int { return strings.Compare(a.name, b.name) })
 	return files, fp.sum(), nil
-}
-
-// skipDir reports whether a push leaves out the directory rel, named name:
-// .git, the state folder, and what the ignore rules leave out.
-func skipDir(name, rel string, rules ignoreRules) bool {
-	return name == ".git" || name == stateDir || rules.ignored(rel, true)
-}
-
-// skipFile reports whether a push leaves out the file rel, named name.
-func skipFile(name, rel string, rules ignoreRules) bool {
-	return name == ".git" || rules.ignored(rel, false)
 }

@@ -94,20 +94,7 @@ func saveSummary(dir string, s lastTransfer) {
 	if err != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(filepath.Join(dir, stateDir), "last-*.json")
-	if err != nil {
-		return
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), summaryPath(dir))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
+	_ = replaceFile(summaryPath(dir), data)
 }
 
 // transferKey is the part of the options that shapes what a transfer
