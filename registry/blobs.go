@@ -17,9 +17,6 @@ import (
 	"modelx.io/modelx/storage"
 )
 
-// DigestHeader carries the digest of a blob or manifest in responses.
-const DigestHeader = spec.DigestHeader
-
 func blobParams(r *http.Request) (repo, name string, d digest.Digest, err error) {
 	if repo, name, err = model(r); err != nil {
 		return "", "", "", err
@@ -36,7 +33,7 @@ func blobUnknown(d digest.Digest) error {
 }
 
 func setBlobHeaders(h http.Header, d digest.Digest) {
-	h.Set(DigestHeader, string(d))
+	h.Set(spec.DigestHeader, string(d))
 	h.Set("ETag", `"`+string(d)+`"`)
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Type", "application/octet-stream")
@@ -265,7 +262,7 @@ func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo
 // redirect answers 302 to a presigned URL for blob d and counts it by
 // direction (upload, download).
 func (reg *Registry) redirect(w http.ResponseWriter, d digest.Digest, pr storage.PresignedRequest, direction string) {
-	w.Header().Set(DigestHeader, string(d))
+	w.Header().Set(spec.DigestHeader, string(d))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", pr.URL)
 	w.WriteHeader(http.StatusFound)
@@ -273,7 +270,7 @@ func (reg *Registry) redirect(w http.ResponseWriter, d digest.Digest, pr storage
 }
 
 func blobCreated(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
-	w.Header().Set(DigestHeader, string(d))
+	w.Header().Set(spec.DigestHeader, string(d))
 	w.Header().Set("Location", r.URL.Path)
 	w.WriteHeader(http.StatusCreated)
 	return nil

@@ -76,7 +76,7 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set("Content-Type", spec.MediaTypeManifest)
-	h.Set(DigestHeader, string(d))
+	h.Set(spec.DigestHeader, string(d))
 	h.Set("ETag", `"`+string(d)+`"`)
 	h.Set("Content-Length", strconv.Itoa(len(data)))
 	if ref.Tag != "" {
@@ -181,7 +181,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h := w.Header()
-	h.Set(DigestHeader, string(d))
+	h.Set(spec.DigestHeader, string(d))
 	h.Set("Location", "/"+repo+"/"+name+"/manifests/"+string(d))
 	w.WriteHeader(http.StatusCreated)
 	return nil

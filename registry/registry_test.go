@@ -192,7 +192,7 @@ func (h *harness) pushBlob(model string, data []byte) spec.Descriptor {
 		h.expect(r, http.StatusCreated, "")
 	} else {
 		h.expect(r, http.StatusCreated, "")
-		if got := r.header.Get(registry.DigestHeader); got != string(d) {
+		if got := r.header.Get(spec.DigestHeader); got != string(d) {
 			h.t.Fatalf("digest header %q, want %s", got, d)
 		}
 	}
@@ -240,7 +240,7 @@ func (h *harness) putManifest(model, ref string, m spec.Manifest) digest.Digest 
 	r := h.do(http.MethodPut, "/"+model+"/manifests/"+ref, data, nil)
 	h.expect(r, http.StatusCreated, "")
 	d := digest.FromBytes(data)
-	if got := r.header.Get(registry.DigestHeader); got != string(d) {
+	if got := r.header.Get(spec.DigestHeader); got != string(d) {
 		h.t.Fatalf("manifest digest header %q, want %s", got, d)
 	}
 	return d
@@ -322,14 +322,14 @@ func testRoundTrip(t *testing.T, b backend) {
 	for _, ref := range []string{"v1", string(d)} {
 		r := h.do(http.MethodGet, "/nlp/bert/manifests/"+ref, nil, nil)
 		h.expect(r, http.StatusOK, "")
-		if digest.FromBytes(r.body) != d || r.header.Get(registry.DigestHeader) != string(d) {
-			t.Fatalf("GET manifest %s: body digest %s header %s, want %s", ref, digest.FromBytes(r.body), r.header.Get(registry.DigestHeader), d)
+		if digest.FromBytes(r.body) != d || r.header.Get(spec.DigestHeader) != string(d) {
+			t.Fatalf("GET manifest %s: body digest %s header %s, want %s", ref, digest.FromBytes(r.body), r.header.Get(spec.DigestHeader), d)
 		}
 		if ct := r.header.Get("Content-Type"); ct != spec.MediaTypeManifest {
 			t.Fatalf("Content-Type %q", ct)
 		}
 	}
-	if r := h.do(http.MethodHead, "/nlp/bert/manifests/v1", nil, nil); r.status != http.StatusOK || r.header.Get(registry.DigestHeader) != string(d) {
+	if r := h.do(http.MethodHead, "/nlp/bert/manifests/v1", nil, nil); r.status != http.StatusOK || r.header.Get(spec.DigestHeader) != string(d) {
 		t.Fatalf("HEAD manifest: %d %v", r.status, r.header)
 	}
 	for _, desc := range m.Referenced() {
@@ -399,7 +399,7 @@ func testBlobHead(t *testing.T, b backend) {
 	h := newHarness(t, b, registry.Options{})
 	desc := h.pushBlob("h/h", []byte("head me"))
 	r := h.do(http.MethodHead, "/h/h/blobs/"+string(desc.Digest), nil, nil)
-	if r.status != http.StatusOK || r.header.Get("Content-Length") != "7" || r.header.Get(registry.DigestHeader) != string(desc.Digest) {
+	if r.status != http.StatusOK || r.header.Get("Content-Length") != "7" || r.header.Get(spec.DigestHeader) != string(desc.Digest) {
 		t.Fatalf("HEAD: %d %v", r.status, r.header)
 	}
 	missing := digest.FromString("missing")
@@ -609,15 +609,15 @@ func testTagMovedElsewhere(t *testing.T, b backend) {
 	t.Cleanup(srv.Close)
 	_, d1 := h.pushModel("moving/model", "stable", map[string]string{"f": "one"})
 	for range 3 { // warm the first replica's caches
-		if r := h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil); r.header.Get(registry.DigestHeader) != string(d1) {
-			t.Fatalf("stable is %q, want %s", r.header.Get(registry.DigestHeader), d1)
+		if r := h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil); r.header.Get(spec.DigestHeader) != string(d1) {
+			t.Fatalf("stable is %q, want %s", r.header.Get(spec.DigestHeader), d1)
 		}
 	}
 	m2, d2 := h.pushModel("moving/model", "scratch", map[string]string{"f": "two"})
 	data, _ := json.Marshal(m2)
 	h.expect(h.do(http.MethodPut, srv.URL+"/moving/model/manifests/stable", data, nil), http.StatusCreated, "")
-	if r := h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil); r.header.Get(registry.DigestHeader) != string(d2) || string(r.body) != string(data) {
-		t.Fatalf("after the move elsewhere, stable is %q, want %s", r.header.Get(registry.DigestHeader), d2)
+	if r := h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil); r.header.Get(spec.DigestHeader) != string(d2) || string(r.body) != string(data) {
+		t.Fatalf("after the move elsewhere, stable is %q, want %s", r.header.Get(spec.DigestHeader), d2)
 	}
 	h.expect(h.do(http.MethodDelete, srv.URL+"/moving/model/manifests/stable", nil, nil), http.StatusAccepted, "")
 	h.expect(h.do(http.MethodGet, "/moving/model/manifests/stable", nil, nil), http.StatusNotFound, spec.ErrorManifestUnknown)

@@ -435,7 +435,7 @@ func TestVersionPagesPrepareOnce(t *testing.T) {
 	// The version is kept for its model only: under another model, its
 	// digest is no version at all.
 	resp, _ := e.get(t, "/data/many/manifests/v1")
-	d := resp.Header.Get(registry.DigestHeader)
+	d := resp.Header.Get(spec.DigestHeader)
 	if resp, _ := e.get(t, "/-/ui/data/other/"+d, "Accept", browserAccept); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("another model's page of the digest: %d, want 404", resp.StatusCode)
 	}
