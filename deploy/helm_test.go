@@ -407,6 +407,44 @@ controller:
 		wantErr: `"dev/serving/*" names cluster "dev", but no entry of registry.auth.issuers has cluster: dev`,
 	},
 	{
+		name:   "kserve-storage-containers",
+		values: `kserve: {storageContainers: {enabled: true, image: "modelx/modelx:latest"}}`,
+		check: func(t *testing.T, r rendered) {
+			// The chart renders what deploy/kserve ships, spec for spec.
+			shipped := shippedStorageContainers(t)
+			for name, want := range shipped {
+				got := r.get(t, "ClusterStorageContainer", name)
+				if !equalJSON(t, got.Object["spec"], want.Object["spec"]) {
+					t.Errorf("ClusterStorageContainer %s: the chart renders spec %v, deploy/kserve ships %v", name, got.Object["spec"], want.Object["spec"])
+				}
+			}
+			c := container(t, r.deployment(t, "modelx-controller"), "manager")
+			wantArgs(t, c, "--kserve-secret-name=modelx-credentials")
+		},
+	},
+	{
+		name:   "kserve-secret-name",
+		values: `kserve: {storageContainers: {enabled: true, secretName: ml-registry-token}}`,
+		check: func(t *testing.T, r rendered) {
+			var csc struct {
+				Spec struct {
+					Container corev1.Container `json:"container"`
+				} `json:"spec"`
+			}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(r.get(t, "ClusterStorageContainer", "modelx").Object, &csc); err != nil {
+				t.Fatal(err)
+			}
+			env := csc.Spec.Container.Env
+			if len(env) != 1 || env[0].ValueFrom == nil || env[0].ValueFrom.SecretKeyRef == nil || env[0].ValueFrom.SecretKeyRef.Name != "ml-registry-token" {
+				t.Errorf("modelx storage container env %+v, want MODELX_TOKEN from the Secret ml-registry-token", env)
+			}
+			if want := "modelx/modelx:" + appVersion(t); csc.Spec.Container.Image != want {
+				t.Errorf("image %q, want %q", csc.Spec.Container.Image, want)
+			}
+			wantArgs(t, container(t, r.deployment(t, "modelx-controller"), "manager"), "--kserve-secret-name=ml-registry-token")
+		},
+	},
+	{
 		name:    "misspelled-value",
 		values:  `registry: {replica: 2}`,
 		wantErr: "additional properties 'replica' not allowed",
@@ -865,4 +903,36 @@ func checkController(t *testing.T, r rendered, image, initializer string) {
 	if len(rb.Subjects) != 1 || rb.Subjects[0].Name != sa {
 		t.Errorf("leader-election RoleBinding %+v, want %s", rb, sa)
 	}
+}
+
+// shippedStorageContainers parses deploy/kserve/clusterstoragecontainers.yaml
+// by name.
+func shippedStorageContainers(t *testing.T) map[string]*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile("kserve/clusterstoragecontainers.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*unstructured.Unstructured{}
+	for _, o := range parseObjects(t, data).objs {
+		out[o.GetName()] = o
+	}
+	if len(out) != 2 {
+		t.Fatalf("deploy/kserve ships %d ClusterStorageContainers, want modelx and modelx-serviceaccount", len(out))
+	}
+	return out
+}
+
+// equalJSON compares two decoded documents as JSON values.
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	x, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(x, y)
 }

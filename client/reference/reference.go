@@ -49,12 +49,22 @@ type Reference struct {
 	// storage-initializer form can carry the selection.
 	Files      []string
 	ModelFiles string
+	// ServiceAccount is set by modelx://serviceaccount@HOST/...: the pull
+	// authenticates with the pod's projected service-account token
+	// (MODELX_TOKEN_FILE). The user information is a marker, never a
+	// credential; on KServe it selects the ClusterStorageContainer that
+	// mounts the token.
+	ServiceAccount bool
 }
+
+// ServiceAccountUserInfo is the one user information a modelx:// URI may
+// carry: modelx://serviceaccount@HOST/... (Reference.ServiceAccount).
+const ServiceAccountUserInfo = "serviceaccount"
 
 // ParseReference parses a model reference. It accepts
 //
 //	http(s)://HOST[:PORT]/REPOSITORY/NAME[VERSION]
-//	modelx://HOST[:PORT]/REPOSITORY/NAME[VERSION][?insecure=true]
+//	modelx://[serviceaccount@]HOST[:PORT]/REPOSITORY/NAME[VERSION][?insecure=true]
 //	ALIAS/REPOSITORY/NAME[VERSION]
 //
 // where VERSION is ":TAG", "@TAG" or "@sha256:HEX" and defaults to ":latest",
@@ -71,6 +81,9 @@ func ParseReference(s string, aliases Aliases) (Reference, error) {
 		path string
 	)
 	if parts, ok := splitURL(s); ok {
+		if rest, found := strings.CutPrefix(parts.authority, ServiceAccountUserInfo+"@"); found && parts.scheme == "modelx" {
+			parts.authority, ref.ServiceAccount = rest, true
+		}
 		base, err := registryFromParts(parts, true)
 		if err != nil {
 			return Reference{}, err

@@ -48,6 +48,7 @@ func TestParseReference(t *testing.T) {
 		{"modelx://host/repo/name?insecure=false", Reference{Registry: "https://host", Repository: "repo", Name: "name", Tag: "latest"}},
 		{"modelx://host:8080/repo/name@sha256:" + testHex + "?insecure=1", Reference{Registry: "http://host:8080", Repository: "repo", Name: "name", Digest: testDigest}},
 		{"modelx://host/repo/name?", Reference{Registry: "https://host", Repository: "repo", Name: "name", Tag: "latest"}},
+		{"modelx://serviceaccount@host:8080/repo/name@sha256:" + testHex + "?insecure=true", Reference{Registry: "http://host:8080", Repository: "repo", Name: "name", Digest: testDigest, ServiceAccount: true}},
 		{"local/repo/name:v2", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "v2"}},
 		{"local/repo/name@v2", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "v2"}},
 		{"local/repo/name", Reference{Registry: "http://127.0.0.1:8080", Repository: "repo", Name: "name", Tag: "latest"}},
@@ -69,7 +70,7 @@ func TestParseReference(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseReference(String() = %q): %v", got.String(), err)
 			}
-			got.Files, got.ModelFiles = nil, "" // the selection is not part of String()
+			got.Files, got.ModelFiles, got.ServiceAccount = nil, "", false // the selection and the token marker are not part of String()
 			if !reflect.DeepEqual(again, got) {
 				t.Fatalf("round trip through %q: got %+v, want %+v", got.String(), again, got)
 			}
@@ -125,6 +126,9 @@ func TestParseReferenceErrors(t *testing.T) {
 		{name: "query on alias", in: "local/repo/name?token=s3cret", cfg: cfg, want: []string{"query or fragment"}, unwant: "s3cret"},
 		{name: "fragment", in: "https://h/repo/name#s3cret", want: []string{"has a fragment"}, unwant: "s3cret"},
 		{name: "modelx fragment", in: "modelx://h/repo/name#x", want: []string{"has a fragment"}},
+		{name: "modelx userinfo", in: "modelx://s3cret@h/repo/name", want: []string{"credentials"}, unwant: "s3cret"},
+		{name: "modelx serviceaccount and more", in: "modelx://serviceaccount@s3cret@h/repo/name", want: []string{"credentials"}, unwant: "s3cret"},
+		{name: "https serviceaccount", in: "https://serviceaccount@h/repo/name", want: []string{"credentials"}},
 		{name: "unsupported scheme", in: "ftp://h/repo/name", want: []string{`scheme "ftp" is not supported`, "modelx://"}},
 		{name: "modelx bad insecure", in: "modelx://h/repo/name?insecure=yes", want: []string{`insecure="yes"`, "insecure=true"}},
 		{name: "modelx unknown parameter", in: "modelx://h/repo/name?token=s3cret", want: []string{`unknown query parameter "token"`}, unwant: "s3cret"},

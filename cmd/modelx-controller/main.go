@@ -1,6 +1,6 @@
 // Command modelx-controller runs the ModelDeployment controller: a tagged
 // model in a modelx registry becomes a Seldon Core deployment, routed by
-// Istio when the cluster has it.
+// Istio when the cluster has it, or a KServe InferenceService.
 package main
 
 import (
@@ -44,6 +44,7 @@ type config struct {
 	initializerMemoryRequest, initializerMemoryLimit string
 	seldonIstio                                      bool
 	gatewaySelector                                  string
+	kserveSecretName                                 string
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&c.initializerMemoryLimit, "initializer-memory-limit", quantity(defaults.Limits, corev1.ResourceMemory), "memory limit of that initializer container")
 	flag.BoolVar(&c.seldonIstio, "seldon-istio", false, "Seldon's own Istio integration is on (its operator runs with ISTIO_ENABLED=true): Seldon routes spec.expose, under /seldon/NAMESPACE/NAME/, and the controller renders no VirtualService")
 	flag.StringVar(&c.gatewaySelector, "gateway-selector", labels.FormatLabels(render.DefaultGatewaySelector()), "labels (k=v,...) of the ingress gateway pods that the Gateways the controller creates select")
+	flag.StringVar(&c.kserveSecretName, "kserve-secret-name", controller.DefaultKServeSecretName, "the Secret (key MODELX_TOKEN) from which the modelx ClusterStorageContainer reads the registry token in a namespace; spec.credentials.secretName must name it with backend kserve")
 	flag.DurationVar(&c.retry, "retry-after", 30*time.Second, "pause before resolving a failed model reference again")
 	flag.DurationVar(&c.drain, "drain", controller.DefaultDrain, "how long an old version keeps running without traffic after a new one took all of it")
 	flag.DurationVar(&c.holdTTL, "hold-ttl", 0, "how long a registry hold on the served versions lasts unless renewed (renewed at half-life); 0 is the registry's default (7 days)")
@@ -154,8 +156,13 @@ func run(c config) error {
 	}
 	istio := controller.IstioInstalled(mgr.GetRESTMapper())
 	if !istio {
-		ctrl.Log.Info("Istio's networking.istio.io/v1 kinds are not served: nothing is exposed (restart the controller after installing Istio)")
+		ctrl.Log.Info("Istio's networking.istio.io/v1 kinds are not served: nothing is exposed through Istio (restart the controller after installing Istio)")
 	}
+	platforms := controller.DetectPlatforms(mgr.GetRESTMapper())
+	if !platforms.Seldon && !platforms.KServe {
+		ctrl.Log.Info("neither Seldon Core's SeldonDeployment nor KServe's InferenceService is served: no ModelDeployment can be served until one is installed and the controller restarted")
+	}
+	ctrl.Log.Info("serving platforms", "seldon", platforms.Seldon, "kserve", platforms.KServe)
 	// The controller's own registry token: MODELX_TOKEN, or MODELX_TOKEN_FILE
 	// (a projected service-account token), re-read on every request.
 	resolver := &controller.RegistryResolver{Keychain: credentials.Environment{}, HoldTTL: c.holdTTL}
@@ -164,7 +171,8 @@ func run(c config) error {
 		Recorder: mgr.GetEventRecorder("modelx-controller"),
 		Resolver: resolver, Holds: resolver,
 		InitializerImage: c.initializerImage, Initializer: initializer,
-		Routing:    render.Routing{Istio: istio, SeldonIstio: c.seldonIstio, GatewaySelector: selector},
+		Routing:   render.Routing{Istio: istio, SeldonIstio: c.seldonIstio, GatewaySelector: selector},
+		Platforms: platforms, KServeSecretName: c.kserveSecretName,
 		RetryAfter: c.retry, Drain: c.drain, ClusterName: c.clusterName,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {

@@ -179,6 +179,10 @@ interrupted pull resumes where it stopped. As a storage initializer:
 
     modelx pull modelx://HOST/REPOSITORY/NAME@sha256:… /mnt/models
 
+modelx://serviceaccount@HOST/... pulls with the pod's projected
+service-account token, which MODELX_TOKEN_FILE must name (KServe's
+modelx-serviceaccount ClusterStorageContainer sets it; docs/kserve.md).
+
 Pull replaces only files that modelx wrote there (or pushed from there) and
 that are unchanged since. Any other file in the way stops the pull before
 it writes anything, listing the paths; --force overwrites them. Files modelx
@@ -188,6 +192,9 @@ wrote that the version no longer has stay, unless --prune removes them.`,
 			cfg, ref, err := a.configAndRef(args[0])
 			if err != nil {
 				return err
+			}
+			if ref.ServiceAccount && os.Getenv(credentials.EnvTokenFile) == "" {
+				return fmt.Errorf("%s asks for the pod's service-account token (modelx://serviceaccount@...), but %s is not set: mount a projected service-account token and set %s to its path (KServe's modelx-serviceaccount ClusterStorageContainer does both), or drop serviceaccount@ from the URI", ref, credentials.EnvTokenFile, credentials.EnvTokenFile)
 			}
 			dir := ref.Name
 			if len(args) == 2 {

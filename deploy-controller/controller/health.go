@@ -35,18 +35,40 @@ var stuckWaiting = map[string]bool{
 }
 
 // observed is the cluster's side of a ModelDeployment: the Deployments
-// Seldon made for its predictors and their pods, and the state Seldon
-// reports for the SeldonDeployment.
+// its platform made and their pods, and what the platform reports.
 type observed struct {
 	deployments []appsv1.Deployment
 	pods        []corev1.Pod
 	// seldonState and seldonDescription are the SeldonDeployment's status.
 	seldonState, seldonDescription string
+	// kserveFailure is why KServe says the InferenceService is not ready,
+	// when its Ready condition is False with a message.
+	kserveFailure string
+	// url is where the platform says the model answers ("" when it says
+	// nothing): the InferenceService's status.url.
+	url string
 }
 
-// observe lists what Seldon made for md. Deployments and pods carry the
-// ModelDeployment's label (Seldon copies predictor labels onto both).
-func (r *Reconciler) observe(ctx context.Context, md *v1alpha1.ModelDeployment) (*observed, error) {
+// listWorkloads lists the Deployments and pods made for md: they carry the
+// ModelDeployment's label (Seldon copies predictor labels, KServe the
+// InferenceService's, onto both).
+func (r *Reconciler) listWorkloads(ctx context.Context, md *v1alpha1.ModelDeployment, o *observed) error {
+	sel := client.MatchingLabels{render.LabelName: md.Name}
+	var deps appsv1.DeploymentList
+	if err := r.List(ctx, &deps, client.InNamespace(md.Namespace), sel); err != nil {
+		return fmt.Errorf("list Deployments: %w", err)
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(md.Namespace), sel); err != nil {
+		return fmt.Errorf("list Pods: %w", err)
+	}
+	o.deployments, o.pods = deps.Items, pods.Items
+	return nil
+}
+
+// observe reads the SeldonDeployment's state and lists what Seldon made
+// for md.
+func (seldonPlatform) observe(ctx context.Context, r *Reconciler, md *v1alpha1.ModelDeployment) (*observed, error) {
 	o := &observed{}
 	sd := &unstructured.Unstructured{}
 	sd.SetGroupVersionKind(render.SeldonDeploymentGVK)
@@ -56,22 +78,13 @@ func (r *Reconciler) observe(ctx context.Context, md *v1alpha1.ModelDeployment) 
 	} else if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("read SeldonDeployment: %w", err)
 	}
-	sel := client.MatchingLabels{render.LabelName: md.Name}
-	var deps appsv1.DeploymentList
-	if err := r.List(ctx, &deps, client.InNamespace(md.Namespace), sel); err != nil {
-		return nil, fmt.Errorf("list Deployments: %w", err)
-	}
-	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(md.Namespace), sel); err != nil {
-		return nil, fmt.Errorf("list Pods: %w", err)
-	}
-	o.deployments, o.pods = deps.Items, pods.Items
-	return o, nil
+	return o, r.listWorkloads(ctx, md, o)
 }
 
 // health reports the version with this digest, whose predictor was
-// rendered with spec hash wantHash (render.AnnotationSpecHash).
-func (o *observed) health(digest, wantHash string) Health {
+// rendered with spec hash wantHash (render.AnnotationSpecHash): Seldon runs
+// a Deployment per predictor.
+func (seldonPlatform) health(o *observed, _ *v1alpha1.ModelDeployment, digest, wantHash string) Health {
 	var mine []*appsv1.Deployment
 	for i := range o.deployments {
 		if o.deployments[i].Annotations[render.AnnotationDigest] == digest {

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/render"
 )
 
@@ -66,7 +67,61 @@ func TestHealth(t *testing.T) {
 		{name: "another version's Deployment does not count", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Annotations[render.AnnotationDigest] = dOld })}}, detail: "not created"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := c.obs.health(dNew, hash)
+			h := seldonPlatform{}.health(&c.obs, nil, dNew, hash)
+			if h.Available != c.available || !strings.Contains(h.Failed, c.failed) || (c.failed == "") != (h.Failed == "") || !strings.Contains(h.Detail, c.detail) {
+				t.Fatalf("health %+v, want available=%v failed~%q detail~%q", h, c.available, c.failed, c.detail)
+			}
+		})
+	}
+}
+
+// TestKServeHealth: KServe runs one Deployment; a version is available
+// once as many of its own pods are ready as the spec asks, whatever the
+// other version's pods do beside them during the roll.
+func TestKServeHealth(t *testing.T) {
+	const hash = "h1"
+	md := &v1alpha1.ModelDeployment{Spec: v1alpha1.ModelDeploymentSpec{Backend: v1alpha1.BackendKServe, Replicas: ptr.To[int32](2)}}
+	pod := func(name, digest string, ready bool, mut func(*corev1.Pod)) corev1.Pod {
+		status := corev1.ConditionFalse
+		if ready {
+			status = corev1.ConditionTrue
+		}
+		p := corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{render.AnnotationDigest: digest, render.AnnotationSpecHash: hash}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "kserve-container", Ready: ready}}},
+		}
+		if mut != nil {
+			mut(&p)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name      string
+		obs       observed
+		digest    string
+		available bool
+		failed    string
+		detail    string
+	}{
+		{name: "nothing yet", obs: observed{}, digest: dNew, detail: "has not started its pods"},
+		{name: "KServe refuses", obs: observed{kserveFailure: "storage URI not supported"}, digest: dNew, detail: "KServe reports: storage URI not supported"},
+		{name: "rolling: old serves", obs: observed{pods: []corev1.Pod{pod("o1", dOld, true, nil), pod("o2", dOld, true, nil), pod("n1", dNew, false, nil)}}, digest: dOld, available: true},
+		{name: "rolling: new waits", obs: observed{pods: []corev1.Pod{pod("o1", dOld, true, nil), pod("o2", dOld, true, nil), pod("n1", dNew, true, nil), pod("n2", dNew, false, nil)}}, digest: dNew, detail: "1 of 2 pods ready"},
+		{name: "rolled", obs: observed{pods: []corev1.Pod{pod("n1", dNew, true, nil), pod("n2", dNew, true, nil)}}, digest: dNew, available: true},
+		{name: "terminating pods do not count", obs: observed{pods: []corev1.Pod{pod("n1", dNew, true, nil), pod("n2", dNew, true, func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} })}}, digest: dNew, detail: "1 of 2"},
+		{name: "another spec does not count", obs: observed{pods: []corev1.Pod{pod("n1", dNew, true, nil), pod("n2", dNew, true, func(p *corev1.Pod) { p.Annotations[render.AnnotationSpecHash] = "h0" })}}, digest: dNew, detail: "1 of 2"},
+		{name: "initializer crash loop", obs: observed{pods: []corev1.Pod{pod("n1", dNew, false, func(p *corev1.Pod) {
+			p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "storage-initializer", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}
+		})}}, digest: dNew, failed: "container storage-initializer: CrashLoopBackOff"},
+		{name: "progress deadline", obs: observed{deployments: []appsv1.Deployment{{
+			ObjectMeta: metav1.ObjectMeta{Name: "bert-predictor"},
+			Spec:       appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{render.AnnotationDigest: dNew}}}},
+			Status:     appsv1.DeploymentStatus{Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "too slow"}}},
+		}}}, digest: dNew, failed: "too slow"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := kservePlatform{}.health(&c.obs, md, c.digest, hash)
 			if h.Available != c.available || !strings.Contains(h.Failed, c.failed) || (c.failed == "") != (h.Failed == "") || !strings.Contains(h.Detail, c.detail) {
 				t.Fatalf("health %+v, want available=%v failed~%q detail~%q", h, c.available, c.failed, c.detail)
 			}

@@ -66,6 +66,14 @@ type Reconciler struct {
 	// Routing is what the cluster offers for spec.expose; without
 	// Routing.Istio no Istio object is watched or rendered.
 	Routing render.Routing
+	// Platforms are the serving platforms the cluster serves
+	// (DetectPlatforms); only their kinds are watched.
+	Platforms Platforms
+	// KServeSecretName is the Secret from which the modelx
+	// ClusterStorageContainer reads MODELX_TOKEN in a namespace; with
+	// backend kserve, spec.credentials.secretName must name it. Default
+	// DefaultKServeSecretName.
+	KServeSecretName string
 	// RetryAfter is the pause after a failed hold, and the first after a
 	// failed resolution (backoff then grows it); default 30s.
 	RetryAfter time.Duration
@@ -84,6 +92,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=deploy.modelx.io,resources=modeldeployments,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=deploy.modelx.io,resources=modeldeployments/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=machinelearning.seldon.io,resources=seldondeployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=serving.kserve.io,resources=inferenceservices,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;gateways,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
@@ -130,23 +139,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.warnIgnoredImplementation(&md, resolved)
 	}
 
+	pf, err := r.platformFor(&md)
+	if err != nil {
+		return r.notServable(ctx, &md, before, ReasonBackendNotInstalled, err)
+	}
+	if err := pf.check(r, &md); err != nil {
+		return r.invalidSpec(ctx, &md, before, err)
+	}
 	in := r.Inputs(nil)
-	hashes, err := predictorHashes(&md, in, md.Status.Digest, digestOf(md.Status.Rollout), target)
+	hashes, err := specHashes(pf, &md, in, md.Status.Digest, digestOf(md.Status.Rollout), target)
 	if err != nil {
 		return r.invalidSpec(ctx, &md, before, err)
 	}
-	obs, err := r.observe(ctx, &md)
+	obs, err := pf.observe(ctx, r, &md)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	health := func(digest string) Health { return obs.health(digest, hashes[digest]) }
+	health := func(digest string) Health { return pf.health(obs, &md, digest, hashes[digest]) }
 	p := planRollout(now, &md.Status, md.Generation, target, policyOf(&md, r.Drain), health)
 
 	in.Versions = nil
 	for _, v := range p.Versions {
 		in.Versions = append(in.Versions, render.Version{Digest: v.Digest, Traffic: v.Traffic})
 	}
-	if _, err := r.apply(ctx, &md, in); err != nil {
+	if err := pf.apply(ctx, r, &md, in); err != nil {
 		r.Recorder.Eventf(&md, nil, "Warning", "ApplyFailed", "Apply", "%s", err.Error())
 		return ctrl.Result{}, err
 	}
@@ -162,6 +178,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	md.Status.Digest, md.Status.ShortDigest = p.Serving, short(p.Serving)
 	md.Status.Rollout, md.Status.LastAborted, md.Status.CanaryDigest = p.Rollout, p.LastAborted, digestOf(p.Rollout)
 	md.Status.URL = render.URL(&md, in)
+	if obs.url != "" {
+		md.Status.URL = obs.url
+	}
 	exposed, reason, msg := render.Exposed(&md, in)
 	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionExposed, Status: exposed, Reason: reason, Message: msg, ObservedGeneration: md.Generation})
 	md.Status.ObservedGeneration = md.Generation
@@ -219,8 +238,14 @@ func (r *Reconciler) finish(ctx context.Context, md *v1alpha1.ModelDeployment, b
 // invalidSpec reports a spec that cannot be rendered; nothing changes in
 // the cluster until it is fixed.
 func (r *Reconciler) invalidSpec(ctx context.Context, md *v1alpha1.ModelDeployment, before *v1alpha1.ModelDeploymentStatus, err error) (ctrl.Result, error) {
-	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonInvalidSpec, Message: err.Error(), ObservedGeneration: md.Generation})
-	r.Recorder.Eventf(md, nil, "Warning", ReasonInvalidSpec, "Render", "%s", err.Error())
+	return r.notServable(ctx, md, before, ReasonInvalidSpec, err)
+}
+
+// notServable reports, as the Ready condition's reason, why md cannot be
+// served as it stands; nothing changes in the cluster until that changes.
+func (r *Reconciler) notServable(ctx context.Context, md *v1alpha1.ModelDeployment, before *v1alpha1.ModelDeploymentStatus, reason string, err error) (ctrl.Result, error) {
+	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: err.Error(), ObservedGeneration: md.Generation})
+	r.Recorder.Eventf(md, nil, "Warning", reason, "Render", "%s", err.Error())
 	return r.finish(ctx, md, before, ctrl.Result{})
 }
 
@@ -257,20 +282,19 @@ func digestOf(ro *v1alpha1.Rollout) string {
 	return ""
 }
 
-// predictorHashes renders, for each digest given, the predictor that would
-// serve it and returns its spec hash (render.AnnotationSpecHash) by digest.
-func predictorHashes(md *v1alpha1.ModelDeployment, in render.Inputs, digests ...string) (map[string]string, error) {
+// specHashes returns, by digest, the spec hash (render.AnnotationSpecHash)
+// of the pods that would serve each digest given on pf.
+func specHashes(pf platform, md *v1alpha1.ModelDeployment, in render.Inputs, digests ...string) (map[string]string, error) {
 	hashes := map[string]string{}
 	for _, d := range digests {
 		if d == "" || hashes[d] != "" {
 			continue
 		}
-		in.Versions = []render.Version{{Digest: d, Traffic: 100}}
-		sd, err := render.RenderSeldonDeployment(md, in)
+		h, err := pf.specHash(md, in, d)
 		if err != nil {
 			return nil, err
 		}
-		hashes[d] = sd.Spec.Predictors[0].Annotations[render.AnnotationSpecHash]
+		hashes[d] = h
 	}
 	return hashes, nil
 }
@@ -382,52 +406,6 @@ func (r *Reconciler) target(ctx context.Context, md *v1alpha1.ModelDeployment) (
 	return resolved, nil
 }
 
-// apply renders and server-side-applies every object, owned by md.
-func (r *Reconciler) apply(ctx context.Context, md *v1alpha1.ModelDeployment, in render.Inputs) (*unstructured.Unstructured, error) {
-	sd, err := render.RenderSeldonDeployment(md, in)
-	if err != nil {
-		return nil, err
-	}
-	applied, err := r.applyObject(ctx, md, sd)
-	if err != nil {
-		return nil, fmt.Errorf("apply SeldonDeployment: %w", err)
-	}
-	if !in.Routing.Istio {
-		return applied, nil
-	}
-	vs, err := render.RenderVirtualService(md, in)
-	if err != nil {
-		return nil, err
-	}
-	// Before our objects were named render.RoutingName(md) they were
-	// named md.Name: those go too.
-	if vs != nil {
-		if _, err := r.applyObject(ctx, md, vs); err != nil {
-			return nil, fmt.Errorf("apply VirtualService: %w", err)
-		}
-	} else if err := r.deleteOwned(ctx, md, render.VirtualServiceGVK, render.RoutingName(md)); err != nil {
-		return nil, err
-	}
-	if err := r.deleteOwned(ctx, md, render.VirtualServiceGVK, md.Name); err != nil {
-		return nil, err
-	}
-	gw, err := render.RenderGateway(md, in)
-	if err != nil {
-		return nil, err
-	}
-	if gw != nil {
-		if _, err := r.applyObject(ctx, md, gw); err != nil {
-			return nil, fmt.Errorf("apply Gateway: %w", err)
-		}
-	} else if err := r.deleteOwned(ctx, md, render.GatewayGVK, render.RoutingName(md)); err != nil {
-		return nil, err
-	}
-	if err := r.deleteOwned(ctx, md, render.GatewayGVK, md.Name); err != nil {
-		return nil, err
-	}
-	return applied, nil
-}
-
 func (r *Reconciler) applyObject(ctx context.Context, md *v1alpha1.ModelDeployment, obj any) (*unstructured.Unstructured, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
@@ -478,10 +456,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ModelDeployment{}).
 		Watches(&appsv1.Deployment{}, byName).
-		Watches(&corev1.Pod{}, byName).
-		Owns(owned(render.SeldonDeploymentGVK))
-	// Istio's kinds are watched only where they exist: a watch on a kind
-	// the cluster does not serve keeps the manager from starting.
+		Watches(&corev1.Pod{}, byName)
+	// A platform's kind is watched only where it is served: a watch on a
+	// kind the cluster does not serve keeps the manager from starting.
+	if r.Platforms.Seldon {
+		b = b.Owns(owned(render.SeldonDeploymentGVK))
+	}
+	if r.Platforms.KServe {
+		b = b.Owns(owned(render.InferenceServiceGVK))
+	}
 	if r.Routing.Istio {
 		b = b.Owns(owned(render.VirtualServiceGVK)).Owns(owned(render.GatewayGVK))
 	}

@@ -64,9 +64,24 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 			Expose:       &v1alpha1.Expose{Hosts: []string{"bert.example.com"}, CreateGateway: true, PathPrefix: "/bert", TLS: &v1alpha1.ExposeTLS{CredentialName: "bert-cert"}},
 		},
 	}
-	// The ModelDeployment itself, every field set, passes its CRD.
-	if err := k8s.Create(ctx, md.DeepCopy(), client.FieldValidation("Strict")); err != nil {
+	// The ModelDeployment itself, every field set, passes its CRD; so does
+	// its KServe form, and the backend defaults to seldon.
+	created := md.DeepCopy()
+	if err := k8s.Create(ctx, created, client.FieldValidation("Strict")); err != nil {
 		t.Fatalf("ModelDeployment rejected under strict validation: %v", err)
+	}
+	if created.Spec.Backend != v1alpha1.BackendSeldon {
+		t.Errorf("backend defaulted to %q, want seldon", created.Spec.Backend)
+	}
+	kserveMD := md.DeepCopy()
+	kserveMD.Name = "full-kserve"
+	kserveMD.Spec.Backend = v1alpha1.BackendKServe
+	kserveMD.Spec.FollowTag.CanaryPercent = 0
+	kserveMD.Spec.Expose = &v1alpha1.Expose{}
+	kserveMD.Spec.Server.Runtime = "kserve-mlserver"
+	kserveMD.Spec.Server.ModelFormat = &v1alpha1.ModelFormat{Name: "sklearn", Version: "1"}
+	if err := k8s.Create(ctx, kserveMD.DeepCopy(), client.FieldValidation("Strict")); err != nil {
+		t.Fatalf("ModelDeployment with backend kserve rejected under strict validation: %v", err)
 	}
 	for _, bad := range []struct {
 		name   string
@@ -78,6 +93,18 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 			md.Spec.Expose.CreateGateway, md.Spec.Expose.Gateway = false, "istio-system/public"
 		}, "tls needs createGateway"},
 		{"path", func(md *v1alpha1.ModelDeployment) { md.Spec.Expose.PathPrefix = "bert" }, "spec.expose.pathPrefix"},
+		{"seldon-no-host", func(md *v1alpha1.ModelDeployment) { md.Spec.Expose.Hosts = nil }, "expose needs at least one host"},
+		{"seldon-runtime", func(md *v1alpha1.ModelDeployment) { md.Spec.Server.Runtime = "kserve-mlserver" }, "are for backend kserve"},
+		{"kserve-canary", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Backend, md.Spec.Expose = v1alpha1.BackendKServe, &v1alpha1.Expose{}
+		}, "no traffic split in Standard mode"},
+		{"kserve-hosts", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Backend, md.Spec.FollowTag.CanaryPercent = v1alpha1.BackendKServe, 0
+		}, "exposure follows KServe's ingress configuration"},
+		{"kserve-zero", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Backend, md.Spec.FollowTag.CanaryPercent, md.Spec.Expose, md.Spec.Replicas = v1alpha1.BackendKServe, 0, nil, ptr.To[int32](0)
+		}, "does not scale to zero"},
+		{"backend", func(md *v1alpha1.ModelDeployment) { md.Spec.Backend = "triton" }, "spec.backend"},
 	} {
 		refused := md.DeepCopy()
 		refused.Name = "refused-" + bad.name

@@ -205,7 +205,8 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	r := &controller.Reconciler{Client: mgr.GetClient(), Scheme: scheme, Recorder: mgr.GetEventRecorder("modelx-controller"),
 		Resolver: s.resolver, Holds: resolver,
 		InitializerImage: "modelx/modelx:test", RetryAfter: 500 * time.Millisecond, Drain: time.Second, ClusterName: clusterName,
-		Routing: render.Routing{Istio: controller.IstioInstalled(mgr.GetRESTMapper()), SeldonIstio: opts.seldonIstio, GatewaySelector: render.DefaultGatewaySelector()}}
+		Routing:   render.Routing{Istio: controller.IstioInstalled(mgr.GetRESTMapper()), SeldonIstio: opts.seldonIstio, GatewaySelector: render.DefaultGatewaySelector()},
+		Platforms: controller.DetectPlatforms(mgr.GetRESTMapper())}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

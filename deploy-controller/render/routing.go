@@ -67,6 +67,9 @@ const (
 	ReasonPathPrefixUnsupported = "PathPrefixUnsupported"
 	// ReasonInvalidExpose: spec.expose cannot be rendered.
 	ReasonInvalidExpose = "InvalidExpose"
+	// ReasonKServeIngress: backend kserve, and KServe's ingress
+	// configuration exposes the InferenceService.
+	ReasonKServeIngress = "KServeIngress"
 )
 
 // Exposed is the Exposed condition of md under in: True with ReasonRouted
@@ -75,8 +78,17 @@ const (
 // for spec.expose: no VirtualService, no Gateway, no Seldon annotations.
 func Exposed(md *v1alpha1.ModelDeployment, in Inputs) (status metav1.ConditionStatus, reason, message string) {
 	ex := md.Spec.Expose
-	if ex == nil {
+	kserve := BackendOf(md) == v1alpha1.BackendKServe
+	switch {
+	case ex == nil && kserve:
+		return metav1.ConditionFalse, ReasonNotExposed, "spec.expose is not set: the InferenceService is cluster-local (" + LabelKServeVisibility + ": cluster-local) and answers inside the cluster only"
+	case ex == nil:
 		return metav1.ConditionFalse, ReasonNotExposed, "spec.expose is not set: the model answers inside the cluster only"
+	case kserve:
+		if err := validateKServe(md); err != nil {
+			return metav1.ConditionFalse, ReasonInvalidExpose, err.Error()
+		}
+		return metav1.ConditionTrue, ReasonKServeIngress, fmt.Sprintf("KServe's ingress configuration exposes InferenceService %s (its domain template, ingress class or Gateway API); status.url is its address", md.Name)
 	}
 	if err := validateExpose(ex); err != nil {
 		return metav1.ConditionFalse, ReasonInvalidExpose, err.Error()
@@ -215,8 +227,12 @@ func RenderGateway(md *v1alpha1.ModelDeployment, in Inputs) (*Gateway, error) {
 // without a wildcard and its path (Seldon's /seldon/NAMESPACE/NAME/ under
 // SeldonIstio), over https with spec.expose.tls; otherwise the in-cluster
 // Service of the version with the most traffic (the first of equals), or ""
-// without versions.
+// without versions. For backend kserve it is the predictor's in-cluster
+// Service; the controller reports KServe's own status.url once it has one.
 func URL(md *v1alpha1.ModelDeployment, in Inputs) string {
+	if BackendOf(md) == v1alpha1.BackendKServe {
+		return fmt.Sprintf("http://%s.%s.svc.cluster.local/", KServePredictorServiceName(md), md.Namespace)
+	}
 	if routed(md, in) {
 		ex := md.Spec.Expose
 		scheme := "http"

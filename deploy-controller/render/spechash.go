@@ -38,7 +38,13 @@ func PredictorSpecHash(p PredictorSpec) string {
 		}
 		p.Annotations = a
 	}
-	b, err := json.Marshal(p) // map keys marshal sorted: the hash is stable
+	return shortHash(p)
+}
+
+// shortHash is 16 hex digits of the sha256 of v's JSON (map keys marshal
+// sorted: the hash is stable).
+func shortHash(v any) string {
+	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // plain data: cannot fail
 	}

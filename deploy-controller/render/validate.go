@@ -24,10 +24,32 @@ func Validate(md *v1alpha1.ModelDeployment) error {
 	if msg := ProtocolMessage(md.Spec.Server.Protocol); msg != "" {
 		return fmt.Errorf("%s", msg)
 	}
+	switch b := BackendOf(md); b {
+	case v1alpha1.BackendKServe:
+		return validateKServe(md)
+	case v1alpha1.BackendSeldon:
+	default:
+		return fmt.Errorf("spec.backend %q is not a backend: use seldon or kserve", b)
+	}
+	if md.Spec.Server.Runtime != "" || md.Spec.Server.ModelFormat != nil {
+		return fmt.Errorf("spec.server.runtime and spec.server.modelFormat are for backend kserve: remove them, or set backend: kserve")
+	}
 	if err := validateServerEnv(md.Spec.Server); err != nil {
 		return err
 	}
+	if ex := md.Spec.Expose; ex != nil && len(ex.Hosts) == 0 {
+		return fmt.Errorf("spec.expose names no host: with backend seldon, give at least one in spec.expose.hosts")
+	}
 	return validateExpose(md.Spec.Expose)
+}
+
+// BackendOf is md's backend; an object stored before spec.backend existed
+// (empty) is seldon.
+func BackendOf(md *v1alpha1.ModelDeployment) v1alpha1.Backend {
+	if md.Spec.Backend == "" {
+		return v1alpha1.BackendSeldon
+	}
+	return md.Spec.Backend
 }
 
 // validateExpose checks what the schema cannot of spec.expose, if set.

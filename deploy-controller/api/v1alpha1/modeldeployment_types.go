@@ -16,6 +16,21 @@ const (
 	ServerTriton   ServerType = "triton"
 )
 
+// Backend is the serving platform a ModelDeployment renders for.
+// +kubebuilder:validation:Enum=seldon;kserve
+type Backend string
+
+// The serving platforms.
+const (
+	// BackendSeldon renders a Seldon Core v1 SeldonDeployment: a predictor
+	// per version, canaries by traffic share, Istio routing.
+	BackendSeldon Backend = "seldon"
+	// BackendKServe renders a KServe v1beta1 InferenceService in Standard
+	// (raw Deployment) mode: a new version rolls out in place, gated on
+	// readiness; exposure follows KServe's ingress configuration.
+	BackendKServe Backend = "kserve"
+)
+
 // ModelSource names the model version to serve.
 // +kubebuilder:validation:XValidation:rule="has(self.tag) != has(self.digest)",message="set exactly one of tag and digest"
 type ModelSource struct {
@@ -82,10 +97,36 @@ type Server struct {
 	// +optional
 	Protocol string `json:"protocol,omitempty"`
 	// Env adds environment variables to the server container. Names that
-	// Seldon or the controller set (PREDICTIVE_UNIT_*, MLSERVER_HTTP_PORT,
-	// MLSERVER_MODEL_NAME, ...) are refused.
+	// Seldon, KServe's runtime or the controller set (PREDICTIVE_UNIT_*,
+	// MLSERVER_HTTP_PORT, MLSERVER_MODEL_NAME, ...) are refused.
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
+	// Runtime names the KServe ServingRuntime or ClusterServingRuntime
+	// (backend kserve only). Default: kserve-mlserver for mlserver,
+	// kserve-tritonserver for triton, the ClusterServingRuntimes KServe ships.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Runtime string `json:"runtime,omitempty"`
+	// ModelFormat is the KServe model format the runtime must support
+	// (backend kserve only). Default: for triton, triton; for mlserver, the
+	// format of the implementation (mlserver_sklearn.SKLearnModel: sklearn,
+	// mlserver_xgboost.XGBoostModel: xgboost, mlserver_lightgbm.LightGBMModel:
+	// lightgbm, mlserver_mlflow.MLflowRuntime: mlflow), else sklearn.
+	// +optional
+	ModelFormat *ModelFormat `json:"modelFormat,omitempty"`
+}
+
+// ModelFormat is a KServe model format and, optionally, its version.
+type ModelFormat struct {
+	// Name of the format, e.g. sklearn, xgboost, onnx, triton.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// Version of the format, e.g. "1".
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Version string `json:"version,omitempty"`
 }
 
 // Resources of the server container.
@@ -121,12 +162,17 @@ type ServiceAccountToken struct {
 	Audience string `json:"audience,omitempty"`
 }
 
-// Expose routes traffic to the model through Istio.
+// Expose routes traffic to the model from outside the cluster. With
+// backend seldon, through Istio, for the hosts given. With backend kserve,
+// through KServe's own ingress configuration (its domain template, ingress
+// class or Gateway API): expose is then empty ({}), and without it the
+// InferenceService is cluster-local.
 // +kubebuilder:validation:XValidation:rule="!has(self.tls) || (has(self.createGateway) && self.createGateway)",message="tls needs createGateway: an existing gateway brings its own TLS"
 type Expose struct {
-	// Hosts the model answers for.
-	// +kubebuilder:validation:MinItems=1
-	Hosts []string `json:"hosts"`
+	// Hosts the model answers for (backend seldon, where at least one is
+	// needed).
+	// +optional
+	Hosts []string `json:"hosts,omitempty"`
 	// Gateway is an existing Istio Gateway (NAMESPACE/NAME); empty with
 	// createGateway makes one.
 	// +optional
@@ -162,8 +208,18 @@ type ExposeTLS struct {
 // ModelDeploymentSpec is the desired deployment.
 // +kubebuilder:validation:XValidation:rule="!has(self.followTag) || !self.followTag.enabled || has(self.model.tag)",message="followTag needs model.tag"
 // +kubebuilder:validation:XValidation:rule="!has(self.expose) || !has(self.expose.createGateway) || !self.expose.createGateway || !has(self.expose.gateway)",message="set expose.gateway or expose.createGateway, not both"
+// +kubebuilder:validation:XValidation:rule="self.backend == 'kserve' || !has(self.expose) || (has(self.expose.hosts) && size(self.expose.hosts) > 0)",message="expose needs at least one host with backend seldon"
+// +kubebuilder:validation:XValidation:rule="self.backend != 'kserve' || !has(self.expose) || (!has(self.expose.hosts) && !has(self.expose.gateway) && !has(self.expose.createGateway) && !has(self.expose.tls) && (!has(self.expose.pathPrefix) || self.expose.pathPrefix == '/'))",message="with backend kserve, exposure follows KServe's ingress configuration: use expose: {} (hosts, gateway, createGateway, tls and pathPrefix are for backend seldon)"
+// +kubebuilder:validation:XValidation:rule="self.backend != 'kserve' || !has(self.followTag) || !has(self.followTag.canaryPercent) || self.followTag.canaryPercent == 0",message="backend kserve has no traffic split in Standard mode (KServe ignores canaryTrafficPercent there): a new version rolls out in place once its pods are ready; set canaryPercent: 0, or use backend seldon for a canary"
+// +kubebuilder:validation:XValidation:rule="self.backend != 'kserve' || !has(self.replicas) || self.replicas >= 1",message="backend kserve needs at least one replica: KServe's Standard mode does not scale to zero"
+// +kubebuilder:validation:XValidation:rule="self.backend == 'kserve' || (!has(self.server.runtime) && !has(self.server.modelFormat))",message="server.runtime and server.modelFormat are for backend kserve"
 type ModelDeploymentSpec struct {
-	Model ModelSource `json:"model"`
+	// Backend is seldon (a Seldon Core v1 SeldonDeployment) or kserve (a
+	// KServe InferenceService in Standard mode).
+	// +kubebuilder:default=seldon
+	// +optional
+	Backend Backend     `json:"backend,omitempty"`
+	Model   ModelSource `json:"model"`
 	// +optional
 	FollowTag *FollowTag `json:"followTag,omitempty"`
 	Server    Server     `json:"server"`
@@ -313,6 +369,7 @@ type ModelDeploymentStatus struct {
 // +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.spec.model.name`
 // +kubebuilder:printcolumn:name="Tag",type=string,JSONPath=`.spec.model.tag`
 // +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.shortDigest`
+// +kubebuilder:printcolumn:name="Backend",type=string,JSONPath=`.spec.backend`
 // +kubebuilder:printcolumn:name="Server",type=string,JSONPath=`.spec.server.type`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
