@@ -126,8 +126,22 @@ func StartKServe(t testing.TB, k *Kube, opts KServeOptions) *KServe {
 		opts.Namespace = "kserve"
 	}
 	mod := requireModule(t, kserveModule, KServeVersion)
-	ctx := t.Context()
+	installKServe(t, k, mod, opts)
+	proc, caPEM := startKServeManager(t, k, bin, opts.Namespace)
+	registerKServeWebhooks(t, k, mod, caPEM)
+	if err := waitKServeWebhooks(t.Context(), k); err != nil {
+		t.Fatalf("kserve webhooks: %v\n%s", err, tail(proc.log, logTail))
+	}
+	installKServeRuntimes(t, k, mod)
+	return &KServe{Namespace: opts.Namespace, proc: proc}
+}
 
+// installKServe installs what the manager reads when it starts: KServe's
+// CRDs, its namespace and its inferenceservice-config ConfigMap (from the
+// module directory mod).
+func installKServe(t testing.TB, k *Kube, mod string, opts KServeOptions) {
+	t.Helper()
+	ctx := t.Context()
 	if _, err := envtest.InstallCRDs(k.Config, envtest.CRDInstallOptions{Paths: []string{KServeCRDs(t)}, ErrorIfPathMissing: true}); err != nil {
 		t.Fatalf("install KServe CRDs: %v", err)
 	}
@@ -146,25 +160,23 @@ func StartKServe(t testing.TB, k *Kube, opts KServeOptions) *KServe {
 		t.Fatal(err)
 	}
 	if err := k.client.Create(ctx, cm); err != nil {
-		t.Fatalf("create %s/%s: %v", cm.Namespace, cm.Name, err)
+		t.Fatalf("create ConfigMap %s/%s: %v", cm.Namespace, cm.Name, err)
 	}
+}
 
-	proc, caPEM := startKServeManager(t, k, bin, opts.Namespace)
-	s := &KServe{Namespace: opts.Namespace, proc: proc}
-	registerKServeWebhooks(t, k, mod, caPEM)
-	if err := waitKServeWebhooks(ctx, k); err != nil {
-		t.Fatalf("kserve webhooks: %v\n%s", err, tail(s.proc.log, logTail))
-	}
+// installKServeRuntimes creates KServe's ClusterServingRuntimes (through
+// the manager's validating webhook).
+func installKServeRuntimes(t testing.TB, k *Kube, mod string) {
+	t.Helper()
 	runtimes, err := kserveServingRuntimes(mod)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range runtimes {
-		if err := k.client.Create(ctx, r); err != nil {
+		if err := k.client.Create(t.Context(), r); err != nil {
 			t.Fatalf("create ClusterServingRuntime %s: %v", r.GetName(), err)
 		}
 	}
-	return s
 }
 
 // requireOwnNetworkNamespace fails the test unless lo is its only network

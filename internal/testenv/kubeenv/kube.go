@@ -4,7 +4,9 @@
 // and write objects; StartCluster adds kube-controller-manager,
 // kube-scheduler and kwok's fake nodes, so that Deployments roll out and
 // pods run, become ready or crash-loop as a test scripts them (see
-// BehaviourLabel); StartSeldon runs the real Seldon Core v1 operator in it.
+// BehaviourLabel); StartSeldon runs the real Seldon Core v1 operator in it,
+// and StartKServe the real KServe controller manager (in a test in
+// testenv.InNetworkNamespace).
 package kubeenv
 
 import (
