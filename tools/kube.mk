@@ -1,24 +1,27 @@
 # The test cluster of internal/testenv/kubeenv: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kwok (the fake nodes' kubelet)
-# and the Seldon Core v1 operator, built from the pinned modules in
-# tools/etcd, tools/kube-apiserver (which also holds kube-controller-manager,
-# kube-scheduler and kwok) and tools/seldon-operator into the version-named
-# cache. Included from the Makefile, which defines TOOLS_DIR and GO.
-# Keep the versions in step with those go.mod files and with
-# kubeenv.EtcdVersion, KubeVersion, KwokVersion and SeldonVersion.
+# kube-controller-manager, kube-scheduler, kwok (the fake nodes' kubelet),
+# the Seldon Core v1 operator and the KServe controller manager, built from
+# the pinned modules in tools/etcd, tools/kube-apiserver (which also holds
+# kube-controller-manager, kube-scheduler and kwok), tools/seldon-operator
+# and tools/kserve into the version-named cache. Included from the Makefile,
+# which defines TOOLS_DIR and GO. Keep the versions in step with those go.mod
+# files and with kubeenv.EtcdVersion, KubeVersion, KwokVersion, SeldonVersion
+# and KServeVersion.
 
 ETCD_VERSION := v3.7.3
 KUBE_VERSION := v1.37.2
 KWOK_VERSION := v0.8.0
 SELDON_VERSION := v1.19.0
+KSERVE_VERSION := v0.16.0
 ETCD := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)/etcd
 KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 KUBE_CONTROLLER_MANAGER := $(TOOLS_DIR)/kube-controller-manager-$(KUBE_VERSION)/kube-controller-manager
 KUBE_SCHEDULER := $(TOOLS_DIR)/kube-scheduler-$(KUBE_VERSION)/kube-scheduler
 KWOK := $(TOOLS_DIR)/kwok-$(KWOK_VERSION)/kwok
 SELDON_OPERATOR := $(TOOLS_DIR)/seldon-operator-$(SELDON_VERSION)/seldon-operator
+KSERVE_MANAGER := $(TOOLS_DIR)/kserve-manager-$(KSERVE_VERSION)/kserve-manager
 
-KUBE_TOOLS := $(ETCD) $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KWOK) $(SELDON_OPERATOR)
+KUBE_TOOLS := $(ETCD) $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KWOK) $(SELDON_OPERATOR) $(KSERVE_MANAGER)
 
 # Stamp the release into the binary, as Kubernetes' own build does, so that
 # /version and --version name it instead of v0.0.0-master.
@@ -64,4 +67,14 @@ $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KWOK) &:
 $(SELDON_OPERATOR):
 	@mkdir -p $(dir $@)
 	cd tools/seldon-operator && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp .
+	mv $@.tmp $@
+
+# KServe's controller manager (github.com/kserve/kserve/cmd/manager),
+# unmodified. Its module pins k8s.io/* at v0.33 and replaces
+# controller-runtime (copied into tools/kserve/go.mod, as a replace counts
+# only in the main module), so it too builds from its own module and shares
+# nothing with the builds above.
+$(KSERVE_MANAGER):
+	@mkdir -p $(dir $@)
+	cd tools/kserve && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp github.com/kserve/kserve/cmd/manager
 	mv $@.tmp $@

@@ -4,7 +4,9 @@
 // and write objects; StartCluster adds kube-controller-manager,
 // kube-scheduler and kwok's fake nodes, so that Deployments roll out and
 // pods run, become ready or crash-loop as a test scripts them (see
-// BehaviourLabel); StartSeldon runs the real Seldon Core v1 operator in it.
+// BehaviourLabel); StartSeldon runs the real Seldon Core v1 operator in it,
+// and StartKServe the real KServe controller manager (in a test in
+// testenv.InNetworkNamespace).
 package kubeenv
 
 import (
@@ -126,6 +128,14 @@ func startKube(t testing.TB, opts kubeOptions) *Kube {
 		args.Set("service-account-issuer", issuer)
 		args.Set("service-account-jwks-uri", issuer+"/openid/v1/jwks")
 		args.Set("api-audiences", issuer)
+		// Advertise the serving address too. Left to itself the apiserver
+		// picks the address of the interface of the default route, and
+		// fails where there is none (in testenv.InNetworkNamespace). It
+		// refuses to write a loopback address into the endpoints of the
+		// kubernetes Service, so it writes none: no pod of these clusters
+		// runs, let alone calls the apiserver through that Service.
+		args.Set("advertise-address", "127.0.0.1")
+		args.Set("endpoint-reconciler-type", "none")
 		if opts.serviceAccountAdmission {
 			args.Disable("disable-admission-plugins")
 		}

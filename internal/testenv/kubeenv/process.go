@@ -16,9 +16,10 @@ const logTail = 8000
 
 // LogsEnv names the environment variable that keeps the components' logs:
 // when set to a directory, each test writes its logs (control plane,
-// kube-controller-manager, kube-scheduler, kwok, seldon-operator) into
-// DIR/TEST_NAME/ and leaves them there. Otherwise they go to the test's
-// temp directory and only their tails are printed, when the test fails.
+// kube-controller-manager, kube-scheduler, kwok, seldon-operator,
+// kserve-manager) into DIR/TEST_NAME/ and leaves them there. Otherwise
+// they go to the test's temp directory and only their tails are printed,
+// when the test fails.
 const LogsEnv = "MODELX_KUBE_LOGS"
 
 // logDir is where a test's component logs go (see LogsEnv).

@@ -14,10 +14,12 @@ func TestToolVersionsInStep(t *testing.T) {
 		{"../../../tools/kube.mk", `(?m)^KUBE_VERSION := (\S+)$`, KubeVersion},
 		{"../../../tools/kube.mk", `(?m)^KWOK_VERSION := (\S+)$`, KwokVersion},
 		{"../../../tools/kube.mk", `(?m)^SELDON_VERSION := (\S+)$`, SeldonVersion},
+		{"../../../tools/kube.mk", `(?m)^KSERVE_VERSION := (\S+)$`, KServeVersion},
 		{"../../../tools/etcd/go.mod", `(?m)^\s*go\.etcd\.io/etcd/server/v3 (\S+)`, EtcdVersion},
 		{"../../../tools/kube-apiserver/go.mod", `(?m)^\s*(?:require )?k8s\.io/kubernetes (\S+)`, KubeVersion},
 		{"../../../tools/kube-apiserver/go.mod", `(?m)^\s*sigs\.k8s\.io/kwok (\S+)`, KwokVersion},
 		{"../../../tools/seldon-operator/go.mod", `(?m)^\s*github\.com/seldonio/seldon-core/operator (\S+)`, SeldonVersion},
+		{"../../../tools/kserve/go.mod", `(?m)^\s*github\.com/kserve/kserve (\S+)`, KServeVersion},
 	} {
 		data, err := os.ReadFile(c.file)
 		if err != nil {
