@@ -18,11 +18,12 @@ import (
 // render on a real kube-apiserver, dry run with strict field validation,
 // so that a misspelled or misplaced field, a wrong type or an invalid
 // value fails. The chart's CRD is installed first, as Helm installs crds/,
-// and so is the Prometheus Operator's ServiceMonitor CRD. Namespaced
+// and so are the Prometheus Operator's ServiceMonitor CRD and KServe's CRDs
+// (the ClusterStorageContainers). Namespaced
 // objects go into the case's namespace, created for the purpose.
 func TestChartAgainstAPIServer(t *testing.T) {
 	helm := testenv.RequireHelm(t)
-	kube := kubeenv.StartKube(t, filepath.Join(chartDir, "crds"), kubeenv.ServiceMonitorCRD(t))
+	kube := kubeenv.StartKube(t, filepath.Join(chartDir, "crds"), kubeenv.ServiceMonitorCRD(t), kubeenv.KServeCRDs(t))
 	c, err := client.New(kube.Config, client.Options{FieldValidation: metav1.FieldValidationStrict})
 	if err != nil {
 		t.Fatal(err)

@@ -1,15 +1,12 @@
 package controller_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,6 +27,7 @@ import (
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/controller"
 	"modelx.io/modelx/deploy-controller/render"
+	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/internal/testenv/kubeenv"
 )
 
@@ -718,102 +716,25 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // runInitContainer runs a pod's init container on this host as the
-// kubelet would run it from the image in build/modelx.Dockerfile: the
-// image's entrypoint (the modelx binary, built here) with the container's
-// args and env, each volume mount a directory of its own, and a projected
-// service-account token issued by the cluster's TokenRequest API for the
-// pod's service account and the volume's audience. It returns the
-// directory mounted at the model path.
+// kubelet would run it from the image in build/modelx.Dockerfile
+// (kubeenv.RunContainer with testenv.ModelxEntrypoint): the image's
+// entrypoint with the container's args and env, each volume mount a
+// directory of its own, a projected service-account token issued by the
+// cluster for the pod. It fails the test if the container fails, and
+// returns the directory mounted at the model path.
 func (s *suite) runInitContainer(pod *corev1.Pod, c corev1.Container) string {
 	s.t.Helper()
-	entrypoint := dockerEntrypoint(s.t, filepath.Join("..", "..", "build", "modelx.Dockerfile"))
-	bin := filepath.Join(s.t.TempDir(), "modelx")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/modelx").CombinedOutput(); err != nil {
-		s.t.Fatalf("build modelx: %v\n%s", err, out)
+	run := s.kube.RunContainer(s.t, pod, c.Name, kubeenv.HostRun{Entrypoints: map[string][]string{c.Image: testenv.ModelxEntrypoint(s.t)}})
+	if run.Err != nil {
+		s.t.Fatalf("initializer %q: %v\n%s", c.Args, run.Err, run.Output)
 	}
-	command := append([]string(nil), c.Command...)
-	if len(command) == 0 {
-		command = entrypoint
-	}
-	if command[0] != "/usr/local/bin/modelx" {
-		s.t.Fatalf("the initializer runs %q, not the image's modelx", command)
-	}
-	command[0] = bin
-
-	mounts := map[string]string{} // mount path -> host directory
-	var modelDir string
 	for _, m := range c.VolumeMounts {
-		dir := s.t.TempDir()
-		mounts[m.MountPath] = dir
 		if m.MountPath == render.ModelMountPath {
-			modelDir = dir
-		}
-		vi := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
-		if vi < 0 {
-			s.t.Fatalf("mount %s names no volume of the pod", m.Name)
-		}
-		if p := pod.Spec.Volumes[vi].Projected; p != nil {
-			for _, src := range p.Sources {
-				if sat := src.ServiceAccountToken; sat != nil {
-					token := s.kube.ServiceAccountToken(s.t, pod.Namespace, pod.Spec.ServiceAccountName, sat.Audience, time.Hour)
-					os.WriteFile(filepath.Join(dir, sat.Path), []byte(token), 0o600)
-				}
-			}
+			return run.Volumes[m.Name]
 		}
 	}
-	if modelDir == "" {
-		s.t.Fatalf("nothing is mounted at %s: %+v", render.ModelMountPath, c.VolumeMounts)
-	}
-	onHost := func(v string) string {
-		for path, dir := range mounts {
-			if v == path || strings.HasPrefix(v, path+"/") {
-				return dir + strings.TrimPrefix(v, path)
-			}
-		}
-		return v
-	}
-	var args []string
-	for _, a := range c.Args {
-		args = append(args, onHost(a))
-	}
-	env := []string{"HOME=" + s.t.TempDir(), "PATH=" + os.Getenv("PATH"), "MODELX_CONFIG=" + filepath.Join(s.t.TempDir(), "config.yaml")}
-	for _, e := range c.Env {
-		if e.ValueFrom != nil {
-			s.t.Fatalf("env %s from %+v: not run here", e.Name, e.ValueFrom)
-		}
-		env = append(env, e.Name+"="+onHost(e.Value))
-	}
-	cmd := exec.Command(command[0], append(command[1:], args...)...)
-	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		s.t.Fatalf("initializer %q: %v\n%s", c.Args, err, out.String())
-	}
-	return modelDir
-}
-
-// dockerEntrypoint reads the exec-form ENTRYPOINT of a Dockerfile.
-func dockerEntrypoint(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var entrypoint []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "ENTRYPOINT "); ok {
-			if err := json.Unmarshal([]byte(rest), &entrypoint); err != nil {
-				t.Fatalf("%s: ENTRYPOINT %s: %v", path, rest, err)
-			}
-		}
-	}
-	if len(entrypoint) == 0 {
-		t.Fatalf("%s has no exec-form ENTRYPOINT", path)
-	}
-	return entrypoint
+	s.t.Fatalf("nothing is mounted at %s: %+v", render.ModelMountPath, c.VolumeMounts)
+	return ""
 }
 
 // TestManifestsAreAccepted sends every shipped manifest (RBAC, the

@@ -23,12 +23,12 @@ import (
 
 // TestRenderedObjectsSurviveTheRealCRDs creates what the renderers produce,
 // with every feature on, under strict field validation against the real
-// Seldon and Istio CRDs, and reads it back: our typed subsets name only
+// Seldon, Istio and KServe CRDs, and reads it back: our typed subsets name only
 // fields the schemas know, and nothing is pruned. The ModelDeployment with
 // every field set passes our own CRD, and the CRD refuses what render
 // cannot serve.
 func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
-	kube := kubeenv.StartKube(t, filepath.Join("..", "config", "crd"), kubeenv.SeldonCRD(t), kubeenv.IstioCRDs(t))
+	kube := kubeenv.StartKube(t, filepath.Join("..", "config", "crd"), kubeenv.SeldonCRD(t), kubeenv.IstioCRDs(t), kubeenv.KServeCRDs(t))
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,21 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 		t.Fatalf("no %s on %v", render.AnnotationSeldonIstioHost, seldonSD.Annotations)
 	}
 
-	for _, obj := range []any{sd, secretSD, seldonSD, vs, gw} {
+	// KServe's InferenceService, every field we set, keyless.
+	kserveIn := render.Inputs{Versions: []render.Version{{Digest: digestA, Traffic: 100}}}
+	isvc, err := render.RenderInferenceService(kserveMD, kserveIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	localMD := kserveMD.DeepCopy()
+	localMD.Name, localMD.Spec.Expose = "cluster-local", nil
+	localMD.Spec.Server = v1alpha1.Server{Type: v1alpha1.ServerTriton}
+	localISVC, err := render.RenderInferenceService(localMD, kserveIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, obj := range []any{sd, secretSD, seldonSD, vs, gw, isvc, localISVC} {
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
 			t.Fatal(err)

@@ -64,6 +64,11 @@ type suiteOptions struct {
 	// seldonIstio turns on Seldon's Istio integration, and the controller's
 	// --seldon-istio with it.
 	seldonIstio bool
+	// kserve starts the real KServe controller beside Seldon, with the
+	// ClusterStorageContainers of deploy/kserve (image modelx/modelx:test).
+	// The test must run in testenv.InNetworkNamespace (prepared with
+	// kserveFetch).
+	kserve bool
 }
 
 // suite is a cluster that behaves like one (kube-apiserver, controller
@@ -75,6 +80,7 @@ type suite struct {
 	k8s      client.Client
 	kube     *kubeenv.Kube
 	seldon   *kubeenv.Seldon
+	kserve   *kubeenv.KServe
 	storage  registry.Backend
 	registry string
 	ci       *modelx.API
@@ -163,9 +169,15 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	if !opts.noIstio {
 		crds = append(crds, kubeenv.IstioCRDs(t))
 	}
+	if opts.kserve {
+		crds = append(crds, kubeenv.KServeCRDs(t))
+	}
 	s.kube = kubeenv.StartCluster(t, kubeenv.ClusterOptions{CRDPaths: crds,
 		Behaviours: kubeenv.BehaviourRule{Label: "deploy.modelx.io/digest", ByValue: behaviours}})
 	s.seldon = kubeenv.StartSeldon(t, s.kube, kubeenv.SeldonOptions{Istio: opts.seldonIstio})
+	if opts.kserve {
+		s.kserve = kubeenv.StartKServe(t, s.kube, kubeenv.KServeOptions{})
+	}
 
 	// modelxd trusts the cluster's service-account tokens: a pod's
 	// initializer pulls with its own identity.
@@ -226,6 +238,9 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("Seldon operator log (tail):\n%s", tailLines(s.seldon.Log(), 40))
+			if s.kserve != nil {
+				t.Logf("KServe manager log (tail):\n%s", tailLines(s.kserve.Log(), 60))
+			}
 		}
 	})
 	return s

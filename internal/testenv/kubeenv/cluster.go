@@ -167,9 +167,10 @@ func withBehaviours(stages string, rule BehaviourRule) (string, error) {
 
 // controllerManagerControllers are the kube-controller-manager controllers
 // of a cluster: enough for Deployments to roll out onto nodes that become
-// ready, for namespaces to get their default service account and to be
-// deleted, for owners' dependents to be collected, and for Services to get
-// their EndpointSlices.
+// ready, for namespaces to get their default service account, the
+// kube-root-ca.crt ConfigMap (which every pod's service-account volume
+// projects) and to be deleted, for owners' dependents to be collected, and
+// for Services to get their EndpointSlices.
 var controllerManagerControllers = []string{
 	"deployment-controller",
 	"replicaset-controller",
@@ -178,6 +179,7 @@ var controllerManagerControllers = []string{
 	"namespace-controller",
 	"serviceaccount-controller",
 	"endpointslice-controller",
+	"root-ca-cert-publisher",
 }
 
 // StartCluster starts a small Kubernetes cluster on 127.0.0.1 that behaves
@@ -206,10 +208,16 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Kube {
 		t.Fatalf("write kubeconfig: %v", err)
 	}
 
+	rootCA := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(rootCA, k.CA, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	kcm := startProcess(t, "kube-controller-manager", kcmPath,
 		append(controllerManagerArgs(kubeconfig, controllerManagerControllers...),
 			// Notice a node's readiness within a second (default 5s).
 			"--node-monitor-period=1s",
+			// What root-ca-cert-publisher publishes as kube-root-ca.crt.
+			"--root-ca-file="+rootCA,
 		), nil)
 	startProcess(t, "kube-scheduler", schedulerPath, []string{
 		"--kubeconfig=" + kubeconfig,
