@@ -195,6 +195,60 @@ func TestKServeBackend(t *testing.T) {
 		})
 	})
 
+	t.Run("TritonOnAGPUExposedByKServe", func(t *testing.T) {
+		s.t = t
+		k1 := s.digests["k1"]
+		s.create(&v1alpha1.ModelDeployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "triton", Namespace: "ml"},
+			Spec: v1alpha1.ModelDeploymentSpec{
+				Backend:      v1alpha1.BackendKServe,
+				Model:        v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Digest: k1},
+				Server:       v1alpha1.Server{Type: v1alpha1.ServerTriton},
+				Resources:    v1alpha1.Resources{GPU: 1},
+				NodeSelector: map[string]string{"nvidia.com/gpu.present": "true"},
+				Tolerations:  []corev1.Toleration{{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+				Expose:       &v1alpha1.Expose{},
+			},
+		})
+		var isvcURL string
+		s.eventually("triton ready at KServe's URL", func() error {
+			md := s.md("triton")
+			if c := condition(md, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+				return fmt.Errorf("ready %+v", c)
+			}
+			isvc, err := s.get(render.InferenceServiceGVK, "triton")
+			if err != nil {
+				return err
+			}
+			isvcURL, _, _ = unstructured.NestedString(isvc.Object, "status", "url")
+			if isvcURL == "" || md.Status.URL != isvcURL {
+				return fmt.Errorf("url %q, KServe's %q", md.Status.URL, isvcURL)
+			}
+			return nil
+		})
+		if c := condition(s.md("triton"), v1alpha1.ConditionExposed); c.Status != metav1.ConditionTrue || c.Reason != render.ReasonKServeIngress {
+			t.Errorf("exposed %+v", c)
+		}
+		if strings.Contains(isvcURL, ".svc.cluster.local") {
+			t.Errorf("KServe's URL %q is cluster-local: expose: {} leaves exposure to its ingress", isvcURL)
+		}
+		pods := s.podsOf("triton", k1)
+		if len(pods) != 1 {
+			t.Fatalf("%d pods", len(pods))
+		}
+		pod := pods[0]
+		if pod.Spec.NodeName != "kwok-gpu-0" {
+			t.Errorf("scheduled on %q, want the GPU node", pod.Spec.NodeName)
+		}
+		server := pod.Spec.Containers[slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == "kserve-container" })]
+		if q := server.Resources.Limits[kubeenv.GPUResource]; q.String() != "1" {
+			t.Errorf("server limits %v, want one %s", server.Resources.Limits, kubeenv.GPUResource)
+		}
+		if !slices.Contains(server.Args, "--model-store=/mnt/models") {
+			t.Errorf("server args %q: not KServe's Triton runtime", server.Args)
+		}
+	})
+
 	t.Run("SecretMustBeTheStorageContainers", func(t *testing.T) {
 		s.t = t
 		s.create(&v1alpha1.ModelDeployment{
