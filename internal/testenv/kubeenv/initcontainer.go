@@ -156,21 +156,12 @@ func (k *Kube) fillVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume
 	case src.EmptyDir != nil:
 		return nil
 	case src.Secret != nil:
-		var s corev1.Secret
-		if err := k.client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: src.Secret.SecretName}, &s); err != nil {
-			return err
-		}
-		return writeKeys(dir, s.Data, src.Secret.Items)
+		// A Secret or ConfigMap volume holds what its projection would.
+		return k.fillProjection(ctx, pod, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+			LocalObjectReference: corev1.LocalObjectReference{Name: src.Secret.SecretName}, Items: src.Secret.Items}}, dir)
 	case src.ConfigMap != nil:
-		var cm corev1.ConfigMap
-		if err := k.client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: src.ConfigMap.Name}, &cm); err != nil {
-			return err
-		}
-		data := map[string][]byte{}
-		for key, v := range cm.Data {
-			data[key] = []byte(v)
-		}
-		return writeKeys(dir, data, src.ConfigMap.Items)
+		return k.fillProjection(ctx, pod, corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
+			LocalObjectReference: src.ConfigMap.LocalObjectReference, Items: src.ConfigMap.Items}}, dir)
 	case src.Projected != nil:
 		for _, p := range src.Projected.Sources {
 			if err := k.fillProjection(ctx, pod, p, dir); err != nil {
