@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	modelx "modelx.io/modelx/client"
 	"modelx.io/modelx/internal/testenv"
@@ -65,20 +64,9 @@ func TestKServeStorageContainers(t *testing.T) {
 	digest := pushIris(t, reg, pushToken)
 	host := strings.TrimPrefix(reg, "http://")
 
-	data, err := os.ReadFile(filepath.Join("kserve", "clusterstoragecontainers.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatal(err)
-		}
+	kube.CreateFromFile(t, filepath.Join("kserve", "clusterstoragecontainers.yaml"), func(u *unstructured.Unstructured) {
 		unstructured.SetNestedField(u.Object, initializerImage, "spec", "container", "image")
-		if err := k8s.Create(ctx, u); err != nil {
-			t.Fatalf("ClusterStorageContainer %s: %v", u.GetName(), err)
-		}
-	}
+	})
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "anonymous"}},

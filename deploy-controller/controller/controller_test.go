@@ -697,7 +697,7 @@ func (s *suite) deploymentOf(name, digest string) appsv1.Deployment {
 	s.t.Helper()
 	var list appsv1.DeploymentList
 	if err := s.k8s.List(context.Background(), &list, client.InNamespace("ml"),
-		client.MatchingLabels{render.LabelName: name, "deploy.modelx.io/digest": strings.TrimPrefix(digest, "sha256:")[:12]}); err != nil {
+		client.MatchingLabels{render.LabelName: name, render.LabelDigest: strings.TrimPrefix(digest, "sha256:")[:12]}); err != nil {
 		s.t.Fatal(err)
 	}
 	if len(list.Items) != 1 {

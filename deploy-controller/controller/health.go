@@ -41,9 +41,9 @@ type observed struct {
 	pods        []corev1.Pod
 	// seldonState and seldonDescription are the SeldonDeployment's status.
 	seldonState, seldonDescription string
-	// kserveFailure is why KServe says the InferenceService is not ready,
-	// when its Ready condition is False with a message.
-	kserveFailure string
+	// kserveNotReady is what KServe says of an InferenceService whose
+	// Ready condition is False (its message).
+	kserveNotReady string
 	// url is where the platform says the model answers ("" when it says
 	// nothing): the InferenceService's status.url.
 	url string

@@ -105,7 +105,7 @@ func TestKServeHealth(t *testing.T) {
 		detail    string
 	}{
 		{name: "nothing yet", obs: observed{}, digest: dNew, detail: "has not started its pods"},
-		{name: "KServe refuses", obs: observed{kserveFailure: "storage URI not supported"}, digest: dNew, detail: "KServe reports: storage URI not supported"},
+		{name: "KServe refuses", obs: observed{kserveNotReady: "storage URI not supported"}, digest: dNew, detail: "KServe reports: storage URI not supported"},
 		{name: "rolling: old serves", obs: observed{pods: []corev1.Pod{pod("o1", dOld, true, nil), pod("o2", dOld, true, nil), pod("n1", dNew, false, nil)}}, digest: dOld, available: true},
 		{name: "rolling: new waits", obs: observed{pods: []corev1.Pod{pod("o1", dOld, true, nil), pod("o2", dOld, true, nil), pod("n1", dNew, true, nil), pod("n2", dNew, false, nil)}}, digest: dNew, detail: "1 of 2 pods ready"},
 		{name: "rolled", obs: observed{pods: []corev1.Pod{pod("n1", dNew, true, nil), pod("n2", dNew, true, nil)}}, digest: dNew, available: true},

@@ -62,7 +62,7 @@ func (kservePlatform) apply(ctx context.Context, r *Reconciler, md *v1alpha1.Mod
 	if err != nil {
 		return err
 	}
-	if _, err := r.applyObject(ctx, md, isvc); err != nil {
+	if err := r.applyObject(ctx, md, isvc); err != nil {
 		return fmt.Errorf("apply InferenceService: %w", err)
 	}
 	if r.Platforms.Seldon {
@@ -102,7 +102,7 @@ func (kservePlatform) observe(ctx context.Context, r *Reconciler, md *v1alpha1.M
 			o.url = st.URL
 			for _, c := range st.Conditions {
 				if c.Type == "Ready" && c.Status == string(corev1.ConditionFalse) && c.Message != "" {
-					o.kserveFailure = c.Message
+					o.kserveNotReady = c.Message
 				}
 			}
 		}
@@ -144,8 +144,8 @@ func (kservePlatform) health(o *observed, md *v1alpha1.ModelDeployment, digest, 
 	switch {
 	case int32(ready) >= want:
 		return Health{Available: true}
-	case running == 0 && o.kserveFailure != "":
-		return Health{Detail: "KServe reports: " + o.kserveFailure}
+	case running == 0 && o.kserveNotReady != "":
+		return Health{Detail: "KServe reports: " + o.kserveNotReady}
 	case running == 0:
 		return Health{Detail: "KServe has not started its pods yet"}
 	}

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 	"modelx.io/modelx/deploy-controller/render"
@@ -35,20 +34,9 @@ func kserveFetch(t testing.TB) {
 // deploy/kserve ships, with the test's initializer image.
 func (s *suite) installStorageContainers(image string) {
 	s.t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kserve", "clusterstoragecontainers.yaml"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			s.t.Fatal(err)
-		}
-		if err := unstructured.SetNestedField(u.Object, image, "spec", "container", "image"); err != nil {
-			s.t.Fatal(err)
-		}
-		s.create(u)
-	}
+	s.kube.CreateFromFile(s.t, filepath.Join("..", "..", "deploy", "kserve", "clusterstoragecontainers.yaml"), func(u *unstructured.Unstructured) {
+		unstructured.SetNestedField(u.Object, image, "spec", "container", "image")
+	})
 }
 
 // TestKServeBackend runs ModelDeployments with backend kserve against the

@@ -406,21 +406,19 @@ func (r *Reconciler) target(ctx context.Context, md *v1alpha1.ModelDeployment) (
 	return resolved, nil
 }
 
-func (r *Reconciler) applyObject(ctx context.Context, md *v1alpha1.ModelDeployment, obj any) (*unstructured.Unstructured, error) {
+// applyObject server-side-applies obj (a rendered object), owned by md.
+func (r *Reconciler) applyObject(ctx context.Context, md *v1alpha1.ModelDeployment, obj any) error {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	u := &unstructured.Unstructured{Object: m}
 	unstructured.RemoveNestedField(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	if err := controllerutil.SetControllerReference(md, u, r.Scheme); err != nil {
-		return nil, err
+		return err
 	}
-	if err := r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return nil, err
-	}
-	return u, nil
+	return r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership)
 }
 
 // deleteOwned removes the object of kind gvk and name in md's namespace,

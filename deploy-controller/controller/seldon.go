@@ -35,7 +35,7 @@ func (seldonPlatform) apply(ctx context.Context, r *Reconciler, md *v1alpha1.Mod
 	if err != nil {
 		return err
 	}
-	if _, err := r.applyObject(ctx, md, sd); err != nil {
+	if err := r.applyObject(ctx, md, sd); err != nil {
 		return fmt.Errorf("apply SeldonDeployment: %w", err)
 	}
 	if r.Platforms.KServe {
@@ -53,7 +53,7 @@ func (seldonPlatform) apply(ctx context.Context, r *Reconciler, md *v1alpha1.Mod
 	// Before our objects were named render.RoutingName(md) they were
 	// named md.Name: those go too.
 	if vs != nil {
-		if _, err := r.applyObject(ctx, md, vs); err != nil {
+		if err := r.applyObject(ctx, md, vs); err != nil {
 			return fmt.Errorf("apply VirtualService: %w", err)
 		}
 	} else if err := r.deleteOwned(ctx, md, render.VirtualServiceGVK, render.RoutingName(md)); err != nil {
@@ -67,7 +67,7 @@ func (seldonPlatform) apply(ctx context.Context, r *Reconciler, md *v1alpha1.Mod
 		return err
 	}
 	if gw != nil {
-		if _, err := r.applyObject(ctx, md, gw); err != nil {
+		if err := r.applyObject(ctx, md, gw); err != nil {
 			return fmt.Errorf("apply Gateway: %w", err)
 		}
 	} else if err := r.deleteOwned(ctx, md, render.GatewayGVK, render.RoutingName(md)); err != nil {

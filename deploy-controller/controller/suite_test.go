@@ -173,7 +173,7 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 		crds = append(crds, kubeenv.KServeCRDs(t))
 	}
 	s.kube = kubeenv.StartCluster(t, kubeenv.ClusterOptions{CRDPaths: crds,
-		Behaviours: kubeenv.BehaviourRule{Label: "deploy.modelx.io/digest", ByValue: behaviours}})
+		Behaviours: kubeenv.BehaviourRule{Label: render.LabelDigest, ByValue: behaviours}})
 	s.seldon = kubeenv.StartSeldon(t, s.kube, kubeenv.SeldonOptions{Istio: opts.seldonIstio})
 	if opts.kserve {
 		s.kserve = kubeenv.StartKServe(t, s.kube, kubeenv.KServeOptions{})
@@ -428,13 +428,13 @@ func (s *suite) event(name, reason, text string) {
 	})
 }
 
-// podsOf lists the pods Seldon's Deployments run for one version of a
-// ModelDeployment.
+// podsOf lists the pods that serve one version of a ModelDeployment (on
+// either platform).
 func (s *suite) podsOf(name, digest string) []corev1.Pod {
 	s.t.Helper()
 	var pods corev1.PodList
 	if err := s.k8s.List(context.Background(), &pods, client.InNamespace("ml"),
-		client.MatchingLabels{render.LabelName: name, "deploy.modelx.io/digest": strings.TrimPrefix(digest, "sha256:")[:12]}); err != nil {
+		client.MatchingLabels{render.LabelName: name, render.LabelDigest: strings.TrimPrefix(digest, "sha256:")[:12]}); err != nil {
 		s.t.Fatal(err)
 	}
 	return pods.Items

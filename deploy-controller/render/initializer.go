@@ -68,24 +68,35 @@ func InitializerSecurityContext() *corev1.SecurityContext {
 // read a projected service-account token: Seldon injects none when an init
 // container of its name exists.
 func addTokenInitializer(pod *corev1.PodSpec, sat *v1alpha1.ServiceAccountToken, uri, image string, opts InitializerOptions) {
-	audience := sat.Audience
-	if audience == "" {
-		audience = "modelx"
-	}
 	pod.ServiceAccountName = sat.ServiceAccountName
 	pod.Volumes = append(pod.Volumes,
 		corev1.Volume{Name: initializerVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-		corev1.Volume{Name: "modelx-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, ExpirationSeconds: ptr.To[int64](3600), Path: "token"}}},
-		}}})
+		tokenVolume(sat))
 	pod.InitContainers = append(pod.InitContainers, corev1.Container{
 		Name: InitializerContainerName, Image: image, Args: []string{uri, ModelMountPath},
 		Env: []corev1.EnvVar{{Name: "MODELX_TOKEN_FILE", Value: TokenMountPath + "/token"}},
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: initializerVolumeName, MountPath: ModelMountPath},
-			{Name: "modelx-token", MountPath: TokenMountPath, ReadOnly: true},
+			{Name: TokenVolumeName, MountPath: TokenMountPath, ReadOnly: true},
 		},
 		Resources:       initializerResources(opts),
 		SecurityContext: InitializerSecurityContext(),
 	})
+}
+
+// TokenVolumeName is the pod volume that holds the projected
+// service-account token for modelxd: rendered by the controller, mounted
+// at TokenMountPath by the initializer (ours for Seldon; the
+// modelx-serviceaccount ClusterStorageContainer's for KServe).
+const TokenVolumeName = "modelx-token"
+
+// tokenVolume is the projected service-account token volume for modelxd.
+func tokenVolume(sat *v1alpha1.ServiceAccountToken) corev1.Volume {
+	audience := sat.Audience
+	if audience == "" {
+		audience = "modelx"
+	}
+	return corev1.Volume{Name: TokenVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, ExpirationSeconds: ptr.To[int64](3600), Path: "token"}}},
+	}}}
 }

@@ -63,12 +63,6 @@ const (
 	KServeTritonRuntime   = "kserve-tritonserver"
 )
 
-// TokenVolumeName is the pod volume that holds the projected
-// service-account token for modelxd: rendered by the controller, mounted
-// at TokenMountPath by the initializer (ours for Seldon; the
-// modelx-serviceaccount ClusterStorageContainer's for KServe).
-const TokenVolumeName = "modelx-token"
-
 // ServiceAccountUserInfo marks a modelx:// URI whose pull authenticates
 // with the pod's projected service-account token: modelx://serviceaccount@HOST/...
 // The modelx CLI reads no credential from it; on KServe it selects the
@@ -244,8 +238,7 @@ func RenderInferenceService(md *v1alpha1.ModelDeployment, in Inputs) (*Inference
 	if res := resources(spec.Resources); len(res.Requests) > 0 {
 		model.Resources = &res
 	}
-	labels := Labels(md)
-	labels["deploy.modelx.io/digest"] = strings.TrimPrefix(v.Digest, "sha256:")[:12]
+	labels := VersionLabels(md, v.Digest)
 	p := KServePredictor{
 		Model:       model,
 		MinReplicas: ptr.To(ptr.Deref(spec.Replicas, 1)),
@@ -290,17 +283,6 @@ func KServePredictorSpecHash(p KServePredictor) string {
 	return shortHash(p)
 }
 
-// tokenVolume is the projected service-account token volume for modelxd.
-func tokenVolume(sat *v1alpha1.ServiceAccountToken) corev1.Volume {
-	audience := sat.Audience
-	if audience == "" {
-		audience = "modelx"
-	}
-	return corev1.Volume{Name: TokenVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, ExpirationSeconds: ptr.To[int64](3600), Path: "token"}}},
-	}}}
-}
-
 // kserveNameMax is the longest InferenceService name whose predictor
 // Service name (NAME-predictor) is still a 63-character DNS label.
 const kserveNameMax = validation.DNS1035LabelMaxLength - len("-predictor")
@@ -317,10 +299,19 @@ func validateKServe(md *v1alpha1.ModelDeployment) error {
 	if spec.Replicas != nil && *spec.Replicas < 1 {
 		return fmt.Errorf("spec.replicas %d: backend kserve needs at least one replica (KServe's Standard mode does not scale to zero)", *spec.Replicas)
 	}
-	if ex := spec.Expose; ex != nil && (len(ex.Hosts) > 0 || ex.Gateway != "" || ex.CreateGateway || ex.TLS != nil || (ex.PathPrefix != "" && ex.PathPrefix != "/")) {
-		return fmt.Errorf("spec.expose: with backend kserve, exposure follows KServe's ingress configuration (its domain template, ingress class or Gateway API): use expose: {} and drop hosts, gateway, createGateway, tls and pathPrefix")
+	if err := validateKServeExpose(spec.Expose); err != nil {
+		return err
 	}
 	return validateKServeEnv(spec.Server)
+}
+
+// validateKServeExpose refuses what of spec.expose KServe's ingress would
+// not honour: everything but expose: {}.
+func validateKServeExpose(ex *v1alpha1.Expose) error {
+	if ex != nil && (len(ex.Hosts) > 0 || ex.Gateway != "" || ex.CreateGateway || ex.TLS != nil || (ex.PathPrefix != "" && ex.PathPrefix != "/")) {
+		return fmt.Errorf("spec.expose: with backend kserve, exposure follows KServe's ingress configuration (its domain template, ingress class or Gateway API): use expose: {} and drop hosts, gateway, createGateway, tls and pathPrefix")
+	}
+	return nil
 }
 
 // reservedKServeEnv are the server-container variables that KServe's

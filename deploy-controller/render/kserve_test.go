@@ -68,7 +68,7 @@ func TestRenderInferenceService(t *testing.T) {
 	if p.NodeSelector["nvidia.com/gpu.present"] != "true" || len(p.Tolerations) != 1 {
 		t.Errorf("scheduling %v %v", p.NodeSelector, p.Tolerations)
 	}
-	if p.Annotations[AnnotationDigest] != digestB || p.Annotations[AnnotationSpecHash] == "" || p.Labels["deploy.modelx.io/digest"] != "bbbbbbbbbbbb" {
+	if p.Annotations[AnnotationDigest] != digestB || p.Annotations[AnnotationSpecHash] == "" || p.Labels[LabelDigest] != "bbbbbbbbbbbb" {
 		t.Errorf("predictor annotations %v labels %v", p.Annotations, p.Labels)
 	}
 	if p.ServiceAccountName != "" || len(p.Volumes) != 0 {

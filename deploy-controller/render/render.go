@@ -191,8 +191,7 @@ func predictor(md *v1alpha1.ModelDeployment, in Inputs, v Version) (PredictorSpe
 			addTokenInitializer(&pod, c.ServiceAccountToken, uri, in.InitializerImage, in.Initializer)
 		}
 	}
-	labels := Labels(md)
-	labels["deploy.modelx.io/digest"] = strings.TrimPrefix(v.Digest, "sha256:")[:12]
+	labels := VersionLabels(md, v.Digest)
 	return PredictorSpec{
 		Name: name, Graph: unit, Replicas: ptr.To(ptr.Deref(spec.Replicas, 1)), Traffic: v.Traffic,
 		ComponentSpecs: []SeldonPodSpec{{Spec: pod}}, Labels: labels,

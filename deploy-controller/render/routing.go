@@ -85,7 +85,7 @@ func Exposed(md *v1alpha1.ModelDeployment, in Inputs) (status metav1.ConditionSt
 	case ex == nil:
 		return metav1.ConditionFalse, ReasonNotExposed, "spec.expose is not set: the model answers inside the cluster only"
 	case kserve:
-		if err := validateKServe(md); err != nil {
+		if err := validateKServeExpose(ex); err != nil {
 			return metav1.ConditionFalse, ReasonInvalidExpose, err.Error()
 		}
 		return metav1.ConditionTrue, ReasonKServeIngress, fmt.Sprintf("KServe's ingress configuration exposes InferenceService %s (its domain template, ingress class or Gateway API); status.url is its address", md.Name)

@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
+
+	"modelx.io/modelx/deploy-controller/api/v1alpha1"
 )
 
 // AnnotationSpecHash marks a predictor with a hash of its rendered spec
@@ -55,6 +58,19 @@ func shortHash(v any) string {
 // LabelName carries the ModelDeployment's name on every object rendered
 // for it and, through Seldon, on its Deployments and pods.
 const LabelName = "deploy.modelx.io/name"
+
+// LabelDigest carries the first 12 hex digits of a version's manifest
+// digest on the pods that serve it (label values are at most 63
+// characters): a selector of one version's pods.
+const LabelDigest = "deploy.modelx.io/digest"
+
+// VersionLabels are the labels of the pods that serve md's version with
+// this digest: Labels(md) and LabelDigest.
+func VersionLabels(md *v1alpha1.ModelDeployment, digest string) map[string]string {
+	labels := Labels(md)
+	labels[LabelDigest] = strings.TrimPrefix(digest, "sha256:")[:12]
+	return labels
+}
 
 // AnnotationDigest carries a predictor's manifest digest; Seldon copies it
 // onto the predictor's Deployment and pod template.
