@@ -24,6 +24,21 @@ HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
 HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37 \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37
+# The OCI clients the /v2/ API is tested with (internal/testenv/oci.go): the
+# distribution-spec conformance suite, oras and crane. The suite has no
+# releases, so tools/oci-conformance/go.mod pins a pseudo-version of its module
+# and the directory is named by the spec version it tests and the commit date:
+# v1.1-20260831 is v0.0.0-20260831232431-97274622c111. crane takes its version
+# from -X, as its release build does; oras carries its own. Keep all three in
+# step with their go.mod and the testenv constants (internal/testenv/oci_test.go
+# checks).
+OCI_CONFORMANCE_VERSION := v1.1-20260831
+OCI_CONFORMANCE_MODULE_VERSION := v0.0.0-20260831232431-97274622c111
+OCI_CONFORMANCE := $(TOOLS_DIR)/oci-conformance-$(OCI_CONFORMANCE_VERSION)/oci-conformance
+ORAS_VERSION := v1.3.6
+ORAS := $(TOOLS_DIR)/oras-$(ORAS_VERSION)/oras
+CRANE_VERSION := v0.22.1
+CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane
 # Tools are linked without symbol tables and DWARF (-s -w): the links of the
 # big binaries are much of their build time, and nobody debugs them here.
 TOOLS_LDFLAGS := -s -w
@@ -79,7 +94,7 @@ TOOLS_JOBS ?= 4
 tools:
 	@$(MAKE) --no-print-directory $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(TOOLS_JOBS)) tools-build
 
-tools-build: $(VERSITYGW) $(DEX) $(KUBE_TOOLS) $(HELM)
+tools-build: $(VERSITYGW) $(DEX) $(KUBE_TOOLS) $(HELM) $(OCI_CONFORMANCE) $(ORAS) $(CRANE)
 
 # The version in the path names the build; an existing binary is reused.
 $(VERSITYGW):
@@ -101,6 +116,23 @@ $(CONTROLLER_GEN):
 $(HELM):
 	@mkdir -p $(dir $@)
 	cd tools/helm && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS) $(HELM_LDFLAGS)' -o $@.tmp helm.sh/helm/v3/cmd/helm
+	mv $@.tmp $@
+
+# The conformance suite is a main package; its report names the commit it ran
+# from main.Version.
+$(OCI_CONFORMANCE):
+	@mkdir -p $(dir $@)
+	cd tools/oci-conformance && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS) -X main.Version=$(OCI_CONFORMANCE_MODULE_VERSION)' -o $@.tmp github.com/opencontainers/distribution-spec/conformance
+	mv $@.tmp $@
+
+$(ORAS):
+	@mkdir -p $(dir $@)
+	cd tools/oras && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS)' -o $@.tmp oras.land/oras/cmd/oras
+	mv $@.tmp $@
+
+$(CRANE):
+	@mkdir -p $(dir $@)
+	cd tools/crane && CGO_ENABLED=0 $(GO) build -ldflags '$(TOOLS_LDFLAGS) -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$(CRANE_VERSION)' -o $@.tmp github.com/google/go-containerregistry/cmd/crane
 	mv $@.tmp $@
 
 # Regenerate deepcopy code, the CRD and the RBAC role from the markers in

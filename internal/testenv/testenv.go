@@ -1,9 +1,11 @@
 // Package testenv starts the real servers tests run against (S3, the Dex
-// identity provider and, in kubeenv, Kubernetes) on 127.0.0.1, and holds
-// the fixtures tests share, such as a token issuer, crash-test seeds,
-// directory snapshots, a small filesystem for full-disk tests, a log
-// buffer, a registry clock tests advance, a network namespace of a test's
-// own (InNetworkNamespace), and polling and metric helpers.
+// identity provider and, in kubeenv, Kubernetes) on 127.0.0.1, runs the
+// real OCI clients against a registry's /v2/ API (the distribution-spec
+// conformance suite, oras and crane), and holds the fixtures tests share,
+// such as a token issuer, crash-test seeds, directory snapshots, a small
+// filesystem for full-disk tests, a log buffer, a registry clock tests
+// advance, a network namespace of a test's own (InNetworkNamespace), and
+// polling and metric helpers.
 // The binaries come from `make tools`, which builds them into a
 // version-named cache; a test that needs a missing binary fails when
 // CI=true and skips with the command to run otherwise.
