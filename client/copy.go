@@ -216,7 +216,7 @@ func validateModelName(s string) error {
 	if !ok {
 		return fmt.Errorf("model %q is not REPOSITORY/NAME", s)
 	}
-	if err := spec.ValidateComponent("repository", repo); err != nil {
+	if err := spec.ValidateRepository(repo); err != nil {
 		return err
 	}
 	return spec.ValidateComponent("name", name)

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,6 +33,7 @@ func blobUnknown(d digest.Digest) error {
 
 func setBlobHeaders(h http.Header, d digest.Digest) {
 	h.Set(spec.DigestHeader, string(d))
+	h.Set(spec.OCIDigestHeader, string(d))
 	h.Set("ETag", `"`+string(d)+`"`)
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Type", "application/octet-stream")
@@ -191,34 +191,7 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 	if reg.presign != nil {
 		return reg.redirectUpload(w, r, repo, name, d, size)
 	}
-	stored, err := reg.blobStored(ctx, d, size)
-	if err != nil {
-		return err
-	}
-	release, err := reg.uploads.acquire(w, r)
-	if err != nil {
-		return err
-	}
-	defer release()
-	sum, _ := digestSum(d)
-	body := countingReader{r.Body, reg.metrics.blobBytes.WithLabelValues("in")}
-	if stored {
-		// The bytes prove the pusher has the blob; the stored copy stays.
-		_, err = io.Copy(io.Discard, storage.NewVerifyingReader(body, size, sum))
-	} else {
-		err = reg.store.Put(ctx, blobKey(d), body, size, sum)
-	}
-	switch {
-	case errors.Is(err, storage.ErrChecksumMismatch):
-		return spec.Errorf(spec.ErrorDigestInvalid, "the uploaded bytes do not match digest %s; nothing was stored", d)
-	case errors.Is(err, storage.ErrSizeMismatch):
-		return spec.Errorf(spec.ErrorSizeInvalid, "the body length does not match Content-Length %d; nothing was stored", size)
-	case err != nil:
-		return internal("store blob", err)
-	}
-	// The bytes are stored: the link must follow even if the client has
-	// gone, or a retry would have to send them again.
-	if err := reg.writeLink(context.WithoutCancel(ctx), repo, name, d, size); err != nil {
+	if err := reg.storeBlob(w, r, repo, name, d, r.Body, size); err != nil {
 		return err
 	}
 	return blobCreated(w, r, d)
@@ -263,6 +236,7 @@ func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo
 // direction (upload, download).
 func (reg *Registry) redirect(w http.ResponseWriter, d digest.Digest, pr storage.PresignedRequest, direction string) {
 	w.Header().Set(spec.DigestHeader, string(d))
+	w.Header().Set(spec.OCIDigestHeader, string(d))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", pr.URL)
 	w.WriteHeader(http.StatusFound)

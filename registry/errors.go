@@ -17,6 +17,8 @@ import (
 // statusOf is the one table that maps each API error code to its HTTP status.
 var statusOf = map[spec.ErrorCode]int{
 	spec.ErrorBlobUnknown:         http.StatusNotFound,
+	spec.ErrorBlobUploadUnknown:   http.StatusNotFound,
+	spec.ErrorBlobUploadInvalid:   http.StatusBadRequest,
 	spec.ErrorDigestInvalid:       http.StatusBadRequest,
 	spec.ErrorSizeInvalid:         http.StatusBadRequest,
 	spec.ErrorManifestInvalid:     http.StatusBadRequest,
@@ -55,34 +57,42 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // answered 500 without its text, which may name internals.
 func (reg *Registry) handle(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
-		if err == nil {
-			return
+		if apiErr := reg.apiError(r, h(w, r)); apiErr != nil {
+			writeError(w, apiErr)
 		}
-		var apiErr *spec.Error
-		var unreadable *unreadableIndexError
-		if errors.As(err, &unreadable) {
-			reg.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-			apiErr = unreadable.apiError()
-		}
-		if apiErr == nil && errors.Is(err, storage.ErrInsufficientStorage) {
-			reg.log.ErrorContext(r.Context(), "storage full",
-				"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
-			apiErr = spec.Errorf(spec.ErrorInsufficientStorage,
-				"the registry's storage is full, so nothing was stored; its operator must free space (modelx gc) or grow the storage, then run the command again").
-				WithDetail(map[string]string{"requestId": middleware.GetReqID(r.Context())})
-			drainBody(r)
-		}
-		if apiErr == nil && !errors.As(err, &apiErr) {
-			reg.log.ErrorContext(r.Context(), "request failed",
-				"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
-			apiErr = &spec.Error{Code: spec.ErrorInternal, Message: "internal error; the registry log has details", Detail: map[string]string{"requestId": middleware.GetReqID(r.Context())}}
-			if r.Context().Err() != nil {
-				return // the client went away; nobody reads the answer
-			}
-		}
-		writeError(w, apiErr)
 	}
+}
+
+// apiError turns a handler's error into the API error to answer, logging
+// what the client is not told; nil means nothing is to be written (no
+// error, or a client that went away).
+func (reg *Registry) apiError(r *http.Request, err error) *spec.Error {
+	if err == nil {
+		return nil
+	}
+	var apiErr *spec.Error
+	var unreadable *unreadableIndexError
+	if errors.As(err, &unreadable) {
+		reg.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		apiErr = unreadable.apiError()
+	}
+	if apiErr == nil && errors.Is(err, storage.ErrInsufficientStorage) {
+		reg.log.ErrorContext(r.Context(), "storage full",
+			"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
+		apiErr = spec.Errorf(spec.ErrorInsufficientStorage,
+			"the registry's storage is full, so nothing was stored; its operator must free space (modelx gc) or grow the storage, then run the command again").
+			WithDetail(map[string]string{"requestId": middleware.GetReqID(r.Context())})
+		drainBody(r)
+	}
+	if apiErr == nil && !errors.As(err, &apiErr) {
+		reg.log.ErrorContext(r.Context(), "request failed",
+			"method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()), "error", err)
+		apiErr = &spec.Error{Code: spec.ErrorInternal, Message: "internal error; the registry log has details", Detail: map[string]string{"requestId": middleware.GetReqID(r.Context())}}
+		if r.Context().Err() != nil {
+			return nil // the client went away; nobody reads the answer
+		}
+	}
+	return apiErr
 }
 
 // maxDrain bounds how much of an unread request body drainBody reads: a

@@ -345,11 +345,11 @@ func (reg *Registry) manifestIntact(ctx context.Context, repo, name string, d di
 	if err != nil {
 		return false, internal("read manifest", err)
 	}
-	m, err := spec.ParseManifest(data)
+	mt, err := parseStoredManifest(data)
 	if err != nil {
 		return true, nil
 	}
-	err = reg.checkBlobs(ctx, repo, name, m)
+	err = reg.checkContents(ctx, repo, name, mt)
 	var apiErr *spec.Error
 	if errors.As(err, &apiErr) && apiErr.Code == spec.ErrorManifestBlobUnknown {
 		return false, nil

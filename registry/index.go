@@ -234,7 +234,7 @@ func (reg *Registry) getGlobalIndex(w http.ResponseWriter, r *http.Request) erro
 	if reg.opts.Policy != nil {
 		id := identityOf(r.Context())
 		if id == nil && !reg.opts.Policy.AnyAnonymous() {
-			reg.challenge(w, r, "")
+			modelxAPI.challenge(reg, w, r, "", nil, "")
 			return spec.Errorf(spec.ErrorUnauthorized, "authentication required")
 		}
 		// List only the models the caller may pull.

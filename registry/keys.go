@@ -19,6 +19,8 @@ import (
 //	models/REPO/NAME/manifests/sha256/abcdef…    manifests by digest
 //	models/REPO/NAME/blobs/sha256/abcdef…        links: the blobs the model holds
 //	models/REPO/NAME/uploads/sha256/abcdef…      staged uploads of stored blobs
+//	models/REPO/NAME/referrers/sha256/SUBJECT/REFERRER  OCI referrers (oci.go)
+//	models/REPO/NAME/sessions/ID/…               OCI upload sessions (ociupload.go)
 const (
 	globalIndexKey = "index.json"
 	layoutKey      = "layout.json"
@@ -30,6 +32,8 @@ const (
 	manifestsDir   = "manifests/"
 	linksDir       = "blobs/"
 	stagedDir      = "uploads/"
+	referrersDir   = "referrers/"
+	sessionsDir    = "sessions/"
 )
 
 func blobKey(d digest.Digest) string {
@@ -49,6 +53,21 @@ func linkKey(repo, name string, d digest.Digest) string {
 
 func stagedKey(repo, name string, d digest.Digest) string {
 	return modelPrefix(repo, name) + stagedDir + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+// referrersPrefix is where the referrers of manifest subject are listed.
+func referrersPrefix(repo, name string, subject digest.Digest) string {
+	return modelPrefix(repo, name) + referrersDir + string(subject.Algorithm()) + "/" + subject.Encoded() + "/"
+}
+
+// referrerKey is the record that manifest d refers to subject.
+func referrerKey(repo, name string, subject, d digest.Digest) string {
+	return referrersPrefix(repo, name, subject) + d.Encoded()
+}
+
+// sessionPrefix is where the parts of an OCI upload session are stored.
+func sessionPrefix(repo, name, id string) string {
+	return modelPrefix(repo, name) + sessionsDir + id + "/"
 }
 
 func modelPrefix(repo, name string) string { return modelsPrefix + repo + "/" + name + "/" }

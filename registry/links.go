@@ -194,7 +194,7 @@ func parseModelName(s string) (repo, name string, err error) {
 	if !ok {
 		return "", "", spec.Errorf(spec.ErrorNameInvalid, "model %q is not REPOSITORY/NAME", s)
 	}
-	if err := spec.ValidateComponent("repository", repo); err != nil {
+	if err := spec.ValidateRepository(repo); err != nil {
 		return "", "", err
 	}
 	if err := spec.ValidateComponent("name", name); err != nil {

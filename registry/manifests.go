@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"maps"
@@ -55,9 +56,20 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d, err := reg.resolve(r.Context(), repo, name, ref)
+	d, data, err := reg.readManifest(r.Context(), repo, name, ref)
 	if err != nil {
 		return err
+	}
+	serveManifest(w, r, d, data, ref.Tag != "")
+	return nil
+}
+
+// readManifest returns the digest and bytes of the model's manifest that
+// ref names.
+func (reg *Registry) readManifest(ctx context.Context, repo, name string, ref spec.Reference) (digest.Digest, []byte, error) {
+	d, err := reg.resolve(ctx, repo, name, ref)
+	if err != nil {
+		return "", nil, err
 	}
 	key := manifestKey(repo, name, d)
 	data, cached := []byte(nil), false
@@ -65,28 +77,139 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 		data, cached = reg.manifests.get(key)
 	}
 	if !cached {
-		data, _, err = storage.ReadAll(r.Context(), reg.store, key, reg.opts.MaxManifestSize)
+		data, _, err = storage.ReadAll(ctx, reg.store, key, reg.opts.MaxManifestSize)
 		if errors.Is(err, storage.ErrNotFound) {
-			return spec.Errorf(spec.ErrorManifestUnknown, "model %s/%s has no manifest %s", repo, name, d)
+			return "", nil, spec.Errorf(spec.ErrorManifestUnknown, "model %s/%s has no manifest %s", repo, name, d)
 		}
 		if err != nil {
-			return internal("read manifest", err)
+			return "", nil, internal("read manifest", err)
 		}
 		reg.manifests.put(key, data)
 	}
+	return d, data, nil
+}
+
+// serveManifest answers a manifest's bytes (just its headers to HEAD),
+// with its media type and digest; byTag says it was asked for by tag, which
+// may move, so caches must revalidate.
+func serveManifest(w http.ResponseWriter, r *http.Request, d digest.Digest, data []byte, byTag bool) {
 	h := w.Header()
-	h.Set("Content-Type", spec.MediaTypeManifest)
+	h.Set("Content-Type", manifestMediaType(data))
 	h.Set(spec.DigestHeader, string(d))
+	h.Set(spec.OCIDigestHeader, string(d))
 	h.Set("ETag", `"`+string(d)+`"`)
 	h.Set("Content-Length", strconv.Itoa(len(data)))
-	if ref.Tag != "" {
+	if byTag {
 		h.Set("Cache-Control", "no-cache")
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(data)
 	}
-	return nil
+}
+
+// manifestMediaType is the media type of stored manifest bytes: the
+// document's mediaType field; without one, a modelx manifest (which names
+// blobs), an OCI index (manifests) or an OCI image manifest.
+func manifestMediaType(data []byte) string {
+	var probe struct {
+		MediaType string   `json:"mediaType"`
+		Blobs     presence `json:"blobs"`
+		Manifests presence `json:"manifests"`
+	}
+	_ = json.Unmarshal(data, &probe) // stored manifests parsed when pushed
+	switch {
+	case probe.MediaType != "":
+		return probe.MediaType
+	case bool(probe.Blobs):
+		return spec.MediaTypeManifest
+	case bool(probe.Manifests):
+		return spec.MediaTypeOCIIndex
+	default:
+		return spec.MediaTypeOCIManifest
+	}
+}
+
+// presence records whether a JSON field is there, without keeping its value.
+type presence bool
+
+func (p *presence) UnmarshalJSON([]byte) error { *p = true; return nil }
+
+// parseStoredManifest parses the bytes of a stored manifest, modelx or OCI.
+func parseStoredManifest(data []byte) (*manifestToStore, error) {
+	if mediaType := manifestMediaType(data); !spec.IsOCIManifestType(mediaType) {
+		m, err := spec.ParseManifest(data)
+		if err != nil {
+			return nil, err
+		}
+		return modelxManifest(data, m), nil
+	}
+	m, err := spec.ParseOCIManifest(data, "")
+	if err != nil {
+		return nil, err
+	}
+	return ociManifest(data, m), nil
+}
+
+// manifestToStore is a parsed manifest on its way into a model: its bytes,
+// and what the registry checks and records of it. modelx and OCI manifests
+// differ only here; storeManifest stores both.
+type manifestToStore struct {
+	data      []byte
+	digest    digest.Digest
+	mediaType string
+	// blobs must be linked to the model with their sizes; a name says
+	// where each sits in the manifest, for errors.
+	blobs []spec.Descriptor
+	// manifests must be stored in the model already (an index's).
+	manifests []digest.Digest
+	// indexAnnotations go into the tag's entry of the model's index.
+	indexAnnotations map[string]string
+	// modelx is set for a modelx manifest, whose modelFiles are checked.
+	modelx *spec.Manifest
+	// subject is the manifest an OCI referrer refers to, and referrer how
+	// the referrers API lists this manifest.
+	subject  *spec.OCIDescriptor
+	referrer spec.OCIDescriptor
+}
+
+// modelxManifest is what storeManifest needs of a modelx manifest.
+func modelxManifest(data []byte, m *spec.Manifest) *manifestToStore {
+	annotations := maps.Clone(m.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[spec.AnnotationModelSize] = strconv.FormatInt(m.TotalSize(), 10)
+	return &manifestToStore{data: data, digest: digest.FromBytes(data), mediaType: spec.MediaTypeManifest,
+		blobs: m.Referenced(), indexAnnotations: annotations, modelx: m}
+}
+
+// readManifestBody admits a manifest PUT (limits.go: the memory of reading
+// and parsing it, and the upload rate floor) and reads its body; release
+// gives the memory back.
+func (reg *Registry) readManifestBody(w http.ResponseWriter, r *http.Request) (data []byte, release func(), err error) {
+	release, err = reg.admitManifest(w, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	limit := reg.opts.MaxManifestSize
+	if r.ContentLength > limit {
+		release()
+		return nil, nil, spec.Errorf(spec.ErrorTooLarge, "manifest is %d bytes, over the limit of %d", r.ContentLength, limit)
+	}
+	data, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+	switch {
+	case errors.Is(err, errUploadTooSlow):
+		release()
+		return nil, nil, err // 429: the client retries
+	case err != nil:
+		release()
+		return nil, nil, spec.Errorf(spec.ErrorManifestInvalid, "reading the manifest body failed: %v", err)
+	case int64(len(data)) > limit:
+		release()
+		return nil, nil, spec.Errorf(spec.ErrorTooLarge, "manifest is over the limit of %d bytes", limit)
+	}
+	return data, release, nil
 }
 
 // putManifest stores a manifest and, for a tag, points the tag at it. The
@@ -94,31 +217,14 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 // the registry checks each blob exists with the declared size before it
 // stores anything.
 func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
-	// Admission (limits.go): reserve the memory of reading and parsing the
-	// body, and put the upload rate floor on it.
-	release, err := reg.admitManifest(w, r)
+	data, release, err := reg.readManifestBody(w, r)
 	if err != nil {
 		return err
 	}
 	defer release()
-	// End of admission.
 	repo, name, ref, err := manifestParams(r)
 	if err != nil {
 		return err
-	}
-	limit := reg.opts.MaxManifestSize
-	if r.ContentLength > limit {
-		return spec.Errorf(spec.ErrorTooLarge, "manifest is %d bytes, over the limit of %d", r.ContentLength, limit)
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if errors.Is(err, errUploadTooSlow) {
-		return err // 429: the client retries
-	}
-	if err != nil {
-		return spec.Errorf(spec.ErrorManifestInvalid, "reading the manifest body failed: %v", err)
-	}
-	if int64(len(data)) > limit {
-		return spec.Errorf(spec.ErrorTooLarge, "manifest is over the limit of %d bytes", limit)
 	}
 	m, err := spec.ParseManifest(data)
 	if err != nil {
@@ -127,48 +233,64 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if n := annotationsSize(m.Annotations); n > maxIndexAnnotations {
 		return spec.Errorf(spec.ErrorTooLarge, "the manifest's annotations are %d bytes, over the %d that a version may copy into its model's index; %s", n, maxIndexAnnotations, indexAnnotationsHint)
 	}
-	d := digest.FromBytes(data)
+	mt := modelxManifest(data, m)
+	if err := reg.storeManifest(r.Context(), repo, name, ref, mt); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set(spec.DigestHeader, string(mt.digest))
+	h.Set("Location", "/"+repo+"/"+name+"/manifests/"+string(mt.digest))
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// storeManifest stores a manifest in the model and, for a tag, points the
+// tag at it, once every blob and manifest it names is in the model.
+func (reg *Registry) storeManifest(ctx context.Context, repo, name string, ref spec.Reference, mt *manifestToStore) error {
+	d := mt.digest
 	if ref.Digest != "" && ref.Digest != d {
 		return spec.Errorf(spec.ErrorDigestInvalid, "the manifest's digest is %s, not %s as the URL says", d, ref.Digest)
 	}
 	if _, immutable := reg.immutableTag(repo, name, ref.Tag); ref.Tag != "" && immutable {
 		// Refused before anything is stored; tag checks again atomically.
-		if cur, err := reg.resolve(r.Context(), repo, name, ref); err == nil && cur != d {
+		if cur, err := reg.resolve(ctx, repo, name, ref); err == nil && cur != d {
 			return reg.checkMutable(repo, name, ref.Tag)
 		}
 	}
-	before, _, err := reg.readGCState(r.Context())
+	before, _, err := reg.readGCState(ctx)
 	if err != nil {
 		return err
 	}
 	sweptBefore := before.sweeping(reg.now())
-	if err := reg.checkBlobs(r.Context(), repo, name, m); err != nil {
+	if err := reg.checkContents(ctx, repo, name, mt); err != nil {
 		return err
 	}
 	key := manifestKey(repo, name, d)
-	if err := reg.checkModelFiles(r.Context(), key, m); err != nil {
-		return err
-	}
-	sum, _ := digestSum(d)
-	if err := reg.store.Put(r.Context(), key, bytes.NewReader(data), int64(len(data)), sum); err != nil {
-		return internal("store manifest", err)
-	}
-	if ref.Tag != "" {
-		annotations := maps.Clone(m.Annotations)
-		if annotations == nil {
-			annotations = map[string]string{}
-		}
-		annotations[spec.AnnotationModelSize] = strconv.FormatInt(m.TotalSize(), 10)
-		if err := reg.tag(r.Context(), repo, name, ref.Tag, d, int64(len(data)), annotations); err != nil {
+	if mt.modelx != nil {
+		if err := reg.checkModelFiles(ctx, key, mt.modelx); err != nil {
 			return err
 		}
 	}
-	if err := reg.confirmAfterSweeps(r.Context(), before, sweptBefore, repo, name, key, m); err != nil {
+	sum, _ := digestSum(d)
+	if err := reg.store.Put(ctx, key, bytes.NewReader(mt.data), int64(len(mt.data)), sum); err != nil {
+		return internal("store manifest", err)
+	}
+	if mt.subject != nil {
+		if err := reg.writeReferrer(ctx, repo, name, mt.subject.Digest, mt.referrer); err != nil {
+			return err
+		}
+	}
+	if ref.Tag != "" {
+		if err := reg.tag(ctx, repo, name, ref.Tag, d, mt.mediaType, int64(len(mt.data)), mt.indexAnnotations); err != nil {
+			return err
+		}
+	}
+	if err := reg.confirmAfterSweeps(ctx, before, sweptBefore, repo, name, key, mt); err != nil {
 		// A collection took what the push relied on: take back what it
 		// wrote, so nothing names a missing object.
 		// Any other tag on this manifest was written by a push that
 		// overlapped the same sweep, which takes its tag back too.
-		ctx := context.WithoutCancel(r.Context())
+		ctx := context.WithoutCancel(ctx)
 		if ref.Tag != "" {
 			if uerr := reg.untag(ctx, repo, name, ref.Tag, d); uerr != nil {
 				return uerr
@@ -180,10 +302,32 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 		reg.manifests.remove(key)
 		return err
 	}
-	h := w.Header()
-	h.Set(spec.DigestHeader, string(d))
-	h.Set("Location", "/"+repo+"/"+name+"/manifests/"+string(d))
-	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// checkContents checks that every blob and manifest mt names is in the model.
+func (reg *Registry) checkContents(ctx context.Context, repo, name string, mt *manifestToStore) error {
+	if err := reg.checkBlobs(ctx, repo, name, mt.blobs); err != nil {
+		return err
+	}
+	return reg.checkManifests(ctx, repo, name, mt.manifests)
+}
+
+// checkManifests checks that the model stores every manifest of ds.
+func (reg *Registry) checkManifests(ctx context.Context, repo, name string, ds []digest.Digest) error {
+	var missing []string
+	for _, d := range ds {
+		if _, err := reg.store.Stat(ctx, manifestKey(repo, name, d)); errors.Is(err, storage.ErrNotFound) {
+			missing = append(missing, string(d))
+		} else if err != nil {
+			return internal("stat manifest", err)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return spec.Errorf(spec.ErrorManifestBlobUnknown, "%d manifest(s) the index names are not in %s/%s; push them first, then the index", len(missing), repo, name).
+			WithDetail(map[string]any{"missing": missing})
+	}
 	return nil
 }
 
@@ -250,7 +394,7 @@ func annotationsSize(a map[string]string) int {
 // manifest just stored at key and tagged, or a blob it names, since they
 // were checked (see gcStateKey). before is the collection state read before
 // the check.
-func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, sweptBefore bool, repo, name, key string, m *spec.Manifest) error {
+func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, sweptBefore bool, repo, name, key string, mt *manifestToStore) error {
 	after, err := reg.afterSweeps(ctx)
 	if err != nil {
 		return err
@@ -264,7 +408,7 @@ func (reg *Registry) confirmAfterSweeps(ctx context.Context, before gcState, swe
 		return internal("stat manifest", err)
 	}
 	// The client uploads blobs this finds missing and pushes again.
-	return reg.checkBlobs(ctx, repo, name, m)
+	return reg.checkContents(ctx, repo, name, mt)
 }
 
 // untag removes tag from the model's index if it still names d.
@@ -284,8 +428,8 @@ func (reg *Registry) untag(ctx context.Context, repo, name, tag string, d digest
 // model with the declared size (committing redirected uploads that have
 // completed); it names every missing blob in the error's detail. A link
 // implies its blob: see writeLink and gcRun.dropDanglingLinks.
-func (reg *Registry) checkBlobs(ctx context.Context, repo, name string, m *spec.Manifest) error {
-	refs, unique := m.Referenced(), m.ReferencedOnce()
+func (reg *Registry) checkBlobs(ctx context.Context, repo, name string, refs []spec.Descriptor) error {
+	unique := spec.UniqueDigests(refs)
 	linked := make([]int64, len(unique)) // linked size, -1 when not linked; one slot per goroutine
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(statConcurrency)
@@ -331,10 +475,10 @@ func (reg *Registry) checkBlobs(ctx context.Context, repo, name string, m *spec.
 	return nil
 }
 
-// tag points tag at the manifest in the model's index, then makes sure the
-// model is in the global index.
-func (reg *Registry) tag(ctx context.Context, repo, name, tag string, d digest.Digest, size int64, annotations map[string]string) error {
-	desc := spec.Descriptor{Name: tag, MediaType: spec.MediaTypeManifest, Digest: d, Size: size, Modified: reg.now().UTC(), Annotations: annotations}
+// tag points tag at the manifest d, of mediaType, in the model's index,
+// then makes sure the model is in the global index.
+func (reg *Registry) tag(ctx context.Context, repo, name, tag string, d digest.Digest, mediaType string, size int64, annotations map[string]string) error {
+	desc := spec.Descriptor{Name: tag, MediaType: mediaType, Digest: d, Size: size, Modified: reg.now().UTC(), Annotations: annotations}
 	if _, err := reg.updateIndex(ctx, modelIndexKey(repo, name), func(idx *spec.Index) (bool, error) {
 		if i := idx.Find(tag); i >= 0 {
 			if idx.Manifests[i].Digest == d {

@@ -179,6 +179,9 @@ func (reg *Registry) Handler() http.Handler {
 	r.Get("/readyz", reg.handle(reg.ready))
 	r.Method(http.MethodGet, "/metrics", reg.metrics.Handler())
 	r.Get(spec.ConfigurationPath, reg.handle(reg.configuration))
+	r.Get(ociTokenPath, reg.handleOCI(reg.ociToken))
+	r.Post(ociTokenPath, reg.handleOCI(reg.ociToken))
+	r.Mount("/v2", reg.ociRoutes()) // the OCI distribution API (oci.go)
 	r.Group(func(r chi.Router) {
 		r.Use(reg.authenticate)
 		r.Get("/", reg.handle(reg.root))
@@ -218,7 +221,7 @@ func (reg *Registry) ready(w http.ResponseWriter, r *http.Request) error {
 // model returns the validated repository and name of the request path.
 func model(r *http.Request) (repo, name string, err error) {
 	repo, name = chi.URLParam(r, "repository"), chi.URLParam(r, "name")
-	if err := spec.ValidateComponent("repository", repo); err != nil {
+	if err := spec.ValidateRepository(repo); err != nil {
 		return "", "", err
 	}
 	if err := spec.ValidateComponent("name", name); err != nil {

@@ -12,7 +12,12 @@ type ErrorCode string
 
 // The API error codes.
 const (
-	ErrorBlobUnknown         ErrorCode = "BLOB_UNKNOWN"
+	ErrorBlobUnknown ErrorCode = "BLOB_UNKNOWN"
+	// ErrorBlobUploadUnknown: an OCI upload session that does not exist
+	// (never started, finished or cancelled).
+	ErrorBlobUploadUnknown ErrorCode = "BLOB_UPLOAD_UNKNOWN"
+	// ErrorBlobUploadInvalid: an OCI upload request that is malformed.
+	ErrorBlobUploadInvalid   ErrorCode = "BLOB_UPLOAD_INVALID"
 	ErrorDigestInvalid       ErrorCode = "DIGEST_INVALID"
 	ErrorSizeInvalid         ErrorCode = "SIZE_INVALID"
 	ErrorManifestInvalid     ErrorCode = "MANIFEST_INVALID"

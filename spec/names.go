@@ -30,6 +30,19 @@ func ValidateComponent(what, s string) error {
 	return nil
 }
 
+// ReservedRepository is the repository name the registry keeps for the
+// OCI distribution API, served under /v2/.
+const ReservedRepository = "v2"
+
+// ValidateRepository checks a model's repository: a component
+// (ValidateComponent) other than ReservedRepository.
+func ValidateRepository(s string) error {
+	if s == ReservedRepository {
+		return Errorf(ErrorNameInvalid, "repository %q is reserved: /%s/ is the registry's OCI distribution API; choose another repository name", s, s)
+	}
+	return ValidateComponent("repository", s)
+}
+
 // ValidateTag checks a tag: letters, digits, '_', '.', '-', not starting with
 // '.' or '-', at most 128 characters.
 func ValidateTag(tag string) error {

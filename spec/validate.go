@@ -216,8 +216,11 @@ func (m *Manifest) Referenced() []Descriptor {
 
 // ReferencedOnce is Referenced with each digest once: the first
 // descriptor that names it.
-func (m *Manifest) ReferencedOnce() []Descriptor {
-	refs := m.Referenced()
+func (m *Manifest) ReferencedOnce() []Descriptor { return UniqueDigests(m.Referenced()) }
+
+// UniqueDigests is refs with each digest once: the first descriptor that
+// names it.
+func UniqueDigests(refs []Descriptor) []Descriptor {
 	out := refs[:0:0]
 	seen := make(map[digest.Digest]bool, len(refs))
 	for _, desc := range refs {

@@ -198,7 +198,7 @@ func (r *Reference) setPath(s, path string) error {
 		return errorf(nil, "reference %q has two tags: use NAME:TAG or NAME@TAG", s)
 	}
 
-	if err := spec.ValidateComponent("repository", repo); err != nil {
+	if err := spec.ValidateRepository(repo); err != nil {
 		return errorf(err, "reference %q: %s", s, specMessage(err))
 	}
 	if err := spec.ValidateComponent("name", name); err != nil {

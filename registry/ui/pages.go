@@ -116,7 +116,7 @@ func versionLink(repo, name, ref string) string { return modelLink(repo, name) +
 // exist, so its existence is not revealed.
 func (u *UI) modelParams(r *http.Request, v viewer) (repo, name string, err error) {
 	repo, name = r.PathValue("repo"), r.PathValue("name")
-	if spec.ValidateComponent("repository", repo) != nil || spec.ValidateComponent("name", name) != nil || !u.canSee(v, repo+"/"+name) {
+	if spec.ValidateRepository(repo) != nil || spec.ValidateComponent("name", name) != nil || !u.canSee(v, repo+"/"+name) {
 		return "", "", notFound("There is no such model, or you may not see it.")
 	}
 	return repo, name, nil
