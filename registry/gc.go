@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,8 +23,16 @@ import (
 //     blob.
 //   - A blob is garbage when no remaining manifest of any model names it
 //     and no remaining link points to it.
-//   - Staged uploads and upload claims are garbage once old.
+//   - Staged uploads and upload claims are garbage once old; so is an OCI
+//     upload session whose every part is old.
 //   - Expired holds are garbage.
+//
+// OCI manifests (oci.go) are kept like modelx manifests, and also when a
+// kept OCI index lists them or when the manifest they refer to (their
+// subject) is kept: an image index's manifests and an artifact's
+// signatures are pushed by digest, untagged, and live as long as what
+// holds them. An OCI manifest names its config and layers as blobs. A
+// referrer record goes once its manifest is gone.
 //
 // Nothing younger than the grace period goes: a push uploads its blobs
 // (and links them), then stores its manifest, then tags it, and each of
@@ -103,6 +112,9 @@ type gcRun struct {
 	manifests []storedObject                    // every stored manifest in scope
 	links     []storedObject                    // every link in scope
 	staged    []storedObject                    // every staged upload in scope
+	sessions  map[string][]storedObject         // session prefix → its objects, every OCI upload session in scope
+	referrers []storedObject                    // every OCI referrer record in scope
+	referring map[string][]string               // manifest key → the keys of the manifests that refer to it
 	skipped   map[string]bool                   // models kept whole: something of theirs is unreadable
 	marked    map[string]bool                   // manifest keys whose blobs are marked
 	refs      map[string]map[digest.Digest]bool // model → blobs its live manifests name
@@ -165,6 +177,7 @@ func newGCRun(reg *Registry, scope gcScope, start time.Time) *gcRun {
 		reg: reg, scope: scope, cutoff: start.Add(-reg.opts.GCGracePeriod),
 		tagged: map[string]bool{}, held: map[string]bool{}, expired: map[gcScope]bool{},
 		skipped: map[string]bool{}, marked: map[string]bool{},
+		sessions: map[string][]storedObject{}, referring: map[string][]string{},
 		refs: map[string]map[digest.Digest]bool{}, solid: map[string]map[digest.Digest]bool{}, keptNow: map[string]*keptBy{},
 	}
 	run.res.Scope = scope.String()
@@ -202,7 +215,7 @@ func (run *gcRun) mark(ctx context.Context) error {
 // stored since the listing, and then deletes the links no marked manifest
 // needs, old staged uploads and expired holds.
 func (run *gcRun) sweepManifests(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{run.deleteUnkeptManifests, run.markNewManifests, run.deleteUnneededLinks, run.deleteOldStaged, run.dropExpiredHolds} {
+	for _, step := range []func(context.Context) error{run.deleteUnkeptManifests, run.markNewManifests, run.deleteUnneededLinks, run.deleteOldStaged, run.deleteOldSessions, run.deleteOrphanReferrers, run.dropExpiredHolds} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -294,6 +307,17 @@ func (run *gcRun) list(ctx context.Context) error {
 			}
 		case strings.HasPrefix(rest, stagedDir):
 			run.staged = append(run.staged, obj)
+		case strings.HasPrefix(rest, sessionsDir):
+			if id, _, ok := strings.Cut(strings.TrimPrefix(rest, sessionsDir), "/"); ok {
+				prefix := sessionPrefix(repo, name, id)
+				run.sessions[prefix] = append(run.sessions[prefix], obj)
+			}
+		case strings.HasPrefix(rest, referrersDir):
+			subject, referrer, ok := parseReferrerKey(repo, name, info.Key)
+			if ok {
+				run.referrers = append(run.referrers, obj)
+				run.referring[subject] = append(run.referring[subject], referrer)
+			}
 		}
 		return nil
 	})
@@ -305,33 +329,44 @@ func (run *gcRun) list(ctx context.Context) error {
 
 // markManifest reads a manifest and marks the blobs it names as needed by its
 // model; onlyYoung says the manifest is kept only because it is younger
-// than the grace period. An unreadable manifest keeps its model whole.
+// than the grace period. The manifests an OCI index lists, and those that
+// refer to the manifest, are kept with it. An unreadable manifest keeps
+// its model whole.
 func (run *gcRun) markManifest(ctx context.Context, mo storedObject, onlyYoung bool) error {
 	if run.marked[mo.key] {
 		return nil
 	}
 	run.marked[mo.key] = true
-	run.res.ManifestsKept++
 	data, _, err := storage.ReadAll(ctx, run.reg.store, mo.key, run.reg.opts.MaxManifestSize)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
+	run.res.ManifestsKept++
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var m *spec.Manifest
+	var mt *manifestToStore
 	if err == nil {
-		m, err = spec.ParseManifest(data)
+		mt, err = parseStoredManifest(data)
 	}
 	if err != nil {
 		d, _ := digestFromKey(mo.key)
 		run.skip(ctx, mo.model, fmt.Sprintf("manifest %s cannot be read: %v", d, err))
 		return nil
 	}
-	referenced := m.Referenced()
-	addDigests(run.refs, mo.model, referenced)
+	addDigests(run.refs, mo.model, mt.blobs)
 	if !onlyYoung {
-		addDigests(run.solid, mo.model, referenced)
+		addDigests(run.solid, mo.model, mt.blobs)
+	}
+	repo, name, _, _ := parseModelKey(mo.key)
+	kept := run.referring[mo.key]
+	for _, d := range mt.manifests {
+		kept = append(kept, manifestKey(repo, name, d))
+	}
+	for _, key := range kept {
+		if err := run.markManifest(ctx, storedObject{key: key, model: mo.model}, onlyYoung); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -421,7 +456,9 @@ func (run *gcRun) keptNowBy(ctx context.Context, mo storedObject) (tagged, held 
 }
 
 // deleteUnkeptManifests deletes old manifests that no tag points to and no
-// unexpired hold names, as read again within the lease.
+// unexpired hold names, as read again within the lease, and that no kept
+// manifest keeps (an index listing them, a subject they refer to). It
+// first marks every manifest kept now, then deletes the rest.
 func (run *gcRun) deleteUnkeptManifests(ctx context.Context) error {
 	for _, mo := range run.manifests {
 		if run.marked[mo.key] || run.skipped[mo.model] {
@@ -436,6 +473,10 @@ func (run *gcRun) deleteUnkeptManifests(ctx context.Context) error {
 			if err := run.markManifest(ctx, mo, false); err != nil {
 				return err
 			}
+		}
+	}
+	for _, mo := range run.manifests {
+		if run.marked[mo.key] || run.skipped[mo.model] {
 			continue
 		}
 		if !run.reg.stillOld(ctx, mo.key, run.cutoff) {
@@ -535,6 +576,54 @@ func (run *gcRun) deleteOldStaged(ctx context.Context) error {
 			return internal("delete staged upload", err)
 		}
 		run.res.BytesFreed += s.size
+	}
+	return nil
+}
+
+// deleteOldSessions deletes the OCI upload sessions whose every object
+// (start marker and parts) is old: a client still sending chunks keeps
+// its session.
+func (run *gcRun) deleteOldSessions(ctx context.Context) error {
+	for _, objs := range run.sessions {
+		if slices.ContainsFunc(objs, func(o storedObject) bool { return !o.modTime.Before(run.cutoff) }) {
+			continue
+		}
+		for _, o := range objs {
+			if !run.reg.stillOld(ctx, o.key, run.cutoff) {
+				break // written since the listing: in use
+			}
+			if !run.mayDelete() {
+				return errSweepLost
+			}
+			if err := run.reg.store.Delete(ctx, o.key); err != nil {
+				return internal("delete upload session", err)
+			}
+			run.res.BytesFreed += o.size
+		}
+	}
+	return nil
+}
+
+// deleteOrphanReferrers deletes the old referrer records whose manifest is
+// gone, so the referrers API lists no missing manifest.
+func (run *gcRun) deleteOrphanReferrers(ctx context.Context) error {
+	for _, rec := range run.referrers {
+		if rec.modTime.After(run.cutoff) || !run.reg.stillOld(ctx, rec.key, run.cutoff) {
+			continue
+		}
+		repo, name, _, _ := parseModelKey(rec.key)
+		_, referrer, _ := parseReferrerKey(repo, name, rec.key)
+		if _, err := run.reg.store.Stat(ctx, referrer); err == nil {
+			continue
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return internal("stat manifest", err)
+		}
+		if !run.mayDelete() {
+			return errSweepLost
+		}
+		if err := run.reg.store.Delete(ctx, rec.key); err != nil {
+			return internal("delete referrer", err)
+		}
 	}
 	return nil
 }

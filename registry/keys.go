@@ -65,6 +65,21 @@ func referrerKey(repo, name string, subject, d digest.Digest) string {
 	return referrersPrefix(repo, name, subject) + d.Encoded()
 }
 
+// parseReferrerKey returns the manifest keys of the subject and of the
+// referrer a referrer record of the model names.
+func parseReferrerKey(repo, name, key string) (subject, referrer string, ok bool) {
+	rest, found := strings.CutPrefix(key, modelPrefix(repo, name)+referrersDir+"sha256/")
+	s, r, found2 := strings.Cut(rest, "/")
+	if !found || !found2 {
+		return "", "", false
+	}
+	sd, rd := digest.NewDigestFromEncoded(digest.SHA256, s), digest.NewDigestFromEncoded(digest.SHA256, r)
+	if sd.Validate() != nil || rd.Validate() != nil {
+		return "", "", false
+	}
+	return manifestKey(repo, name, sd), manifestKey(repo, name, rd), true
+}
+
 // sessionPrefix is where the parts of an OCI upload session are stored.
 func sessionPrefix(repo, name, id string) string {
 	return modelPrefix(repo, name) + sessionsDir + id + "/"

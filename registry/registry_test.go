@@ -119,6 +119,12 @@ type response struct {
 // apiError decodes the JSON error envelope.
 func (r response) apiError(t *testing.T) spec.Error {
 	t.Helper()
+	var oci struct {
+		Errors []spec.Error `json:"errors"`
+	}
+	if json.Unmarshal(r.body, &oci) == nil && len(oci.Errors) > 0 { // the OCI API's envelope
+		return oci.Errors[0]
+	}
 	var e spec.Error
 	if err := json.Unmarshal(r.body, &e); err != nil {
 		t.Fatalf("status %d body %q is not an error envelope: %v", r.status, r.body, err)
