@@ -31,8 +31,10 @@ import (
 // kept OCI index lists them or when the manifest they refer to (their
 // subject) is kept: an image index's manifests and an artifact's
 // signatures are pushed by digest, untagged, and live as long as what
-// holds them. An OCI manifest names its config and layers as blobs. A
-// referrer record goes once its manifest is gone.
+// holds them; the OCI view of a modelx manifest (ociview.go) lives as long
+// as the modelx manifest. An OCI manifest names its config and layers as
+// blobs. A referrer or view record goes once its manifest is gone, and a
+// derived-layer record once no kept manifest names its layer.
 //
 // Nothing younger than the grace period goes: a push uploads its blobs
 // (and links them), then stores its manifest, then tags it, and each of
@@ -113,8 +115,9 @@ type gcRun struct {
 	links     []storedObject                    // every link in scope
 	staged    []storedObject                    // every staged upload in scope
 	sessions  map[string][]storedObject         // session prefix → its objects, every OCI upload session in scope
-	referrers []storedObject                    // every OCI referrer record in scope
-	referring map[string][]string               // manifest key → the keys of the manifests that refer to it
+	records   []storedObject                    // every OCI referrer and view record in scope
+	derived   []storedObject                    // every derived-layer record in scope
+	keptWith  map[string][]string               // manifest key → the keys of the manifests kept with it: its referrers, its OCI view
 	skipped   map[string]bool                   // models kept whole: something of theirs is unreadable
 	marked    map[string]bool                   // manifest keys whose blobs are marked
 	refs      map[string]map[digest.Digest]bool // model → blobs its live manifests name
@@ -177,7 +180,7 @@ func newGCRun(reg *Registry, scope gcScope, start time.Time) *gcRun {
 		reg: reg, scope: scope, cutoff: start.Add(-reg.opts.GCGracePeriod),
 		tagged: map[string]bool{}, held: map[string]bool{}, expired: map[gcScope]bool{},
 		skipped: map[string]bool{}, marked: map[string]bool{},
-		sessions: map[string][]storedObject{}, referring: map[string][]string{},
+		sessions: map[string][]storedObject{}, keptWith: map[string][]string{},
 		refs: map[string]map[digest.Digest]bool{}, solid: map[string]map[digest.Digest]bool{}, keptNow: map[string]*keptBy{},
 	}
 	run.res.Scope = scope.String()
@@ -215,7 +218,7 @@ func (run *gcRun) mark(ctx context.Context) error {
 // stored since the listing, and then deletes the links no marked manifest
 // needs, old staged uploads and expired holds.
 func (run *gcRun) sweepManifests(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{run.deleteUnkeptManifests, run.markNewManifests, run.deleteUnneededLinks, run.deleteOldStaged, run.deleteOldSessions, run.deleteOrphanReferrers, run.dropExpiredHolds} {
+	for _, step := range []func(context.Context) error{run.deleteUnkeptManifests, run.markNewManifests, run.deleteUnneededLinks, run.deleteOldStaged, run.deleteOldSessions, run.deleteOrphanRecords, run.dropExpiredHolds} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -312,11 +315,14 @@ func (run *gcRun) list(ctx context.Context) error {
 				prefix := sessionPrefix(repo, name, id)
 				run.sessions[prefix] = append(run.sessions[prefix], obj)
 			}
-		case strings.HasPrefix(rest, referrersDir):
-			subject, referrer, ok := parseReferrerKey(repo, name, info.Key)
-			if ok {
-				run.referrers = append(run.referrers, obj)
-				run.referring[subject] = append(run.referring[subject], referrer)
+		case strings.HasPrefix(rest, referrersDir), strings.HasPrefix(rest, viewsDir):
+			if held, keeper, ok := recordPair(repo, name, info.Key); ok {
+				run.records = append(run.records, obj)
+				run.keptWith[held] = append(run.keptWith[held], keeper)
+			}
+		case strings.HasPrefix(rest, derivedDir):
+			if obj.digest, ok = digestFromKey(info.Key); ok {
+				run.derived = append(run.derived, obj)
 			}
 		}
 		return nil
@@ -359,7 +365,7 @@ func (run *gcRun) markManifest(ctx context.Context, mo storedObject, onlyYoung b
 		addDigests(run.solid, mo.model, mt.blobs)
 	}
 	repo, name, _, _ := parseModelKey(mo.key)
-	kept := run.referring[mo.key]
+	kept := run.keptWith[mo.key]
 	for _, d := range mt.manifests {
 		kept = append(kept, manifestKey(repo, name, d))
 	}
@@ -604,25 +610,48 @@ func (run *gcRun) deleteOldSessions(ctx context.Context) error {
 	return nil
 }
 
-// deleteOrphanReferrers deletes the old referrer records whose manifest is
-// gone, so the referrers API lists no missing manifest.
-func (run *gcRun) deleteOrphanReferrers(ctx context.Context) error {
-	for _, rec := range run.referrers {
-		if rec.modTime.After(run.cutoff) || !run.reg.stillOld(ctx, rec.key, run.cutoff) {
+// recordPair returns the manifest keys a referrer or view record names:
+// the manifest that keeps the other (a subject, a modelx manifest), and
+// the one it keeps (a referrer, an OCI view).
+func recordPair(repo, name, key string) (keeps, kept string, ok bool) {
+	if k1, k2, ok := parseReferrerKey(repo, name, key); ok {
+		return k1, k2, true
+	}
+	return parseViewKey(repo, name, key)
+}
+
+// deleteOrphanRecords deletes the old referrer and view records whose
+// referrer or view is gone, so the referrers API lists no missing
+// manifest, and the old derived-layer records no kept manifest names.
+func (run *gcRun) deleteOrphanRecords(ctx context.Context) error {
+	var doomed []string
+	for _, rec := range run.records {
+		if !rec.modTime.Before(run.cutoff) {
 			continue
 		}
 		repo, name, _, _ := parseModelKey(rec.key)
-		_, referrer, _ := parseReferrerKey(repo, name, rec.key)
-		if _, err := run.reg.store.Stat(ctx, referrer); err == nil {
+		_, kept, _ := recordPair(repo, name, rec.key)
+		if _, err := run.reg.store.Stat(ctx, kept); err == nil {
 			continue
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return internal("stat manifest", err)
 		}
+		doomed = append(doomed, rec.key)
+	}
+	for _, rec := range run.derived {
+		if rec.modTime.Before(run.cutoff) && !run.skipped[rec.model] && !run.refs[rec.model][rec.digest] {
+			doomed = append(doomed, rec.key)
+		}
+	}
+	for _, key := range doomed {
+		if !run.reg.stillOld(ctx, key, run.cutoff) {
+			continue
+		}
 		if !run.mayDelete() {
 			return errSweepLost
 		}
-		if err := run.reg.store.Delete(ctx, rec.key); err != nil {
-			return internal("delete referrer", err)
+		if err := run.reg.store.Delete(ctx, key); err != nil {
+			return internal("delete record", err)
 		}
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 //	models/REPO/NAME/uploads/sha256/abcdef…      staged uploads of stored blobs
 //	models/REPO/NAME/referrers/sha256/SUBJECT/REFERRER  OCI referrers (oci.go)
 //	models/REPO/NAME/sessions/ID/…               OCI upload sessions (ociupload.go)
+//	models/REPO/NAME/views/sha256/SOURCE/VIEW    the OCI view of a modelx manifest (ociview.go)
+//	models/REPO/NAME/derived/sha256/abcdef…      how to make a layer of an OCI view
 const (
 	globalIndexKey = "index.json"
 	layoutKey      = "layout.json"
@@ -34,6 +36,8 @@ const (
 	stagedDir      = "uploads/"
 	referrersDir   = "referrers/"
 	sessionsDir    = "sessions/"
+	viewsDir       = "views/"
+	derivedDir     = "derived/"
 )
 
 func blobKey(d digest.Digest) string {
@@ -68,7 +72,19 @@ func referrerKey(repo, name string, subject, d digest.Digest) string {
 // parseReferrerKey returns the manifest keys of the subject and of the
 // referrer a referrer record of the model names.
 func parseReferrerKey(repo, name, key string) (subject, referrer string, ok bool) {
-	rest, found := strings.CutPrefix(key, modelPrefix(repo, name)+referrersDir+"sha256/")
+	return parsePairKey(repo, name, key, referrersDir)
+}
+
+// parseViewKey returns the manifest keys of the modelx manifest and of its
+// OCI view that a view record of the model names.
+func parseViewKey(repo, name, key string) (source, view string, ok bool) {
+	return parsePairKey(repo, name, key, viewsDir)
+}
+
+// parsePairKey returns the two manifest keys a record under dir of the
+// model names: dir/sha256/FIRST/SECOND.
+func parsePairKey(repo, name, key, dir string) (first, second string, ok bool) {
+	rest, found := strings.CutPrefix(key, modelPrefix(repo, name)+dir+"sha256/")
 	s, r, found2 := strings.Cut(rest, "/")
 	if !found || !found2 {
 		return "", "", false

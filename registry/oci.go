@@ -147,8 +147,8 @@ func (reg *Registry) ociRoutes() http.Handler {
 		r.With(pull).Head("/manifests/{reference}", reg.handleOCI(reg.ociGetManifest))
 		r.With(push).Put("/manifests/{reference}", reg.handleOCI(reg.ociPutManifest))
 		r.With(del).Delete("/manifests/{reference}", reg.handleOCI(reg.ociDeleteManifest))
-		r.With(pull).Get("/blobs/{digest}", reg.handleOCI(reg.getBlob))
-		r.With(pull).Head("/blobs/{digest}", reg.handleOCI(reg.headBlob))
+		r.With(pull).Get("/blobs/{digest}", reg.handleOCI(reg.withDerived(reg.getBlob)))
+		r.With(pull).Head("/blobs/{digest}", reg.handleOCI(reg.withDerived(reg.headBlob)))
 		r.With(del).Delete("/blobs/{digest}", reg.handleOCI(reg.ociDeleteBlob))
 		r.With(push).Post("/blobs/uploads", reg.handleOCI(reg.ociStartUpload))
 		r.With(push).Post("/blobs/uploads/", reg.handleOCI(reg.ociStartUpload))
@@ -335,7 +335,8 @@ func setNextLink(w http.ResponseWriter, path, n, last string) {
 	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q.Encode()))
 }
 
-// ociGetManifest answers a manifest by tag or digest, with its media type.
+// ociGetManifest answers a manifest by tag or digest, with its media
+// type; a modelx version is answered with its OCI view (ociview.go).
 func (reg *Registry) ociGetManifest(w http.ResponseWriter, r *http.Request) error {
 	repo, name, ref, err := manifestParams(r)
 	if err != nil {
@@ -343,6 +344,9 @@ func (reg *Registry) ociGetManifest(w http.ResponseWriter, r *http.Request) erro
 	}
 	d, data, err := reg.readManifest(r.Context(), repo, name, ref)
 	if err != nil {
+		return err
+	}
+	if d, data, err = reg.viewIfModelx(r.Context(), repo, name, d, data); err != nil {
 		return err
 	}
 	serveManifest(w, r, d, data, ref.Tag != "")

@@ -1,0 +1,349 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"modelx.io/modelx/client/pack"
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage"
+)
+
+// The OCI view of a modelx version (docs/oci.md). A GET of a modelx
+// version through /v2/ answers a CNCF ModelPack manifest: artifactType
+// application/vnd.cncf.model.manifest.v1+json, a ModelPack config, and one
+// raw layer per file (modelx.yaml included), titled with the file's path.
+//
+// Nothing is uploaded again. A file stored whole is its own layer. A file
+// in a pack or cut into chunks becomes a layer whose digest is the file's
+// sha256: known from the manifest for a packed file, computed once, by
+// reading the chunks, for a chunked one. Such a layer is derived: a record
+// under the model (derived/sha256/HEX) says how to make it, and the first
+// GET of it makes the blob from the pack's frame or the chunks, verifies
+// it against its digest, stores it and links it to the model, as any
+// upload. The view manifest itself is built on its first GET and stored
+// as a manifest of the model, with a record (views/sha256/SOURCE/VIEW)
+// that keeps it as long as the modelx manifest it shows, so its digest
+// never changes.
+
+// Media types and annotations of the CNCF ModelPack specification.
+const (
+	modelPackArtifactType  = "application/vnd.cncf.model.manifest.v1+json"
+	modelPackConfigType    = "application/vnd.cncf.model.config.v1+json"
+	modelPackWeightRaw     = "application/vnd.cncf.model.weight.v1.raw"
+	modelPackWeightConfig  = "application/vnd.cncf.model.weight.config.v1.raw"
+	modelPackDocRaw        = "application/vnd.cncf.model.doc.v1.raw"
+	modelPackCodeRaw       = "application/vnd.cncf.model.code.v1.raw"
+	modelPackWeightTarGzip = "application/vnd.cncf.model.weight.v1.tar+gzip"
+	annotationFilepath     = "org.cncf.model.filepath"
+	annotationFileMetadata = "org.cncf.model.file.metadata+json"
+	annotationTitle        = "org.opencontainers.image.title"
+	// AnnotationViewOf names, on an OCI view, the modelx manifest it shows.
+	annotationViewOf = "io.modelx.manifest.digest"
+)
+
+// derivedBlob is the record of a layer the OCI view names but the model
+// does not store as such: how to make it.
+type derivedBlob struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+	// Pack and File locate a packed file: its frame in the pack blob.
+	Pack digest.Digest    `json:"pack,omitempty"`
+	File *spec.PackedFile `json:"file,omitempty"`
+	// Chunks are a chunked file's chunk blobs, in order.
+	Chunks []spec.Chunk `json:"chunks,omitempty"`
+}
+
+// fileMetadata is the value of annotationFileMetadata.
+type fileMetadata struct {
+	Name     string    `json:"name"`
+	Mode     uint32    `json:"mode"`
+	UID      uint32    `json:"uid"`
+	GID      uint32    `json:"gid"`
+	Size     int64     `json:"size"`
+	ModTime  time.Time `json:"mtime"`
+	Typeflag byte      `json:"typeflag"`
+}
+
+// modelPackConfig is the ModelPack config blob of a view.
+type modelPackConfig struct {
+	Descriptor struct {
+		Description string `json:"description,omitempty"`
+	} `json:"descriptor"`
+	ModelFS struct {
+		Type    string          `json:"type"`
+		DiffIDs []digest.Digest `json:"diffIds"`
+	} `json:"modelfs"`
+	Config struct {
+		Format string `json:"format,omitempty"`
+	} `json:"config"`
+}
+
+// viewRecordPrefix lists the view of the model's manifest source.
+func viewRecordPrefix(repo, name string, source digest.Digest) string {
+	return modelPrefix(repo, name) + viewsDir + "sha256/" + source.Encoded() + "/"
+}
+
+func derivedKey(repo, name string, d digest.Digest) string {
+	return modelPrefix(repo, name) + derivedDir + "sha256/" + d.Encoded()
+}
+
+// ociView returns the digest and bytes of the OCI view of the model's
+// modelx manifest source (of bytes data), building and storing it the first
+// time.
+func (reg *Registry) ociView(ctx context.Context, repo, name string, source digest.Digest, data []byte) (digest.Digest, []byte, error) {
+	var view digest.Digest
+	err := reg.store.List(ctx, viewRecordPrefix(repo, name, source), func(info storage.Info) error {
+		view = digest.NewDigestFromEncoded(digest.SHA256, path.Base(info.Key))
+		return nil
+	})
+	if err != nil {
+		return "", nil, internal("list views", err)
+	}
+	if view.Validate() == nil {
+		if _, viewData, err := reg.readManifest(ctx, repo, name, spec.Reference{Digest: view}); err == nil {
+			return view, viewData, nil
+		}
+		// Collected or deleted: built again, to the same bytes.
+	}
+	m, err := spec.ParseManifest(data)
+	if err != nil {
+		return "", nil, err
+	}
+	return reg.buildView(ctx, repo, name, source, m)
+}
+
+// buildView builds, stores and returns the OCI view of modelx manifest m.
+func (reg *Registry) buildView(ctx context.Context, repo, name string, source digest.Digest, m *spec.Manifest) (digest.Digest, []byte, error) {
+	var layers []spec.OCIDescriptor
+	var derived []derivedBlob
+	addFile := func(filePath string, d digest.Digest, size int64, mode uint32) {
+		if mode == 0 {
+			mode = 0o644
+		}
+		meta, _ := json.Marshal(fileMetadata{Name: filePath, Mode: mode, Size: size, ModTime: time.Unix(0, 0).UTC(), Typeflag: '0'})
+		layers = append(layers, spec.OCIDescriptor{MediaType: modelPackMediaType(filePath), Digest: d, Size: size,
+			Annotations: map[string]string{annotationFilepath: filePath, annotationTitle: filePath, annotationFileMetadata: string(meta)}})
+	}
+	configName := m.Config.Name
+	if configName == "" {
+		configName = spec.ConfigFileName
+	}
+	addFile(configName, m.Config.Digest, m.Config.Size, uint32(m.Config.Mode.Perm()))
+	for _, b := range m.Blobs {
+		switch b.MediaType {
+		case spec.MediaTypePack:
+			for _, f := range b.Files {
+				addFile(f.Name, f.Digest, f.Size, uint32(f.Mode.Perm()))
+				derived = append(derived, derivedBlob{Digest: f.Digest, Size: f.Size, Pack: b.Digest, File: &f})
+			}
+		case spec.MediaTypeChunkedFile:
+			d, err := reg.chunkedFileDigest(ctx, b.Chunks)
+			if err != nil {
+				return "", nil, err
+			}
+			addFile(b.Name, d, b.Size, uint32(b.Mode.Perm()))
+			derived = append(derived, derivedBlob{Digest: d, Size: b.Size, Chunks: b.Chunks})
+		case spec.MediaTypeDirectoryTarGz:
+			layers = append(layers, spec.OCIDescriptor{MediaType: modelPackWeightTarGzip, Digest: b.Digest, Size: b.Size,
+				Annotations: map[string]string{annotationFilepath: b.Name, annotationTitle: b.Name}})
+		default:
+			addFile(b.Name, b.Digest, b.Size, uint32(b.Mode.Perm()))
+		}
+	}
+	var cfg modelPackConfig
+	cfg.ModelFS.Type = "layers"
+	for _, l := range layers {
+		cfg.ModelFS.DiffIDs = append(cfg.ModelFS.DiffIDs, l.Digest)
+	}
+	if data, _, err := storage.ReadAll(ctx, reg.store, blobKey(m.Config.Digest), spec.MaxConfigSize); err == nil {
+		if mc, err := spec.ParseModelConfig(data); err == nil {
+			cfg.Descriptor.Description, cfg.Config.Format = mc.Description, mc.Framework
+		}
+	}
+	cfgData, err := json.Marshal(cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	cfgDesc := spec.OCIDescriptor{MediaType: modelPackConfigType, Digest: digest.FromBytes(cfgData), Size: int64(len(cfgData))}
+	if err := reg.putSmallBlob(ctx, repo, name, cfgDesc.Digest, cfgData); err != nil {
+		return "", nil, err
+	}
+	for _, db := range derived {
+		if err := reg.writeRecord(ctx, derivedKey(repo, name, db.Digest), db); err != nil {
+			return "", nil, err
+		}
+	}
+	view := spec.OCIManifest{SchemaVersion: 2, MediaType: spec.MediaTypeOCIManifest, ArtifactType: modelPackArtifactType,
+		Config: &cfgDesc, Layers: layers, Annotations: map[string]string{annotationViewOf: string(source)}}
+	viewData, err := json.Marshal(view)
+	if err != nil {
+		return "", nil, err
+	}
+	d := digest.FromBytes(viewData)
+	sum, _ := digestSum(d)
+	if err := reg.store.Put(ctx, manifestKey(repo, name, d), bytes.NewReader(viewData), int64(len(viewData)), sum); err != nil {
+		return "", nil, internal("store OCI view", err)
+	}
+	if err := reg.store.Put(ctx, viewRecordPrefix(repo, name, source)+d.Encoded(), bytes.NewReader(nil), 0, nil); err != nil {
+		return "", nil, internal("record OCI view", err)
+	}
+	return d, viewData, nil
+}
+
+// modelPackMediaType is the ModelPack layer type of a file, by its name:
+// documentation, code, configuration of the weights, or weights.
+func modelPackMediaType(filePath string) string {
+	base := strings.ToLower(path.Base(filePath))
+	switch ext := path.Ext(base); {
+	case strings.HasPrefix(base, "readme") || strings.HasPrefix(base, "license") || ext == ".md":
+		return modelPackDocRaw
+	case ext == ".py" || ext == ".sh" || ext == ".ipynb" || ext == ".js":
+		return modelPackCodeRaw
+	case ext == ".json" || ext == ".yaml" || ext == ".yml" || ext == ".toml" || ext == ".txt" || ext == ".model" || ext == ".tiktoken":
+		return modelPackWeightConfig
+	default:
+		return modelPackWeightRaw
+	}
+}
+
+// chunkedFileDigest is the sha256 of a chunked file: its chunks read in order.
+func (reg *Registry) chunkedFileDigest(ctx context.Context, chunks []spec.Chunk) (digest.Digest, error) {
+	h := sha256.New()
+	r := reg.chunksReader(ctx, chunks)
+	defer r.Close()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", internal("read chunks", err)
+	}
+	return digest.NewDigest(digest.SHA256, h), nil
+}
+
+// chunksReader reads the blobs of chunks one after another.
+func (reg *Registry) chunksReader(ctx context.Context, chunks []spec.Chunk) *partsReader {
+	parts := make([]storage.Info, len(chunks))
+	for i, c := range chunks {
+		parts[i] = storage.Info{Key: blobKey(c.Digest), Size: c.Size}
+	}
+	return &partsReader{ctx: ctx, store: reg.store, parts: parts}
+}
+
+// putSmallBlob stores data, which the registry made, as blob d of the
+// model, unless the model links it already.
+func (reg *Registry) putSmallBlob(ctx context.Context, repo, name string, d digest.Digest, data []byte) error {
+	size := int64(len(data))
+	if ok, err := reg.linked(ctx, repo, name, d, size); err != nil || ok {
+		return err
+	}
+	if stored, err := reg.blobStored(ctx, d, size); err != nil {
+		return err
+	} else if !stored {
+		sum, _ := digestSum(d)
+		if err := reg.store.Put(ctx, blobKey(d), bytes.NewReader(data), size, sum); err != nil {
+			return internal("store blob", err)
+		}
+	}
+	return reg.writeLink(ctx, repo, name, d, size)
+}
+
+// writeRecord stores v as JSON at key.
+func (reg *Registry) writeRecord(ctx context.Context, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	if err := reg.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), sum[:]); err != nil {
+		return internal("write record", err)
+	}
+	return nil
+}
+
+// maxDerivedRecord bounds a derived record read back: a chunked file of
+// many chunks.
+const maxDerivedRecord = 16 << 20
+
+// materialize makes blob d of the model from its derived record, if the
+// model does not link d and has such a record: the bytes are made from the
+// pack frame or the chunks, verified against d, stored and linked.
+func (reg *Registry) materialize(ctx context.Context, repo, name string, d digest.Digest) error {
+	if _, ok, err := reg.readLink(ctx, repo, name, d); err != nil || ok {
+		return err
+	}
+	data, _, err := storage.ReadAll(ctx, reg.store, derivedKey(repo, name, d), maxDerivedRecord)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // not derived: the request answers BLOB_UNKNOWN
+	}
+	if err != nil {
+		return internal("read derived record", err)
+	}
+	var db derivedBlob
+	if err := json.Unmarshal(data, &db); err != nil || db.Digest != d {
+		return fmt.Errorf("derived record of %s in %s/%s is corrupt: %v", d, repo, name, err)
+	}
+	if stored, err := reg.blobStored(ctx, d, db.Size); err != nil {
+		return err
+	} else if !stored {
+		sum, _ := digestSum(d)
+		switch {
+		case db.File != nil:
+			rc, _, err := reg.store.Reader(ctx, blobKey(db.Pack), db.File.Offset, db.File.Length)
+			if err != nil {
+				return internal("read pack", err)
+			}
+			frame, err := io.ReadAll(io.LimitReader(rc, db.File.Length))
+			rc.Close()
+			if err != nil {
+				return internal("read pack", err)
+			}
+			file, err := pack.Decode(frame, *db.File)
+			if err != nil {
+				return internal("decode packed file", err)
+			}
+			err = reg.store.Put(ctx, blobKey(d), bytes.NewReader(file), db.Size, sum)
+			if err != nil {
+				return internal("store derived blob", err)
+			}
+		default:
+			r := reg.chunksReader(ctx, db.Chunks)
+			err := reg.store.Put(ctx, blobKey(d), r, db.Size, sum)
+			r.Close()
+			if err != nil {
+				return internal("store derived blob", err)
+			}
+		}
+	}
+	return reg.writeLink(context.WithoutCancel(ctx), repo, name, d, db.Size)
+}
+
+// withDerived makes the blob a request names, if it is a derived layer of
+// an OCI view, before h serves it.
+func (reg *Registry) withDerived(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if repo, name, d, err := blobParams(r); err == nil {
+			if err := reg.materialize(r.Context(), repo, name, d); err != nil {
+				return err
+			}
+		}
+		return h(w, r)
+	}
+}
+
+// viewIfModelx returns the OCI view of a modelx manifest; any other
+// manifest is returned as is.
+func (reg *Registry) viewIfModelx(ctx context.Context, repo, name string, d digest.Digest, data []byte) (digest.Digest, []byte, error) {
+	if manifestMediaType(data) != spec.MediaTypeManifest {
+		return d, data, nil
+	}
+	return reg.ociView(ctx, repo, name, d, data)
+}
