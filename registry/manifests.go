@@ -60,6 +60,12 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if spec.IsOCIManifestType(manifestMediaType(data)) {
+		// An OCI artifact, answered as a modelx version (modelxview.go).
+		if d, data, err = reg.modelxView(r.Context(), repo, name, d, data); err != nil {
+			return err
+		}
+	}
 	serveManifest(w, r, d, data, ref.Tag != "")
 	return nil
 }

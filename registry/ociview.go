@@ -20,6 +20,11 @@ import (
 	"modelx.io/modelx/storage"
 )
 
+// Views: the same version in the other API's terms. This file holds the
+// OCI view of a modelx version and what both kinds of view share (stored
+// views, derived layers); modelxview.go holds the modelx view of an OCI
+// artifact.
+//
 // The OCI view of a modelx version (docs/oci.md). A GET of a modelx
 // version through /v2/ answers a CNCF ModelPack manifest: artifactType
 // application/vnd.cncf.model.manifest.v1+json, a ModelPack config, and one
@@ -63,6 +68,11 @@ type derivedBlob struct {
 	File *spec.PackedFile `json:"file,omitempty"`
 	// Chunks are a chunked file's chunk blobs, in order.
 	Chunks []spec.Chunk `json:"chunks,omitempty"`
+	// Tar, Compression and Offset locate an entry of a tar layer: its
+	// bytes start at Offset of the layer's decompressed stream.
+	Tar         digest.Digest `json:"tar,omitempty"`
+	Compression string        `json:"compression,omitempty"`
+	Offset      int64         `json:"offset,omitempty"`
 }
 
 // fileMetadata is the value of annotationFileMetadata.
@@ -103,25 +113,51 @@ func derivedKey(repo, name string, d digest.Digest) string {
 // modelx manifest source (of bytes data), building and storing it the first
 // time.
 func (reg *Registry) ociView(ctx context.Context, repo, name string, source digest.Digest, data []byte) (digest.Digest, []byte, error) {
-	var view digest.Digest
-	err := reg.store.List(ctx, viewRecordPrefix(repo, name, source), func(info storage.Info) error {
-		view = digest.NewDigestFromEncoded(digest.SHA256, path.Base(info.Key))
-		return nil
-	})
-	if err != nil {
-		return "", nil, internal("list views", err)
-	}
-	if view.Validate() == nil {
-		if _, viewData, err := reg.readManifest(ctx, repo, name, spec.Reference{Digest: view}); err == nil {
-			return view, viewData, nil
-		}
-		// Collected or deleted: built again, to the same bytes.
+	if d, viewData, ok, err := reg.storedView(ctx, repo, name, source); err != nil || ok {
+		return d, viewData, err
 	}
 	m, err := spec.ParseManifest(data)
 	if err != nil {
 		return "", nil, err
 	}
 	return reg.buildView(ctx, repo, name, source, m)
+}
+
+// storedView returns the view of manifest source that the model stores,
+// if any. A view whose record outlived it (collected, deleted) is built
+// again, to the same bytes.
+func (reg *Registry) storedView(ctx context.Context, repo, name string, source digest.Digest) (digest.Digest, []byte, bool, error) {
+	var view digest.Digest
+	err := reg.store.List(ctx, viewRecordPrefix(repo, name, source), func(info storage.Info) error {
+		view = digest.NewDigestFromEncoded(digest.SHA256, path.Base(info.Key))
+		return nil
+	})
+	if err != nil {
+		return "", nil, false, internal("list views", err)
+	}
+	if view.Validate() != nil {
+		return "", nil, false, nil
+	}
+	_, data, err := reg.readManifest(ctx, repo, name, spec.Reference{Digest: view})
+	var apiErr *spec.Error
+	if errors.As(err, &apiErr) && apiErr.Code == spec.ErrorManifestUnknown {
+		return "", nil, false, nil
+	}
+	return view, data, err == nil, err
+}
+
+// saveView stores a view's bytes as a manifest of the model, recorded as
+// the view of manifest source, and returns its digest.
+func (reg *Registry) saveView(ctx context.Context, repo, name string, source digest.Digest, data []byte) (digest.Digest, error) {
+	d := digest.FromBytes(data)
+	sum, _ := digestSum(d)
+	if err := reg.store.Put(ctx, manifestKey(repo, name, d), bytes.NewReader(data), int64(len(data)), sum); err != nil {
+		return "", internal("store view", err)
+	}
+	if err := reg.store.Put(ctx, viewRecordPrefix(repo, name, source)+d.Encoded(), bytes.NewReader(nil), 0, nil); err != nil {
+		return "", internal("record view", err)
+	}
+	return d, nil
 }
 
 // buildView builds, stores and returns the OCI view of modelx manifest m.
@@ -191,15 +227,8 @@ func (reg *Registry) buildView(ctx context.Context, repo, name string, source di
 	if err != nil {
 		return "", nil, err
 	}
-	d := digest.FromBytes(viewData)
-	sum, _ := digestSum(d)
-	if err := reg.store.Put(ctx, manifestKey(repo, name, d), bytes.NewReader(viewData), int64(len(viewData)), sum); err != nil {
-		return "", nil, internal("store OCI view", err)
-	}
-	if err := reg.store.Put(ctx, viewRecordPrefix(repo, name, source)+d.Encoded(), bytes.NewReader(nil), 0, nil); err != nil {
-		return "", nil, internal("record OCI view", err)
-	}
-	return d, viewData, nil
+	d, err := reg.saveView(ctx, repo, name, source, viewData)
+	return d, viewData, err
 }
 
 // modelPackMediaType is the ModelPack layer type of a file, by its name:
@@ -274,23 +303,33 @@ func (reg *Registry) writeRecord(ctx context.Context, key string, v any) error {
 const maxDerivedRecord = 16 << 20
 
 // materialize makes blob d of the model from its derived record, if the
-// model does not link d and has such a record: the bytes are made from the
-// pack frame or the chunks, verified against d, stored and linked.
-func (reg *Registry) materialize(ctx context.Context, repo, name string, d digest.Digest) error {
-	if _, ok, err := reg.readLink(ctx, repo, name, d); err != nil || ok {
-		return err
-	}
+// model has one: the bytes are made from the pack frame, the chunks or
+// the tar entry, verified against d, stored and linked. It reports
+// whether it linked d.
+func (reg *Registry) materialize(ctx context.Context, repo, name string, d digest.Digest) (bool, error) {
 	data, _, err := storage.ReadAll(ctx, reg.store, derivedKey(repo, name, d), maxDerivedRecord)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil // not derived: the request answers BLOB_UNKNOWN
+		return false, nil // not derived
 	}
 	if err != nil {
-		return internal("read derived record", err)
+		return false, internal("read derived record", err)
 	}
 	var db derivedBlob
 	if err := json.Unmarshal(data, &db); err != nil || db.Digest != d {
-		return fmt.Errorf("derived record of %s in %s/%s is corrupt: %v", d, repo, name, err)
+		return false, fmt.Errorf("derived record of %s in %s/%s is corrupt: %v", d, repo, name, err)
 	}
+	if err := reg.makeDerived(ctx, db); err != nil {
+		return false, err
+	}
+	if err := reg.writeLink(context.WithoutCancel(ctx), repo, name, d, db.Size); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// makeDerived stores the blob of a derived record, unless it is stored.
+func (reg *Registry) makeDerived(ctx context.Context, db derivedBlob) error {
+	d := db.Digest
 	if stored, err := reg.blobStored(ctx, d, db.Size); err != nil {
 		return err
 	} else if !stored {
@@ -314,6 +353,16 @@ func (reg *Registry) materialize(ctx context.Context, repo, name string, d diges
 			if err != nil {
 				return internal("store derived blob", err)
 			}
+		case db.Tar != "":
+			rc, err := reg.tarEntryReader(ctx, db)
+			if err != nil {
+				return internal("read tar layer", err)
+			}
+			err = reg.store.Put(ctx, blobKey(d), rc, db.Size, sum)
+			rc.Close()
+			if err != nil {
+				return internal("store derived blob", err)
+			}
 		default:
 			r := reg.chunksReader(ctx, db.Chunks)
 			err := reg.store.Put(ctx, blobKey(d), r, db.Size, sum)
@@ -323,17 +372,26 @@ func (reg *Registry) materialize(ctx context.Context, repo, name string, d diges
 			}
 		}
 	}
-	return reg.writeLink(context.WithoutCancel(ctx), repo, name, d, db.Size)
+	return nil
 }
 
-// withDerived makes the blob a request names, if it is a derived layer of
-// an OCI view, before h serves it.
+// withDerived serves a blob read with h; a blob the model does not hold
+// but a view of it names (a derived layer) is made first, then served.
 func (reg *Registry) withDerived(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if repo, name, d, err := blobParams(r); err == nil {
-			if err := reg.materialize(r.Context(), repo, name, d); err != nil {
-				return err
-			}
+		err := h(w, r)
+		var apiErr *spec.Error
+		if !errors.As(err, &apiErr) || apiErr.Code != spec.ErrorBlobUnknown {
+			return err // h wrote nothing before a BLOB_UNKNOWN
+		}
+		repo, name, d, perr := blobParams(r)
+		if perr != nil {
+			return err
+		}
+		if made, merr := reg.materialize(r.Context(), repo, name, d); merr != nil {
+			return merr
+		} else if !made {
+			return err
 		}
 		return h(w, r)
 	}

@@ -146,7 +146,7 @@ func TestOCIConformanceParsesResults(t *testing.T) {
 	report := strings.Join(rec.errors, "\n")
 	for _, want := range []string{
 		names[1] + ": fail\n\t" + message,
-		passed + ": allowed to fail, but it did not",
+		passed + ": allowed not to pass, but it passed",
 		"OCI Conformance Test/no-such: allowed to fail, but the suite has no such test",
 		names[len(names)-1] + ": allowed to fail without a reason",
 	} {
