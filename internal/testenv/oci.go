@@ -340,7 +340,14 @@ func skipReason(name, log string) string {
 // the environment; oras needs --plain-http for an http registry.
 func Oras(t testing.TB, env []string, args ...string) (stdout string, err error) {
 	t.Helper()
-	return runOCIClient(t, RequireBinary(t, "oras", OrasVersion), env, args)
+	return runOCIClient(t, RequireBinary(t, "oras", OrasVersion), "", env, args)
+}
+
+// OrasIn is Oras run in directory dir: oras push names each file by the
+// relative path it is given, and oras pull writes there.
+func OrasIn(t testing.TB, dir string, env []string, args ...string) (stdout string, err error) {
+	t.Helper()
+	return runOCIClient(t, RequireBinary(t, "oras", OrasVersion), dir, env, args)
 }
 
 // Crane runs crane with args and returns its stdout; an error carries its
@@ -350,17 +357,18 @@ func Oras(t testing.TB, env []string, args ...string) (stdout string, err error)
 // crane needs --insecure for an http registry.
 func Crane(t testing.TB, env []string, args ...string) (stdout string, err error) {
 	t.Helper()
-	return runOCIClient(t, RequireBinary(t, "crane", CraneVersion), env, args)
+	return runOCIClient(t, RequireBinary(t, "crane", CraneVersion), "", env, args)
 }
 
-// runOCIClient runs an OCI client binary for at most 5 minutes.
-func runOCIClient(t testing.TB, bin string, env, args []string) (string, error) {
+// runOCIClient runs an OCI client binary in dir (its fresh HOME when dir
+// is "") for at most 5 minutes.
+func runOCIClient(t testing.TB, bin, dir string, env, args []string) (string, error) {
 	t.Helper()
 	home := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = home
+	cmd.Dir = cmp.Or(dir, home)
 	cmd.Env = append(os.Environ(),
 		"HOME="+home,
 		"DOCKER_CONFIG="+filepath.Join(home, ".docker"),
