@@ -26,6 +26,7 @@ var statusOf = map[spec.ErrorCode]int{
 	spec.ErrorManifestUnknown:     http.StatusNotFound,
 	spec.ErrorNameInvalid:         http.StatusBadRequest,
 	spec.ErrorReferenceInvalid:    http.StatusBadRequest,
+	spec.ErrorParameterInvalid:    http.StatusBadRequest,
 	spec.ErrorIndexUnknown:        http.StatusNotFound,
 	spec.ErrorHoldUnknown:         http.StatusNotFound,
 	spec.ErrorHoldInvalid:         http.StatusBadRequest,

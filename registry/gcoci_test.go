@@ -17,9 +17,7 @@ import (
 // ociPushBlob uploads data to model through the OCI API in one request.
 func (h *harness) ociPushBlob(model string, data []byte) spec.OCIDescriptor {
 	h.t.Helper()
-	d := digest.FromBytes(data)
-	h.expect(h.do(http.MethodPost, "/v2/"+model+"/blobs/uploads/?digest="+string(d), data, nil), http.StatusCreated, "")
-	return spec.OCIDescriptor{MediaType: "application/octet-stream", Digest: d, Size: int64(len(data))}
+	return spec.OCIDescriptor{MediaType: "application/octet-stream", Digest: h.ociPushBlobAs("", model, data), Size: int64(len(data))}
 }
 
 // ociPushManifest stores doc as a manifest of model under ref (a tag or

@@ -130,7 +130,7 @@ func (reg *Registry) ociRoutes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(reg.authenticateIn(ociAPI))
 	r.NotFound(reg.handleOCI(func(w http.ResponseWriter, r *http.Request) error {
-		return spec.Errorf(spec.ErrorNameInvalid, "no such endpoint: %s %s; an OCI repository of modelxd is a model, REPOSITORY/NAME (two path components), see docs/oci.md", r.Method, r.URL.Path)
+		return spec.Errorf(spec.ErrorIndexUnknown, "no such repository or endpoint: %s %s; an OCI repository of modelxd is a model, REPOSITORY/NAME (two path components), see docs/oci.md", r.Method, r.URL.Path)
 	}))
 	r.MethodNotAllowed(reg.handleOCI(func(w http.ResponseWriter, r *http.Request) error {
 		return spec.Errorf(spec.ErrorUnsupported, "method %s is not allowed on %s", r.Method, r.URL.Path)
@@ -182,7 +182,7 @@ func (reg *Registry) ociPing(w http.ResponseWriter, r *http.Request) error {
 // answer is the anonymous token.
 func (reg *Registry) ociToken(w http.ResponseWriter, r *http.Request) error {
 	if reg.opts.Authenticator == nil {
-		return spec.Errorf(spec.ErrorUnsupported, "this registry has no authentication: send requests without credentials")
+		return spec.Errorf(spec.ErrorParameterInvalid, "this registry has no authentication: send requests without credentials")
 	}
 	var token string
 	switch r.Method {
@@ -197,7 +197,7 @@ func (reg *Registry) ociToken(w http.ResponseWriter, r *http.Request) error {
 		case "refresh_token":
 			token = r.PostForm.Get("refresh_token")
 		default:
-			return spec.Errorf(spec.ErrorUnsupported, "grant_type %q is not supported: use password or refresh_token", grant)
+			return spec.Errorf(spec.ErrorParameterInvalid, "grant_type %q is not supported: use password or refresh_token", grant)
 		}
 	default:
 		_, token, _ = r.BasicAuth()
@@ -314,7 +314,7 @@ func paginate(r *http.Request, names []string) (page []string, next string, err 
 	if s := q.Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
-			return nil, "", spec.Errorf(spec.ErrorUnsupported, "n=%q is not a count: use a number from 0 to %d", s, maxPage)
+			return nil, "", spec.Errorf(spec.ErrorParameterInvalid, "n=%q is not a count: use a number from 0 to %d", s, maxPage)
 		}
 		n = v
 	}

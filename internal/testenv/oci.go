@@ -343,8 +343,8 @@ func Oras(t testing.TB, env []string, args ...string) (stdout string, err error)
 	return runOCIClient(t, RequireBinary(t, "oras", OrasVersion), "", env, args)
 }
 
-// OrasIn is Oras run in directory dir, so that the files `oras push` names
-// are relative paths there, which become their layers' titles.
+// OrasIn is Oras run in directory dir: oras push names each file by the
+// relative path it is given, and oras pull writes there.
 func OrasIn(t testing.TB, dir string, env []string, args ...string) (stdout string, err error) {
 	t.Helper()
 	return runOCIClient(t, RequireBinary(t, "oras", OrasVersion), dir, env, args)
@@ -360,8 +360,8 @@ func Crane(t testing.TB, env []string, args ...string) (stdout string, err error
 	return runOCIClient(t, RequireBinary(t, "crane", CraneVersion), "", env, args)
 }
 
-// runOCIClient runs an OCI client binary in dir (default its fresh HOME)
-// for at most 5 minutes.
+// runOCIClient runs an OCI client binary in dir (its fresh HOME when dir
+// is "") for at most 5 minutes.
 func runOCIClient(t testing.TB, bin, dir string, env, args []string) (string, error) {
 	t.Helper()
 	home := t.TempDir()
