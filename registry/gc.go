@@ -117,7 +117,7 @@ type gcRun struct {
 	sessions  map[string][]storedObject         // session prefix → its objects, every OCI upload session in scope
 	records   []storedObject                    // every OCI referrer and view record in scope
 	derived   []storedObject                    // every derived-layer record in scope
-	keptWith  map[string][]string               // manifest key → the keys of the manifests kept with it: its referrers, its OCI view
+	keptWith  map[string][]string               // manifest key → the keys of the manifests kept with it: its referrers, views and image form
 	skipped   map[string]bool                   // models kept whole: something of theirs is unreadable
 	marked    map[string]bool                   // manifest keys whose blobs are marked
 	refs      map[string]map[digest.Digest]bool // model → blobs its live manifests name
@@ -315,7 +315,7 @@ func (run *gcRun) list(ctx context.Context) error {
 				prefix := sessionPrefix(repo, name, id)
 				run.sessions[prefix] = append(run.sessions[prefix], obj)
 			}
-		case strings.HasPrefix(rest, referrersDir), strings.HasPrefix(rest, viewsDir):
+		case strings.HasPrefix(rest, referrersDir), strings.HasPrefix(rest, viewsDir), strings.HasPrefix(rest, imagesDir):
 			if held, keeper, ok := recordPair(repo, name, info.Key); ok {
 				run.records = append(run.records, obj)
 				run.keptWith[held] = append(run.keptWith[held], keeper)
@@ -610,11 +610,14 @@ func (run *gcRun) deleteOldSessions(ctx context.Context) error {
 	return nil
 }
 
-// recordPair returns the manifest keys a referrer or view record names:
-// the manifest that keeps the other (a subject, a modelx manifest), and
-// the one it keeps (a referrer, an OCI view).
+// recordPair returns the manifest keys a referrer, view or image record
+// names: the manifest that keeps the other (a subject, a version), and the
+// one it keeps (a referrer, a view, an image form's index).
 func recordPair(repo, name, key string) (keeps, kept string, ok bool) {
 	if k1, k2, ok := parseReferrerKey(repo, name, key); ok {
+		return k1, k2, true
+	}
+	if k1, k2, ok := parseImageKey(repo, name, key); ok {
 		return k1, k2, true
 	}
 	return parseViewKey(repo, name, key)

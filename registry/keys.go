@@ -22,7 +22,8 @@ import (
 //	models/REPO/NAME/referrers/sha256/SUBJECT/REFERRER  OCI referrers (oci.go)
 //	models/REPO/NAME/sessions/ID/…               OCI upload sessions (ociupload.go)
 //	models/REPO/NAME/views/sha256/SOURCE/VIEW    the OCI view of a modelx manifest (ociview.go)
-//	models/REPO/NAME/derived/sha256/abcdef…      how to make a layer of an OCI view
+//	models/REPO/NAME/images/sha256/SOURCE/INDEX  the image form of a version (imageview.go)
+//	models/REPO/NAME/derived/sha256/abcdef…      how to make a layer of a view or image form
 const (
 	globalIndexKey = "index.json"
 	layoutKey      = "layout.json"
@@ -38,6 +39,7 @@ const (
 	sessionsDir    = "sessions/"
 	viewsDir       = "views/"
 	derivedDir     = "derived/"
+	imagesDir      = "images/"
 )
 
 func blobKey(d digest.Digest) string {
@@ -79,6 +81,12 @@ func parseReferrerKey(repo, name, key string) (subject, referrer string, ok bool
 // OCI view that a view record of the model names.
 func parseViewKey(repo, name, key string) (source, view string, ok bool) {
 	return parsePairKey(repo, name, key, viewsDir)
+}
+
+// parseImageKey returns the manifest keys of a version and of its image
+// form's index that an image record of the model names.
+func parseImageKey(repo, name, key string) (source, index string, ok bool) {
+	return parsePairKey(repo, name, key, imagesDir)
 }
 
 // parsePairKey returns the two manifest keys a record under dir of the

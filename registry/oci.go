@@ -157,6 +157,12 @@ func (reg *Registry) ociRoutes() http.Handler {
 		r.With(push).Put("/blobs/uploads/{session}", reg.handleOCI(reg.ociFinishUpload))
 		r.With(push).Delete("/blobs/uploads/{session}", reg.handleOCI(reg.ociCancelUpload))
 		r.With(pull).Get("/referrers/{digest}", reg.handleOCI(reg.ociReferrers))
+		// The image form of the model's versions (imageview.go), read-only.
+		r.With(pull).Get("/image/manifests/{reference}", reg.handleOCI(reg.ociImageManifest))
+		r.With(pull).Head("/image/manifests/{reference}", reg.handleOCI(reg.ociImageManifest))
+		r.With(pull).Get("/image/blobs/{digest}", reg.handleOCI(reg.withDerived(reg.getBlob)))
+		r.With(pull).Head("/image/blobs/{digest}", reg.handleOCI(reg.withDerived(reg.headBlob)))
+		r.With(pull).Get("/image/tags/list", reg.handleOCI(reg.ociTags))
 	})
 	return r
 }
@@ -287,12 +293,14 @@ func (reg *Registry) ociTags(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if next != "" {
-		setNextLink(w, "/v2/"+repo+"/"+name+"/tags/list", r.URL.Query().Get("n"), next)
+		setNextLink(w, r.URL.Path, r.URL.Query().Get("n"), next)
 	}
+	// The repository as the client named it: the model, or its image form.
+	repository := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v2/"), "/tags/list")
 	return writeJSON(w, http.StatusOK, struct {
 		Name string   `json:"name"`
 		Tags []string `json:"tags"`
-	}{repo + "/" + name, page})
+	}{repository, page})
 }
 
 // maxPage bounds the entries of one page of a list.

@@ -73,6 +73,12 @@ type derivedBlob struct {
 	Tar         digest.Digest `json:"tar,omitempty"`
 	Compression string        `json:"compression,omitempty"`
 	Offset      int64         `json:"offset,omitempty"`
+	// Blob is a blob the model stores, as is: a file stored whole, inside
+	// an image layer.
+	Blob digest.Digest `json:"blob,omitempty"`
+	// Layer lists the files of an image layer (imageview.go), a tar archive
+	// of them.
+	Layer []layerFile `json:"layer,omitempty"`
 }
 
 // fileMetadata is the value of annotationFileMetadata.
@@ -124,26 +130,9 @@ func (reg *Registry) ociView(ctx context.Context, repo, name string, source dige
 }
 
 // storedView returns the view of manifest source that the model stores,
-// if any. A view whose record outlived it (collected, deleted) is built
-// again, to the same bytes.
+// if any.
 func (reg *Registry) storedView(ctx context.Context, repo, name string, source digest.Digest) (digest.Digest, []byte, bool, error) {
-	var view digest.Digest
-	err := reg.store.List(ctx, viewRecordPrefix(repo, name, source), func(info storage.Info) error {
-		view = digest.NewDigestFromEncoded(digest.SHA256, path.Base(info.Key))
-		return nil
-	})
-	if err != nil {
-		return "", nil, false, internal("list views", err)
-	}
-	if view.Validate() != nil {
-		return "", nil, false, nil
-	}
-	_, data, err := reg.readManifest(ctx, repo, name, spec.Reference{Digest: view})
-	var apiErr *spec.Error
-	if errors.As(err, &apiErr) && apiErr.Code == spec.ErrorManifestUnknown {
-		return "", nil, false, nil
-	}
-	return view, data, err == nil, err
+	return reg.storedRecordView(ctx, repo, name, viewRecordPrefix(repo, name, source))
 }
 
 // saveView stores a view's bytes as a manifest of the model, recorded as
@@ -327,52 +316,61 @@ func (reg *Registry) materialize(ctx context.Context, repo, name string, d diges
 	return true, nil
 }
 
-// makeDerived stores the blob of a derived record, unless it is stored.
+// makeDerived stores the blob of a derived record, unless it is stored:
+// its bytes, verified against its digest.
 func (reg *Registry) makeDerived(ctx context.Context, db derivedBlob) error {
-	d := db.Digest
-	if stored, err := reg.blobStored(ctx, d, db.Size); err != nil {
+	if stored, err := reg.blobStored(ctx, db.Digest, db.Size); err != nil || stored {
 		return err
-	} else if !stored {
-		sum, _ := digestSum(d)
-		switch {
-		case db.File != nil:
-			rc, _, err := reg.store.Reader(ctx, blobKey(db.Pack), db.File.Offset, db.File.Length)
-			if err != nil {
-				return internal("read pack", err)
-			}
-			frame, err := io.ReadAll(io.LimitReader(rc, db.File.Length))
-			rc.Close()
-			if err != nil {
-				return internal("read pack", err)
-			}
-			file, err := pack.Decode(frame, *db.File)
-			if err != nil {
-				return internal("decode packed file", err)
-			}
-			err = reg.store.Put(ctx, blobKey(d), bytes.NewReader(file), db.Size, sum)
-			if err != nil {
-				return internal("store derived blob", err)
-			}
-		case db.Tar != "":
-			rc, err := reg.tarEntryReader(ctx, db)
-			if err != nil {
-				return internal("read tar layer", err)
-			}
-			err = reg.store.Put(ctx, blobKey(d), rc, db.Size, sum)
-			rc.Close()
-			if err != nil {
-				return internal("store derived blob", err)
-			}
-		default:
-			r := reg.chunksReader(ctx, db.Chunks)
-			err := reg.store.Put(ctx, blobKey(d), r, db.Size, sum)
-			r.Close()
-			if err != nil {
-				return internal("store derived blob", err)
-			}
-		}
+	}
+	rc, err := reg.derivedReader(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	sum, _ := digestSum(db.Digest)
+	if err := reg.store.Put(ctx, blobKey(db.Digest), rc, db.Size, sum); err != nil {
+		return internal("store derived blob "+string(db.Digest), err)
 	}
 	return nil
+}
+
+// derivedReader opens the bytes of a derived record: a packed file's
+// decoded frame, a chunked file's chunks, a tar entry, a stored blob, or
+// an image layer (imageview.go) written as it is read.
+func (reg *Registry) derivedReader(ctx context.Context, db derivedBlob) (io.ReadCloser, error) {
+	switch {
+	case db.File != nil:
+		rc, _, err := reg.store.Reader(ctx, blobKey(db.Pack), db.File.Offset, db.File.Length)
+		if err != nil {
+			return nil, internal("read pack", err)
+		}
+		frame, err := io.ReadAll(io.LimitReader(rc, db.File.Length))
+		rc.Close()
+		if err != nil {
+			return nil, internal("read pack", err)
+		}
+		file, err := pack.Decode(frame, *db.File)
+		if err != nil {
+			return nil, internal("decode packed file", err)
+		}
+		return io.NopCloser(bytes.NewReader(file)), nil
+	case db.Tar != "":
+		rc, err := reg.tarEntryReader(ctx, db)
+		if err != nil {
+			return nil, internal("read tar layer", err)
+		}
+		return rc, nil
+	case db.Blob != "":
+		rc, _, err := reg.store.Reader(ctx, blobKey(db.Blob), 0, -1)
+		if err != nil {
+			return nil, internal("read blob", err)
+		}
+		return rc, nil
+	case db.Layer != nil:
+		return reg.imageLayerReader(ctx, db.Layer), nil
+	default:
+		return reg.chunksReader(ctx, db.Chunks), nil
+	}
 }
 
 // withDerived serves a blob read with h; a blob the model does not hold
