@@ -45,14 +45,29 @@ type Config struct {
 	PathStyle bool
 	// HTTPClient, when set, carries every request.
 	HTTPClient *http.Client
+	// MultipartThreshold is the size from which Put uploads an object in
+	// parts: S3 takes at most 5 GiB in one request. Default 4 GiB; at
+	// least 5 MiB, the smallest part S3 accepts.
+	MultipartThreshold int64
 }
+
+// DefaultMultipartThreshold is the size from which Put uploads in parts.
+const DefaultMultipartThreshold = 4 << 30
+
+// minPartSize is the smallest part S3 accepts, but for the last one;
+// maxParts the most parts an upload may have.
+const (
+	minPartSize = 5 << 20
+	maxParts    = 10000
+)
 
 // Store is a storage.Storage on one S3 bucket. It trusts its keys: reach
 // it through storage.Open or storage.Wrap, which validate them.
 type Store struct {
-	client  *s3.Client
-	presign *s3.PresignClient
-	bucket  string
+	client    *s3.Client
+	presign   *s3.PresignClient
+	bucket    string
+	multipart int64 // Config.MultipartThreshold
 }
 
 var (
@@ -135,7 +150,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// query parameter, and then would accept any bytes.
 		o.Presigner = v4.NewSigner(func(so *v4.SignerOptions) { so.DisableHeaderHoisting = true })
 	})
-	return &Store{client: client, presign: presign, bucket: cfg.Bucket}, nil
+	multipart := cfg.MultipartThreshold
+	if multipart <= 0 {
+		multipart = DefaultMultipartThreshold
+	}
+	return &Store{client: client, presign: presign, bucket: cfg.Bucket, multipart: max(multipart, minPartSize)}, nil
 }
 
 // Check verifies that the bucket exists and the credentials reach it.
@@ -292,6 +311,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sh
 		return fmt.Errorf("s3 put %s: size is required", key)
 	}
 	body := storage.NewVerifyingReader(r, size, sha256sum)
+	if size >= s.multipart {
+		return s.putParts(ctx, key, body, size)
+	}
 	in := &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: body, ContentLength: aws.Int64(size)}
 	if sha256sum != nil {
 		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sha256sum))
@@ -307,6 +329,57 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sh
 			return fmt.Errorf("%w: s3 put %s: %v", storage.ErrChecksumMismatch, key, err)
 		}
 		return s.wrap("put", key, err)
+	}
+	return nil
+}
+
+// putParts uploads size bytes of body to key as a multipart upload, for
+// objects over what one PUT may carry. The parts stream unsigned, with no
+// checksum of their own: body is the verifying reader, which withholds
+// the last bytes of a wrong body, so the last part fails and the upload
+// is aborted: nothing is stored. Readers see the object only once the
+// upload completes.
+func (s *Store) putParts(ctx context.Context, key string, body io.Reader, size int64) error {
+	// 64 MiB parts (the threshold's, if lower), more for objects that
+	// would need over maxParts.
+	partSize := max(min(int64(64<<20), s.multipart), (size+maxParts-1)/maxParts)
+	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return s.wrap("put", key, err)
+	}
+	abort := func(cause error) error {
+		// The upload's parts cost storage until aborted, even if the
+		// client has gone.
+		_, aerr := s.client.AbortMultipartUpload(context.WithoutCancel(ctx), &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: created.UploadId})
+		if aerr != nil {
+			return fmt.Errorf("%w (and aborting the multipart upload failed: %v)", cause, aerr)
+		}
+		return cause
+	}
+	var parts []types.CompletedPart
+	for n, offset := int32(1), int64(0); offset < size; n, offset = n+1, offset+partSize {
+		length := min(partSize, size-offset)
+		part := io.LimitReader(body, length)
+		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &s.bucket, Key: &key, UploadId: created.UploadId,
+			PartNumber: aws.Int32(n), Body: part, ContentLength: aws.Int64(length)},
+			s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		if err != nil {
+			// The reader's own verdict names the cause better than the transport's.
+			if _, rerr := body.Read(nil); rerr != nil && rerr != io.EOF {
+				return abort(fmt.Errorf("s3 put %s: %w", key, rerr))
+			}
+			return abort(s.wrap("put", key, err))
+		}
+		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
+	}
+	// All bytes are read, so the verifying reader has judged them.
+	if _, err := body.Read(nil); err != nil && err != io.EOF {
+		return abort(fmt.Errorf("s3 put %s: %w", key, err))
+	}
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: created.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
+	if err != nil {
+		return abort(s.wrap("put", key, err))
 	}
 	return nil
 }

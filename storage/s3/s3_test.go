@@ -1,7 +1,11 @@
 package s3_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -37,11 +41,15 @@ func TestWrap(t *testing.T) {
 // NewTestStore returns a store on a new bucket of srv.
 func NewTestStore(t *testing.T, srv *testenv.S3Server, bucket string) *s3.Store {
 	t.Helper()
+	return newTestStore(t, srv, s3.Config{Bucket: bucket})
+}
+
+// newTestStore returns a store of cfg on srv, creating its bucket.
+func newTestStore(t *testing.T, srv *testenv.S3Server, cfg s3.Config) *s3.Store {
+	t.Helper()
 	ctx := context.Background()
-	st, err := s3.New(ctx, s3.Config{
-		Endpoint: srv.URL, Bucket: bucket, Region: srv.Region,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PathStyle: true,
-	})
+	cfg.Endpoint, cfg.Region, cfg.AccessKey, cfg.SecretKey, cfg.PathStyle = srv.URL, srv.Region, srv.AccessKey, srv.SecretKey, true
+	st, err := s3.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +60,38 @@ func NewTestStore(t *testing.T, srv *testenv.S3Server, bucket string) *s3.Store 
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestMultipartPut: an object from the multipart threshold up goes in
+// parts, verified like a single PUT: the right bytes are stored whole, and
+// wrong or short ones leave nothing.
+func TestMultipartPut(t *testing.T) {
+	srv := testenv.StartS3(t)
+	st := storage.Wrap(newTestStore(t, srv, s3.Config{Bucket: "parts", MultipartThreshold: 5 << 20}), nil)
+	ctx := context.Background()
+	data := make([]byte, 11<<20+3)
+	_, _ = rand.Read(data)
+	sum := sha256.Sum256(data)
+	if err := st.Put(ctx, "blob", bytes.NewReader(data), int64(len(data)), sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	got, info, err := storage.ReadAll(ctx, st, "blob", 1<<30)
+	if err != nil || !bytes.Equal(got, data) || info.Size != int64(len(data)) {
+		t.Fatalf("read back %d bytes (%v), want the %d put", len(got), err, len(data))
+	}
+	wrong := bytes.Clone(data)
+	wrong[len(wrong)-1] ^= 1
+	if err := st.Put(ctx, "wrong", bytes.NewReader(wrong), int64(len(wrong)), sum[:]); !errors.Is(err, storage.ErrChecksumMismatch) {
+		t.Fatalf("wrong bytes: %v, want ErrChecksumMismatch", err)
+	}
+	if err := st.Put(ctx, "short", bytes.NewReader(data[:6<<20]), int64(len(data)), sum[:]); !errors.Is(err, storage.ErrSizeMismatch) {
+		t.Fatalf("short body: %v, want ErrSizeMismatch", err)
+	}
+	for _, key := range []string{"wrong", "short"} {
+		if _, err := st.Stat(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: stat %v, want nothing stored", key, err)
+		}
+	}
 }
 
 func TestFull(t *testing.T) {
