@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -54,14 +53,7 @@ func TestImageFormOfAVersion(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			h := newHarness(t, b, registry.Options{GCGracePeriod: 1})
 			host := strings.TrimPrefix(h.url, "http://")
-			rng := rand.New(rand.NewPCG(5, 6))
-			random := func(n int) []byte {
-				data := make([]byte, n)
-				for i := range data {
-					data[i] = byte(rng.Uint32())
-				}
-				return data
-			}
+			random := seededBytes(5)
 			files := map[string][]byte{
 				"modelx.yaml":           []byte("description: mounted as an image volume\n"),
 				"tokenizer/vocab.txt":   []byte("a\nb\n"),

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -80,14 +79,7 @@ func TestModelxPullsOCIArtifacts(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			h := newHarness(t, b, registry.Options{})
 			host := strings.TrimPrefix(h.url, "http://")
-			rng := rand.New(rand.NewPCG(3, 4))
-			random := func(n int) []byte {
-				data := make([]byte, n)
-				for i := range data {
-					data[i] = byte(rng.Uint32())
-				}
-				return data
-			}
+			random := seededBytes(3)
 
 			t.Run("oras files and a directory", func(t *testing.T) {
 				files := map[string][]byte{

@@ -423,9 +423,8 @@ func testCrane(t *testing.T, b backend) {
 	if !strings.HasSuffix(pushed, "@"+imgDigest) {
 		t.Fatalf("crane push of the pulled layout printed %q, want digest %s", pushed, imgDigest)
 	}
-	var exported bytes.Buffer
-	exported.WriteString(craneOK(t, nil, "export", "--insecure", host+"/team/img2:v1", "-"))
-	if got := tarFiles(t, &exported); got["models/hello.txt"] != "hello from a layer\n" {
+	exported := craneOK(t, nil, "export", "--insecure", host+"/team/img2:v1", "-")
+	if got := filesOfTar(t, []byte(exported)); string(got["models/hello.txt"]) != "hello from a layer\n" {
 		t.Fatalf("crane export: files %v", got)
 	}
 }
@@ -448,29 +447,6 @@ func layerTar(t *testing.T, files map[string]string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-// tarFiles reads the regular files of a tar stream.
-func tarFiles(t *testing.T, r io.Reader) map[string]string {
-	t.Helper()
-	files := map[string]string{}
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			data, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files[hdr.Name] = string(data)
-		}
-	}
 }
 
 // ociLayoutImage is the one image of an OCI image layout.

@@ -34,6 +34,19 @@ func writeTree(t *testing.T, dir string, files map[string][]byte) {
 	}
 }
 
+// seededBytes returns a source of pseudo-random bytes, the same for a seed
+// on every run: random(n) returns the next n.
+func seededBytes(seed uint64) func(n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	return func(n int) []byte {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		return data
+	}
+}
+
 // requireTree checks that dir holds exactly files, byte for byte.
 func requireTree(t *testing.T, dir string, files map[string][]byte) {
 	t.Helper()
@@ -78,14 +91,7 @@ func TestOCIViewOfModelxVersion(t *testing.T) {
 	for _, b := range []backend{all[0], all[2]} {
 		t.Run(b.name, func(t *testing.T) {
 			h := newHarness(t, b, registry.Options{GCGracePeriod: 1})
-			rng := rand.New(rand.NewPCG(1, 2))
-			random := func(n int) []byte {
-				data := make([]byte, n)
-				for i := range data {
-					data[i] = byte(rng.Uint32())
-				}
-				return data
-			}
+			random := seededBytes(1)
 			files := map[string][]byte{
 				"modelx.yaml":           []byte("description: a model seen through OCI\nframework: pytorch\n"),
 				"README.md":             []byte("# the model\n"),
