@@ -405,6 +405,12 @@ func (a *API) GetManifest(ctx context.Context, repo, name, reference string) (*s
 	}
 	m, err := spec.ParseManifest(data)
 	if err != nil {
+		var probe struct {
+			MediaType string `json:"mediaType"`
+		}
+		if json.Unmarshal(data, &probe) == nil && spec.IsOCIManifestType(probe.MediaType) {
+			return nil, nil, "", fmt.Errorf("manifest %s/%s@%s is an OCI manifest (%s), which modelx reads through its modelx view: pull it by tag, or by the digest the tag's modelx view has (modelx info %s/%s:TAG shows it)", repo, name, d, probe.MediaType, repo, name)
+		}
 		return nil, nil, "", fmt.Errorf("manifest %s/%s:%s: %w", repo, name, reference, err)
 	}
 	return m, data, d, nil

@@ -60,8 +60,9 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if spec.IsOCIManifestType(manifestMediaType(data)) {
-		// An OCI artifact, answered as a modelx version (modelxview.go).
+	if ref.Tag != "" && spec.IsOCIManifestType(manifestMediaType(data)) {
+		// A tag of an OCI artifact, answered as a modelx version
+		// (modelxview.go); by digest, the bytes must hash to it.
 		if d, data, err = reg.modelxView(r.Context(), repo, name, d, data); err != nil {
 			return err
 		}

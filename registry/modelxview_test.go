@@ -130,11 +130,24 @@ func TestModelxPullsOCIArtifacts(t *testing.T) {
 					want[name] = data
 				}
 				requireTree(t, dst, want)
-				// The view is stored: the same digest every time.
+				// The view is stored: the same digest every time, and a pull
+				// by that digest reads it.
 				first := h.do(http.MethodGet, "/pack/model/manifests/v1", nil, nil).header.Get(spec.DigestHeader)
 				again := h.do(http.MethodGet, "/pack/model/manifests/v1", nil, nil).header.Get(spec.DigestHeader)
 				if first == "" || first != again {
 					t.Fatalf("modelx view digest %q then %q", first, again)
+				}
+				requireTree(t, modelxPull(t, h, "pack/model@"+first), want)
+				// By the OCI manifest's own digest, the bytes are the OCI
+				// manifest, and modelx says how to pull it.
+				oci := h.do(http.MethodHead, "/v2/pack/model/manifests/v1", nil, nil).header.Get(spec.OCIDigestHeader)
+				r, err := client.ParseReference(h.url+"/pack/model@"+oci, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = client.New(client.Options{}).Pull(context.Background(), r, t.TempDir(), client.PullOptions{})
+				if err == nil || !strings.Contains(err.Error(), "is an OCI manifest") || !strings.Contains(err.Error(), "pull it by tag") {
+					t.Fatalf("pull by the OCI digest: %v", err)
 				}
 			})
 

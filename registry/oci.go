@@ -344,7 +344,8 @@ func setNextLink(w http.ResponseWriter, path, n, last string) {
 }
 
 // ociGetManifest answers a manifest by tag or digest, with its media
-// type; a modelx version is answered with its OCI view (ociview.go).
+// type; a tag of a modelx version is answered with the version's OCI view
+// (ociview.go).
 func (reg *Registry) ociGetManifest(w http.ResponseWriter, r *http.Request) error {
 	repo, name, ref, err := manifestParams(r)
 	if err != nil {
@@ -354,8 +355,10 @@ func (reg *Registry) ociGetManifest(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	if d, data, err = reg.viewIfModelx(r.Context(), repo, name, d, data); err != nil {
-		return err
+	if ref.Tag != "" { // by digest, the bytes must hash to it: served as stored
+		if d, data, err = reg.viewIfModelx(r.Context(), repo, name, d, data); err != nil {
+			return err
+		}
 	}
 	serveManifest(w, r, d, data, ref.Tag != "")
 	return nil

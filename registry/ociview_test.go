@@ -153,6 +153,12 @@ func TestOCIViewOfModelxVersion(t *testing.T) {
 				t.Fatalf("crane digest: %q %v, want %s", out, err, view)
 			}
 			h.expect(h.do(http.MethodHead, "/v2/view/model/manifests/"+view, nil, nil), http.StatusOK, "")
+			// By the version's own digest, /v2/ answers the bytes stored.
+			version := h.do(http.MethodGet, "/view/model/manifests/v1", nil, nil).header.Get(spec.DigestHeader)
+			r = h.do(http.MethodGet, "/v2/view/model/manifests/"+version, nil, nil)
+			if r.header.Get("Content-Type") != spec.MediaTypeManifest || digest.FromBytes(r.body).String() != version {
+				t.Fatalf("by the version's digest: %s, digest %s, want the modelx manifest %s", r.header.Get("Content-Type"), digest.FromBytes(r.body), version)
+			}
 
 			// Collected past the grace period, the view stays what it was.
 			h.pastGrace()
