@@ -31,18 +31,12 @@ import (
 // kept OCI index lists them or when the manifest they refer to (their
 // subject) is kept: an image index's manifests and an artifact's
 // signatures are pushed by digest, untagged, and live as long as what
-// holds them; the OCI view of a modelx manifest (ociview.go) lives as long
-// as the modelx manifest. An OCI manifest names its config and layers as
-// blobs. A referrer or view record goes once its manifest is gone, and a
+// holds them. A version and its views (ociview.go, modelxview.go,
+// imageview.go) keep each other: a view lives as long as its version, and
+// a view a hold names keeps the version whose blobs its derived layers are
+// made from. An OCI manifest names its config and layers as blobs. A
+// referrer or view record goes once its manifest is gone, and a
 // derived-layer record once no kept manifest names its layer.
-//
-// Nothing younger than the grace period goes: a push uploads its blobs
-// (and links them), then stores its manifest, then tags it, and each of
-// those steps may be in flight. A model whose index, holds or one of whose
-// manifests cannot be read (corrupt, or over the size bounds) is skipped
-// whole, and reported: what it names is unknown, so none of its manifests
-// and links go, and so no blob it may name goes either. Collection goes on
-// for every other model.
 //
 // A collection runs in three phases, each a method of gcRun:
 //
@@ -316,9 +310,14 @@ func (run *gcRun) list(ctx context.Context) error {
 				run.sessions[prefix] = append(run.sessions[prefix], obj)
 			}
 		case strings.HasPrefix(rest, referrersDir), strings.HasPrefix(rest, viewsDir), strings.HasPrefix(rest, imagesDir):
-			if held, keeper, ok := recordPair(repo, name, info.Key); ok {
+			if keeps, kept, ok := recordPair(repo, name, info.Key); ok {
 				run.records = append(run.records, obj)
-				run.keptWith[held] = append(run.keptWith[held], keeper)
+				run.keptWith[keeps] = append(run.keptWith[keeps], kept)
+				if !strings.HasPrefix(rest, referrersDir) {
+					// A view keeps its source too: its derived layers are
+					// made from the source's blobs (a hold may name the view).
+					run.keptWith[kept] = append(run.keptWith[kept], keeps)
+				}
 			}
 		case strings.HasPrefix(rest, derivedDir):
 			if obj.digest, ok = digestFromKey(info.Key); ok {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +108,33 @@ func TestGCKeepsOCIGraphs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGCKeepsTheSourceOfAHeldView: a deployment pins and holds the modelx
+// view of an OCI artifact; after the artifact's tag is deleted and
+// garbage collected, the view still pulls, its files made from the
+// artifact's tar layer, which the view kept.
+func TestGCKeepsTheSourceOfAHeldView(t *testing.T) {
+	h := newHarness(t, backends(t)[0], registry.Options{GCGracePeriod: time.Minute})
+	const model = "oci/held"
+	files := map[string][]byte{"weights/a.bin": seededBytes(9)(70 << 10), "b.txt": []byte("b\n")}
+	config := h.ociPushBlob(model, []byte("{}"))
+	layer := h.ociPushBlob(model, tarOf(t, "gzip", files))
+	layer.MediaType = "application/vnd.oci.image.layer.v1.tar+gzip"
+	h.ociPushManifest(model, "v1", ociImage(config, layer))
+	view := h.do(http.MethodGet, "/"+model+"/manifests/v1", nil, nil).header.Get(spec.DigestHeader)
+	h.putHold(model, "ctl:prod:ns:held", holdBody("24h", digest.Digest(view)), http.StatusCreated)
+	h.expect(h.do(http.MethodDelete, "/"+model+"/manifests/v1", nil, nil), http.StatusAccepted, "")
+
+	h.pastGrace()
+	if res, err := h.reg.CollectGarbage(context.Background()); err != nil || res.ManifestsDeleted != 0 || res.BlobsDeleted != 0 {
+		t.Fatalf("GC: %+v %v", res, err)
+	}
+	dst := modelxPull(t, h, model+"@"+view)
+	cfg, err := os.ReadFile(filepath.Join(dst, spec.ConfigFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files[spec.ConfigFileName] = cfg
+	requireTree(t, dst, files)
 }
