@@ -391,10 +391,26 @@ func (reg *Registry) ociPutManifest(w http.ResponseWriter, r *http.Request) erro
 		}
 		mt = ociManifest(data, m)
 	}
+	// A push by digest may name tags as ?tag= parameters (spec 1.1+).
+	tags := r.URL.Query()["tag"]
+	for _, tag := range tags {
+		if ref.Digest == "" {
+			return spec.Errorf(spec.ErrorParameterInvalid, "?tag= goes with a push by digest; this push is by tag %s", ref.Tag)
+		}
+		if err := spec.ValidateTag(tag); err != nil {
+			return err
+		}
+	}
 	if err := reg.storeManifest(r.Context(), repo, name, ref, mt); err != nil {
 		return err
 	}
 	h := w.Header()
+	for _, tag := range tags {
+		if err := reg.storeManifest(r.Context(), repo, name, spec.Reference{Tag: tag}, mt); err != nil {
+			return err
+		}
+		h.Add("OCI-Tag", tag)
+	}
 	h.Set(spec.OCIDigestHeader, string(mt.digest))
 	h.Set("Location", "/v2/"+repo+"/"+name+"/manifests/"+string(mt.digest))
 	if mt.subject != nil {

@@ -19,6 +19,7 @@ var ociConformanceEnv = map[string]string{
 	"OCI_API_BLOBS_UPLOAD_CANCEL":     "true",
 	"OCI_API_BLOBS_DIGEST_HEADER":     "true",
 	"OCI_API_MANIFESTS_DIGEST_HEADER": "true",
+	"OCI_API_MANIFESTS_TAG_PARAM":     "true",
 	// Blobs and manifests are addressed by sha256 only: one algorithm keeps
 	// every blob stored once, whoever pushed it, and is what every OCI
 	// client pushes by default.
