@@ -71,7 +71,7 @@ cross:
 # testdata/fuzz already run as plain tests above). New interesting inputs go
 # to the fuzz cache in GOCACHE; only a failing input is written to testdata.
 FUZZTIME ?= 5s
-FUZZ_TARGETS := ./spec:FuzzValidatePath ./spec:FuzzNames ./spec:FuzzParseManifest ./spec:FuzzParseModelConfig \
+FUZZ_TARGETS := ./spec:FuzzValidatePath ./spec:FuzzNames ./spec:FuzzParseManifest ./spec:FuzzParseOCIManifest ./spec:FuzzParseModelConfig \
 	./client/reference:FuzzParseReference ./client/pack:FuzzExtract ./registry:FuzzParseRange ./registry:FuzzBlobParams
 
 .PHONY: fuzz

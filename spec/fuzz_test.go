@@ -635,3 +635,54 @@ func deepBlock(n int) string {
 	}
 	return b.String()
 }
+
+// FuzzParseOCIManifest: an OCI manifest that parses has a supported media
+// type, schema version 2, and sha256 descriptors with sizes of at least 0
+// of the right kind (config and layers, or manifests); what fails, fails
+// with MANIFEST_INVALID.
+func FuzzParseOCIManifest(f *testing.F) {
+	d := string(digest.FromString("x"))
+	for _, s := range []string{
+		`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a/b","digest":"` + d + `","size":2},"layers":[]}`,
+		`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"a/b","digest":"` + d + `","size":2}]}`,
+		`{"schemaVersion":2,"config":{"mediaType":"a","digest":"` + d + `","size":-1}}`,
+		`{"schemaVersion":2,"manifests":[],"subject":{"mediaType":"a","digest":"sha512:00","size":1}}`,
+		`{"schemaVersion":1}`, `[]`, `null`, `{}`,
+	} {
+		f.Add([]byte(s), "")
+		f.Add([]byte(s), MediaTypeOCIIndex)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, contentType string) {
+		m, err := ParseOCIManifest(data, contentType)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code != ErrorManifestInvalid {
+				t.Fatalf("error %v is not MANIFEST_INVALID", err)
+			}
+			return
+		}
+		if !IsOCIManifestType(m.MediaType) || m.SchemaVersion != 2 {
+			t.Fatalf("accepted media type %q, schema %d", m.MediaType, m.SchemaVersion)
+		}
+		descs := append([]OCIDescriptor{}, m.Layers...)
+		descs = append(descs, m.Manifests...)
+		if m.IsIndex() {
+			if m.Config != nil || len(m.Layers) > 0 {
+				t.Fatal("an index with config or layers")
+			}
+		} else {
+			if m.Config == nil || len(m.Manifests) > 0 {
+				t.Fatal("an image manifest without config, or with manifests")
+			}
+			descs = append(descs, *m.Config)
+		}
+		if m.Subject != nil {
+			descs = append(descs, *m.Subject)
+		}
+		for _, desc := range descs {
+			if ValidateDigest(desc.Digest) != nil || desc.Size < 0 || desc.MediaType == "" {
+				t.Fatalf("accepted descriptor %+v", desc)
+			}
+		}
+	})
+}
