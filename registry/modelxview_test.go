@@ -169,3 +169,21 @@ func TestModelxPullsOCIArtifacts(t *testing.T) {
 		})
 	}
 }
+
+// TestUIShowsOCIArtifacts: the web UI shows an artifact an OCI client
+// pushed as its files, with the README of its tar layer rendered.
+func TestUIShowsOCIArtifacts(t *testing.T) {
+	h := newHarness(t, backends(t)[0], registry.Options{})
+	const model = "oci/ui"
+	config := h.ociPushBlob(model, []byte("{}"))
+	layer := h.ociPushBlob(model, tarOf(t, "", map[string][]byte{"README.md": []byte("# Seen in the UI\n"), "w.bin": {1, 2, 3}}))
+	layer.MediaType = "application/vnd.cncf.model.weight.v1.tar"
+	h.ociPushManifest(model, "v1", ociImage(config, layer))
+	r := h.do(http.MethodGet, "/-/ui/"+model+"/v1", nil, http.Header{"Accept": {"text/html"}})
+	h.expect(r, http.StatusOK, "")
+	for _, want := range []string{"Seen in the UI", "w.bin", spec.ConfigFileName} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("the version page lacks %q", want)
+		}
+	}
+}

@@ -138,6 +138,12 @@ func (s uiSource) Manifest(ctx context.Context, repo, name string, d digest.Dige
 	if err := content.VerifyBytes(data, int64(len(data)), d); err != nil {
 		return nil, fmt.Errorf("manifest %s of %s/%s: %w", d, repo, name, err)
 	}
+	if spec.IsOCIManifestType(manifestMediaType(data)) {
+		// An OCI artifact shows as its modelx view: its files.
+		if _, data, err = s.reg.modelxView(ctx, repo, name, d, data); err != nil {
+			return nil, err
+		}
+	}
 	return spec.ParseManifest(data)
 }
 
@@ -148,7 +154,13 @@ func (s uiSource) ReadBlob(ctx context.Context, repo, name string, d digest.Dige
 	if _, ok, err := s.reg.readLink(ctx, repo, name, d); err != nil {
 		return nil, err
 	} else if !ok {
-		return nil, fmt.Errorf("blob %s of %s/%s: %w", d, repo, name, storage.ErrNotFound)
+		// A file of a view (an OCI artifact's tar layer, say) is made
+		// on its first read, as for a pull.
+		if made, err := s.reg.materialize(ctx, repo, name, d); err != nil {
+			return nil, err
+		} else if !made {
+			return nil, fmt.Errorf("blob %s of %s/%s: %w", d, repo, name, storage.ErrNotFound)
+		}
 	}
 	rc, _, err := s.reg.store.Reader(ctx, blobKey(d), offset, length)
 	return rc, err
