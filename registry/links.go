@@ -340,19 +340,23 @@ func linkedUnlessCollected(err error) (bool, error) {
 }
 
 // linkedSize returns the size the model's link to d records, first
-// committing a completed redirected upload of d (of the declared size) if
-// the model has no link yet; ok is false when d is not linked.
+// committing a completed redirected upload of d (of the declared size), or
+// making d if it is a derived layer of the model's views, if the model has
+// no link yet; ok is false when d is not linked.
 func (reg *Registry) linkedSize(ctx context.Context, repo, name string, d digest.Digest, declared int64) (size int64, ok bool, err error) {
 	if size, ok, err = reg.readLink(ctx, repo, name, d); ok || err != nil {
 		return size, ok, err
 	}
-	if reg.presign == nil {
-		return 0, false, nil // proxied uploads link as they store
+	if reg.presign != nil { // proxied uploads link as they store
+		stored, err := reg.blobStored(ctx, d, declared)
+		if err != nil {
+			return 0, false, err
+		}
+		if ok, err = reg.commitUpload(ctx, repo, name, d, declared, stored); ok || err != nil {
+			return declared, ok, err
+		}
 	}
-	stored, err := reg.blobStored(ctx, d, declared)
-	if err != nil {
-		return 0, false, err
-	}
-	ok, err = reg.commitUpload(ctx, repo, name, d, declared, stored)
-	return declared, ok, err
+	// A layer of one of the model's views, such as a file of an OCI
+	// artifact that `modelx tag` names again, is made now.
+	return reg.materialize(ctx, repo, name, d)
 }

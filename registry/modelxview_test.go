@@ -138,6 +138,15 @@ func TestModelxPullsOCIArtifacts(t *testing.T) {
 					t.Fatalf("modelx view digest %q then %q", first, again)
 				}
 				requireTree(t, modelxPull(t, h, "pack/model@"+first), want)
+				// modelx tag names the view's files again, made or not yet.
+				tagged, err := client.ParseReference(h.url+"/pack/model:v1", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := client.New(client.Options{}).Tag(context.Background(), tagged, "v1-copy"); err != nil {
+					t.Fatalf("modelx tag: %v", err)
+				}
+				requireTree(t, modelxPull(t, h, "pack/model:v1-copy"), want)
 				// By the OCI manifest's own digest, the bytes are the OCI
 				// manifest, and modelx says how to pull it.
 				oci := h.do(http.MethodHead, "/v2/pack/model/manifests/v1", nil, nil).header.Get(spec.OCIDigestHeader)
@@ -158,7 +167,16 @@ func TestModelxPullsOCIArtifacts(t *testing.T) {
 				if out, err := testenv.Crane(t, nil, "append", "--insecure", "-f", filepath.Join(src, "layer.tar.gz"), "-t", host+"/img/app:v1"); err != nil {
 					t.Fatalf("crane append: %v\n%s", err, out)
 				}
-				dst := modelxPull(t, h, "img/app:v1")
+				// modelx tag, before anything was pulled, names files of the
+				// view not made yet: the registry makes them.
+				tagged, err := client.ParseReference(h.url+"/img/app:v1", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := client.New(client.Options{}).Tag(context.Background(), tagged, "v1-copy"); err != nil {
+					t.Fatalf("modelx tag: %v", err)
+				}
+				dst := modelxPull(t, h, "img/app:v1-copy")
 				cfg, err := os.ReadFile(filepath.Join(dst, spec.ConfigFileName))
 				if err != nil {
 					t.Fatal(err)

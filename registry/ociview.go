@@ -293,27 +293,27 @@ const maxDerivedRecord = 16 << 20
 
 // materialize makes blob d of the model from its derived record, if the
 // model has one: the bytes are made from the pack frame, the chunks or
-// the tar entry, verified against d, stored and linked. It reports
-// whether it linked d.
-func (reg *Registry) materialize(ctx context.Context, repo, name string, d digest.Digest) (bool, error) {
+// the tar entry, verified against d, stored and linked. It returns the
+// blob's size and whether it linked d.
+func (reg *Registry) materialize(ctx context.Context, repo, name string, d digest.Digest) (int64, bool, error) {
 	data, _, err := storage.ReadAll(ctx, reg.store, derivedKey(repo, name, d), maxDerivedRecord)
 	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil // not derived
+		return 0, false, nil // not derived
 	}
 	if err != nil {
-		return false, internal("read derived record", err)
+		return 0, false, internal("read derived record", err)
 	}
 	var db derivedBlob
 	if err := json.Unmarshal(data, &db); err != nil || db.Digest != d {
-		return false, fmt.Errorf("derived record of %s in %s/%s is corrupt: %v", d, repo, name, err)
+		return 0, false, fmt.Errorf("derived record of %s in %s/%s is corrupt: %v", d, repo, name, err)
 	}
 	if err := reg.makeDerived(ctx, db); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if err := reg.writeLink(context.WithoutCancel(ctx), repo, name, d, db.Size); err != nil {
-		return false, err
+		return 0, false, err
 	}
-	return true, nil
+	return db.Size, true, nil
 }
 
 // makeDerived stores the blob of a derived record, unless it is stored:
@@ -386,7 +386,7 @@ func (reg *Registry) withDerived(h handlerFunc) handlerFunc {
 		if perr != nil {
 			return err
 		}
-		if made, merr := reg.materialize(r.Context(), repo, name, d); merr != nil {
+		if _, made, merr := reg.materialize(r.Context(), repo, name, d); merr != nil {
 			return merr
 		} else if !made {
 			return err

@@ -156,7 +156,7 @@ func (s uiSource) ReadBlob(ctx context.Context, repo, name string, d digest.Dige
 	} else if !ok {
 		// A file of a view (an OCI artifact's tar layer, say) is made
 		// on its first read, as for a pull.
-		if made, err := s.reg.materialize(ctx, repo, name, d); err != nil {
+		if _, made, err := s.reg.materialize(ctx, repo, name, d); err != nil {
 			return nil, err
 		} else if !made {
 			return nil, fmt.Errorf("blob %s of %s/%s: %w", d, repo, name, storage.ErrNotFound)
