@@ -115,6 +115,14 @@ func (reg *Registry) imageView(ctx context.Context, repo, name string, source di
 	if err != nil {
 		return "", nil, err
 	}
+	return reg.buildOnce(ctx, "image "+repo+"/"+name+"@"+string(source), func(ctx context.Context) (digest.Digest, []byte, error) {
+		return reg.buildImageView(ctx, repo, name, source, m)
+	})
+}
+
+// buildImageView builds, stores and returns the image form of modelx
+// manifest m.
+func (reg *Registry) buildImageView(ctx context.Context, repo, name string, source digest.Digest, m *spec.Manifest) (digest.Digest, []byte, error) {
 	layers, err := imageLayers(m)
 	if err != nil {
 		return "", nil, err

@@ -77,7 +77,9 @@ func (reg *Registry) modelxView(ctx context.Context, repo, name string, source d
 	if d, viewData, ok, err := reg.storedView(ctx, repo, name, source); err != nil || ok {
 		return d, viewData, err
 	}
-	return reg.buildModelxView(ctx, repo, name, source, m)
+	return reg.buildOnce(ctx, "modelx "+repo+"/"+name+"@"+string(source), func(ctx context.Context) (digest.Digest, []byte, error) {
+		return reg.buildModelxView(ctx, repo, name, source, m)
+	})
 }
 
 // buildModelxView builds, stores and returns the modelx view of OCI

@@ -126,7 +126,36 @@ func (reg *Registry) ociView(ctx context.Context, repo, name string, source dige
 	if err != nil {
 		return "", nil, err
 	}
-	return reg.buildView(ctx, repo, name, source, m)
+	return reg.buildOnce(ctx, "oci "+repo+"/"+name+"@"+string(source), func(ctx context.Context) (digest.Digest, []byte, error) {
+		return reg.buildView(ctx, repo, name, source, m)
+	})
+}
+
+// builtView is what a view build returns.
+type builtView struct {
+	digest digest.Digest
+	data   []byte
+}
+
+// buildOnce runs build once at a time per key in this process, detached
+// from the request: a client that gives up (a kubelet's timeout, say)
+// leaves the build to finish, and its retry joins the build or finds the
+// view stored.
+func (reg *Registry) buildOnce(ctx context.Context, key string, build func(context.Context) (digest.Digest, []byte, error)) (digest.Digest, []byte, error) {
+	ch := reg.builds.DoChan(key, func() (any, error) {
+		d, data, err := build(context.WithoutCancel(ctx))
+		return builtView{d, data}, err
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return "", nil, res.Err
+		}
+		v := res.Val.(builtView)
+		return v.digest, v.data, nil
+	case <-ctx.Done():
+		return "", nil, ctx.Err()
+	}
 }
 
 // storedView returns the view of manifest source that the model stores,

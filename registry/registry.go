@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"golang.org/x/sync/singleflight"
 
 	"modelx.io/modelx/registry/auth"
 	"modelx.io/modelx/spec"
@@ -98,6 +99,8 @@ type Registry struct {
 	metrics   *Metrics
 	// manifestBudget bounds the memory of manifest PUTs.
 	manifestBudget *manifestBudget
+	// builds runs each view build once at a time (ociview.go).
+	builds singleflight.Group
 }
 
 // New returns a registry on store. It fails if redirects are asked of a
