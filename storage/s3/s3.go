@@ -318,7 +318,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sh
 	if sha256sum != nil {
 		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sha256sum))
 	}
-	_, err := s.client.PutObject(ctx, in, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+	_, err := s.client.PutObject(ctx, in, streamingBody)
 	if err != nil {
 		// The reader's own verdict names the cause better than the transport's.
 		if _, rerr := body.Read(nil); rerr != nil && rerr != io.EOF {
@@ -331,6 +331,15 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, sh
 		return s.wrap("put", key, err)
 	}
 	return nil
+}
+
+// streamingBody sets up a request whose body streams once: unsigned (its
+// sha256 is not known before it is read), and not retried by the SDK, which
+// cannot rewind it; a retry would only wait out its backoff before failing
+// (a wrong body took up to 0.85 s to be refused). The caller retries.
+func streamingBody(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+	o.Retryer = aws.NopRetryer{}
 }
 
 // putParts uploads size bytes of body to key as a multipart upload, for
@@ -362,7 +371,7 @@ func (s *Store) putParts(ctx context.Context, key string, body io.Reader, size i
 		part := io.LimitReader(body, length)
 		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &s.bucket, Key: &key, UploadId: created.UploadId,
 			PartNumber: aws.Int32(n), Body: part, ContentLength: aws.Int64(length)},
-			s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+			streamingBody)
 		if err != nil {
 			// The reader's own verdict names the cause better than the transport's.
 			if _, rerr := body.Read(nil); rerr != nil && rerr != io.EOF {
