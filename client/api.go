@@ -438,6 +438,50 @@ func (a *API) ManifestDigest(ctx context.Context, repo, name, reference string) 
 	return "", &Error{Status: resp.StatusCode, Registry: a.base, API: spec.Error{Code: spec.ErrorCode("HTTP_" + strconv.Itoa(resp.StatusCode)), Message: "HEAD manifest " + repo + "/" + name + ":" + reference + ": " + http.StatusText(resp.StatusCode)}}
 }
 
+// ErrNoImageForm reports a registry that serves no image form of a
+// version at /v2/REPOSITORY/NAME/image: one that predates the image form.
+var ErrNoImageForm = errors.New("the registry serves no image form of the version")
+
+// ImageDigest asks for the digest of the image form of the version that
+// reference (a tag, or the version's manifest digest) names: the OCI image
+// index at /v2/REPOSITORY/NAME/image, which a Kubernetes image volume
+// mounts. It is a HEAD request; the registry makes the form on the first
+// one for a version, reading its files once. An answer of 404, or one
+// without a digest, is an error wrapping ErrNoImageForm; another refusal
+// is asked again with GET, for the registry's error message.
+func (a *API) ImageDigest(ctx context.Context, repo, name, reference string) (digest.Digest, error) {
+	path := "/v2" + modelPath(repo, name) + "/image/manifests/" + reference
+	accept := http.Header{"Accept": {spec.MediaTypeOCIIndex + ", " + spec.MediaTypeOCIManifest}}
+	resp, err := a.do(ctx, http.MethodHead, path, nil, accept)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		d := digest.Digest(resp.Header.Get(spec.OCIDigestHeader))
+		if d == "" {
+			return "", fmt.Errorf("%s: HEAD %s answered no %s header: %w", a.base, path, spec.OCIDigestHeader, ErrNoImageForm)
+		}
+		if err := spec.ValidateDigest(d); err != nil {
+			return "", fmt.Errorf("%s: HEAD %s answered an invalid %s header: %w", a.base, path, spec.OCIDigestHeader, err)
+		}
+		return d, nil
+	case http.StatusNotFound:
+		return "", fmt.Errorf("%s: HEAD %s answered 404: %w (no such version, or a modelxd that predates the image form)", a.base, path, ErrNoImageForm)
+	}
+	// A HEAD answer has no body: ask again for the error envelope.
+	headStatus := resp.StatusCode
+	if resp, err = a.do(ctx, http.MethodGet, path, nil, accept); err != nil {
+		return "", err
+	}
+	if resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		return "", fmt.Errorf("%s: HEAD %s answered HTTP %d, and GET 200: the registry is inconsistent", a.base, path, headStatus)
+	}
+	return "", a.errorFrom(resp, "", false)
+}
+
 // PutManifest stores a manifest under a tag or digest and returns its digest.
 func (a *API) PutManifest(ctx context.Context, repo, name, reference string, data []byte) (digest.Digest, error) {
 	resp, err := a.do(ctx, http.MethodPut, modelPath(repo, name)+"/manifests/"+reference, bytesBody(data),

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -102,6 +103,9 @@ func (seldonPlatform) health(o *observed, _ *v1alpha1.ModelDeployment, digest, w
 		if failed := deploymentFailure(d); failed != "" {
 			return Health{Failed: failed}
 		}
+		if lost := imageVolumeLost(d); lost != "" {
+			return Health{Failed: lost}
+		}
 	}
 	if failed := o.podFailure(digest, wantHash); failed != "" {
 		return Health{Failed: failed}
@@ -112,6 +116,26 @@ func (seldonPlatform) health(o *observed, _ *v1alpha1.ModelDeployment, digest, w
 		}
 	}
 	return Health{Available: true}
+}
+
+// imageVolumeLost says how a Deployment made with mount image (its pod
+// template carries render.AnnotationImageDigest) lost the model's image
+// volume; "" when it mounts it. A platform that read our object without
+// volumes[].image writes the volume without a source, which Kubernetes
+// makes an emptyDir: the server would start on an empty model directory.
+func imageVolumeLost(d *appsv1.Deployment) string {
+	image := d.Spec.Template.Annotations[render.AnnotationImageDigest]
+	if image == "" {
+		return ""
+	}
+	i := slices.IndexFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == render.ImageVolumeName })
+	if i >= 0 {
+		if img := d.Spec.Template.Spec.Volumes[i].Image; img != nil && strings.HasSuffix(img.Reference, "@"+image) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("Deployment %s lost the image volume %s of the model's image form %s, and its pods would start on an empty %s: the platform read its object without volumes[].image. Its CRD's schema must know image volumes (docs/deploy.md); an operator that was running when the CRD was patched keeps the copy it read until the object changes or the operator restarts: restart it",
+		d.Name, render.ImageVolumeName, short(image), render.ModelMountPath)
 }
 
 // deploymentFailure is why Kubernetes gave up on a Deployment's rollout.

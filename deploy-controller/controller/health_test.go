@@ -65,6 +65,9 @@ func TestHealth(t *testing.T) {
 			p.Status.ContainerStatuses[0].State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
 		})}}, available: true},
 		{name: "another version's Deployment does not count", obs: observed{deployments: []appsv1.Deployment{dep(func(d *appsv1.Deployment) { d.Annotations[render.AnnotationDigest] = dOld })}}, detail: "not created"},
+		{name: "image volume kept", obs: observed{deployments: []appsv1.Deployment{dep(withImageVolume(&corev1.ImageVolumeSource{Reference: "r:5000/nlp/bert/image@" + imageDigest}))}, pods: []corev1.Pod{pod(nil)}}, available: true},
+		{name: "image volume made an emptyDir", obs: observed{deployments: []appsv1.Deployment{dep(withImageVolume(nil))}, pods: []corev1.Pod{pod(nil)}}, failed: "lost the image volume"},
+		{name: "image volume of another image", obs: observed{deployments: []appsv1.Deployment{dep(withImageVolume(&corev1.ImageVolumeSource{Reference: "r:5000/nlp/bert/image@sha256:0"}))}, pods: []corev1.Pod{pod(nil)}}, failed: "lost the image volume"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := seldonPlatform{}.health(&c.obs, nil, dNew, hash)
@@ -72,6 +75,23 @@ func TestHealth(t *testing.T) {
 				t.Fatalf("health %+v, want available=%v failed~%q detail~%q", h, c.available, c.failed, c.detail)
 			}
 		})
+	}
+}
+
+// imageDigest is the image form in the health tests' image volumes.
+const imageDigest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+
+// withImageVolume makes a Deployment one made with mount image, whose
+// model volume has this image source (nil: the emptyDir Kubernetes makes
+// of a volume without a source).
+func withImageVolume(img *corev1.ImageVolumeSource) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		d.Spec.Template.Annotations = map[string]string{render.AnnotationImageDigest: imageDigest}
+		v := corev1.Volume{Name: render.ImageVolumeName, VolumeSource: corev1.VolumeSource{Image: img}}
+		if img == nil {
+			v.EmptyDir = &corev1.EmptyDirVolumeSource{}
+		}
+		d.Spec.Template.Spec.Volumes = []corev1.Volume{v}
 	}
 }
 

@@ -45,8 +45,8 @@ func (kservePlatform) check(r *Reconciler, md *v1alpha1.ModelDeployment) error {
 
 // specHash renders the InferenceService for the version alone and returns
 // its predictor's spec hash, which KServe copies onto the pods.
-func (kservePlatform) specHash(md *v1alpha1.ModelDeployment, in render.Inputs, digest string) (string, error) {
-	in.Versions = []render.Version{{Digest: digest, Traffic: 100}}
+func (kservePlatform) specHash(md *v1alpha1.ModelDeployment, in render.Inputs, v render.Version) (string, error) {
+	in.Versions = []render.Version{v}
 	isvc, err := render.RenderInferenceService(md, in)
 	if err != nil {
 		return "", err
@@ -60,6 +60,9 @@ func (kservePlatform) specHash(md *v1alpha1.ModelDeployment, in render.Inputs, d
 func (kservePlatform) apply(ctx context.Context, r *Reconciler, md *v1alpha1.ModelDeployment, in render.Inputs) error {
 	isvc, err := render.RenderInferenceService(md, in)
 	if err != nil {
+		return err
+	}
+	if err := r.checkImageVolumes(ctx, md, isvc, kserveCRDFix); err != nil {
 		return err
 	}
 	if err := r.applyObject(ctx, md, isvc); err != nil {
@@ -124,6 +127,9 @@ func (kservePlatform) health(o *observed, md *v1alpha1.ModelDeployment, digest, 
 		}
 		if failed := deploymentFailure(d); failed != "" {
 			return Health{Failed: failed}
+		}
+		if lost := imageVolumeLost(d); lost != "" {
+			return Health{Failed: lost}
 		}
 	}
 	if failed := o.podFailure(digest, wantHash); failed != "" {

@@ -260,6 +260,67 @@ func TestKServeBackend(t *testing.T) {
 		}
 	})
 
+	t.Run("MountImage", func(t *testing.T) {
+		s.t = t
+		k1, k2 := s.tag("mounted", "k1"), s.digests["k2"]
+		s.pullSecret("modelx-pull")
+		s.create(&v1alpha1.ModelDeployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "mounted", Namespace: "ml"},
+			Spec: v1alpha1.ModelDeploymentSpec{
+				Backend:   v1alpha1.BackendKServe,
+				Model:     v1alpha1.ModelSource{Registry: s.registry, Name: "nlp/bert", Tag: "mounted", Mount: v1alpha1.MountImage, ImagePullSecret: "modelx-pull"},
+				FollowTag: &v1alpha1.FollowTag{Enabled: true, Interval: metav1.Duration{Duration: 500 * time.Millisecond}},
+				Server:    v1alpha1.Server{Type: v1alpha1.ServerMLServer, Implementation: "mlserver_sklearn.SKLearnModel"},
+			},
+		})
+		var image1 string
+		s.eventually("mounted serving k1 from its image form", func() error {
+			md := s.md("mounted")
+			if c := condition(md, v1alpha1.ConditionReady); md.Status.Digest != k1 || md.Status.ImageDigest == "" || c == nil || c.Status != metav1.ConditionTrue {
+				return fmt.Errorf("digest %s image %s ready %+v", md.Status.Digest, md.Status.ImageDigest, c)
+			}
+			image1 = md.Status.ImageDigest
+			return nil
+		})
+		isvc, err := s.get(render.InferenceServiceGVK, "mounted")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uri, _, _ := unstructured.NestedString(isvc.Object, "spec", "predictor", "model", "storageUri"); uri != render.ModelMountPath {
+			t.Errorf("storageUri %q, want the local path %s: without one KServe takes the predictor for a multi-model server", uri, render.ModelMountPath)
+		}
+		// The pods KServe's Deployment made: the image volume intact, no
+		// storage initializer from its webhook beside our placeholder, and
+		// no model agent.
+		pod := s.onePodOf("mounted", k1)
+		checkKServeImagePod(t, pod.Spec, s.imageRef(image1))
+		s.wantFiles(s.pullImageVolume(&pod, "kserve-container"), "weights k1")
+
+		// A moving tag rolls the new version's image form out in place.
+		s.tag("mounted", "k2")
+		var image2 string
+		s.eventually("mounted serving k2", func() error {
+			md := s.md("mounted")
+			if md.Status.Digest != k2 || md.Status.Rollout != nil || md.Status.Phase != v1alpha1.PhaseServing {
+				return fmt.Errorf("digest %s rollout %+v phase %s", md.Status.Digest, md.Status.Rollout, md.Status.Phase)
+			}
+			image2 = md.Status.ImageDigest
+			return nil
+		})
+		if image2 == "" || image2 == image1 {
+			t.Fatalf("image digest %q after the move, %q before", image2, image1)
+		}
+		pod = s.onePodOf("mounted", k2)
+		checkKServeImagePod(t, pod.Spec, s.imageRef(image2))
+		s.wantFiles(s.pullImageVolume(&pod, "kserve-container"), "weights k2")
+		s.eventually("k1's pods gone", func() error {
+			if n := len(s.podsOf("mounted", k1)); n != 0 {
+				return fmt.Errorf("%d pods of k1", n)
+			}
+			return nil
+		})
+	})
+
 	t.Run("SwitchToSeldon", func(t *testing.T) {
 		s.t = t
 		md := s.md("iris")
@@ -278,6 +339,33 @@ func TestKServeBackend(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// checkKServeImagePod checks a pod KServe made for mount image: only the
+// placeholder init container, which pulls nothing; no model agent; the
+// image volume of ref at the model path of kserve-container, and nothing
+// else there.
+func checkKServeImagePod(t *testing.T, pod corev1.PodSpec, ref string) {
+	t.Helper()
+	if len(pod.InitContainers) != 1 || pod.InitContainers[0].Name != render.KServeInitializerName ||
+		pod.InitContainers[0].Image != "modelx/modelx:test" || fmt.Sprint(pod.InitContainers[0].Command) != "[/usr/local/bin/modelx version]" || len(pod.InitContainers[0].Args) > 0 {
+		t.Errorf("init containers %+v: want only the placeholder, which pulls nothing", pod.InitContainers)
+	}
+	for _, c := range pod.Containers {
+		if c.Name != "kserve-container" {
+			t.Errorf("container %s beside the server: KServe took the predictor for a multi-model server", c.Name)
+		}
+	}
+	for _, v := range pod.Volumes {
+		if v.EmptyDir != nil {
+			t.Errorf("volume %+v: KServe added a model directory", v)
+		}
+	}
+	pod.InitContainers = nil
+	checkImagePod(t, pod, "kserve-container", ref)
+	if len(pod.ImagePullSecrets) != 1 {
+		t.Errorf("image pull secrets %+v", pod.ImagePullSecrets)
+	}
 }
 
 // envOf is the value of c's variable name.

@@ -117,13 +117,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	resolved, resolveErr := r.target(ctx, &md)
 	target := resolved.Digest
 	if resolveErr != nil {
-		var re *ResolveError
-		reason := ReasonRegistryUnreachable
-		if errors.As(resolveErr, &re) {
-			reason = re.Reason
-		}
-		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionFalse, Reason: reason, Message: resolveErr.Error(), ObservedGeneration: md.Generation})
-		r.Recorder.Eventf(&md, nil, "Warning", reason, "Resolve", "%s", resolveErr.Error())
+		r.resolveFailed(&md, resolveErr)
 		if md.Status.Digest == "" {
 			meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonNotResolved, Message: "nothing is served until the model resolves", ObservedGeneration: md.Generation})
 			md.Status.Phase = v1alpha1.PhasePending
@@ -135,7 +129,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			target = md.Status.Rollout.Digest
 		}
 	} else {
-		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionTrue, Reason: ReasonResolved, Message: fmt.Sprintf("%s@%s is %s", md.Spec.Model.Name, refOf(md.Spec.Model), short(target)), ObservedGeneration: md.Generation})
+		msg := fmt.Sprintf("%s@%s is %s", md.Spec.Model.Name, refOf(md.Spec.Model), short(target))
+		if resolved.ImageDigest != "" {
+			msg += ", its image form " + short(resolved.ImageDigest)
+		}
+		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionTrue, Reason: ReasonResolved, Message: msg, ObservedGeneration: md.Generation})
 		r.warnIgnoredImplementation(&md, resolved)
 	}
 
@@ -146,8 +144,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := pf.check(r, &md); err != nil {
 		return r.invalidSpec(ctx, &md, before, err)
 	}
+	images, err := r.imageDigests(ctx, &md, resolved, md.Status.Digest, digestOf(md.Status.Rollout), target)
+	if err != nil {
+		// A version in service whose image form is not known: nothing
+		// changes until it is.
+		r.resolveFailed(&md, err)
+		meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonNotResolved, Message: "the image form of a version to serve is not resolved: " + err.Error(), ObservedGeneration: md.Generation})
+		return r.finish(ctx, &md, before, ctrl.Result{RequeueAfter: r.backoff(&md)})
+	}
 	in := r.Inputs(nil)
-	hashes, err := specHashes(pf, &md, in, md.Status.Digest, digestOf(md.Status.Rollout), target)
+	hashes, err := specHashes(pf, &md, in, images, md.Status.Digest, digestOf(md.Status.Rollout), target)
 	if err != nil {
 		return r.invalidSpec(ctx, &md, before, err)
 	}
@@ -160,9 +166,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	in.Versions = nil
 	for _, v := range p.Versions {
-		in.Versions = append(in.Versions, render.Version{Digest: v.Digest, Traffic: v.Traffic})
+		in.Versions = append(in.Versions, render.Version{Digest: v.Digest, Traffic: v.Traffic, ImageDigest: images[v.Digest]})
 	}
 	if err := pf.apply(ctx, r, &md, in); err != nil {
+		if ns, ok := asNotServable(err); ok {
+			// Nothing was applied; the cluster may change: look again later.
+			if _, err := r.notServable(ctx, &md, before, ns.reason, ns.err); err != nil {
+				return ctrl.Result{}, err
+			}
+			return ctrl.Result{RequeueAfter: r.retryAfter()}, nil
+		}
 		r.Recorder.Eventf(&md, nil, "Warning", "ApplyFailed", "Apply", "%s", err.Error())
 		return ctrl.Result{}, err
 	}
@@ -175,7 +188,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		rolloutsTotal.WithLabelValues("Initial").Inc()
 	}
 
-	md.Status.Digest, md.Status.ShortDigest = p.Serving, short(p.Serving)
+	md.Status.Digest, md.Status.ShortDigest, md.Status.ImageDigest = p.Serving, short(p.Serving), images[p.Serving]
+	if p.Rollout != nil {
+		p.Rollout.ImageDigest = images[p.Rollout.Digest]
+	}
 	md.Status.Rollout, md.Status.LastAborted, md.Status.CanaryDigest = p.Rollout, p.LastAborted, digestOf(p.Rollout)
 	md.Status.URL = render.URL(&md, in)
 	if obs.url != "" {
@@ -217,6 +233,18 @@ func (r *Reconciler) warnIgnoredImplementation(md *v1alpha1.ModelDeployment, res
 	}
 	r.Recorder.Eventf(md, nil, "Warning", ReasonImplementationIgnored, "Resolve",
 		"%s ships %s, whose settings MLServer takes over spec.server.implementation %q: set the implementation in that file, or remove it from the model", short(resolved.Digest), render.ModelSettingsFile, impl)
+}
+
+// resolveFailed reports a failed resolution in the Resolved condition and
+// an event.
+func (r *Reconciler) resolveFailed(md *v1alpha1.ModelDeployment, err error) {
+	reason := ReasonRegistryUnreachable
+	var re *ResolveError
+	if errors.As(err, &re) {
+		reason = re.Reason
+	}
+	meta.SetStatusCondition(&md.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionResolved, Status: metav1.ConditionFalse, Reason: reason, Message: err.Error(), ObservedGeneration: md.Generation})
+	r.Recorder.Eventf(md, nil, "Warning", reason, "Resolve", "%s", err.Error())
 }
 
 // finish writes the status if it changed and returns res. A conflict means
@@ -283,14 +311,15 @@ func digestOf(ro *v1alpha1.Rollout) string {
 }
 
 // specHashes returns, by digest, the spec hash (render.AnnotationSpecHash)
-// of the pods that would serve each digest given on pf.
-func specHashes(pf platform, md *v1alpha1.ModelDeployment, in render.Inputs, digests ...string) (map[string]string, error) {
+// of the pods that would serve each digest given on pf, with the image
+// form of each in images (mount image).
+func specHashes(pf platform, md *v1alpha1.ModelDeployment, in render.Inputs, images map[string]string, digests ...string) (map[string]string, error) {
 	hashes := map[string]string{}
 	for _, d := range digests {
 		if d == "" || hashes[d] != "" {
 			continue
 		}
-		h, err := pf.specHash(md, in, d)
+		h, err := pf.specHash(md, in, render.Version{Digest: d, Traffic: 100, ImageDigest: images[d]})
 		if err != nil {
 			return nil, err
 		}
@@ -408,17 +437,25 @@ func (r *Reconciler) target(ctx context.Context, md *v1alpha1.ModelDeployment) (
 
 // applyObject server-side-applies obj (a rendered object), owned by md.
 func (r *Reconciler) applyObject(ctx context.Context, md *v1alpha1.ModelDeployment, obj any) error {
+	_, err := r.applyUnstructured(ctx, md, obj)
+	return err
+}
+
+// applyUnstructured server-side-applies obj (a rendered object), owned by
+// md, with opts, and returns the object as the apiserver answered it.
+func (r *Reconciler) applyUnstructured(ctx context.Context, md *v1alpha1.ModelDeployment, obj any, opts ...client.PatchOption) (*unstructured.Unstructured, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	u := &unstructured.Unstructured{Object: m}
 	unstructured.RemoveNestedField(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	if err := controllerutil.SetControllerReference(md, u, r.Scheme); err != nil {
-		return err
+		return nil, err
 	}
-	return r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership)
+	opts = append([]client.PatchOption{client.FieldOwner(FieldOwner), client.ForceOwnership}, opts...)
+	return u, r.Patch(ctx, u, client.Apply, opts...)
 }
 
 // deleteOwned removes the object of kind gvk and name in md's namespace,

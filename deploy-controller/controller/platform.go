@@ -18,10 +18,12 @@ type platform interface {
 	// cluster-side configuration rules out.
 	check(r *Reconciler, md *v1alpha1.ModelDeployment) error
 	// specHash is the spec hash (render.AnnotationSpecHash) that the pods
-	// of the version with this digest carry once they run what md asks.
-	specHash(md *v1alpha1.ModelDeployment, in render.Inputs, digest string) (string, error)
+	// of version v carry once they run what md asks.
+	specHash(md *v1alpha1.ModelDeployment, in render.Inputs, v render.Version) (string, error)
 	// apply renders md for in and applies it, and removes what md owns on
-	// the other platform (a backend switch).
+	// the other platform (a backend switch). With mount image it first
+	// checks, by a dry run, that the platform's object keeps the image
+	// volumes (checkImageVolumes).
 	apply(ctx context.Context, r *Reconciler, md *v1alpha1.ModelDeployment, in render.Inputs) error
 	// observe reads the platform's object of md and the Deployments and
 	// pods made for it.

@@ -13,7 +13,8 @@ import (
 	"modelx.io/modelx/spec"
 )
 
-// Resolver turns a model reference into the digest of its manifest.
+// Resolver turns a model reference into the digest of its manifest and,
+// with src.Mount image, of its image form.
 type Resolver interface {
 	Resolve(ctx context.Context, src v1alpha1.ModelSource) (Resolved, error)
 }
@@ -22,6 +23,9 @@ type Resolver interface {
 type Resolved struct {
 	// Digest of the manifest.
 	Digest string
+	// ImageDigest is the digest of the version's image form (its OCI image
+	// index), resolved with mount image only.
+	ImageDigest string
 	// Files are the paths of the version's files.
 	Files []string
 }
@@ -33,6 +37,9 @@ const (
 	ReasonRegistryUnreachable = "RegistryUnreachable"
 	ReasonUnauthorized        = "Unauthorized"
 	ReasonInvalidReference    = "InvalidReference"
+	// ReasonNoImageForm: with mount image, the registry serves no image
+	// form of the version (a modelxd from before it).
+	ReasonNoImageForm = "NoImageForm"
 )
 
 // ResolveError is a failed resolution with the condition reason it maps to.
@@ -105,13 +112,42 @@ func holdError(err error, ref client.Reference) error {
 	return err
 }
 
-// Resolve implements Resolver.
+// Resolve implements Resolver. With mount image it then asks for the
+// image form of the digest found (client.API.ImageDigest).
 func (r *RegistryResolver) Resolve(ctx context.Context, src v1alpha1.ModelSource) (Resolved, error) {
 	d, m, err := r.resolve(ctx, src)
 	if err != nil {
 		return Resolved{}, err
 	}
-	return Resolved{Digest: d, Files: fileNames(m)}, nil
+	res := Resolved{Digest: d, Files: fileNames(m)}
+	if src.Mount == v1alpha1.MountImage {
+		if res.ImageDigest, err = r.imageDigest(ctx, src, d); err != nil {
+			return Resolved{}, err
+		}
+	}
+	return res, nil
+}
+
+// imageDigest resolves the image form of src's version with this digest.
+func (r *RegistryResolver) imageDigest(ctx context.Context, src v1alpha1.ModelSource, d string) (string, error) {
+	api, ref, err := r.api(src, d)
+	if err != nil {
+		return "", err
+	}
+	image, err := api.ImageDigest(ctx, ref.Repository, ref.Name, d)
+	if err == nil {
+		return string(image), nil
+	}
+	var apiErr *client.Error
+	switch {
+	case errors.Is(err, client.ErrNoImageForm):
+		return "", &ResolveError{Reason: ReasonNoImageForm, Err: fmt.Errorf("%s serves no image form of %s@%s, which mount: image mounts (%w): upgrade modelxd, or use mount: initContainer", ref.Registry, src.Name, short(d), err)}
+	case errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden):
+		return "", &ResolveError{Reason: ReasonUnauthorized, Err: fmt.Errorf("%s refused the controller the image form of %s (%s): grant it pull on %s", ref.Registry, src.Name, apiErr.API.Code, src.Name)}
+	case errors.As(err, &apiErr) && apiErr.Status < 500:
+		return "", &ResolveError{Reason: ReasonNoImageForm, Err: fmt.Errorf("%s cannot serve the image form of %s@%s, which mount: image mounts: %w; use mount: initContainer for this version", ref.Registry, src.Name, short(d), err)}
+	}
+	return "", &ResolveError{Reason: ReasonRegistryUnreachable, Err: err}
 }
 
 // fileNames lists the paths of a manifest's files, packed or not, and

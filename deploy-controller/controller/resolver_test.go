@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -52,12 +53,43 @@ func TestResolverAuthenticates(t *testing.T) {
 	if got, err := r.Resolve(context.Background(), pinned); err != nil || got.Digest != string(res.Digest) {
 		t.Fatalf("Resolve(pinned) = %+v, %v", got, err)
 	}
+	// With mount image it resolves the version's image form too, through
+	// the same client and token.
+	image := src
+	image.Mount = v1alpha1.MountImage
+	want, err := modelx.NewAPI(srv.URL, nil, credentials.Static("controller-token")).ImageDigest(context.Background(), "nlp", "bert", string(res.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Resolve(context.Background(), image); err != nil || got.Digest != string(res.Digest) || got.ImageDigest != string(want) {
+		t.Fatalf("Resolve(mount image) = %+v, %v; want image form %s", got, err, want)
+	}
+	if got, err := r.Resolve(context.Background(), src); err != nil || got.ImageDigest != "" {
+		t.Fatalf("Resolve(mount initContainer) = %+v, %v; want no image form asked", got, err)
+	}
+	// A registry from before the image form: its /v2/ knows no image.
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasPrefix(req.URL.Path, "/v2/") {
+			http.NotFound(w, req)
+			return
+		}
+		reg.Handler().ServeHTTP(w, req)
+	}))
+	defer old.Close()
+	oldImage := image
+	oldImage.Registry = old.URL
+	_, err = r.Resolve(context.Background(), oldImage)
+	var noImage *controller.ResolveError
+	if !errors.As(err, &noImage) || noImage.Reason != controller.ReasonNoImageForm || !strings.Contains(err.Error(), "mount: initContainer") {
+		t.Errorf("Resolve on a registry without the image form: %v, want reason %s naming the way out", err, controller.ReasonNoImageForm)
+	}
 	for _, tc := range []struct {
 		resolver *controller.RegistryResolver
 		src      v1alpha1.ModelSource
 		reason   string
 	}{
 		{&controller.RegistryResolver{}, src, controller.ReasonUnauthorized},
+		{&controller.RegistryResolver{}, image, controller.ReasonUnauthorized},
 		{r, v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Tag: "nope"}, controller.ReasonModelNotFound},
 		{r, v1alpha1.ModelSource{Registry: srv.URL, Name: "nlp/bert", Digest: "sha256:" + strings.Repeat("0", 64)}, controller.ReasonModelNotFound},
 		{r, v1alpha1.ModelSource{Registry: "http://127.0.0.1:1", Name: "nlp/bert", Tag: "prod"}, controller.ReasonRegistryUnreachable},

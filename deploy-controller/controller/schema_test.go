@@ -83,6 +83,15 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 	if err := k8s.Create(ctx, kserveMD.DeepCopy(), client.FieldValidation("Strict")); err != nil {
 		t.Fatalf("ModelDeployment with backend kserve rejected under strict validation: %v", err)
 	}
+	imageMD := kserveMD.DeepCopy()
+	imageMD.Name = "full-image"
+	imageMD.Spec.Model.Mount, imageMD.Spec.Model.ImagePullSecret, imageMD.Spec.Model.Files, imageMD.Spec.Credentials = v1alpha1.MountImage, "modelx-pull", nil, nil
+	if err := k8s.Create(ctx, imageMD.DeepCopy(), client.FieldValidation("Strict")); err != nil {
+		t.Fatalf("ModelDeployment with mount image rejected under strict validation: %v", err)
+	}
+	if created.Spec.Model.Mount != v1alpha1.MountInitContainer {
+		t.Errorf("mount defaulted to %q, want initContainer", created.Spec.Model.Mount)
+	}
 	for _, bad := range []struct {
 		name   string
 		mutate func(*v1alpha1.ModelDeployment)
@@ -105,6 +114,18 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 			md.Spec.Backend, md.Spec.FollowTag.CanaryPercent, md.Spec.Expose, md.Spec.Replicas = v1alpha1.BackendKServe, 0, nil, ptr.To[int32](0)
 		}, "does not scale to zero"},
 		{"backend", func(md *v1alpha1.ModelDeployment) { md.Spec.Backend = "triton" }, "spec.backend"},
+		{"mount", func(md *v1alpha1.ModelDeployment) { md.Spec.Model.Mount = "nfs" }, "spec.model.mount"},
+		{"image-files", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Model.Mount, md.Spec.Credentials = v1alpha1.MountImage, nil
+		}, "mount: image mounts every file of the version"},
+		{"image-service-account-token", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Model.Mount, md.Spec.Model.Files = v1alpha1.MountImage, nil
+		}, "cannot present a projected service-account token"},
+		{"image-secret", func(md *v1alpha1.ModelDeployment) {
+			md.Spec.Model.Mount, md.Spec.Model.Files = v1alpha1.MountImage, nil
+			md.Spec.Credentials = &v1alpha1.Credentials{SecretName: "modelx-token"}
+		}, "credentials.secretName is the token of the init container"},
+		{"pull-secret-without-image", func(md *v1alpha1.ModelDeployment) { md.Spec.Model.ImagePullSecret = "modelx-pull" }, "imagePullSecret is for mount: image"},
 	} {
 		refused := md.DeepCopy()
 		refused.Name = "refused-" + bad.name
@@ -164,7 +185,27 @@ func TestRenderedObjectsSurviveTheRealCRDs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, obj := range []any{sd, secretSD, seldonSD, vs, gw, isvc, localISVC} {
+	// With mount image: KServe's CRD holds the image volume; Seldon's, as
+	// its chart ships it, does not, until deploy/seldon's patch.
+	imageIn := render.Inputs{Versions: []render.Version{{Digest: digestA, Traffic: 100, ImageDigest: digestB}}, InitializerImage: "modelx/modelx:1"}
+	imageISVC, err := render.RenderInferenceService(imageMD, imageIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imageSeldonMD := imageMD.DeepCopy()
+	imageSeldonMD.Name, imageSeldonMD.Spec.Backend = "image-seldon", v1alpha1.BackendSeldon
+	imageSeldonMD.Spec.Server.Runtime, imageSeldonMD.Spec.Server.ModelFormat, imageSeldonMD.Spec.Expose = "", nil, nil
+	imageSD, err := render.RenderSeldonDeployment(imageSeldonMD, imageIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(imageSD)
+	if err := k8s.Create(ctx, &unstructured.Unstructured{Object: m}, client.FieldValidation("Strict"), client.DryRunAll); err == nil || !strings.Contains(err.Error(), "image") {
+		t.Errorf("Seldon's CRD took a SeldonDeployment's image volume before the patch (%v): drop deploy/seldon/crd-image-volumes.json from the docs if Seldon's CRD knows them now", err)
+	}
+	patchSeldonCRD(t, kube)
+
+	for _, obj := range []any{sd, secretSD, seldonSD, vs, gw, isvc, localISVC, imageISVC, imageSD} {
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
 			t.Fatal(err)

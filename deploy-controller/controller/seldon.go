@@ -18,8 +18,8 @@ func (seldonPlatform) check(*Reconciler, *v1alpha1.ModelDeployment) error { retu
 
 // specHash renders the SeldonDeployment with the version alone and returns
 // its predictor's spec hash, which Seldon copies onto its Deployment.
-func (seldonPlatform) specHash(md *v1alpha1.ModelDeployment, in render.Inputs, digest string) (string, error) {
-	in.Versions = []render.Version{{Digest: digest, Traffic: 100}}
+func (seldonPlatform) specHash(md *v1alpha1.ModelDeployment, in render.Inputs, v render.Version) (string, error) {
+	in.Versions = []render.Version{v}
 	sd, err := render.RenderSeldonDeployment(md, in)
 	if err != nil {
 		return "", err
@@ -33,6 +33,9 @@ func (seldonPlatform) specHash(md *v1alpha1.ModelDeployment, in render.Inputs, d
 func (seldonPlatform) apply(ctx context.Context, r *Reconciler, md *v1alpha1.ModelDeployment, in render.Inputs) error {
 	sd, err := render.RenderSeldonDeployment(md, in)
 	if err != nil {
+		return err
+	}
+	if err := r.checkImageVolumes(ctx, md, sd, seldonCRDFix); err != nil {
 		return err
 	}
 	if err := r.applyObject(ctx, md, sd); err != nil {

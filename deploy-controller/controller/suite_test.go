@@ -48,6 +48,9 @@ const (
 	ciToken         = "ci-token"
 	adminToken      = "admin-token"
 	controllerToken = "controller-token"
+	// nodeToken is the robot token in the pods' image pull secrets, with
+	// which the node (here: crane) pulls a model's image form.
+	nodeToken = "node-token"
 	// clusterName is the name modelxd knows the test cluster's issuer by.
 	clusterName = "test"
 )
@@ -64,6 +67,10 @@ type suiteOptions struct {
 	// seldonIstio turns on Seldon's Istio integration, and the controller's
 	// --seldon-istio with it.
 	seldonIstio bool
+	// seldonImageVolumes patches Seldon's SeldonDeployment CRD with
+	// deploy/seldon/crd-image-volumes.json before the operator starts, as
+	// docs/deploy.md says to for model.mount: image.
+	seldonImageVolumes bool
 	// kserve starts the real KServe controller beside Seldon, with the
 	// ClusterStorageContainers of deploy/kserve (image modelx/modelx:test).
 	// The test must run in testenv.InNetworkNamespace (prepared with
@@ -174,7 +181,11 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 	}
 	s.kube = kubeenv.StartCluster(t, kubeenv.ClusterOptions{CRDPaths: crds,
 		Behaviours: kubeenv.BehaviourRule{Label: render.LabelDigest, ByValue: behaviours}})
-	s.seldon = kubeenv.StartSeldon(t, s.kube, kubeenv.SeldonOptions{Istio: opts.seldonIstio})
+	seldonOpts := kubeenv.SeldonOptions{Istio: opts.seldonIstio}
+	if opts.seldonImageVolumes {
+		seldonOpts.PatchCRDs = patchSeldonCRD
+	}
+	s.seldon = kubeenv.StartSeldon(t, s.kube, seldonOpts)
 	if opts.kserve {
 		s.kserve = kubeenv.StartKServe(t, s.kube, kubeenv.KServeOptions{})
 	}
@@ -191,11 +202,13 @@ func startSuite(t *testing.T, opts suiteOptions) *suite {
 		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Push}, Robots: []string{"ci"}},
 		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Pull, auth.Hold}, Robots: []string{"controller"}},
 		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Admin}, Robots: []string{"admin"}},
+		{Repositories: []string{"*"}, Actions: []auth.Action{auth.Pull}, Robots: []string{"node"}},
 		{Repositories: []string{"nlp/*"}, Actions: []auth.Action{auth.Pull}, ServiceAccounts: []string{clusterName + "/ml/puller"}},
 	}}
 	cfg := auth.Config{
 		Issuers: []auth.IssuerConfig{{Issuer: s.kube.Issuer, Audience: "modelx", Cluster: clusterName, CAFile: ca}},
-		Robots:  []auth.Robot{{Name: "ci", TokenSHA256: sum(ciToken)}, {Name: "controller", TokenSHA256: sum(controllerToken)}, {Name: "admin", TokenSHA256: sum(adminToken)}},
+		Robots: []auth.Robot{{Name: "ci", TokenSHA256: sum(ciToken)}, {Name: "controller", TokenSHA256: sum(controllerToken)}, {Name: "admin", TokenSHA256: sum(adminToken)},
+			{Name: "node", TokenSHA256: sum(nodeToken)}},
 	}
 	srv := httptest.NewServer(newRegistry(t, st, cfg, policy).Handler())
 	t.Cleanup(srv.Close)
@@ -271,13 +284,20 @@ func (s *suite) push(tag, content string) string {
 	return push(s.t, s.registry, tag, content, ciToken)
 }
 
+// modelFiles are the files of the model push pushes: model.onnx holding
+// content, and its modelx.yaml.
+func modelFiles(content string) map[string]string {
+	return map[string]string{"modelx.yaml": "description: bert\nmodelFiles: [model.onnx]\n", "model.onnx": content}
+}
+
 // push pushes a model of one file, model.onnx holding content, to
 // nlp/bert:tag and returns its manifest digest.
 func push(t *testing.T, registryURL, tag, content string, token ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "modelx.yaml"), []byte("description: bert\nmodelFiles: [model.onnx]\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "model.onnx"), []byte(content), 0o644)
+	for name, data := range modelFiles(content) {
+		os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644)
+	}
 	ref, err := modelx.ParseReference(registryURL+"/nlp/bert:"+tag, nil)
 	if err != nil {
 		t.Fatal(err)

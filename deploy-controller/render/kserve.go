@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -35,7 +36,14 @@ import (
 //     volume: a volume it mounts must be in the predictor's pod spec;
 //   - the kserve-mlserver ClusterServingRuntime sets
 //     MLSERVER_MODEL_IMPLEMENTATION from the InferenceService's label
-//     modelClass.
+//     modelClass;
+//   - a predictor.model without storageUri is a multi-model server to
+//     KServe (controller/v1beta1/inferenceservice/utils.IsMMSPredictor):
+//     its pod webhook adds the model agent and an emptyDir at /mnt/models;
+//     a storageUri that is a local path passes its validation (utils.
+//     ValidateStorageURI), and the webhook injects no storage initializer
+//     into a pod that has an init container of that name already
+//     (webhook/admission/pod, CommonStorageInitialization).
 
 // InferenceServiceGVK is the kind the controller renders for backend kserve.
 var InferenceServiceGVK = schema.GroupVersionKind{Group: "serving.kserve.io", Version: "v1beta1", Kind: "InferenceService"}
@@ -94,16 +102,18 @@ type InferenceServiceSpec struct {
 
 // KServePredictor is the predictor: the model, its pods and replicas.
 type KServePredictor struct {
-	Model              *KServeModel               `json:"model,omitempty"`
-	MinReplicas        *int32                     `json:"minReplicas,omitempty"`
-	MaxReplicas        int32                      `json:"maxReplicas,omitempty"`
-	Labels             map[string]string          `json:"labels,omitempty"`
-	Annotations        map[string]string          `json:"annotations,omitempty"`
-	DeploymentStrategy *appsv1.DeploymentStrategy `json:"deploymentStrategy,omitempty"`
-	NodeSelector       map[string]string          `json:"nodeSelector,omitempty"`
-	Tolerations        []corev1.Toleration        `json:"tolerations,omitempty"`
-	ServiceAccountName string                     `json:"serviceAccountName,omitempty"`
-	Volumes            []corev1.Volume            `json:"volumes,omitempty"`
+	Model              *KServeModel                  `json:"model,omitempty"`
+	MinReplicas        *int32                        `json:"minReplicas,omitempty"`
+	MaxReplicas        int32                         `json:"maxReplicas,omitempty"`
+	Labels             map[string]string             `json:"labels,omitempty"`
+	Annotations        map[string]string             `json:"annotations,omitempty"`
+	DeploymentStrategy *appsv1.DeploymentStrategy    `json:"deploymentStrategy,omitempty"`
+	NodeSelector       map[string]string             `json:"nodeSelector,omitempty"`
+	Tolerations        []corev1.Toleration           `json:"tolerations,omitempty"`
+	ServiceAccountName string                        `json:"serviceAccountName,omitempty"`
+	Volumes            []corev1.Volume               `json:"volumes,omitempty"`
+	ImagePullSecrets   []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	InitContainers     []corev1.Container            `json:"initContainers,omitempty"`
 }
 
 // KServeModel is the predictor's model: format, runtime, storage URI and
@@ -116,6 +126,7 @@ type KServeModel struct {
 	Image           string                       `json:"image,omitempty"`
 	Env             []corev1.EnvVar              `json:"env,omitempty"`
 	Resources       *corev1.ResourceRequirements `json:"resources,omitempty"`
+	VolumeMounts    []corev1.VolumeMount         `json:"volumeMounts,omitempty"`
 }
 
 // KServeModelFormat names a model format.
@@ -208,7 +219,10 @@ func kservedVersion(versions []Version) Version {
 
 // RenderInferenceService renders md (backend kserve) as one KServe
 // InferenceService named md.Name in Standard mode, serving the last of
-// in.Versions with its digest pinned in storageUri: a new version rolls out
+// in.Versions with its digest pinned in storageUri, or with mount image in
+// the reference of an image volume mounted read-only at ModelMountPath
+// (storageUri that local path, and a placeholder init container instead
+// of KServe's storage initializer): a new version rolls out
 // in place (maxUnavailable 0, maxSurge 100%: all new pods start beside the
 // old ones, which go once the new are ready). Its predictor carries the
 // digest and the spec hash (AnnotationDigest, AnnotationSpecHash), which
@@ -218,6 +232,9 @@ func RenderInferenceService(md *v1alpha1.ModelDeployment, in Inputs) (*Inference
 		return nil, err
 	}
 	if err := validateVersions(in.Versions); err != nil {
+		return nil, err
+	}
+	if err := validateImageDigests(md, in.Versions); err != nil {
 		return nil, err
 	}
 	spec := md.Spec
@@ -252,7 +269,26 @@ func RenderInferenceService(md *v1alpha1.ModelDeployment, in Inputs) (*Inference
 		NodeSelector: spec.NodeSelector,
 		Tolerations:  spec.Tolerations,
 	}
-	if c := spec.Credentials; c != nil && c.ServiceAccountToken != nil {
+	switch c := spec.Credentials; {
+	case MountOf(md) == v1alpha1.MountImage:
+		ref, err := ImageReference(spec.Model, v.ImageDigest)
+		if err != nil {
+			return nil, err
+		}
+		if in.InitializerImage == "" {
+			return nil, fmt.Errorf("mount image on backend kserve needs the controller's initializer image (--initializer-image) for its placeholder init container")
+		}
+		// The model is at the local path ModelMountPath, the image volume:
+		// a storageUri keeps KServe off its multi-model path, and the
+		// placeholder keeps its webhook from injecting a storage
+		// initializer (see the facts above).
+		model.StorageURI = ModelMountPath
+		model.VolumeMounts = []corev1.VolumeMount{imageMount()}
+		p.Volumes = []corev1.Volume{imageVolume(ref)}
+		p.ImagePullSecrets = imagePullSecrets(spec.Model)
+		p.InitContainers = []corev1.Container{placeholderInitializer(in.InitializerImage)}
+		p.Annotations[AnnotationImageDigest] = v.ImageDigest
+	case c != nil && c.ServiceAccountToken != nil:
 		model.StorageURI = ServiceAccountURI(uri)
 		p.ServiceAccountName = c.ServiceAccountToken.ServiceAccountName
 		p.Volumes = []corev1.Volume{tokenVolume(c.ServiceAccountToken)}
@@ -273,6 +309,26 @@ func RenderInferenceService(md *v1alpha1.ModelDeployment, in Inputs) (*Inference
 		}},
 		Spec: InferenceServiceSpec{Predictor: p},
 	}, nil
+}
+
+// KServeInitializerName is the init container KServe's pod webhook injects
+// for a storageUri, and injects none beside one of this name.
+const KServeInitializerName = "storage-initializer"
+
+// placeholderInitializer is the init container of a KServe predictor with
+// mount image: named like KServe's storage initializer, so that KServe
+// injects none, it pulls nothing and exits at once (`modelx version`, in
+// the modelx image the controller runs initializers with).
+func placeholderInitializer(image string) corev1.Container {
+	return corev1.Container{
+		Name: KServeInitializerName, Image: image,
+		Command: []string{"/usr/local/bin/modelx", "version"},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		},
+		SecurityContext: InitializerSecurityContext(),
+	}
 }
 
 // KServePredictorSpecHash is a short hash of what the predictor's pods

@@ -25,6 +25,10 @@ const (
 	// EnvMLServerImplementation is the runtime class of a model without
 	// its own model-settings.json implementation.
 	EnvMLServerImplementation = "MLSERVER_MODEL_IMPLEMENTATION"
+	// EnvMLServerModelURI is where a model without its own
+	// model-settings.json is; Seldon sets it to /mnt/models for a graph
+	// node with a modelUri, render with mount image.
+	EnvMLServerModelURI = "MLSERVER_MODEL_URI"
 )
 
 // MLServer's HTTP health endpoints (Open Inference Protocol).
@@ -91,7 +95,7 @@ var reservedEnv = map[string]string{
 	"MLSERVER_METRICS_PORT":                "Seldon sets the metrics port",
 	"MLSERVER_METRICS_ENDPOINT":            "Seldon sets the metrics path",
 	"MLSERVER_MODEL_NAME":                  "Seldon names the model after the graph node (model), the name requests use",
-	"MLSERVER_MODEL_URI":                   "Seldon points it at the pulled model in /mnt/models",
+	EnvMLServerModelURI:                    "the model is at /mnt/models",
 	EnvMLServerModelsDir:                   "the model is pulled into /mnt/models",
 	EnvMLServerImplementation:              "set spec.server.implementation",
 }

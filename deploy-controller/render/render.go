@@ -13,7 +13,12 @@
 //   - a graph node without implementation whose container we give is a
 //     custom server, and Seldon still injects its storage initializer when
 //     the node has a modelUri (controllers/seldondeployment_prepackaged_servers.go,
-//     addModelServersAndInitContainers); MLServer runs that way;
+//     addModelServersAndInitContainers); MLServer runs that way, and with
+//     mount image has no modelUri, so no initializer;
+//   - Triton (TRITON_SERVER) needs a modelUri (the webhook refuses a
+//     prepackaged server without one); under the spec annotation
+//     seldon.io/no-storage-initializer Seldon injects no initializer and
+//     passes the modelUri as --model-repository (addTritonServer);
 //   - with its Istio integration on, Seldon makes a VirtualService named
 //     after the SeldonDeployment for /seldon/NAMESPACE/NAME/, with hosts and
 //     gateway from annotations (controllers/istio.go).
@@ -57,6 +62,9 @@ const (
 type Version struct {
 	Digest  string
 	Traffic int32
+	// ImageDigest is the digest of the version's image form (its OCI image
+	// index), which spec.model.mount image mounts; unused otherwise.
+	ImageDigest string
 }
 
 // Inputs are what rendering needs beyond the spec.
@@ -123,6 +131,9 @@ func RenderSeldonDeployment(md *v1alpha1.ModelDeployment, in Inputs) (*SeldonDep
 	if err := validateVersions(in.Versions); err != nil {
 		return nil, err
 	}
+	if err := validateImageDigests(md, in.Versions); err != nil {
+		return nil, err
+	}
 	var predictors []PredictorSpec
 	for _, v := range in.Versions {
 		p, err := predictor(md, in, v)
@@ -138,6 +149,9 @@ func RenderSeldonDeployment(md *v1alpha1.ModelDeployment, in Inputs) (*SeldonDep
 		// template, and a host change must not restart the servers.
 		ObjectMeta: metav1.ObjectMeta{Name: md.Name, Namespace: md.Namespace, Labels: Labels(md), Annotations: SeldonIstioAnnotations(md, in)},
 		Spec:       SeldonDeploymentSpec{Name: md.Name, Protocol: ProtocolV2, Predictors: predictors},
+	}
+	if MountOf(md) == v1alpha1.MountImage {
+		sd.Spec.Annotations = map[string]string{AnnotationSeldonNoStorageInitializer: "true"}
 	}
 	StampSpecHashes(sd)
 	return sd, nil
@@ -165,13 +179,65 @@ func pinMetricsPort(c *corev1.Container) {
 }
 
 func predictor(md *v1alpha1.ModelDeployment, in Inputs, v Version) (PredictorSpec, error) {
+	if MountOf(md) == v1alpha1.MountImage {
+		return imagePredictor(md, v)
+	}
 	uri, err := ModelURI(md.Spec.Model, v.Digest)
 	if err != nil {
 		return PredictorSpec{}, err
 	}
 	spec := md.Spec
-	name := PredictorName(v.Digest)
 	unit := PredictiveUnit{Name: GraphNodeName, Type: "MODEL", ModelURI: uri, StorageInitializerImage: in.InitializerImage}
+	container := serverContainer(spec, &unit)
+	pod := corev1.PodSpec{Containers: []corev1.Container{container}, NodeSelector: spec.NodeSelector, Tolerations: spec.Tolerations}
+	if c := spec.Credentials; c != nil {
+		switch {
+		case c.SecretName != "":
+			unit.EnvSecretRefName = c.SecretName
+		case c.ServiceAccountToken != nil:
+			addTokenInitializer(&pod, c.ServiceAccountToken, uri, in.InitializerImage, in.Initializer)
+		}
+	}
+	return versionPredictor(md, v, unit, pod), nil
+}
+
+// imagePredictor is a version's predictor with mount image: the image
+// volume of its image form mounted read-only at ModelMountPath in the
+// server container, and no storage initializer. MLServer's graph node has
+// no modelUri, so Seldon injects none, and MLSERVER_MODEL_URI is set here
+// as Seldon would; Triton's has ModelMountPath as its modelUri, which
+// Seldon passes as the model repository under
+// AnnotationSeldonNoStorageInitializer (RenderSeldonDeployment sets it),
+// with the strict_model_config=false Seldon gives it otherwise.
+func imagePredictor(md *v1alpha1.ModelDeployment, v Version) (PredictorSpec, error) {
+	ref, err := ImageReference(md.Spec.Model, v.ImageDigest)
+	if err != nil {
+		return PredictorSpec{}, err
+	}
+	spec := md.Spec
+	unit := PredictiveUnit{Name: GraphNodeName, Type: "MODEL"}
+	container := serverContainer(spec, &unit)
+	switch spec.Server.Type {
+	case v1alpha1.ServerTriton:
+		unit.ModelURI = ModelMountPath
+		unit.Parameters = []Parameter{{Name: "strict_model_config", Value: "false", Type: "STRING"}}
+	default:
+		container.Env = append(container.Env, corev1.EnvVar{Name: EnvMLServerModelURI, Value: ModelMountPath})
+	}
+	container.VolumeMounts = append(container.VolumeMounts, imageMount())
+	pod := corev1.PodSpec{
+		Containers: []corev1.Container{container}, NodeSelector: spec.NodeSelector, Tolerations: spec.Tolerations,
+		Volumes: []corev1.Volume{imageVolume(ref)}, ImagePullSecrets: imagePullSecrets(spec.Model),
+	}
+	p := versionPredictor(md, v, unit, pod)
+	p.Annotations[AnnotationImageDigest] = v.ImageDigest
+	return p, nil
+}
+
+// serverContainer is the server container of md's predictors: Triton,
+// Seldon's prepackaged server (unit's implementation), or MLServer as a
+// custom server.
+func serverContainer(spec v1alpha1.ModelDeploymentSpec, unit *PredictiveUnit) corev1.Container {
 	var container corev1.Container
 	switch spec.Server.Type {
 	case v1alpha1.ServerTriton:
@@ -182,24 +248,20 @@ func predictor(md *v1alpha1.ModelDeployment, in Inputs, v Version) (PredictorSpe
 	}
 	container.Resources = resources(spec.Resources)
 	pinMetricsPort(&container)
-	pod := corev1.PodSpec{Containers: []corev1.Container{container}, NodeSelector: spec.NodeSelector, Tolerations: spec.Tolerations}
-	if c := spec.Credentials; c != nil {
-		switch {
-		case c.SecretName != "":
-			unit.EnvSecretRefName = c.SecretName
-		case c.ServiceAccountToken != nil:
-			addTokenInitializer(&pod, c.ServiceAccountToken, uri, in.InitializerImage, in.Initializer)
-		}
-	}
-	labels := VersionLabels(md, v.Digest)
+	return container
+}
+
+// versionPredictor is the predictor of version v running unit in pod.
+func versionPredictor(md *v1alpha1.ModelDeployment, v Version, unit PredictiveUnit, pod corev1.PodSpec) PredictorSpec {
+	name := PredictorName(v.Digest)
 	return PredictorSpec{
-		Name: name, Graph: unit, Replicas: ptr.To(ptr.Deref(spec.Replicas, 1)), Traffic: v.Traffic,
-		ComponentSpecs: []SeldonPodSpec{{Spec: pod}}, Labels: labels,
+		Name: name, Graph: unit, Replicas: ptr.To(ptr.Deref(md.Spec.Replicas, 1)), Traffic: v.Traffic,
+		ComponentSpecs: []SeldonPodSpec{{Spec: pod}}, Labels: VersionLabels(md, v.Digest),
 		Annotations: map[string]string{
 			AnnotationDigest:        v.Digest,
 			AnnotationSeldonSvcName: PredictorServiceName(md, name),
 		},
-	}, nil
+	}
 }
 
 func resources(r v1alpha1.Resources) corev1.ResourceRequirements {

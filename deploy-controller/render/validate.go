@@ -24,6 +24,9 @@ func Validate(md *v1alpha1.ModelDeployment) error {
 	if msg := ProtocolMessage(md.Spec.Server.Protocol); msg != "" {
 		return fmt.Errorf("%s", msg)
 	}
+	if err := validateMount(md); err != nil {
+		return err
+	}
 	switch b := BackendOf(md); b {
 	case v1alpha1.BackendKServe:
 		return validateKServe(md)

@@ -31,8 +31,26 @@ const (
 	BackendKServe Backend = "kserve"
 )
 
+// Mount says how a model version reaches the server container.
+// +kubebuilder:validation:Enum=initContainer;image
+type Mount string
+
+// The ways a model version reaches the server.
+const (
+	// MountInitContainer pulls the version into an emptyDir at /mnt/models
+	// with `modelx pull` in an init container, before the server starts.
+	MountInitContainer Mount = "initContainer"
+	// MountImage mounts the version's image form (an OCI image whose root
+	// filesystem is its files, served by modelxd at REPOSITORY/NAME/image)
+	// read-only at /mnt/models as a Kubernetes image volume: the node's
+	// container runtime pulls it once per node and keeps it cached.
+	MountImage Mount = "image"
+)
+
 // ModelSource names the model version to serve.
 // +kubebuilder:validation:XValidation:rule="has(self.tag) != has(self.digest)",message="set exactly one of tag and digest"
+// +kubebuilder:validation:XValidation:rule="!has(self.mount) || self.mount != 'image' || !has(self.files) || size(self.files) == 0",message="files selects what an init container pulls; mount: image mounts every file of the version: remove files, or use mount: initContainer"
+// +kubebuilder:validation:XValidation:rule="!has(self.imagePullSecret) || (has(self.mount) && self.mount == 'image')",message="imagePullSecret is for mount: image, where the node pulls the model's image with it; with mount: initContainer use spec.credentials"
 type ModelSource struct {
 	// Registry is the modelxd base URL, e.g. http://modelxd.modelx.svc:8080.
 	// +kubebuilder:validation:Pattern=`^https?://[^/?#]+/?$`
@@ -48,9 +66,25 @@ type ModelSource struct {
 	// +kubebuilder:validation:Pattern=`^sha256:[a-f0-9]{64}$`
 	// +optional
 	Digest string `json:"digest,omitempty"`
-	// Files to pull (globs). Default: the modelFiles of modelx.yaml, or all files.
+	// Files to pull (globs). Default: the modelFiles of modelx.yaml, or all
+	// files. Only with mount initContainer: an image volume holds every file.
 	// +optional
 	Files []string `json:"files,omitempty"`
+	// Mount is initContainer (default: an init container pulls the version
+	// into /mnt/models) or image (the version's image form is mounted
+	// read-only at /mnt/models as an image volume; needs Kubernetes and a
+	// container runtime with image volumes, see docs/deploy.md).
+	// +kubebuilder:default=initContainer
+	// +optional
+	Mount Mount `json:"mount,omitempty"`
+	// ImagePullSecret names a Secret of type kubernetes.io/dockerconfigjson
+	// in the namespace, added to the pods' imagePullSecrets, with which the
+	// node pulls the model's image (mount image only): any username, and a
+	// modelx token, e.g. a robot's, as the password.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ImagePullSecret string `json:"imagePullSecret,omitempty"`
 }
 
 // FollowTag keeps the deployment on the version a tag points to.
@@ -141,7 +175,9 @@ type Resources struct {
 	GPU int32 `json:"gpu,omitempty"`
 }
 
-// Credentials let the pod pull from an authenticated registry.
+// Credentials let the pod's init container pull from an authenticated
+// registry (model.mount initContainer; with mount image the node pulls
+// with model.imagePullSecret instead).
 // +kubebuilder:validation:XValidation:rule="!(has(self.secretName) && has(self.serviceAccountToken))",message="use either secretName or serviceAccountToken"
 type Credentials struct {
 	// SecretName names a Secret whose MODELX_TOKEN key is the token.
@@ -213,6 +249,8 @@ type ExposeTLS struct {
 // +kubebuilder:validation:XValidation:rule="self.backend != 'kserve' || !has(self.followTag) || !has(self.followTag.canaryPercent) || self.followTag.canaryPercent == 0",message="backend kserve has no traffic split in Standard mode (KServe ignores canaryTrafficPercent there): a new version rolls out in place once its pods are ready; set canaryPercent: 0, or use backend seldon for a canary"
 // +kubebuilder:validation:XValidation:rule="self.backend != 'kserve' || !has(self.replicas) || self.replicas >= 1",message="backend kserve needs at least one replica: KServe's Standard mode does not scale to zero"
 // +kubebuilder:validation:XValidation:rule="self.backend == 'kserve' || (!has(self.server.runtime) && !has(self.server.modelFormat))",message="server.runtime and server.modelFormat are for backend kserve"
+// +kubebuilder:validation:XValidation:rule="!has(self.model.mount) || self.model.mount != 'image' || !has(self.credentials) || !has(self.credentials.serviceAccountToken)",message="with model.mount: image the node's container runtime pulls the model, and it cannot present a projected service-account token to modelxd: remove credentials.serviceAccountToken and name a kubernetes.io/dockerconfigjson Secret (a modelx token as the password) in model.imagePullSecret"
+// +kubebuilder:validation:XValidation:rule="!has(self.model.mount) || self.model.mount != 'image' || !has(self.credentials) || !has(self.credentials.secretName)",message="credentials.secretName is the token of the init container, which model.mount: image does not run: remove it and name a kubernetes.io/dockerconfigjson Secret (a modelx token as the password) in model.imagePullSecret"
 type ModelDeploymentSpec struct {
 	// Backend is seldon (a Seldon Core v1 SeldonDeployment) or kserve (a
 	// KServe InferenceService in Standard mode).
@@ -288,6 +326,10 @@ const (
 type Rollout struct {
 	// Digest of the new version.
 	Digest string `json:"digest"`
+	// ImageDigest is the digest of the new version's image form (its OCI
+	// image index), with model.mount: image.
+	// +optional
+	ImageDigest string `json:"imageDigest,omitempty"`
 	// Step is Starting, Canary or Promoting.
 	Step string `json:"step"`
 	// Traffic is the new version's share, in percent.
@@ -334,6 +376,11 @@ type ModelDeploymentStatus struct {
 	// Digest is the manifest digest being served.
 	// +optional
 	Digest string `json:"digest,omitempty"`
+	// ImageDigest is the digest of the serving version's image form (its
+	// OCI image index, mounted as REGISTRY/REPOSITORY/NAME/image@DIGEST),
+	// with model.mount: image.
+	// +optional
+	ImageDigest string `json:"imageDigest,omitempty"`
 	// ShortDigest is Digest shortened for display.
 	// +optional
 	ShortDigest string `json:"shortDigest,omitempty"`

@@ -58,6 +58,11 @@ type SeldonOptions struct {
 	// Env sets more operator environment variables, or overrides those
 	// StartSeldon sets (the chart's manager container's).
 	Env map[string]string
+	// PatchCRDs, when set, runs once the CRDs are installed and before the
+	// operator starts, as an administrator changes an installed CRD (e.g.
+	// kubectl patch crd); it returns once the apiserver serves the change,
+	// so that the operator reads nothing under the old schema.
+	PatchCRDs func(t testing.TB, k *Kube)
 }
 
 // Seldon is a running Seldon Core v1 operator.
@@ -104,6 +109,9 @@ func StartSeldon(t testing.TB, k *Kube, opts SeldonOptions) *Seldon {
 	}
 	if _, err := envtest.InstallCRDs(k.Config, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
 		t.Fatalf("install CRDs: %v", err)
+	}
+	if opts.PatchCRDs != nil {
+		opts.PatchCRDs(t, k)
 	}
 	if err := k.ensureNamespace(ctx, opts.Namespace); err != nil {
 		t.Fatal(err)
