@@ -40,6 +40,9 @@ const (
 	// ReasonNoImageForm: with mount image, the registry serves no image
 	// form of the version (a modelxd from before it).
 	ReasonNoImageForm = "NoImageForm"
+	// ReasonPreparingImageForm: with mount image, the registry is still
+	// building the version's image form; the controller asks again.
+	ReasonPreparingImageForm = "PreparingImageForm"
 )
 
 // ResolveError is a failed resolution with the condition reason it maps to.
@@ -64,7 +67,16 @@ type RegistryResolver struct {
 	// HoldTTL is how long the holds it puts last unless renewed; 0 is the
 	// registry's default (7 days, or its --max-hold-ttl).
 	HoldTTL time.Duration
+	// ImageFormWait bounds the wait for a version's image form: the first
+	// request builds it, reading the version's files once, which may take
+	// minutes for a large model. Past it the reconcile moves on (reason
+	// PreparingImageForm) while modelxd goes on building, and asks again.
+	// Default DefaultImageFormWait.
+	ImageFormWait time.Duration
 }
+
+// DefaultImageFormWait is RegistryResolver.ImageFormWait's default.
+const DefaultImageFormWait = 20 * time.Second
 
 // api is the registry API of src's registry, and src's repository and name.
 func (r *RegistryResolver) api(src v1alpha1.ModelSource, ref string) (*client.API, client.Reference, error) {
@@ -134,12 +146,20 @@ func (r *RegistryResolver) imageDigest(ctx context.Context, src v1alpha1.ModelSo
 	if err != nil {
 		return "", err
 	}
-	image, err := api.ImageDigest(ctx, ref.Repository, ref.Name, d)
+	wait := r.ImageFormWait
+	if wait <= 0 {
+		wait = DefaultImageFormWait
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	image, err := api.ImageDigest(waitCtx, ref.Repository, ref.Name, d)
 	if err == nil {
 		return string(image), nil
 	}
 	var apiErr *client.Error
 	switch {
+	case ctx.Err() == nil && waitCtx.Err() != nil:
+		return "", &ResolveError{Reason: ReasonPreparingImageForm, Err: fmt.Errorf("%s is still preparing the image form of %s@%s: its first request reads the version's files once; the controller asks again", ref.Registry, src.Name, short(d))}
 	case errors.Is(err, client.ErrNoImageForm):
 		return "", &ResolveError{Reason: ReasonNoImageForm, Err: fmt.Errorf("%s serves no image form of %s@%s, which mount: image mounts (%w): upgrade modelxd, or use mount: initContainer", ref.Registry, src.Name, short(d), err)}
 	case errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden):

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	modelx "modelx.io/modelx/client"
 	"modelx.io/modelx/client/credentials"
@@ -82,6 +83,29 @@ func TestResolverAuthenticates(t *testing.T) {
 	var noImage *controller.ResolveError
 	if !errors.As(err, &noImage) || noImage.Reason != controller.ReasonNoImageForm || !strings.Contains(err.Error(), "mount: initContainer") {
 		t.Errorf("Resolve on a registry without the image form: %v, want reason %s naming the way out", err, controller.ReasonNoImageForm)
+	}
+	// A registry still building the image form: the resolver stops
+	// waiting and says so.
+	busy := make(chan struct{})
+	defer close(busy)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, "/image/manifests/") {
+			select {
+			case <-busy:
+			case <-req.Context().Done():
+			}
+			return
+		}
+		reg.Handler().ServeHTTP(w, req)
+	}))
+	defer slow.Close()
+	slowImage := image
+	slowImage.Registry = slow.URL
+	impatient := *r
+	impatient.ImageFormWait = 50 * time.Millisecond
+	var preparing *controller.ResolveError
+	if _, err = impatient.Resolve(context.Background(), slowImage); !errors.As(err, &preparing) || preparing.Reason != controller.ReasonPreparingImageForm {
+		t.Errorf("Resolve while the image form is built: %v, want reason %s", err, controller.ReasonPreparingImageForm)
 	}
 	for _, tc := range []struct {
 		resolver *controller.RegistryResolver
