@@ -54,7 +54,7 @@ const (
 	annotationFilepath     = "org.cncf.model.filepath"
 	annotationFileMetadata = "org.cncf.model.file.metadata+json"
 	annotationTitle        = "org.opencontainers.image.title"
-	// AnnotationViewOf names, on an OCI view, the modelx manifest it shows.
+	// annotationViewOf names, on a view, the manifest it shows.
 	annotationViewOf = "io.modelx.manifest.digest"
 )
 
