@@ -112,18 +112,7 @@ func TestMountImage(t *testing.T) {
 		s.t = t
 		m2 := s.tag("mounted", "m2")
 		s.event("mounted", controller.ReasonPromoted, m2[:19])
-		var image2 string
-		s.eventually("serving m2", func() error {
-			md := s.md("mounted")
-			if md.Status.Digest != m2 || md.Status.Rollout != nil || md.Status.Phase != v1alpha1.PhaseServing {
-				return fmt.Errorf("digest %s rollout %+v phase %s", md.Status.Digest, md.Status.Rollout, md.Status.Phase)
-			}
-			image2 = md.Status.ImageDigest
-			return nil
-		})
-		if image2 == "" || image2 == image1 {
-			t.Fatalf("image digest %q after the move, %q before", image2, image1)
-		}
+		image2 := s.servingNewImage("mounted", m2, image1)
 		pod := s.onePodOf("mounted", m2)
 		checkImagePod(t, pod.Spec, render.GraphNodeName, s.imageRef(image2))
 		s.wantFiles(s.pullImageVolume(&pod, render.GraphNodeName), "weights m2")
@@ -164,6 +153,25 @@ func checkImagePod(t *testing.T, pod corev1.PodSpec, server, ref string) {
 
 // imageRef is the image volume reference of the image form with this
 // digest in the suite's registry.
+// servingNewImage waits until the deployment name serves version d with
+// an image form other than before, and returns that image's digest.
+func (s *suite) servingNewImage(name, d, before string) string {
+	s.t.Helper()
+	var image string
+	s.eventually(name+" serving "+d, func() error {
+		md := s.md(name)
+		if md.Status.Digest != d || md.Status.Rollout != nil || md.Status.Phase != v1alpha1.PhaseServing {
+			return fmt.Errorf("digest %s rollout %+v phase %s", md.Status.Digest, md.Status.Rollout, md.Status.Phase)
+		}
+		image = md.Status.ImageDigest
+		return nil
+	})
+	if image == "" || image == before {
+		s.t.Fatalf("image digest %q after the move, %q before", image, before)
+	}
+	return image
+}
+
 func (s *suite) imageRef(image string) string {
 	return strings.TrimPrefix(s.registry, "http://") + "/nlp/bert/image@" + image
 }
