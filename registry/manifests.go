@@ -117,20 +117,40 @@ func serveManifest(w http.ResponseWriter, r *http.Request, d digest.Digest, data
 
 // manifestMediaType is the media type of stored manifest bytes: the
 // document's mediaType field; without one, a modelx manifest (which names
-// blobs), an OCI index (manifests) or an OCI image manifest.
+// blobs), an OCI index (manifests) or an OCI image manifest. It reads the
+// top-level keys in order and stops at mediaType, which every client
+// writes near the start: a GET of a large manifest does not pay a parse.
 func manifestMediaType(data []byte) string {
-	var probe struct {
-		MediaType string   `json:"mediaType"`
-		Blobs     presence `json:"blobs"`
-		Manifests presence `json:"manifests"`
+	dec := json.NewDecoder(bytes.NewReader(data))
+	blobs, manifests := false, false
+	if tok, err := dec.Token(); err == nil && tok == json.Delim('{') {
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				break
+			}
+			switch key {
+			case "mediaType":
+				var mediaType string
+				if dec.Decode(&mediaType) == nil && mediaType != "" {
+					return mediaType
+				}
+				continue
+			case "blobs":
+				blobs = true
+			case "manifests":
+				manifests = true
+			}
+			var skip presence
+			if dec.Decode(&skip) != nil {
+				break
+			}
+		}
 	}
-	_ = json.Unmarshal(data, &probe) // stored manifests parsed when pushed
 	switch {
-	case probe.MediaType != "":
-		return probe.MediaType
-	case bool(probe.Blobs):
+	case blobs:
 		return spec.MediaTypeManifest
-	case bool(probe.Manifests):
+	case manifests:
 		return spec.MediaTypeOCIIndex
 	default:
 		return spec.MediaTypeOCIManifest
