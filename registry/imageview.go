@@ -83,8 +83,9 @@ func (reg *Registry) ociImageManifest(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	if !isImageForm(data) {
-		if spec.IsOCIManifestType(manifestMediaType(data)) {
+	oci := spec.IsOCIManifestType(manifestMediaType(data))
+	if !oci || !isImageForm(data) { // (a modelx manifest is never part of one)
+		if oci {
 			if d, data, err = reg.modelxView(ctx, repo, name, d, data); err != nil {
 				return err
 			}
