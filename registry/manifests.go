@@ -257,8 +257,8 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if n := annotationsSize(m.Annotations); n > maxIndexAnnotations {
-		return spec.Errorf(spec.ErrorTooLarge, "the manifest's annotations are %d bytes, over the %d that a version may copy into its model's index; %s", n, maxIndexAnnotations, indexAnnotationsHint)
+	if err := checkIndexAnnotations(m); err != nil {
+		return err
 	}
 	mt := modelxManifest(data, m)
 	if err := reg.storeManifest(r.Context(), repo, name, ref, mt); err != nil {
@@ -404,6 +404,15 @@ func (reg *Registry) immutableTag(repo, name, tag string) (auth.ImmutableTags, b
 func (reg *Registry) checkMutable(repo, name, tag string) error {
 	if rule, ok := reg.immutableTag(repo, name, tag); ok {
 		return spec.Errorf(spec.ErrorConflict, "tag %s of %s/%s is immutable (policy immutableTags: %s): it cannot be moved or deleted; push the new version under a new tag", tag, repo, name, rule)
+	}
+	return nil
+}
+
+// checkIndexAnnotations refuses a modelx manifest whose annotations, which
+// its tag copies into the model's index, are over maxIndexAnnotations.
+func checkIndexAnnotations(m *spec.Manifest) error {
+	if n := annotationsSize(m.Annotations); n > maxIndexAnnotations {
+		return spec.Errorf(spec.ErrorTooLarge, "the manifest's annotations are %d bytes, over the %d that a version may copy into its model's index; %s", n, maxIndexAnnotations, indexAnnotationsHint)
 	}
 	return nil
 }

@@ -383,6 +383,9 @@ func (reg *Registry) ociPutManifest(w http.ResponseWriter, r *http.Request) erro
 		if err != nil {
 			return err
 		}
+		if err := checkIndexAnnotations(m); err != nil {
+			return err
+		}
 		mt = modelxManifest(data, m)
 	} else {
 		m, err := spec.ParseOCIManifest(data, contentType)

@@ -3,13 +3,19 @@ package registry_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"maps"
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"modelx.io/modelx/internal/testenv"
 	"modelx.io/modelx/registry"
 	"modelx.io/modelx/registry/auth"
+	"modelx.io/modelx/spec"
 )
 
 // ociConformanceEnv configures the conformance suite for modelxd: the
@@ -101,4 +107,28 @@ func TestOCIConformanceWithAuth(t *testing.T) {
 		Username: "ci", Password: robotToken, Env: ociConformanceEnv,
 	})
 	res.RequirePass(t, ociConformanceSkips)
+}
+
+// TestOCIPutModelxManifest: a modelx manifest pushed through /v2/ is
+// checked as through modelx's own API: its blobs, and the size of the
+// annotations its tag copies into the index.
+func TestOCIPutModelxManifest(t *testing.T) {
+	h := newHarness(t, backends(t)[0], registry.Options{})
+	const model = "oci/modelx"
+	cfg := h.ociPushBlob(model, []byte("description: pushed through /v2/\n"))
+	file := h.ociPushBlob(model, []byte("weights"))
+	m := spec.Manifest{SchemaVersion: 1, MediaType: spec.MediaTypeManifest,
+		Config: spec.Descriptor{Name: spec.ConfigFileName, MediaType: spec.MediaTypeConfig, Digest: cfg.Digest, Size: cfg.Size},
+		Blobs:  []spec.Descriptor{{Name: "w.bin", MediaType: spec.MediaTypeFile, Digest: file.Digest, Size: file.Size}}}
+	put := func(m spec.Manifest) response {
+		data, _ := json.Marshal(m)
+		return h.do(http.MethodPut, "/v2/"+model+"/manifests/v1", data, http.Header{"Content-Type": {spec.MediaTypeManifest}})
+	}
+	h.expect(put(m), http.StatusCreated, "")
+	requireTree(t, modelxPull(t, h, model+":v1"), map[string][]byte{spec.ConfigFileName: []byte("description: pushed through /v2/\n"), "w.bin": []byte("weights")})
+	m.Annotations = map[string]string{"big": strings.Repeat("x", 9<<10)}
+	h.expect(put(m), http.StatusRequestEntityTooLarge, spec.ErrorTooLarge)
+	m.Annotations = nil
+	m.Blobs[0].Digest = digest.FromString("never pushed")
+	h.expect(put(m), http.StatusBadRequest, spec.ErrorManifestBlobUnknown)
 }
