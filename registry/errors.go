@@ -110,13 +110,17 @@ func drainBody(r *http.Request) {
 	}
 }
 
-func writeError(w http.ResponseWriter, e *spec.Error) {
+func writeError(w http.ResponseWriter, e *spec.Error) { writeErrorEnvelope(w, e, e) }
+
+// writeErrorEnvelope answers e's status with envelope, the JSON body that
+// carries e in the API's form.
+func writeErrorEnvelope(w http.ResponseWriter, e *spec.Error, envelope any) {
 	h := w.Header()
 	h.Del("Content-Length")
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(StatusOf(e.Code))
-	_ = json.NewEncoder(w).Encode(e)
+	_ = json.NewEncoder(w).Encode(envelope)
 }
 
 // writeJSON answers status with v as JSON.

@@ -2,10 +2,10 @@ package registry
 
 import (
 	"archive/tar"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +18,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"modelx.io/modelx/spec"
-	"modelx.io/modelx/storage"
 )
 
 // The image form of a version (docs/oci.md): a container image whose root
@@ -170,46 +169,8 @@ func (reg *Registry) buildImageView(ctx context.Context, repo, name string, sour
 	if err != nil {
 		return "", nil, err
 	}
-	d, err := reg.putManifestBytes(ctx, repo, name, indexData)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := reg.store.Put(ctx, imageRecordPrefix(repo, name, source)+d.Encoded(), strings.NewReader(""), 0, nil); err != nil {
-		return "", nil, internal("record image form", err)
-	}
-	return d, indexData, nil
-}
-
-// putManifestBytes stores bytes the registry made as a manifest of the model.
-func (reg *Registry) putManifestBytes(ctx context.Context, repo, name string, data []byte) (digest.Digest, error) {
-	d := digest.FromBytes(data)
-	sum, _ := digestSum(d)
-	if err := reg.store.Put(ctx, manifestKey(repo, name, d), strings.NewReader(string(data)), int64(len(data)), sum); err != nil {
-		return "", internal("store manifest", err)
-	}
-	return d, nil
-}
-
-// storedRecordView returns the manifest a view record under prefix names,
-// if the model stores it.
-func (reg *Registry) storedRecordView(ctx context.Context, repo, name, prefix string) (digest.Digest, []byte, bool, error) {
-	var view digest.Digest
-	err := reg.store.List(ctx, prefix, func(info storage.Info) error {
-		view = digest.NewDigestFromEncoded(digest.SHA256, path.Base(info.Key))
-		return nil
-	})
-	if err != nil {
-		return "", nil, false, internal("list views", err)
-	}
-	if view.Validate() != nil {
-		return "", nil, false, nil
-	}
-	_, data, err := reg.readManifest(ctx, repo, name, spec.Reference{Digest: view})
-	var apiErr *spec.Error
-	if errors.As(err, &apiErr) && apiErr.Code == spec.ErrorManifestUnknown {
-		return "", nil, false, nil // collected or deleted: built again, to the same bytes
-	}
-	return view, data, err == nil, err
+	d, err := reg.saveView(ctx, repo, name, imageRecordPrefix(repo, name, source), indexData)
+	return d, indexData, err
 }
 
 // imageLayers groups a version's files into the image form's layers: each
@@ -217,7 +178,7 @@ func (reg *Registry) storedRecordView(ctx context.Context, repo, name, prefix st
 // together last, and past maxImageLayers the rest in the last layer.
 func imageLayers(m *spec.Manifest) ([][]layerFile, error) {
 	var alone [][]layerFile
-	small := []layerFile{{Name: cmpName(m.Config.Name), Mode: modeOr644(m.Config.Mode), Size: m.Config.Size,
+	small := []layerFile{{Name: cmp.Or(m.Config.Name, spec.ConfigFileName), Mode: modeOr644(m.Config.Mode), Size: m.Config.Size,
 		Source: derivedBlob{Digest: m.Config.Digest, Size: m.Config.Size, Blob: m.Config.Digest}}}
 	for _, b := range m.Blobs {
 		switch b.MediaType {
@@ -236,26 +197,18 @@ func imageLayers(m *spec.Manifest) ([][]layerFile, error) {
 				Source: derivedBlob{Digest: b.Digest, Size: b.Size, Blob: b.Digest}}})
 		}
 	}
-	if len(alone) >= maxImageLayers {
-		var rest []layerFile
+	if len(alone) >= maxImageLayers { // the rest join the last layer, the small files'
 		for _, l := range alone[maxImageLayers-1:] {
-			rest = append(rest, l...)
+			small = append(small, l...)
 		}
-		alone = append(alone[:maxImageLayers-1], rest)
-		small = append(small, alone[len(alone)-1]...)
-		alone = alone[:len(alone)-1]
+		alone = alone[:maxImageLayers-1]
 	}
 	slices.SortFunc(small, func(a, b layerFile) int { return strings.Compare(a.Name, b.Name) })
 	return append(alone, small), nil
 }
 
-func cmpName(n string) string {
-	if n == "" {
-		return spec.ConfigFileName
-	}
-	return n
-}
-
+// modeOr644 is a file's permission bits, 0644 when it records none (as
+// the original modelx wrote manifests).
 func modeOr644(m os.FileMode) os.FileMode {
 	if m.Perm() == 0 {
 		return 0o644

@@ -253,15 +253,11 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	m, err := spec.ParseManifest(data)
+	mt, err := parsePushedModelxManifest(data)
 	if err != nil {
 		return err
 	}
-	if err := checkIndexAnnotations(m); err != nil {
-		return err
-	}
-	mt := modelxManifest(data, m)
-	if err := reg.storeManifest(r.Context(), repo, name, ref, mt); err != nil {
+	if err := reg.storeManifest(r.Context(), repo, name, ref, nil, mt); err != nil {
 		return err
 	}
 	h := w.Header()
@@ -271,17 +267,24 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// storeManifest stores a manifest in the model and, for a tag, points the
-// tag at it, once every blob and manifest it names is in the model.
-func (reg *Registry) storeManifest(ctx context.Context, repo, name string, ref spec.Reference, mt *manifestToStore) error {
+// storeManifest stores a manifest in the model and points the tag of ref,
+// if any, and moreTags at it, once every blob and manifest it names is in
+// the model.
+func (reg *Registry) storeManifest(ctx context.Context, repo, name string, ref spec.Reference, moreTags []string, mt *manifestToStore) error {
 	d := mt.digest
 	if ref.Digest != "" && ref.Digest != d {
 		return spec.Errorf(spec.ErrorDigestInvalid, "the manifest's digest is %s, not %s as the URL says", d, ref.Digest)
 	}
-	if _, immutable := reg.immutableTag(repo, name, ref.Tag); ref.Tag != "" && immutable {
-		// Refused before anything is stored; tag checks again atomically.
-		if cur, err := reg.resolve(ctx, repo, name, ref); err == nil && cur != d {
-			return reg.checkMutable(repo, name, ref.Tag)
+	tags := moreTags
+	if ref.Tag != "" {
+		tags = append([]string{ref.Tag}, moreTags...)
+	}
+	for _, tag := range tags {
+		if _, immutable := reg.immutableTag(repo, name, tag); immutable {
+			// Refused before anything is stored; tag checks again atomically.
+			if cur, err := reg.resolve(ctx, repo, name, spec.Reference{Tag: tag}); err == nil && cur != d {
+				return reg.checkMutable(repo, name, tag)
+			}
 		}
 	}
 	before, _, err := reg.readGCState(ctx)
@@ -307,8 +310,8 @@ func (reg *Registry) storeManifest(ctx context.Context, repo, name string, ref s
 			return err
 		}
 	}
-	if ref.Tag != "" {
-		if err := reg.tag(ctx, repo, name, ref.Tag, d, mt.mediaType, int64(len(mt.data)), mt.indexAnnotations); err != nil {
+	for _, tag := range tags {
+		if err := reg.tag(ctx, repo, name, tag, d, mt.mediaType, int64(len(mt.data)), mt.indexAnnotations); err != nil {
 			return err
 		}
 	}
@@ -318,8 +321,8 @@ func (reg *Registry) storeManifest(ctx context.Context, repo, name string, ref s
 		// Any other tag on this manifest was written by a push that
 		// overlapped the same sweep, which takes its tag back too.
 		ctx := context.WithoutCancel(ctx)
-		if ref.Tag != "" {
-			if uerr := reg.untag(ctx, repo, name, ref.Tag, d); uerr != nil {
+		for _, tag := range tags {
+			if uerr := reg.untag(ctx, repo, name, tag, d); uerr != nil {
 				return uerr
 			}
 		}
@@ -406,6 +409,19 @@ func (reg *Registry) checkMutable(repo, name, tag string) error {
 		return spec.Errorf(spec.ErrorConflict, "tag %s of %s/%s is immutable (policy immutableTags: %s): it cannot be moved or deleted; push the new version under a new tag", tag, repo, name, rule)
 	}
 	return nil
+}
+
+// parsePushedModelxManifest parses and checks a modelx manifest a client
+// pushes, through either API.
+func parsePushedModelxManifest(data []byte) (*manifestToStore, error) {
+	m, err := spec.ParseManifest(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIndexAnnotations(m); err != nil {
+		return nil, err
+	}
+	return modelxManifest(data, m), nil
 }
 
 // checkIndexAnnotations refuses a modelx manifest whose annotations, which

@@ -142,7 +142,7 @@ func (reg *Registry) buildModelxView(ctx context.Context, repo, name string, sou
 			return "", nil, err
 		}
 	}
-	d, err := reg.saveView(ctx, repo, name, source, viewData)
+	d, err := reg.saveView(ctx, repo, name, viewRecordPrefix(repo, name, source), viewData)
 	return d, viewData, err
 }
 

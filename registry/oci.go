@@ -105,12 +105,7 @@ func writeOCIError(w http.ResponseWriter, e *spec.Error) {
 		Message string `json:"message"`
 		Detail  any    `json:"detail,omitempty"`
 	}
-	h := w.Header()
-	h.Del("Content-Length")
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(StatusOf(e.Code))
-	_ = json.NewEncoder(w).Encode(struct {
+	writeErrorEnvelope(w, e, struct {
 		Errors []ociError `json:"errors"`
 	}{[]ociError{{Code: code, Message: e.Message, Detail: e.Detail}}})
 }
@@ -379,14 +374,9 @@ func (reg *Registry) ociPutManifest(w http.ResponseWriter, r *http.Request) erro
 	contentType, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
 	var mt *manifestToStore
 	if strings.TrimSpace(contentType) == spec.MediaTypeManifest || manifestMediaType(data) == spec.MediaTypeManifest {
-		m, err := spec.ParseManifest(data)
-		if err != nil {
+		if mt, err = parsePushedModelxManifest(data); err != nil {
 			return err
 		}
-		if err := checkIndexAnnotations(m); err != nil {
-			return err
-		}
-		mt = modelxManifest(data, m)
 	} else {
 		m, err := spec.ParseOCIManifest(data, contentType)
 		if err != nil {
@@ -404,14 +394,11 @@ func (reg *Registry) ociPutManifest(w http.ResponseWriter, r *http.Request) erro
 			return err
 		}
 	}
-	if err := reg.storeManifest(r.Context(), repo, name, ref, mt); err != nil {
+	if err := reg.storeManifest(r.Context(), repo, name, ref, tags, mt); err != nil {
 		return err
 	}
 	h := w.Header()
 	for _, tag := range tags {
-		if err := reg.storeManifest(r.Context(), repo, name, spec.Reference{Tag: tag}, mt); err != nil {
-			return err
-		}
 		h.Add("OCI-Tag", tag)
 	}
 	h.Set(spec.OCIDigestHeader, string(mt.digest))

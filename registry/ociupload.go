@@ -297,6 +297,7 @@ func (reg *Registry) appendChunk(w http.ResponseWriter, r *http.Request, s *uplo
 	}
 	defer release()
 	body := countingReader{r.Body, reg.metrics.blobBytes.WithLabelValues("in")}
+	var buf []byte // for a body without a length; each piece is stored before the next is read
 	for {
 		if len(s.parts) >= maxSessionParts {
 			return spec.Errorf(spec.ErrorBlobUploadInvalid, "the upload has %d chunks, the most one upload may have: send larger chunks", maxSessionParts)
@@ -305,7 +306,9 @@ func (reg *Registry) appendChunk(w http.ResponseWriter, r *http.Request, s *uplo
 		n := size
 		last := size >= 0
 		if !last { // no length: store what arrives, a bounded piece at a time
-			buf := make([]byte, streamPartSize)
+			if buf == nil {
+				buf = make([]byte, streamPartSize)
+			}
 			m, err := io.ReadFull(body, buf)
 			if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 				return uploadBodyError(err)

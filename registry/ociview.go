@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -164,16 +166,48 @@ func (reg *Registry) storedView(ctx context.Context, repo, name string, source d
 	return reg.storedRecordView(ctx, repo, name, viewRecordPrefix(repo, name, source))
 }
 
-// saveView stores a view's bytes as a manifest of the model, recorded as
-// the view of manifest source, and returns its digest.
-func (reg *Registry) saveView(ctx context.Context, repo, name string, source digest.Digest, data []byte) (digest.Digest, error) {
+// storedRecordView returns the manifest a view record under prefix names,
+// if the model stores it.
+func (reg *Registry) storedRecordView(ctx context.Context, repo, name, prefix string) (digest.Digest, []byte, bool, error) {
+	var view digest.Digest
+	err := reg.store.List(ctx, prefix, func(info storage.Info) error {
+		view = digest.NewDigestFromEncoded(digest.SHA256, path.Base(info.Key))
+		return nil
+	})
+	if err != nil {
+		return "", nil, false, internal("list views", err)
+	}
+	if view.Validate() != nil {
+		return "", nil, false, nil
+	}
+	_, data, err := reg.readManifest(ctx, repo, name, spec.Reference{Digest: view})
+	var apiErr *spec.Error
+	if errors.As(err, &apiErr) && apiErr.Code == spec.ErrorManifestUnknown {
+		return "", nil, false, nil // collected or deleted: built again, to the same bytes
+	}
+	return view, data, err == nil, err
+}
+
+// saveView stores a view's bytes as a manifest of the model, recorded
+// under prefix (viewRecordPrefix, imageRecordPrefix) as the view of its
+// source, and returns its digest.
+func (reg *Registry) saveView(ctx context.Context, repo, name, prefix string, data []byte) (digest.Digest, error) {
+	d, err := reg.putManifestBytes(ctx, repo, name, data)
+	if err != nil {
+		return "", err
+	}
+	if err := reg.store.Put(ctx, prefix+d.Encoded(), bytes.NewReader(nil), 0, nil); err != nil {
+		return "", internal("record view", err)
+	}
+	return d, nil
+}
+
+// putManifestBytes stores bytes the registry made as a manifest of the model.
+func (reg *Registry) putManifestBytes(ctx context.Context, repo, name string, data []byte) (digest.Digest, error) {
 	d := digest.FromBytes(data)
 	sum, _ := digestSum(d)
 	if err := reg.store.Put(ctx, manifestKey(repo, name, d), bytes.NewReader(data), int64(len(data)), sum); err != nil {
-		return "", internal("store view", err)
-	}
-	if err := reg.store.Put(ctx, viewRecordPrefix(repo, name, source)+d.Encoded(), bytes.NewReader(nil), 0, nil); err != nil {
-		return "", internal("record view", err)
+		return "", internal("store manifest", err)
 	}
 	return d, nil
 }
@@ -182,24 +216,17 @@ func (reg *Registry) saveView(ctx context.Context, repo, name string, source dig
 func (reg *Registry) buildView(ctx context.Context, repo, name string, source digest.Digest, m *spec.Manifest) (digest.Digest, []byte, error) {
 	var layers []spec.OCIDescriptor
 	var derived []derivedBlob
-	addFile := func(filePath string, d digest.Digest, size int64, mode uint32) {
-		if mode == 0 {
-			mode = 0o644
-		}
-		meta, _ := json.Marshal(fileMetadata{Name: filePath, Mode: mode, Size: size, ModTime: time.Unix(0, 0).UTC(), Typeflag: '0'})
+	addFile := func(filePath string, d digest.Digest, size int64, mode os.FileMode) {
+		meta, _ := json.Marshal(fileMetadata{Name: filePath, Mode: uint32(modeOr644(mode)), Size: size, ModTime: epoch, Typeflag: '0'})
 		layers = append(layers, spec.OCIDescriptor{MediaType: modelPackMediaType(filePath), Digest: d, Size: size,
 			Annotations: map[string]string{annotationFilepath: filePath, annotationTitle: filePath, annotationFileMetadata: string(meta)}})
 	}
-	configName := m.Config.Name
-	if configName == "" {
-		configName = spec.ConfigFileName
-	}
-	addFile(configName, m.Config.Digest, m.Config.Size, uint32(m.Config.Mode.Perm()))
+	addFile(cmp.Or(m.Config.Name, spec.ConfigFileName), m.Config.Digest, m.Config.Size, m.Config.Mode)
 	for _, b := range m.Blobs {
 		switch b.MediaType {
 		case spec.MediaTypePack:
 			for _, f := range b.Files {
-				addFile(f.Name, f.Digest, f.Size, uint32(f.Mode.Perm()))
+				addFile(f.Name, f.Digest, f.Size, f.Mode)
 				derived = append(derived, derivedBlob{Digest: f.Digest, Size: f.Size, Pack: b.Digest, File: &f})
 			}
 		case spec.MediaTypeChunkedFile:
@@ -207,13 +234,13 @@ func (reg *Registry) buildView(ctx context.Context, repo, name string, source di
 			if err != nil {
 				return "", nil, err
 			}
-			addFile(b.Name, d, b.Size, uint32(b.Mode.Perm()))
+			addFile(b.Name, d, b.Size, b.Mode)
 			derived = append(derived, derivedBlob{Digest: d, Size: b.Size, Chunks: b.Chunks})
 		case spec.MediaTypeDirectoryTarGz:
 			layers = append(layers, spec.OCIDescriptor{MediaType: modelPackWeightTarGzip, Digest: b.Digest, Size: b.Size,
 				Annotations: map[string]string{annotationFilepath: b.Name, annotationTitle: b.Name}})
 		default:
-			addFile(b.Name, b.Digest, b.Size, uint32(b.Mode.Perm()))
+			addFile(b.Name, b.Digest, b.Size, b.Mode)
 		}
 	}
 	var cfg modelPackConfig
@@ -245,7 +272,7 @@ func (reg *Registry) buildView(ctx context.Context, repo, name string, source di
 	if err != nil {
 		return "", nil, err
 	}
-	d, err := reg.saveView(ctx, repo, name, source, viewData)
+	d, err := reg.saveView(ctx, repo, name, viewRecordPrefix(repo, name, source), viewData)
 	return d, viewData, err
 }
 
