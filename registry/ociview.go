@@ -343,9 +343,11 @@ func (reg *Registry) writeRecord(ctx context.Context, key string, v any) error {
 	return nil
 }
 
-// maxDerivedRecord bounds a derived record read back: a chunked file of
-// many chunks.
-const maxDerivedRecord = 16 << 20
+// maxDerivedRecord bounds a derived record read back. The largest is the
+// image form's layer of small files, which lists each packed file with its
+// source: up to 2.8 times the manifest's bytes for it (the name and digest
+// twice, and the pack's digest), so 4 times the largest manifest.
+const maxDerivedRecord = 4 * spec.MaxManifestSize
 
 // materialize makes blob d of the model from its derived record, if the
 // model has one: the bytes are made from the pack frame, the chunks or

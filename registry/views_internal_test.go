@@ -47,3 +47,27 @@ func BenchmarkManifestMediaType(b *testing.B) {
 		}
 	}
 }
+
+// TestImageLayerRecordFits: the record of the image form's layer of small
+// files, the largest derived record, stays within maxDerivedRecord for
+// any manifest modelxd accepts: short names make it largest relative to
+// the manifest.
+func TestImageLayerRecordFits(t *testing.T) {
+	m := spec.Manifest{SchemaVersion: 1, MediaType: spec.MediaTypeManifest, Config: spec.Descriptor{Name: "modelx.yaml", Digest: digest.FromString("c")}}
+	for p := range 40 {
+		d := spec.Descriptor{Name: fmt.Sprintf("p%d", p), MediaType: spec.MediaTypePack, Digest: digest.FromString(fmt.Sprint(p))}
+		for i := range 250 {
+			d.Files = append(d.Files, spec.PackedFile{Name: fmt.Sprintf("%x", p*250+i), Digest: digest.FromString(fmt.Sprint(p, i)), Size: 1 << 20, Mode: 0o755, Offset: 1 << 30, Length: 1 << 20})
+		}
+		m.Blobs = append(m.Blobs, d)
+	}
+	manifest, _ := json.Marshal(m)
+	layers, err := imageLayers(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, _ := json.Marshal(derivedBlob{Digest: digest.FromString("layer"), Size: 1 << 40, Layer: layers[len(layers)-1]})
+	if ratio := float64(len(record)) / float64(len(manifest)); ratio*spec.MaxManifestSize > maxDerivedRecord {
+		t.Fatalf("a layer record is %.2f times its manifest: one from a manifest of %d bytes would pass the %d-byte bound", ratio, spec.MaxManifestSize, maxDerivedRecord)
+	}
+}
