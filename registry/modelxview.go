@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -135,7 +136,12 @@ func (reg *Registry) buildModelxView(ctx context.Context, repo, name string, sou
 		return "", nil, err
 	}
 	if _, err := spec.ParseManifest(viewData); err != nil {
-		return "", nil, fmt.Errorf("the modelx view of %s is not a valid manifest: %w", source, err)
+		// Paths each valid alone may still clash (a file "a" and "a/b").
+		var apiErr *spec.Error
+		if errors.As(err, &apiErr) {
+			err = errors.New(apiErr.Message)
+		}
+		return "", nil, spec.Errorf(spec.ErrorManifestInvalid, "the files of %s cannot be a modelx version: %v", source, err)
 	}
 	for _, db := range derived {
 		if err := reg.writeRecord(ctx, derivedKey(repo, name, db.Digest), db); err != nil {

@@ -205,3 +205,20 @@ func TestUIShowsOCIArtifacts(t *testing.T) {
 		}
 	}
 }
+
+// TestModelxViewOfClashingFiles: an artifact whose files cannot all be
+// written (a file and a directory of the same name) is refused with
+// MANIFEST_INVALID, saying which artifact and which paths.
+func TestModelxViewOfClashingFiles(t *testing.T) {
+	h := newHarness(t, backends(t)[0], registry.Options{})
+	const model = "oci/clash"
+	config := h.ociPushBlob(model, []byte("{}"))
+	layer := h.ociPushBlob(model, tarOf(t, "", map[string][]byte{"a": []byte("file"), "a/b": []byte("file under a")}))
+	layer.MediaType = "application/vnd.oci.image.layer.v1.tar"
+	h.ociPushManifest(model, "v1", ociImage(config, layer))
+	r := h.do(http.MethodGet, "/"+model+"/manifests/v1", nil, nil)
+	h.expect(r, http.StatusBadRequest, spec.ErrorManifestInvalid)
+	if msg := r.apiError(t).Message; !strings.Contains(msg, "cannot be a modelx version") || !strings.Contains(msg, `"a/b"`) {
+		t.Fatalf("message %q should say the artifact's files cannot be a version, and which", msg)
+	}
+}
