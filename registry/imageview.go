@@ -108,14 +108,11 @@ func isImageForm(data []byte) bool {
 // imageView returns the digest and bytes of the image form (its index) of
 // the model's modelx manifest source, building and storing it the first time.
 func (reg *Registry) imageView(ctx context.Context, repo, name string, source digest.Digest, data []byte) (digest.Digest, []byte, error) {
-	if d, viewData, ok, err := reg.storedRecordView(ctx, repo, name, imageRecordPrefix(repo, name, source)); err != nil || ok {
-		return d, viewData, err
-	}
-	m, err := spec.ParseManifest(data)
-	if err != nil {
-		return "", nil, err
-	}
-	return reg.buildOnce(ctx, "image "+repo+"/"+name+"@"+string(source), func(ctx context.Context) (digest.Digest, []byte, error) {
+	return reg.view(ctx, repo, name, "image", imageRecordPrefix(repo, name, source), func(ctx context.Context) (digest.Digest, []byte, error) {
+		m, err := spec.ParseManifest(data)
+		if err != nil {
+			return "", nil, err
+		}
 		return reg.buildImageView(ctx, repo, name, source, m)
 	})
 }

@@ -75,10 +75,7 @@ func (reg *Registry) modelxView(ctx context.Context, repo, name string, source d
 		return "", nil, spec.Errorf(spec.ErrorManifestInvalid, "%s of %s/%s is an OCI index, a list of manifests, which modelx cannot pull as one version: pull one of its manifests by digest", source, repo, name).
 			WithDetail(map[string]any{"manifests": list})
 	}
-	if d, viewData, ok, err := reg.storedView(ctx, repo, name, source); err != nil || ok {
-		return d, viewData, err
-	}
-	return reg.buildOnce(ctx, "modelx "+repo+"/"+name+"@"+string(source), func(ctx context.Context) (digest.Digest, []byte, error) {
+	return reg.view(ctx, repo, name, "modelx", viewRecordPrefix(repo, name, source), func(ctx context.Context) (digest.Digest, []byte, error) {
 		return reg.buildModelxView(ctx, repo, name, source, m)
 	})
 }

@@ -121,16 +121,22 @@ func derivedKey(repo, name string, d digest.Digest) string {
 // modelx manifest source (of bytes data), building and storing it the first
 // time.
 func (reg *Registry) ociView(ctx context.Context, repo, name string, source digest.Digest, data []byte) (digest.Digest, []byte, error) {
-	if d, viewData, ok, err := reg.storedView(ctx, repo, name, source); err != nil || ok {
-		return d, viewData, err
-	}
-	m, err := spec.ParseManifest(data)
-	if err != nil {
-		return "", nil, err
-	}
-	return reg.buildOnce(ctx, "oci "+repo+"/"+name+"@"+string(source), func(ctx context.Context) (digest.Digest, []byte, error) {
+	return reg.view(ctx, repo, name, "oci", viewRecordPrefix(repo, name, source), func(ctx context.Context) (digest.Digest, []byte, error) {
+		m, err := spec.ParseManifest(data)
+		if err != nil {
+			return "", nil, err
+		}
 		return reg.buildView(ctx, repo, name, source, m)
 	})
+}
+
+// view returns the view of a kind ("oci", "modelx", "image") that the
+// model stores under the record prefix, or builds it (buildOnce).
+func (reg *Registry) view(ctx context.Context, repo, name, kind, prefix string, build func(context.Context) (digest.Digest, []byte, error)) (digest.Digest, []byte, error) {
+	if d, data, ok, err := reg.storedRecordView(ctx, repo, name, prefix); err != nil || ok {
+		return d, data, err
+	}
+	return reg.buildOnce(ctx, kind+" "+prefix, build)
 }
 
 // builtView is what a view build returns.
@@ -158,12 +164,6 @@ func (reg *Registry) buildOnce(ctx context.Context, key string, build func(conte
 	case <-ctx.Done():
 		return "", nil, ctx.Err()
 	}
-}
-
-// storedView returns the view of manifest source that the model stores,
-// if any.
-func (reg *Registry) storedView(ctx context.Context, repo, name string, source digest.Digest) (digest.Digest, []byte, bool, error) {
-	return reg.storedRecordView(ctx, repo, name, viewRecordPrefix(repo, name, source))
 }
 
 // storedRecordView returns the manifest a view record under prefix names,
