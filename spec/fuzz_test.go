@@ -245,6 +245,7 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("checkManifestKeys calls valid JSON invalid: %v", err)
 		}
 		m, err := ParseManifest(data)
+		checkDecodersAgree(t, data, m, err)
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) || e.Code != ErrorManifestInvalid {
@@ -271,6 +272,27 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("re-parsed manifest differs: %+v, %v", m3, err)
 		}
 	})
+}
+
+// checkDecodersAgree checks ParseManifest's answer, m or err, against the
+// same checks with encoding/json decoding: ParseManifest decodes with the
+// v2 decoder, and every reader of a manifest must read it alike.
+func checkDecodersAgree(t *testing.T, data []byte, m *Manifest, err error) {
+	t.Helper()
+	var v1 Manifest
+	v1err := json.Unmarshal(data, &v1)
+	if v1err == nil {
+		v1err = checkManifestKeys(data)
+	}
+	if v1err == nil {
+		v1err = v1.Validate()
+	}
+	switch {
+	case (err == nil) != (v1err == nil):
+		t.Fatalf("ParseManifest says %v; with encoding/json: %v", err, v1err)
+	case err == nil && !reflect.DeepEqual(*m, v1):
+		t.Fatalf("ParseManifest read %+v; encoding/json %+v", *m, v1)
+	}
 }
 
 // manifestFields are the keys of the objects a manifest decodes into, and

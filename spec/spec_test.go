@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -333,6 +334,41 @@ func TestErrorDetailIsReadable(t *testing.T) {
 	} {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+// TestPathConflictsAgreeWithSets checks the neighbour comparison of
+// checkPathConflicts against the plain definition (a set of paths, and
+// each path's parent directories looked up in it) on random sets of paths
+// over an alphabet that sorts on both sides of '/'.
+func TestPathConflictsAgreeWithSets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "a-./0~"
+	for range 20000 {
+		names := make([]string, 1+rng.IntN(6))
+		for i := range names {
+			b := make([]byte, 1+rng.IntN(5))
+			for j := range b {
+				b[j] = alphabet[rng.IntN(len(alphabet))]
+			}
+			names[i] = string(b)
+		}
+		want := false
+		set := map[string]bool{}
+		for _, n := range names {
+			want = want || set[n]
+			set[n] = true
+		}
+		for _, n := range names {
+			for i := range len(n) {
+				if n[i] == '/' && set[n[:i]] {
+					want = true
+				}
+			}
+		}
+		if got := checkPathConflicts(names) != nil; got != want {
+			t.Fatalf("%q: conflict %v, want %v", names, got, want)
 		}
 	}
 }

@@ -1,11 +1,12 @@
 package spec
 
 import (
-	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
+	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -26,18 +27,29 @@ var knownBlobMediaTypes = map[string]bool{
 // case, no key that matches a field only case-insensitively, no escaped
 // half of a surrogate pair (see checkManifestKeys).
 func ParseManifest(data []byte) (*Manifest, error) {
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil { // also refuses trailing data
-		return nil, Errorf(ErrorManifestInvalid, "manifest is not valid JSON: %v", err)
-	}
 	if err := checkManifestKeys(data); err != nil {
 		return nil, err
+	}
+	// Once the keys are known to be unique and exact, the v2 decoder maps
+	// them to the same fields as encoding/json, in less than half the time
+	// (BenchmarkParseManifest); FuzzParseManifest holds the two to the same
+	// answers.
+	var m Manifest
+	if err := jsonv2.Unmarshal(data, &m, v1Times); err != nil { // also refuses trailing data
+		return nil, Errorf(ErrorManifestInvalid, "manifest is not valid JSON: %v", err)
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	return &m, nil
 }
+
+// v1Times decodes times as encoding/json does, with time.Time's own
+// UnmarshalJSON: the v2 decoder's RFC 3339 is stricter, and a manifest
+// must read alike in both.
+var v1Times = jsonv2.WithUnmarshalers(jsonv2.UnmarshalFunc(func(data []byte, t *time.Time) error {
+	return t.UnmarshalJSON(data)
+}))
 
 // Validate checks the manifest's schema: version and media type, a config
 // descriptor, and blob descriptors with sha256 digests, non-negative sizes,
@@ -168,29 +180,41 @@ func validateDescriptor(field string, d Descriptor) error {
 }
 
 // checkPathConflicts rejects duplicate paths and a path that is also the
-// directory of another ("a" and "a/b").
+// directory of another ("a" and "a/b"). The paths are valid (ValidatePath),
+// so none holds a NUL byte.
+//
+// Sorted with '/' before every other byte, a path's duplicates and the
+// paths under it come right after it: anything between "a" and "a/b" in
+// that order starts with "a/" (or is "a"). So comparing neighbours finds
+// every conflict, with no set of the paths. The order is made by sorting
+// copies with each '/' turned into NUL, which compare as plain strings.
 func checkPathConflicts(names []string) error {
-	sorted := append([]string(nil), names...)
-	sort.Strings(sorted)
-	for i := 1; i < len(sorted); i++ {
-		if sorted[i] == sorted[i-1] {
-			return Errorf(ErrorManifestInvalid, "path %q appears more than once", sorted[i])
+	var total int
+	for _, n := range names {
+		total += len(n)
+	}
+	buf := make([]byte, 0, total)
+	for _, n := range names {
+		buf = append(buf, n...)
+	}
+	for j, c := range buf {
+		if c == '/' {
+			buf[j] = 0
 		}
 	}
-	set := make(map[string]bool, len(names))
-	for _, n := range names {
-		set[n] = true
+	all, keys := string(buf), make([]string, len(names))
+	for i, n := range names {
+		keys[i], all = all[:len(n)], all[len(n):]
 	}
-	for _, n := range names {
-		for i := strings.IndexByte(n, '/'); i >= 0; {
-			if set[n[:i]] {
-				return Errorf(ErrorManifestInvalid, "path %q is a file and also the directory of %q", n[:i], n)
-			}
-			j := strings.IndexByte(n[i+1:], '/')
-			if j < 0 {
-				break
-			}
-			i += j + 1
+	slices.Sort(keys)
+	path := func(key string) string { return strings.ReplaceAll(key, "\x00", "/") } // for errors only
+	for i := 1; i < len(keys); i++ {
+		prev, cur := keys[i-1], keys[i]
+		if cur == prev {
+			return Errorf(ErrorManifestInvalid, "path %q appears more than once", path(cur))
+		}
+		if len(cur) > len(prev) && cur[len(prev)] == 0 && strings.HasPrefix(cur, prev) {
+			return Errorf(ErrorManifestInvalid, "path %q is a file and also the directory of %q", path(prev), path(cur))
 		}
 	}
 	return nil
