@@ -212,9 +212,11 @@ func (fl *floor) put(ctx context.Context, o *floorObject) error {
 
 // floorSink is what the floor's pull does with the bytes it fetched.
 type floorSink struct {
-	// objectDir, when set, receives each object as its own file, fsynced
-	// once: the least a pull that keeps its bytes must do.
+	// objectDir, when set, receives each object as its own file; with
+	// sync, each is fsynced once: the least a pull that keeps its bytes
+	// durably must do.
 	objectDir string
+	sync      bool
 	// treeDir, when set, receives the model's files again: each segment is
 	// written into its file (relative to modelDir) at its offset, files
 	// created as needed, nothing fsynced: the least a pull that produces
@@ -348,7 +350,7 @@ func (fl *floor) get(ctx context.Context, o *floorObject, dst string, sink floor
 	if err != nil {
 		return fmt.Errorf("floor GET %s: %w", o.key, err)
 	}
-	if f != nil {
+	if f != nil && sink.sync {
 		if err := f.Sync(); err != nil {
 			return err
 		}

@@ -40,12 +40,14 @@ func TestRowBars(t *testing.T) {
 	}
 }
 
-// TestColdBars: cold steps compare with the floor, the many-small-files
-// pull with the floor+tree pull, and a model without a floor has no bar.
+// TestColdBars: cold pulls compare with the floor+write pull (issue 18's
+// floor writes what it fetches), the many-small-files pull with the
+// floor+tree pull, and a model without a floor has no bar.
 func TestColdBars(t *testing.T) {
 	r := &report{Rows: []row{
 		{Scenario: scColdPull, Mode: modeRedirect, Model: "llm", Seconds: 1.1},
-		{Scenario: scColdPull, Mode: modeFloor, Model: "llm", Seconds: 1},
+		{Scenario: scColdPull, Mode: modeFloor, Model: "llm", Seconds: 0.5},
+		{Scenario: scColdPull, Mode: modeFloorWrite, Model: "llm", Seconds: 1},
 		{Scenario: scColdPull, Mode: modeRedirect, Model: "small", Seconds: 3},
 		{Scenario: scColdPull, Mode: modeFloor, Model: "small", Seconds: 0.5},
 		{Scenario: scColdPull, Mode: modeFloorTree, Model: "small", Seconds: 1},
@@ -57,6 +59,9 @@ func TestColdBars(t *testing.T) {
 		}
 		if b.Bar == "cold-pull, redirect, small" && b.Target != "≤ 2.00× floor+tree" {
 			t.Errorf("small cold pull target %q", b.Target)
+		}
+		if b.Bar == "cold-pull, redirect, llm" && b.Target != "≤ 1.15× floor+write" {
+			t.Errorf("llm cold pull target %q", b.Target)
 		}
 	}
 	if !met["cold-pull, redirect, llm"] || met["cold-pull, redirect, small"] {
