@@ -89,9 +89,11 @@ type options struct {
 	verify       bool
 	prewarm      bool
 	profileDir   string
+	latency      time.Duration
 }
 
 func main() {
+	maybeRunDelayProxy()
 	opts := options{size: 512 << 20, mixedShard: 128 << 20}
 	flag.Var(&opts.size, "size", "total size of the LLM-like model (units: KiB, MiB, GiB; KB, MB, GB)")
 	flag.IntVar(&opts.smallFiles, "small-files", 20000, "number of small files in the many-small-files model")
@@ -109,6 +111,7 @@ func main() {
 	flag.BoolVar(&opts.verify, "verify", true, "check every pulled tree byte for byte against its source (not timed)")
 	flag.BoolVar(&opts.prewarm, "prewarm", true, "before each timed step, write and delete a scratch file of twice the model's size (at most 4 GiB), so the step's page-cache writes get memory the machine just used (see docs/benchmarks.md)")
 	flag.StringVar(&opts.profileDir, "cpuprofile", "", "write a CPU profile of the benchmark process (client side) for each measured step into this directory")
+	flag.DurationVar(&opts.latency, "latency", 0, "add this delay each way to every connection to the S3 server and to modelxd, through a delay proxy (0: none; the loopback has no latency)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q (it takes only flags)\n", flag.Arg(0))
@@ -138,9 +141,28 @@ type bench struct {
 	fsReg       *proc
 	s3Reg       *proc
 	report      *report
-	proxyBlob   int64  // largest blob pushed and pulled through the fs modelxd
-	metaModel   string // model whose v1 the metadata test reads on the fs modelxd
-	warmBytes   int64  // the scratch file of prewarm: twice the current model's size
+	proxyBlob   int64   // largest blob pushed and pulled through the fs modelxd
+	metaModel   string  // model whose v1 the metadata test reads on the fs modelxd
+	warmBytes   int64   // the scratch file of prewarm: twice the current model's size
+	proxies     []*proc // delay proxies (-latency), stopped at the end
+}
+
+// delay puts a delay proxy in front of p when -latency is set: p's url
+// becomes the proxy's, so every later client of p goes through it. The
+// proxy ends with the run (b.proxies).
+func (b *bench) delay(ctx context.Context, p *proc, name, healthPath string) error {
+	if b.opts.latency <= 0 {
+		return nil
+	}
+	px, err := startDelayProxy(ctx, "delay proxy for "+name, strings.TrimPrefix(p.url, "http://"), b.opts.latency,
+		filepath.Join(b.root, "logs", "delay-"+name+".log"), healthPath)
+	if err != nil {
+		return err
+	}
+	b.proxies = append(b.proxies, px)
+	b.logf("%s behind a delay proxy of %s each way at %s", name, b.opts.latency, px.url)
+	p.url = px.url
+	return nil
 }
 
 // clientDefaultConcurrency mirrors client.New's default, so the floor runs
@@ -241,6 +263,11 @@ func run(ctx context.Context, opts options) error {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return err
 	}
+	defer func() {
+		for _, px := range b.proxies {
+			px.stop()
+		}
+	}()
 
 	b.logf("building cmd/modelxd")
 	bin, err := buildModelxd(b.root)
@@ -255,6 +282,9 @@ func run(ctx context.Context, opts options) error {
 		}
 		defer b.s3.stop()
 		b.logf("versitygw pid %d at %s", b.s3.pid(), b.s3.url)
+		if err := b.delay(ctx, b.s3.proc, "versitygw", "/health"); err != nil {
+			return err
+		}
 		if slices.Contains(modes, modeRedirect) {
 			st, err := s3.New(ctx, s3.Config{Endpoint: b.s3.url, Bucket: "modelx", Region: b.s3.region,
 				AccessKey: b.s3.accessKey, SecretKey: b.s3.secretKey, PathStyle: true})
@@ -270,6 +300,9 @@ func run(ctx context.Context, opts options) error {
 			}
 			defer b.s3Reg.stop()
 			b.logf("modelxd (S3, redirect) pid %d at %s", b.s3Reg.pid(), b.s3Reg.url)
+			if err := b.delay(ctx, b.s3Reg, "modelxd-s3", "/healthz"); err != nil {
+				return err
+			}
 		}
 		if want[scFloor] {
 			if fl, err = newFloor(ctx, b.s3, "floor", b.hc, b.concurrency); err != nil {
@@ -284,6 +317,9 @@ func run(ctx context.Context, opts options) error {
 		}
 		defer b.fsReg.stop()
 		b.logf("modelxd (fs, proxy) pid %d at %s", b.fsReg.pid(), b.fsReg.url)
+		if err := b.delay(ctx, b.fsReg, "modelxd-fs", "/healthz"); err != nil {
+			return err
+		}
 		if hwm, rss, err := b.fsReg.memory(); err == nil {
 			b.report.RSS.StartHWM, b.report.RSS.StartRSS = hwm, rss
 		}

@@ -107,6 +107,7 @@ type settings struct {
 	Modes        string   `json:"modes"`
 	MetaClients  int      `json:"meta_clients"`
 	MetaDuration string   `json:"meta_duration"`
+	Latency      string   `json:"latency,omitempty"`
 	Args         []string `json:"args"`
 }
 
@@ -150,6 +151,9 @@ func newReport(opts options, concurrency int) *report {
 		MixedFiles: opts.mixedFiles, MixedShard: int64(opts.mixedShard), Concurrency: concurrency, Seed: opts.seed,
 		Scenarios: opts.scenarios, Models: opts.models, Modes: opts.modes, MetaClients: opts.metaClients,
 		MetaDuration: opts.metaDuration.String(), Args: os.Args[1:]}
+	if opts.latency > 0 {
+		r.Settings.Latency = opts.latency.String()
+	}
 	if r.Settings.Scenarios == "" {
 		r.Settings.Scenarios = "all"
 	}
@@ -476,6 +480,9 @@ func (r *report) markdown() string {
 	s := r.Settings
 	fmt.Fprintf(&b, "- settings: -size %s, -small-files %d, -mixed-files %d, -mixed-shard %s, -j %d, -seed %d, scenarios %s, models %s, modes %s\n",
 		formatBytes(s.Size), s.SmallFiles, s.MixedFiles, formatBytes(s.MixedShard), s.Concurrency, s.Seed, s.Scenarios, s.Models, s.Modes)
+	if s.Latency != "" {
+		fmt.Fprintf(&b, "- latency: every connection to the S3 server and to modelxd goes through a delay proxy adding %s each way (a %s round trip)\n", s.Latency, "2×"+s.Latency)
+	}
 	for _, m := range r.Models {
 		fmt.Fprintf(&b, "- model %s: %d files, %s (largest file %s)", m.Name, m.Files, formatBytes(m.Bytes), formatBytes(m.Largest))
 		if m.ManifestBytes > 0 {

@@ -175,9 +175,21 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 		return spec.Errorf(spec.ErrorSizeInvalid, "the Content-Length header is required: send the blob with its length")
 	}
 	ctx := r.Context()
-	if ok, err := reg.linked(ctx, repo, name, d, size); err != nil {
+	var st uploadState
+	if _, cached := reg.links.get(linkKey(repo, name, d)); cached || reg.presign == nil {
+		st.linkSize, st.linked, err = reg.readLink(ctx, repo, name, d)
+		if err == nil && reg.presign != nil && !(st.linked && st.linkSize == size) {
+			st.stored, err = reg.blobStored(ctx, d, size)
+		}
+	} else {
+		// Redirected, a new blob needs its link and the stored blob
+		// looked up: both at once.
+		st, err = reg.readUploadState(ctx, repo, name, d, size, false)
+	}
+	if err != nil {
 		return err
-	} else if ok {
+	}
+	if st.linked && st.linkSize == size {
 		reg.metrics.dedup.WithLabelValues("put").Inc()
 		return blobCreated(w, r, d)
 	}
@@ -187,9 +199,13 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 		} else if ok {
 			return blobCreated(w, r, d)
 		}
+		st.claimRead = false // the mount may have changed what was read
+		if st.stored, err = reg.blobStored(ctx, d, size); err != nil {
+			return err
+		}
 	}
 	if reg.presign != nil {
-		return reg.redirectUpload(w, r, repo, name, d, size)
+		return reg.redirectUpload(w, r, repo, name, d, size, st)
 	}
 	if err := reg.storeBlob(w, r, repo, name, d, r.Body, size); err != nil {
 		return err
@@ -202,23 +218,20 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 // other model's claim stands; else 201 if an upload through this model has
 // completed (a client may offer a blob again after sending it); else a
 // presigned PUT to the model's staging key.
-func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo, name string, d digest.Digest, size int64) error {
+func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo, name string, d digest.Digest, size int64, st uploadState) error {
 	ctx := r.Context()
-	stored, err := reg.blobStored(ctx, d, size)
-	if err != nil {
-		return err
-	}
 	key := stagedKey(repo, name, d)
 	claimed := false
-	if !stored {
+	if !st.stored {
 		// The common case, a new blob, costs one write: the claim.
+		var err error
 		if claimed, err = reg.claimUpload(ctx, repo+"/"+name, d, false); err != nil {
 			return err
 		}
 	}
 	if claimed {
 		key = blobKey(d)
-	} else if ok, err := reg.commitUpload(ctx, repo, name, d, size, stored); err != nil {
+	} else if ok, err := reg.commitUpload(ctx, repo, name, d, size, st); err != nil {
 		return err
 	} else if ok {
 		return blobCreated(w, r, d)

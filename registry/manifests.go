@@ -22,7 +22,7 @@ import (
 )
 
 // statConcurrency bounds the parallel blob checks of one manifest PUT.
-const statConcurrency = 16
+const statConcurrency = 64
 
 func manifestParams(r *http.Request) (repo, name string, ref spec.Reference, err error) {
 	if repo, name, err = model(r); err != nil {
