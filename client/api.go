@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -640,14 +641,7 @@ func (a *API) GetBlob(ctx context.Context, repo, name string, d digest.Digest, o
 	if length == 0 {
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
-	header := http.Header{}
-	if offset > 0 || length >= 0 {
-		r := fmt.Sprintf("bytes=%d-", offset)
-		if length >= 0 {
-			r += strconv.FormatInt(offset+length-1, 10)
-		}
-		header.Set("Range", r)
-	}
+	header := rangeHeader(offset, length)
 	resp, err := a.do(ctx, http.MethodGet, modelPath(repo, name)+"/blobs/"+string(d), nil, header)
 	if err != nil {
 		return nil, err
@@ -661,6 +655,40 @@ func (a *API) GetBlob(ctx context.Context, repo, name string, d digest.Digest, o
 		}
 		presigned = true
 	}
+	return a.blobBody(resp, header, offset, presigned)
+}
+
+// GetPresigned reads length bytes from offset (length < 0: to the end) of
+// the blob at a presigned URL, such as a BlobLocation's Href.
+func (a *API) GetPresigned(ctx context.Context, href string, offset, length int64) (io.ReadCloser, error) {
+	if length == 0 {
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	header := rangeHeader(offset, length)
+	resp, err := a.do(ctx, http.MethodGet, href, nil, header)
+	if err != nil {
+		return nil, err
+	}
+	return a.blobBody(resp, header, offset, true)
+}
+
+// rangeHeader asks for length bytes from offset (length < 0: to the end),
+// or for the whole blob when that is what the range covers.
+func rangeHeader(offset, length int64) http.Header {
+	header := http.Header{}
+	if offset > 0 || length >= 0 {
+		r := fmt.Sprintf("bytes=%d-", offset)
+		if length >= 0 {
+			r += strconv.FormatInt(offset+length-1, 10)
+		}
+		header.Set("Range", r)
+	}
+	return header
+}
+
+// blobBody returns the body of a blob GET sent with header, or the error
+// its status says.
+func (a *API) blobBody(resp *http.Response, header http.Header, offset int64, presigned bool) (io.ReadCloser, error) {
 	want := http.StatusOK
 	if header.Get("Range") != "" {
 		want = http.StatusPartialContent
@@ -672,4 +700,50 @@ func (a *API) GetBlob(ctx context.Context, repo, name string, d digest.Digest, o
 		return nil, a.errorFrom(resp, resp.Request.URL.String(), presigned)
 	}
 	return resp.Body, nil
+}
+
+// maxBatchResponseSize bounds a blob batch answer: MaxBatchBlobs presigned
+// URLs of a few KiB each.
+const maxBatchResponseSize = 16 << 20
+
+// BlobLocations asks the registry where to read blobs of the model, up to
+// spec.MaxBatchBlobs a request (POST …/blobs/batch), and returns the blobs
+// it answered with a URL for. A blob it has no URL for (a registry that
+// carries the bytes itself, a blob the model does not link) is read with
+// GetBlob, which says why it cannot be. A registry that has no batch
+// endpoint answers with an error; so does one that refuses the request.
+func (a *API) BlobLocations(ctx context.Context, repo, name string, blobs []spec.BlobRef) (map[digest.Digest]spec.BlobLocation, error) {
+	asked := make(map[digest.Digest]bool, len(blobs))
+	for _, b := range blobs {
+		asked[b.Digest] = true
+	}
+	out := map[digest.Digest]spec.BlobLocation{}
+	for part := range slices.Chunk(blobs, spec.MaxBatchBlobs) {
+		data, err := json.Marshal(spec.BlobBatchRequest{Operation: spec.BatchOperationDownload, Blobs: part})
+		if err != nil {
+			return out, err
+		}
+		resp, err := a.do(ctx, http.MethodPost, modelPath(repo, name)+"/blobs/batch", bytesBody(data), http.Header{"Content-Type": {"application/json"}})
+		if err != nil {
+			return out, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return out, a.errorFrom(resp, "", false)
+		}
+		var answer spec.BlobBatchResponse
+		err = json.NewDecoder(io.LimitReader(resp.Body, maxBatchResponseSize)).Decode(&answer)
+		resp.Body.Close()
+		if err != nil {
+			return out, fmt.Errorf("%s: unreadable answer to a blob batch request: %w", a.base, err)
+		}
+		for _, loc := range answer.Blobs {
+			// Only what was asked, and only web URLs: the bytes are
+			// verified whatever answers, but a registry does not get to
+			// point the client at a file or another scheme.
+			if u, err := url.Parse(loc.Href); loc.Error == nil && asked[loc.Digest] && err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+				out[loc.Digest] = loc
+			}
+		}
+	}
+	return out, nil
 }

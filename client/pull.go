@@ -146,7 +146,7 @@ func (c *Client) Pull(ctx context.Context, ref Reference, dir string, opts PullO
 	cache := <-loaded
 	tree := newTreeWriter(abs, cache)
 	tree.syncSmall = opts.Sync && !canSyncFS
-	p := &puller{blobs: modelBlobs{api: api, repo: ref.Repository, name: ref.Name}, tree: tree,
+	p := &puller{blobs: &modelBlobs{api: api, repo: ref.Repository, name: ref.Name}, tree: tree,
 		planner: &planner{tree: tree, cache: cache, force: opts.Force}, cache: cache,
 		progress: c.opts.Progress, concurrency: c.opts.Concurrency, chunking: c.opts.Chunker,
 		res: &PullResult{Reference: ref.String(), Digest: d}, legacy: map[string]*legacyArchive{}}
@@ -355,6 +355,9 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 		local = p.indexLocalChunks(ctx, plan.chunked)
 	}
 	defer local.close()
+	if l, ok := p.blobs.(blobLocator); ok {
+		l.locate(ctx, blobsToFetch(plan, local))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.concurrency)
 	var chunkJobs []func(context.Context) error
@@ -380,6 +383,35 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 		g.Go(func() error { return job(gctx) })
 	}
 	return g.Wait()
+}
+
+// blobsToFetch lists the blobs a download of plan reads, each once: whole
+// files, packs, and the chunks of chunked files that no local file holds.
+func blobsToFetch(plan fetchPlan, local *chunkIndex) []spec.BlobRef {
+	seen := map[digest.Digest]bool{}
+	var out []spec.BlobRef
+	add := func(d digest.Digest, size int64) {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, spec.BlobRef{Digest: d, Size: size})
+		}
+	}
+	for _, f := range plan.files {
+		switch t := f.target; {
+		case t.blob.MediaType == spec.MediaTypeChunkedFile:
+			for _, ch := range t.blob.Chunks {
+				if _, ok := local.find(ch); !ok {
+					add(ch.Digest, ch.Size)
+				}
+			}
+		case !t.isLegacyDir():
+			add(t.blob.Digest, t.blob.Size)
+		}
+	}
+	for _, ts := range plan.packs {
+		add(ts[0].blob.Digest, ts[0].blob.Size)
+	}
+	return out
 }
 
 // copyBuffers hold 1 MiB copy buffers: large writes, few syscalls.

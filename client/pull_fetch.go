@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -25,14 +27,55 @@ type blobFetcher interface {
 	FetchBlob(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error)
 }
 
-// modelBlobs fetches the blobs of the model repo/name through api.
+// blobLocator is a blobFetcher that can ask, before a download, where to
+// read the blobs it will fetch: one request instead of one a blob.
+type blobLocator interface {
+	locate(ctx context.Context, blobs []spec.BlobRef)
+}
+
+// modelBlobs fetches the blobs of the model repo/name through api: from
+// the URLs a batch request handed out (locate), else through the registry.
 type modelBlobs struct {
 	api        *API
 	repo, name string
+
+	mu        sync.Mutex
+	locations map[digest.Digest]spec.BlobLocation
 }
 
+// locate implements blobLocator. Whatever goes wrong only leaves blobs
+// without a URL: each is then read through the registry, whose answer
+// says what is wrong.
+func (b *modelBlobs) locate(ctx context.Context, blobs []spec.BlobRef) {
+	if len(blobs) < 2 {
+		return // one request either way
+	}
+	locs, _ := b.api.BlobLocations(ctx, b.repo, b.name, blobs)
+	b.mu.Lock()
+	b.locations = locs
+	b.mu.Unlock()
+}
+
+// presignedSlack is how long before a URL's expiry the pull stops using
+// it: time for the request, and for clocks that differ a little.
+const presignedSlack = 30 * time.Second
+
 // FetchBlob implements blobFetcher.
-func (b modelBlobs) FetchBlob(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+func (b *modelBlobs) FetchBlob(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	b.mu.Lock()
+	loc, ok := b.locations[d]
+	b.mu.Unlock()
+	if ok && time.Now().Before(loc.ExpiresAt.Add(-presignedSlack)) {
+		rc, err := b.api.GetPresigned(ctx, loc.Href, offset, length)
+		if err == nil || ctx.Err() != nil {
+			return rc, err
+		}
+		// Expired early or refused: the registry hands out a fresh URL,
+		// or says what is wrong.
+		b.mu.Lock()
+		delete(b.locations, d)
+		b.mu.Unlock()
+	}
 	return b.api.GetBlob(ctx, b.repo, b.name, d, offset, length)
 }
 

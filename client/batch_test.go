@@ -1,0 +1,137 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"modelx.io/modelx/client"
+	"modelx.io/modelx/internal/testenv"
+	"modelx.io/modelx/registry"
+	"modelx.io/modelx/spec"
+	"modelx.io/modelx/storage/s3"
+)
+
+// batchRegistry is a registry on S3 with redirects behind a handler that
+// counts blob GETs and batch requests, and can answer batch requests as a
+// registry from before the endpoint (404), or hand out URLs the store
+// refuses (a signature that no longer holds, as after expiry).
+type batchRegistry struct {
+	url              string
+	blobGets, posts  atomic.Int64
+	missing, refused atomic.Bool
+}
+
+func startBatchRegistry(t *testing.T) *batchRegistry {
+	t.Helper()
+	srv := testenv.StartS3(t)
+	ctx := context.Background()
+	st, err := s3.New(ctx, s3.Config{Endpoint: srv.URL, Bucket: "batch", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), EnableRedirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := &batchRegistry{}
+	h := reg.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/"):
+			br.blobGets.Add(1)
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/batch"):
+			br.posts.Add(1)
+			if br.missing.Load() {
+				http.Error(w, `{"code":"UNSUPPORTED","message":"no such endpoint"}`, http.StatusNotFound)
+				return
+			}
+			if br.refused.Load() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				var answer spec.BlobBatchResponse
+				if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil {
+					t.Errorf("batch answer: %v", err)
+				}
+				for i := range answer.Blobs {
+					answer.Blobs[i].Href = strings.Replace(answer.Blobs[i].Href, "X-Amz-Signature=", "X-Amz-Signature=00", 1)
+				}
+				_ = json.NewEncoder(w).Encode(answer)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	br.url = hs.URL
+	return br
+}
+
+// TestPullReadsBlobLocations: a pull from a registry with redirects asks
+// where its blobs are in one batch request and reads them from the object
+// store without a blob GET to the registry; from a registry without the
+// endpoint, or when the store refuses the URLs, it reads every blob
+// through the registry instead, and the tree is the same.
+func TestPullReadsBlobLocations(t *testing.T) {
+	br := startBatchRegistry(t)
+	src := t.TempDir()
+	write(t, src, "modelx.yaml", []byte("description: batch\n"), 0o644)
+	write(t, src, "weights.bin", random(31, 900<<10), 0o644) // chunked
+	write(t, src, "a/whole.bin", random(32, 12<<10), 0o644)  // a whole-file blob
+	for i := range 40 {
+		write(t, src, fmt.Sprintf("vocab/%02d.txt", i), bytes.Repeat([]byte{byte('a' + i%26)}, 300+i), 0o644) // packed
+	}
+	c := newClient(client.Options{})
+	r, err := client.ParseReference(br.url+"/batch/model:v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Push(ctx, r, src); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name             string
+		missing, refused bool
+		viaRegistry      bool
+	}{
+		{name: "batch"},
+		{name: "no endpoint", missing: true, viaRegistry: true},
+		{name: "refused URLs", refused: true, viaRegistry: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br.missing.Store(tc.missing)
+			br.refused.Store(tc.refused)
+			br.blobGets.Store(0)
+			br.posts.Store(0)
+			dst := t.TempDir()
+			res, err := c.Pull(ctx, r, dst, client.PullOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameTree(t, src, dst)
+			gets, posts := br.blobGets.Load(), br.posts.Load()
+			if posts != 1 {
+				t.Errorf("%d batch requests, want 1", posts)
+			}
+			want := int64(0)
+			if tc.viaRegistry {
+				want = int64(res.BlobsTransferred)
+			}
+			if gets != want || res.BlobsTransferred < 10 {
+				t.Errorf("%d blob GETs through the registry for %d blobs pulled, want %d", gets, res.BlobsTransferred, want)
+			}
+		})
+	}
+}
