@@ -118,7 +118,9 @@ func TestBlobBatchRefusals(t *testing.T) {
 		says   string
 	}{
 		{"not JSON", `{"operation":`, http.StatusBadRequest, spec.ErrorParameterInvalid, "not valid JSON"},
-		{"upload", `{"operation":"upload","blobs":[{"digest":"` + string(d) + `","size":1}]}`, http.StatusBadRequest, spec.ErrorParameterInvalid, `use "download"`},
+		{"unknown operation", `{"operation":"verify","blobs":[{"digest":"` + string(d) + `","size":1}]}`, http.StatusBadRequest, spec.ErrorParameterInvalid, `use "download" or "upload"`},
+		{"from on a download", `{"operation":"download","from":"team-a/other","blobs":[{"digest":"` + string(d) + `","size":1}]}`, http.StatusBadRequest, spec.ErrorParameterInvalid, "only an \"upload\" batch"},
+		{"bad from", `{"operation":"upload","from":"no-slash","blobs":[{"digest":"` + string(d) + `","size":1}]}`, http.StatusBadRequest, spec.ErrorNameInvalid, "REPOSITORY/NAME"},
 		{"no blobs", `{"operation":"download","blobs":[]}`, http.StatusBadRequest, spec.ErrorParameterInvalid, "1 to 1000 blobs"},
 		{"too many", string(tooManyJSON), http.StatusBadRequest, spec.ErrorParameterInvalid, "split it"},
 		{"bad digest", `{"operation":"download","blobs":[{"digest":"sha256:abc","size":1}]}`, http.StatusBadRequest, spec.ErrorDigestInvalid, "blobs[0]"},
@@ -131,6 +133,86 @@ func TestBlobBatchRefusals(t *testing.T) {
 			h.expect(r, tc.status, tc.code)
 			if e := r.apiError(t); !strings.Contains(e.Message, tc.says) {
 				t.Errorf("message %q does not say %q", e.Message, tc.says)
+			}
+		})
+	}
+}
+
+// TestBlobBatchUpload: an upload batch offers blobs as body-less PUTs do.
+// A blob the model links, or mounts from a model the caller may pull, is
+// present; a new one gets a presigned PUT (in redirect mode) that the
+// store takes with the headers given, and a manifest naming it then links
+// it; a registry that carries the bytes wants them through itself. A blob
+// of another tenant is present to nobody else, mount or no mount.
+func TestBlobBatchUpload(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			h := newHarness(t, b, tenantOptions(t))
+			a := h.as("team-a")
+			m1, _ := a.pushModel("team-a/m1", "v1", map[string]string{"w.bin": "team a's weights"})
+			x := m1.Blobs[0]
+			fresh := []byte("a blob nobody has pushed")
+			n := spec.BlobRef{Digest: digest.FromBytes(fresh), Size: int64(len(fresh))}
+			xRef := spec.BlobRef{Digest: x.Digest, Size: x.Size}
+
+			req := spec.BlobBatchRequest{Operation: spec.BatchOperationUpload, From: "team-a/m1", Blobs: []spec.BlobRef{xRef, n}}
+			r, answer := h.batch("team-a", "team-a/m2", req)
+			h.expect(r, http.StatusOK, "")
+			if got := answer.Blobs[0]; !got.Present || got.Href != "" || got.Error != nil {
+				t.Errorf("a blob mounted from m1: %+v, want present", got)
+			}
+			got := answer.Blobs[1]
+			switch {
+			case got.Present || got.Error != nil:
+				t.Fatalf("a new blob: %+v, want it asked for", got)
+			case b.redirect && (!strings.Contains(got.Href, "X-Amz-Signature=") || got.Header["X-Amz-Checksum-Sha256"] == ""):
+				t.Fatalf("a new blob: %+v, want a presigned PUT and its checksum header", got)
+			case !b.redirect && got.Href != "":
+				t.Fatalf("a new blob: %+v, want no URL (the registry takes the bytes)", got)
+			}
+			if b.redirect {
+				header := http.Header{}
+				for k, v := range got.Header {
+					header.Set(k, v)
+				}
+				if put := h.do(http.MethodPut, got.Href, []byte("other bytes of that length!!"[:len(fresh)]), header); put.status/100 == 2 {
+					t.Fatalf("the store took other bytes at the URL: %d", put.status)
+				}
+				if put := h.do(http.MethodPut, got.Href, fresh, header); put.status != http.StatusOK {
+					t.Fatalf("PUT to the URL: %d %s", put.status, put.body)
+				}
+			} else {
+				h.as("team-a").pushBlob("team-a/m2", fresh)
+			}
+			m2 := m1
+			m2.Config = a.pushBlob("team-a/m2", []byte("description: m2\n"))
+			m2.Config.Name, m2.Config.MediaType = spec.ConfigFileName, spec.MediaTypeConfig
+			m2.Blobs = []spec.Descriptor{x, {Name: "fresh.bin", MediaType: spec.MediaTypeFile, Digest: n.Digest, Size: n.Size}}
+			data, _ := json.Marshal(m2)
+			h.expect(h.do(http.MethodPut, "/team-a/m2/manifests/v1", data, as("team-a")), http.StatusCreated, "")
+			if r, again := h.batch("team-a", "team-a/m2", spec.BlobBatchRequest{Operation: spec.BatchOperationUpload, Blobs: []spec.BlobRef{n}}); r.status != http.StatusOK || !again.Blobs[0].Present {
+				t.Errorf("the uploaded blob offered again after the manifest: %d %s, want present", r.status, r.body)
+			}
+
+			// Team b may not pull team-a/m1: its mount does nothing, and
+			// its blob is asked for like any blob it has not sent.
+			r, answer = h.batch("team-b", "team-b/copy", spec.BlobBatchRequest{Operation: spec.BatchOperationUpload, From: "team-a/m1", Blobs: []spec.BlobRef{xRef}})
+			h.expect(r, http.StatusOK, "")
+			if got := answer.Blobs[0]; got.Present || got.Error != nil {
+				t.Errorf("team a's blob offered by team b from team a's model: %+v, want it asked for", got)
+			}
+			bm := m1
+			bm.Config = h.as("team-b").pushBlob("team-b/copy", []byte("description: b\n"))
+			bm.Config.Name, bm.Config.MediaType = spec.ConfigFileName, spec.MediaTypeConfig
+			data, _ = json.Marshal(bm)
+			h.expect(h.do(http.MethodPut, "/team-b/copy/manifests/v1", data, as("team-b")), http.StatusBadRequest, spec.ErrorManifestBlobUnknown)
+
+			// Uploads need push; anonymous requests are challenged.
+			if r, _ := h.batch("team-b", "team-a/m2", req); r.status != http.StatusForbidden {
+				t.Errorf("team b's upload batch on team a's model: %d %s", r.status, r.body)
+			}
+			if r, _ := h.batch("", "public/x", req); r.status != http.StatusUnauthorized {
+				t.Errorf("anonymous upload batch on a public model: %d %s", r.status, r.body)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -174,8 +175,37 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 	if size < 0 {
 		return spec.Errorf(spec.ErrorSizeInvalid, "the Content-Length header is required: send the blob with its length")
 	}
-	ctx := r.Context()
+	offer, err := reg.offerBlob(r.Context(), repo, name, d, size, r.URL.Query().Get("from"))
+	switch {
+	case err != nil:
+		return err
+	case offer.present:
+		return blobCreated(w, r, d)
+	case offer.upload != nil:
+		reg.redirect(w, d, *offer.upload, "upload")
+		return nil
+	}
+	if err := reg.storeBlob(w, r, repo, name, d, r.Body, size); err != nil {
+		return err
+	}
+	return blobCreated(w, r, d)
+}
+
+// blobOffer is what a pusher who offers a blob must do: nothing (present),
+// send the bytes to a presigned URL (upload, in redirect mode), or else
+// send them through the registry.
+type blobOffer struct {
+	present bool
+	upload  *storage.PresignedRequest
+}
+
+// offerBlob decides what the pusher of blob d, of size bytes, into the
+// model must do (see putBlob): nothing if the model links it, if it can be
+// mounted from the model from ("REPO/NAME", or ""), or if a redirected
+// upload of it has completed, which this commits; else send the bytes.
+func (reg *Registry) offerBlob(ctx context.Context, repo, name string, d digest.Digest, size int64, from string) (blobOffer, error) {
 	var st uploadState
+	var err error
 	if _, cached := reg.links.get(linkKey(repo, name, d)); cached || reg.presign == nil {
 		st.linkSize, st.linked, err = reg.readLink(ctx, repo, name, d)
 		if err == nil && reg.presign != nil && !(st.linked && st.linkSize == size) {
@@ -187,62 +217,53 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 		st, err = reg.readUploadState(ctx, repo, name, d, size, false)
 	}
 	if err != nil {
-		return err
+		return blobOffer{}, err
 	}
 	if st.linked && st.linkSize == size {
 		reg.metrics.dedup.WithLabelValues("put").Inc()
-		return blobCreated(w, r, d)
+		return blobOffer{present: true}, nil
 	}
-	if from := r.URL.Query().Get("from"); from != "" {
-		if ok, err := reg.mount(ctx, repo, name, from, d, size); err != nil {
-			return err
-		} else if ok {
-			return blobCreated(w, r, d)
+	if from != "" {
+		if ok, err := reg.mount(ctx, repo, name, from, d, size); err != nil || ok {
+			return blobOffer{present: ok}, err
 		}
 		st.claimRead = false // the mount may have changed what was read
 		if st.stored, err = reg.blobStored(ctx, d, size); err != nil {
-			return err
+			return blobOffer{}, err
 		}
 	}
-	if reg.presign != nil {
-		return reg.redirectUpload(w, r, repo, name, d, size, st)
+	if reg.presign == nil {
+		return blobOffer{}, nil
 	}
-	if err := reg.storeBlob(w, r, repo, name, d, r.Body, size); err != nil {
-		return err
-	}
-	return blobCreated(w, r, d)
+	return reg.redirectOffer(ctx, repo, name, d, size, st)
 }
 
-// redirectUpload answers a blob PUT in redirect mode: a presigned PUT to
-// the blob's key under an upload claim when the blob is not stored and no
-// other model's claim stands; else 201 if an upload through this model has
-// completed (a client may offer a blob again after sending it); else a
-// presigned PUT to the model's staging key.
-func (reg *Registry) redirectUpload(w http.ResponseWriter, r *http.Request, repo, name string, d digest.Digest, size int64, st uploadState) error {
-	ctx := r.Context()
+// redirectOffer is offerBlob in redirect mode: a presigned PUT to the
+// blob's key under an upload claim when the blob is not stored and no
+// other model's claim stands; else present if an upload through this
+// model has completed (a client may offer a blob again after sending it);
+// else a presigned PUT to the model's staging key.
+func (reg *Registry) redirectOffer(ctx context.Context, repo, name string, d digest.Digest, size int64, st uploadState) (blobOffer, error) {
 	key := stagedKey(repo, name, d)
 	claimed := false
 	if !st.stored {
 		// The common case, a new blob, costs one write: the claim.
 		var err error
 		if claimed, err = reg.claimUpload(ctx, repo+"/"+name, d, false); err != nil {
-			return err
+			return blobOffer{}, err
 		}
 	}
 	if claimed {
 		key = blobKey(d)
-	} else if ok, err := reg.commitUpload(ctx, repo, name, d, size, st); err != nil {
-		return err
-	} else if ok {
-		return blobCreated(w, r, d)
+	} else if ok, err := reg.commitUpload(ctx, repo, name, d, size, st); err != nil || ok {
+		return blobOffer{present: ok}, err
 	}
 	sum, _ := digestSum(d)
 	pr, err := reg.presign.PresignPut(ctx, key, size, sum, reg.opts.PresignExpiry)
 	if err != nil {
-		return internal("presign blob upload", err)
+		return blobOffer{}, internal("presign blob upload", err)
 	}
-	reg.redirect(w, d, pr, "upload")
-	return nil
+	return blobOffer{upload: &pr}, nil
 }
 
 // redirect answers 302 to a presigned URL for blob d and counts it by

@@ -200,7 +200,7 @@ func (reg *Registry) Handler() http.Handler {
 			r.With(pull).Head("/blobs/{digest}", reg.handle(reg.withDerived(reg.headBlob)))
 			r.With(pull).Get("/blobs/{digest}", reg.handle(reg.withDerived(reg.getBlob)))
 			r.With(push).Put("/blobs/{digest}", reg.handle(reg.putBlob))
-			r.With(pull).Post("/blobs/batch", reg.handle(reg.batchBlobs))
+			r.Post("/blobs/batch", reg.handle(reg.batchBlobs)) // pull or push, by operation
 			r.With(pull).Get("/holds", reg.handle(reg.listHolds))
 			r.With(hold).Put("/holds/{holder}", reg.handle(reg.putHold))
 			r.With(hold).Delete("/holds/{holder}", reg.handle(reg.releaseHold))
