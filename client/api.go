@@ -706,20 +706,22 @@ func (a *API) blobBody(resp *http.Response, header http.Header, offset int64, pr
 // URLs of a few KiB each.
 const maxBatchResponseSize = 16 << 20
 
-// BlobLocations asks the registry where to read blobs of the model, up to
-// spec.MaxBatchBlobs a request (POST …/blobs/batch), and returns the blobs
-// it answered with a URL for. A blob it has no URL for (a registry that
-// carries the bytes itself, a blob the model does not link) is read with
-// GetBlob, which says why it cannot be. A registry that has no batch
-// endpoint answers with an error; so does one that refuses the request.
-func (a *API) BlobLocations(ctx context.Context, repo, name string, blobs []spec.BlobRef) (map[digest.Digest]spec.BlobLocation, error) {
-	asked := make(map[digest.Digest]bool, len(blobs))
-	for _, b := range blobs {
+// BlobBatch sends req's blobs to the registry's batch endpoint (POST
+// …/blobs/batch), up to spec.MaxBatchBlobs a request, and returns its
+// answers by digest: for a download, where to read each blob; for an
+// upload, whether it is present or where to send it. Answers for blobs req
+// did not list are dropped, and so are URLs that are not http or https: a
+// registry does not get to point the client at a file or another scheme
+// (the bytes are verified whatever answers). A registry without the
+// endpoint answers with an error, as does one that refuses the request.
+func (a *API) BlobBatch(ctx context.Context, repo, name string, req spec.BlobBatchRequest) (map[digest.Digest]spec.BlobLocation, error) {
+	asked := make(map[digest.Digest]bool, len(req.Blobs))
+	for _, b := range req.Blobs {
 		asked[b.Digest] = true
 	}
 	out := map[digest.Digest]spec.BlobLocation{}
-	for part := range slices.Chunk(blobs, spec.MaxBatchBlobs) {
-		data, err := json.Marshal(spec.BlobBatchRequest{Operation: spec.BatchOperationDownload, Blobs: part})
+	for part := range slices.Chunk(req.Blobs, spec.MaxBatchBlobs) {
+		data, err := json.Marshal(spec.BlobBatchRequest{Operation: req.Operation, From: req.From, Blobs: part})
 		if err != nil {
 			return out, err
 		}
@@ -737,13 +739,33 @@ func (a *API) BlobLocations(ctx context.Context, repo, name string, blobs []spec
 			return out, fmt.Errorf("%s: unreadable answer to a blob batch request: %w", a.base, err)
 		}
 		for _, loc := range answer.Blobs {
-			// Only what was asked, and only web URLs: the bytes are
-			// verified whatever answers, but a registry does not get to
-			// point the client at a file or another scheme.
-			if u, err := url.Parse(loc.Href); loc.Error == nil && asked[loc.Digest] && err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
-				out[loc.Digest] = loc
+			if !asked[loc.Digest] || loc.Error != nil {
+				continue
 			}
+			if u, err := url.Parse(loc.Href); loc.Href != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+				continue
+			}
+			out[loc.Digest] = loc
 		}
 	}
 	return out, nil
+}
+
+// PutPresigned sends a blob of size bytes, read through open, to a
+// presigned PUT URL (an upload BlobLocation's Href) with the headers it
+// came with.
+func (a *API) PutPresigned(ctx context.Context, href string, header map[string]string, size int64, open func() (io.ReadCloser, error)) error {
+	h := http.Header{}
+	for k, v := range header {
+		h.Set(k, v)
+	}
+	resp, err := a.do(ctx, http.MethodPut, href, &body{open: open, size: size}, h)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return a.errorFrom(resp, href, true)
+	}
+	return nil
 }

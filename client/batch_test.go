@@ -21,13 +21,13 @@ import (
 )
 
 // batchRegistry is a registry on S3 with redirects behind a handler that
-// counts blob GETs and batch requests, and can answer batch requests as a
+// counts blob GETs and PUTs and batch requests, and can answer batch requests as a
 // registry from before the endpoint (404), or hand out URLs the store
 // refuses (a signature that no longer holds, as after expiry).
 type batchRegistry struct {
-	url              string
-	blobGets, posts  atomic.Int64
-	missing, refused atomic.Bool
+	url                       string
+	blobGets, blobPuts, posts atomic.Int64
+	missing, refused          atomic.Bool
 }
 
 func startBatchRegistry(t *testing.T) *batchRegistry {
@@ -51,6 +51,8 @@ func startBatchRegistry(t *testing.T) *batchRegistry {
 		switch {
 		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/"):
 			br.blobGets.Add(1)
+		case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/"):
+			br.blobPuts.Add(1)
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/batch"):
 			br.posts.Add(1)
 			if br.missing.Load() {
@@ -132,6 +134,66 @@ func TestPullReadsBlobLocations(t *testing.T) {
 			if gets != want || res.BlobsTransferred < 10 {
 				t.Errorf("%d blob GETs through the registry for %d blobs pulled, want %d", gets, res.BlobsTransferred, want)
 			}
+		})
+	}
+}
+
+// TestPushOffersInBatches: a push to a registry with redirects offers its
+// blobs in batch requests and sends each new one to the URL it got, with
+// no blob PUT to the registry; to a registry without the endpoint, or when
+// the store refuses the URLs, it offers each blob with a PUT instead. The
+// version pulled back is the tree pushed, every time.
+func TestPushOffersInBatches(t *testing.T) {
+	br := startBatchRegistry(t)
+	src := t.TempDir()
+	write(t, src, "modelx.yaml", []byte("description: batch push\n"), 0o644)
+	write(t, src, "weights.bin", random(41, 900<<10), 0o644) // chunked
+	write(t, src, "a/whole.bin", random(42, 12<<10), 0o644)
+	for i := range 40 {
+		write(t, src, fmt.Sprintf("vocab/%02d.txt", i), bytes.Repeat([]byte{byte('a' + i%26)}, 400+i), 0o644)
+	}
+	ctx := context.Background()
+	for i, tc := range []struct {
+		name             string
+		missing, refused bool
+	}{
+		{name: "batch"},
+		{name: "no endpoint", missing: true},
+		{name: "refused URLs", refused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br.missing.Store(tc.missing)
+			br.refused.Store(tc.refused)
+			br.blobPuts.Store(0)
+			br.posts.Store(0)
+			c := newClient(client.Options{})
+			// A model of its own each time: every blob is new to it.
+			r, err := client.ParseReference(fmt.Sprintf("%s/batch/push-%d:v1", br.url, i), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Push(ctx, r, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			puts, posts := br.blobPuts.Load(), br.posts.Load()
+			switch {
+			case res.BlobsTransferred < 10:
+				t.Fatalf("%d blobs sent, want every blob of the model", res.BlobsTransferred)
+			case tc.missing && (puts != int64(res.BlobsTransferred) || posts != 1):
+				t.Errorf("%d blob PUTs and %d batch requests for %d blobs, want a PUT each after one refused batch", puts, posts, res.BlobsTransferred)
+			case tc.refused && puts != int64(res.BlobsTransferred):
+				t.Errorf("%d blob PUTs for %d blobs whose URLs were refused, want one each", puts, res.BlobsTransferred)
+			case !tc.missing && !tc.refused && (puts != 0 || posts == 0):
+				t.Errorf("%d blob PUTs and %d batch requests, want only batches", puts, posts)
+			}
+			br.missing.Store(false)
+			br.refused.Store(false)
+			dst := t.TempDir()
+			if _, err := c.Pull(ctx, r, dst, client.PullOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			sameTree(t, src, dst)
 		})
 	}
 }

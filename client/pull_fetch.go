@@ -50,7 +50,12 @@ func (b *modelBlobs) locate(ctx context.Context, blobs []spec.BlobRef) {
 	if len(blobs) < 2 {
 		return // one request either way
 	}
-	locs, _ := b.api.BlobLocations(ctx, b.repo, b.name, blobs)
+	locs, _ := b.api.BlobBatch(ctx, b.repo, b.name, spec.BlobBatchRequest{Operation: spec.BatchOperationDownload, Blobs: blobs})
+	for d, loc := range locs {
+		if loc.Href == "" {
+			delete(locs, d) // read through the registry
+		}
+	}
 	b.mu.Lock()
 	b.locations = locs
 	b.mu.Unlock()

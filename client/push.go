@@ -473,7 +473,13 @@ func sectionOpener(path string, offset, size int64) func() (io.ReadCloser, error
 
 // sender uploads the blobs of one push as they become known: each digest
 // once, none that the tag's current manifest names, Concurrency at a time.
-// send blocks while that many uploads run, which holds back hashing.
+//
+// Blobs are offered to the registry in batches (offerBatcher) ahead of
+// their uploads, so an upload slot waits on the object store only: on a
+// network the registry's answer, and its own round trips to the store,
+// are no longer paid blob after blob. send blocks while 2×Concurrency
+// blobs are between send and the end of their upload, which holds back
+// hashing and bounds the memory of packs waiting to be sent.
 type sender struct {
 	c      *Client
 	api    *API
@@ -489,15 +495,52 @@ type sender struct {
 	currentDigest digest.Digest
 	currentErr    error
 
+	slots      chan struct{}  // one per blob from send to the end of its upload
+	inflight   sync.WaitGroup // blobs sent and not yet uploaded
+	offers     *offerBatcher
+	dispatch   chan offered // offered blobs, to upload
+	dispatched chan struct{}
+
 	mu   sync.Mutex
 	seen map[digest.Digest]bool
 	all  map[digest.Digest]upload
 }
 
+// offered is a blob to upload and, if the registry answered a batch offer
+// of it, that answer.
+type offered struct {
+	u   upload
+	loc *spec.BlobLocation
+}
+
 func (c *Client) newSender(ctx context.Context, cancel context.CancelCauseFunc, api *API, ref Reference, res *PushResult) *sender {
-	s := &sender{c: c, api: api, ref: ref, res: res, ctx: ctx, cancel: cancel, ready: make(chan struct{}), seen: map[digest.Digest]bool{}, all: map[digest.Digest]upload{}}
+	s := &sender{c: c, api: api, ref: ref, res: res, ctx: ctx, cancel: cancel, ready: make(chan struct{}), seen: map[digest.Digest]bool{}, all: map[digest.Digest]upload{},
+		slots: make(chan struct{}, 2*c.opts.Concurrency), dispatch: make(chan offered, 2*c.opts.Concurrency), dispatched: make(chan struct{})}
 	s.g.SetLimit(c.opts.Concurrency)
+	s.offers = &offerBatcher{s: s}
+	go s.uploads()
 	return s
+}
+
+// uploads starts an upload for each offered blob, Concurrency at a time,
+// until wait closes dispatch.
+func (s *sender) uploads() {
+	defer close(s.dispatched)
+	for o := range s.dispatch {
+		s.g.Go(func() error {
+			defer func() { <-s.slots; s.inflight.Done() }()
+			if o.u.release != nil {
+				defer o.u.release()
+			}
+			err := s.upload(o.u, o.loc)
+			o.u.file.end(err)
+			if err != nil {
+				s.cancel(err)
+				return err
+			}
+			return nil
+		})
+	}
 }
 
 // loadCurrent fetches the manifest the tag names now or, for a new tag,
@@ -574,18 +617,17 @@ func (s *sender) send(u upload) {
 		u.file.end(nil)
 		return
 	}
-	s.g.Go(func() error {
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.ctx.Done():
 		if u.release != nil {
-			defer u.release()
+			u.release()
 		}
-		err := s.upload(u)
-		u.file.end(err)
-		if err != nil {
-			s.cancel(err)
-			return err
-		}
-		return nil
-	})
+		u.file.end(context.Cause(s.ctx))
+		return
+	}
+	s.inflight.Add(1)
+	s.offers.add(u)
 }
 
 // maxManifestRetries bounds how often a push uploads blobs the registry
@@ -629,7 +671,7 @@ func (s *sender) putManifest(ctx context.Context, data []byte) (digest.Digest, e
 			s.c.opts.Progress.Plan(u.size, 0)
 			u.file = startFile(s.c.opts.Progress, u.label, u.size)
 			g.Go(func() error {
-				err := s.transfer(u)
+				err := s.transfer(u, nil)
 				u.file.Done(err)
 				return err
 			})
@@ -657,7 +699,9 @@ func missingBlobs(err error) []digest.Digest {
 	return out
 }
 
-func (s *sender) upload(u upload) error {
+// upload sends u unless the tag's current manifest names it; loc is the
+// registry's answer to a batch offer of u, if any.
+func (s *sender) upload(u upload, loc *spec.BlobLocation) error {
 	select {
 	case <-s.ready:
 	case <-s.ctx.Done():
@@ -673,14 +717,17 @@ func (s *sender) upload(u upload) error {
 		s.count(u, false)
 		return nil
 	}
-	return s.transfer(u)
+	return s.transfer(u, loc)
 }
 
-// transfer offers one blob to the registry, sending its bytes if asked.
-// Its progress counts the bytes as they are read (a retry starts over)
-// and, once the registry answered, settles on the figure the result
-// counts: size moved when the bytes were sent, size skipped when not.
-func (s *sender) transfer(u upload) error {
+// transfer sends one blob as loc, the registry's answer to a batch offer
+// of it, says: nothing when present, the bytes to its URL. Without an
+// answer, or when that URL fails (expired, say), it offers the blob with a
+// PUT to the registry, sending the bytes if asked. Its progress counts the
+// bytes as they are read (a retry starts over) and, once answered, settles
+// on the figure the result counts: size moved when the bytes were sent,
+// size skipped when not.
+func (s *sender) transfer(u upload, loc *spec.BlobLocation) error {
 	// The body is opened on the HTTP transport's goroutine, and only when
 	// the registry wants the bytes. The transport may close a body after
 	// PutBlob returns; u's memory is released only once every body
@@ -697,7 +744,22 @@ func (s *sender) transfer(u upload) error {
 		open.Add(1)
 		return &countingReadCloser{ReadCloser: &closeOnce{ReadCloser: rc, done: open.Done}, add: meter.add}, nil
 	}
-	sent, err := s.api.MountBlob(s.ctx, s.ref.Repository, s.ref.Name, s.from, u.digest, u.size, body)
+	var sent bool
+	var err error
+	switch {
+	case loc != nil && loc.Present:
+	case loc != nil && loc.Href != "" && time.Now().Before(loc.ExpiresAt.Add(-presignedSlack)):
+		if err = s.api.PutPresigned(s.ctx, loc.Href, loc.Header, u.size, body); err == nil {
+			sent = true
+			break
+		}
+		if s.ctx.Err() != nil {
+			break
+		}
+		fallthrough // the registry hands out a fresh URL, or says what is wrong
+	default:
+		sent, err = s.api.MountBlob(s.ctx, s.ref.Repository, s.ref.Name, s.from, u.digest, u.size, body)
+	}
 	meter.settle(sent, u.size, err)
 	if err != nil {
 		if Code(err) == spec.ErrorDigestInvalid {
@@ -728,6 +790,9 @@ func (s *sender) count(u upload, sent bool) {
 
 // wait waits for every upload and returns the first failure.
 func (s *sender) wait() error {
+	s.inflight.Wait() // every send is over: no more blobs come
+	close(s.dispatch)
+	<-s.dispatched
 	err := s.g.Wait()
 	<-s.ready
 	if err == nil && s.currentErr != nil {
