@@ -480,8 +480,8 @@ func (r *report) markdown() string {
 	s := r.Settings
 	fmt.Fprintf(&b, "- settings: -size %s, -small-files %d, -mixed-files %d, -mixed-shard %s, -j %d, -seed %d, scenarios %s, models %s, modes %s\n",
 		formatBytes(s.Size), s.SmallFiles, s.MixedFiles, formatBytes(s.MixedShard), s.Concurrency, s.Seed, s.Scenarios, s.Models, s.Modes)
-	if s.Latency != "" {
-		fmt.Fprintf(&b, "- latency: every connection to the S3 server and to modelxd goes through a delay proxy adding %s each way (a %s round trip)\n", s.Latency, "2×"+s.Latency)
+	if d, err := time.ParseDuration(s.Latency); err == nil && d > 0 {
+		fmt.Fprintf(&b, "- latency: every connection to the S3 server and to modelxd goes through a delay proxy adding %s each way (a %s round trip)\n", d, 2*d)
 	}
 	for _, m := range r.Models {
 		fmt.Fprintf(&b, "- model %s: %d files, %s (largest file %s)", m.Name, m.Files, formatBytes(m.Bytes), formatBytes(m.Largest))
