@@ -459,40 +459,32 @@ func (b *bench) runFloor(ctx context.Context, fl *floor, m *model) error {
 
 	// The same pull writing every object to a file, as the floor of
 	// issue 18 defines a pull ("presigned GETs hashed and written"): the
-	// floor of the bars of cold pulls.
-	writeDir := filepath.Join(b.root, "floor-write-"+m.Name)
-	if err := os.MkdirAll(writeDir, 0o755); err != nil {
-		return err
+	// floor of the bars of cold pulls. Then with one fsync per object: not
+	// the floor of the bars, but what a pull that keeps its bytes durably
+	// cannot beat.
+	for _, v := range []struct {
+		mode, op, step, note string
+		sync                 bool
+	}{
+		{modeFloorWrite, "pull+write", "floor-write-pull", "as the floor, and each object written to a file (no fsync)", false},
+		{modeFloorDisk, "pull+disk", "floor-disk-pull", "as the floor, and each object written to a file and fsynced once", true},
+	} {
+		dir := filepath.Join(b.root, v.step+"-"+m.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		d, c, cpu, err = b.measure(m.Name+"-"+v.step, "", func() error {
+			_, err := fl.pull(ctx, objs, floorSink{objectDir: dir, sync: v.sync})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", v.step, m.Name, err)
+		}
+		b.report.Floors = append(b.report.Floors, floorEntry{Model: m.Name, Op: v.op, floorResult: floorResult{Seconds: d.Seconds(), Bytes: total, Objects: len(objs), Requests: c.Storage}})
+		b.addRow(row{Scenario: scColdPull, Mode: v.mode, Model: m.Name, Seconds: d.Seconds(), LogicalBytes: m.Bytes, MovedBytes: total,
+			BlobsMoved: len(objs), counts: c, CPU: cpu, Notes: v.note}, true)
 	}
-	defer os.RemoveAll(writeDir)
-	d, c, cpu, err = b.measure(m.Name+"-floor-write-pull", "", func() error {
-		_, err := fl.pull(ctx, objs, floorSink{objectDir: writeDir})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("floor pull to files %s: %w", m.Name, err)
-	}
-	b.report.Floors = append(b.report.Floors, floorEntry{Model: m.Name, Op: "pull+write", floorResult: floorResult{Seconds: d.Seconds(), Bytes: total, Objects: len(objs), Requests: c.Storage}})
-	b.addRow(row{Scenario: scColdPull, Mode: modeFloorWrite, Model: m.Name, Seconds: d.Seconds(), LogicalBytes: m.Bytes, MovedBytes: total,
-		BlobsMoved: len(objs), counts: c, CPU: cpu, Notes: "as the floor, and each object written to a file (no fsync)"}, true)
-
-	// The same pull with one fsync per object: not the floor of the bars,
-	// but what a pull that keeps its bytes durably cannot beat.
-	dir := filepath.Join(b.root, "floor-pull-"+m.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	d, c, cpu, err = b.measure(m.Name+"-floor-disk-pull", "", func() error {
-		_, err := fl.pull(ctx, objs, floorSink{objectDir: dir, sync: true})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("floor pull to disk %s: %w", m.Name, err)
-	}
-	b.report.Floors = append(b.report.Floors, floorEntry{Model: m.Name, Op: "pull+disk", floorResult: floorResult{Seconds: d.Seconds(), Bytes: total, Objects: len(objs), Requests: c.Storage}})
-	b.addRow(row{Scenario: scColdPull, Mode: modeFloorDisk, Model: m.Name, Seconds: d.Seconds(), LogicalBytes: m.Bytes, MovedBytes: total,
-		BlobsMoved: len(objs), counts: c, CPU: cpu, Notes: "as the floor, and each object written to a file and fsynced once"}, true)
 
 	// The same pull writing the model's files back: what a pull that
 	// produces the tree cannot beat, whatever its format.

@@ -31,15 +31,9 @@ func (reg *Registry) batchBlobs(w http.ResponseWriter, r *http.Request) error {
 	if apiErr := reg.allowed(w, r, modelxAPI, repo+"/"+name, auth.Pull, auth.Push); apiErr != nil {
 		return apiErr
 	}
-	if r.ContentLength > spec.MaxBatchRequestSize {
-		return spec.Errorf(spec.ErrorTooLarge, "the batch request is %d bytes, over the limit of %d: split it", r.ContentLength, spec.MaxBatchRequestSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, spec.MaxBatchRequestSize+1))
+	data, err := readRequestBody(r, spec.MaxBatchRequestSize, "the batch request", spec.ErrorParameterInvalid, ": split it")
 	if err != nil {
-		return spec.Errorf(spec.ErrorParameterInvalid, "reading the batch request failed: %v", err)
-	}
-	if len(data) > spec.MaxBatchRequestSize {
-		return spec.Errorf(spec.ErrorTooLarge, "the batch request is over the limit of %d bytes: split it", spec.MaxBatchRequestSize)
+		return err
 	}
 	req, err := spec.ParseBlobBatchRequest(data)
 	if err != nil {
@@ -128,4 +122,21 @@ func (reg *Registry) uploadLocation(ctx context.Context, repo, name, from string
 		reg.metrics.redirects.WithLabelValues("upload").Inc()
 	}
 	return nil
+}
+
+// readRequestBody reads a request body of at most limit bytes, what it is
+// named in errors: TOO_LARGE past the limit (with fix, how to stay under
+// it), the code invalid when it cannot be read.
+func readRequestBody(r *http.Request, limit int64, what string, invalid spec.ErrorCode, fix string) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, spec.Errorf(spec.ErrorTooLarge, "%s is %d bytes, over the limit of %d%s", what, r.ContentLength, limit, fix)
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, spec.Errorf(invalid, "reading %s failed: %v", what, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, spec.Errorf(spec.ErrorTooLarge, "%s is over the limit of %d bytes%s", what, limit, fix)
+	}
+	return data, nil
 }

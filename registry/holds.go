@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -203,15 +202,9 @@ func (reg *Registry) putHold(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if r.ContentLength > spec.MaxHoldRequestSize {
-		return spec.Errorf(spec.ErrorTooLarge, "the hold request is %d bytes, over the limit of %d", r.ContentLength, spec.MaxHoldRequestSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, spec.MaxHoldRequestSize+1))
+	data, err := readRequestBody(r, spec.MaxHoldRequestSize, "the hold request", spec.ErrorHoldInvalid, "")
 	if err != nil {
-		return spec.Errorf(spec.ErrorHoldInvalid, "reading the hold request failed: %v", err)
-	}
-	if len(data) > spec.MaxHoldRequestSize {
-		return spec.Errorf(spec.ErrorTooLarge, "the hold request is over the limit of %d bytes", spec.MaxHoldRequestSize)
+		return err
 	}
 	digests, ttl, err := spec.ParseHoldRequest(data)
 	if err != nil {
