@@ -14,10 +14,7 @@ import (
 	"testing"
 
 	"modelx.io/modelx/client"
-	"modelx.io/modelx/internal/testenv"
-	"modelx.io/modelx/registry"
 	"modelx.io/modelx/spec"
-	"modelx.io/modelx/storage/s3"
 )
 
 // batchRegistry is a registry on S3 with redirects behind a handler that
@@ -32,21 +29,8 @@ type batchRegistry struct {
 
 func startBatchRegistry(t *testing.T) *batchRegistry {
 	t.Helper()
-	srv := testenv.StartS3(t)
-	ctx := context.Background()
-	st, err := s3.New(ctx, s3.Config{Endpoint: srv.URL, Bucket: "batch", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(st, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), EnableRedirect: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	br := &batchRegistry{}
-	h := reg.Handler()
+	h := s3RedirectRegistry(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/"):

@@ -49,6 +49,15 @@ func envs(t *testing.T) []env {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fs := fsEnv(t)
 
+	s3Srv := httptest.NewServer(s3RedirectRegistry(t, logger))
+	t.Cleanup(s3Srv.Close)
+	return []env{fs, {name: "s3-redirect", url: s3Srv.URL}}
+}
+
+// s3RedirectRegistry is the handler of a registry on a bucket of a new S3
+// server, with redirects.
+func s3RedirectRegistry(t *testing.T, logger *slog.Logger) http.Handler {
+	t.Helper()
 	s3srv := testenv.StartS3(t)
 	ctx := context.Background()
 	st, err := s3.New(ctx, s3.Config{Endpoint: s3srv.URL, Bucket: "models", AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey, PathStyle: true})
@@ -58,13 +67,11 @@ func envs(t *testing.T) []env {
 	if err := st.CreateBucket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s3Reg, err := registry.New(st, registry.Options{Logger: logger, EnableRedirect: true})
+	reg, err := registry.New(st, registry.Options{Logger: logger, EnableRedirect: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s3Srv := httptest.NewServer(s3Reg.Handler())
-	t.Cleanup(s3Srv.Close)
-	return []env{fs, {name: "s3-redirect", url: s3Srv.URL}}
+	return reg.Handler()
 }
 
 // fsEnv is a registry on the local filesystem alone, for a test whose
