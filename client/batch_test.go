@@ -181,3 +181,37 @@ func TestPushOffersInBatches(t *testing.T) {
 		})
 	}
 }
+
+// TestPullLocatesManyBlobs: a pull of more blobs than one batch request
+// takes locates the first batch before it downloads and the rest in the
+// background, and every blob is read from a URL or, if fetched before its
+// URL came, through the registry.
+func TestPullLocatesManyBlobs(t *testing.T) {
+	br := startBatchRegistry(t)
+	src := t.TempDir()
+	write(t, src, "modelx.yaml", []byte("description: many blobs\n"), 0o644)
+	n := spec.MaxBatchBlobs + 60
+	for i := range n { // above the small-file threshold, below a chunk: a blob each
+		write(t, src, fmt.Sprintf("d%02d/f%04d.bin", i%40, i), random(uint64(1000+i), testSmall+64), 0o644)
+	}
+	c := newClient(client.Options{})
+	r, err := client.ParseReference(br.url+"/batch/many:v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Push(ctx, r, src); err != nil {
+		t.Fatal(err)
+	}
+	br.blobGets.Store(0)
+	br.posts.Store(0)
+	dst := t.TempDir()
+	res, err := c.Pull(ctx, r, dst, client.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, src, dst)
+	if posts, gets := br.posts.Load(), br.blobGets.Load(); posts != 2 || gets > int64(res.BlobsTransferred-spec.MaxBatchBlobs) || res.BlobsTransferred != n+1 {
+		t.Errorf("%d batch requests and %d blob GETs for %d blobs; want 2 batches, and GETs only for blobs past the first batch", posts, gets, res.BlobsTransferred)
+	}
+}

@@ -356,7 +356,9 @@ func (p *puller) download(ctx context.Context, todo []target) error {
 	}
 	defer local.close()
 	if l, ok := p.blobs.(blobLocator); ok {
-		l.locate(ctx, blobsToFetch(plan, local))
+		lctx, stop := context.WithCancel(ctx)
+		defer stop() // locating in the background ends with the download
+		l.locate(lctx, blobsToFetch(plan, local))
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.concurrency)

@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
 	"modelx.io/modelx/client/pack"
 	"modelx.io/modelx/content"
@@ -28,7 +30,8 @@ type blobFetcher interface {
 }
 
 // blobLocator is a blobFetcher that can ask, before a download, where to
-// read the blobs it will fetch: one request instead of one a blob.
+// read the blobs it will fetch: one request instead of one a blob. What it
+// starts in the background ends when ctx does.
 type blobLocator interface {
 	locate(ctx context.Context, blobs []spec.BlobRef)
 }
@@ -43,22 +46,48 @@ type modelBlobs struct {
 	locations map[digest.Digest]spec.BlobLocation
 }
 
-// locate implements blobLocator. Whatever goes wrong only leaves blobs
-// without a URL: each is then read through the registry, whose answer
-// says what is wrong.
+// backgroundBatches bounds the batch requests a pull of more than
+// spec.MaxBatchBlobs blobs sends at once.
+const backgroundBatches = 4
+
+// locate implements blobLocator. The first spec.MaxBatchBlobs blobs (all
+// of most models) are located before it returns; the rest in the
+// background, backgroundBatches requests at a time, while the first are
+// downloaded: a blob fetched before its URL is known is read through the
+// registry, as is one left without a URL by whatever went wrong, and the
+// registry's answer says what is wrong if anything is.
 func (b *modelBlobs) locate(ctx context.Context, blobs []spec.BlobRef) {
 	if len(blobs) < 2 {
 		return // one request either way
 	}
+	first := blobs[:min(len(blobs), spec.MaxBatchBlobs)]
+	b.learn(ctx, first)
+	if rest := blobs[len(first):]; len(rest) > 0 {
+		go func() {
+			var g errgroup.Group
+			g.SetLimit(backgroundBatches)
+			for part := range slices.Chunk(rest, spec.MaxBatchBlobs) {
+				g.Go(func() error { b.learn(ctx, part); return nil })
+			}
+			_ = g.Wait()
+		}()
+	}
+}
+
+// learn asks where blobs are (at most spec.MaxBatchBlobs) and keeps the
+// URLs it is given.
+func (b *modelBlobs) learn(ctx context.Context, blobs []spec.BlobRef) {
 	locs, _ := b.api.BlobBatch(ctx, b.repo, b.name, spec.BlobBatchRequest{Operation: spec.BatchOperationDownload, Blobs: blobs})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.locations == nil {
+		b.locations = map[digest.Digest]spec.BlobLocation{}
+	}
 	for d, loc := range locs {
-		if loc.Href == "" {
-			delete(locs, d) // read through the registry
+		if loc.Href != "" { // else read through the registry
+			b.locations[d] = loc
 		}
 	}
-	b.mu.Lock()
-	b.locations = locs
-	b.mu.Unlock()
 }
 
 // presignedSlack is how long before a URL's expiry the pull stops using
