@@ -64,6 +64,36 @@ func startBatchRegistry(t *testing.T) *batchRegistry {
 	return br
 }
 
+// push pushes the model in src as model ("REPO/NAME:TAG") and returns the
+// client that pushed it and the reference.
+func (br *batchRegistry) push(t *testing.T, model, src string) (*client.Client, client.Reference) {
+	t.Helper()
+	c := newClient(client.Options{})
+	r, err := client.ParseReference(br.url+"/"+model, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Push(context.Background(), r, src); err != nil {
+		t.Fatal(err)
+	}
+	return c, r
+}
+
+// pullCounted pulls r into a new directory, checks it holds src, and
+// returns the result and the blob GETs and batch requests the registry got.
+func (br *batchRegistry) pullCounted(t *testing.T, c *client.Client, r client.Reference, src string) (res *client.PullResult, gets, posts int64) {
+	t.Helper()
+	br.blobGets.Store(0)
+	br.posts.Store(0)
+	dst := t.TempDir()
+	res, err := c.Pull(context.Background(), r, dst, client.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, src, dst)
+	return res, br.blobGets.Load(), br.posts.Load()
+}
+
 // TestPullReadsBlobLocations: a pull from a registry with redirects asks
 // where its blobs are in one batch request and reads them from the object
 // store without a blob GET to the registry; from a registry without the
@@ -78,15 +108,7 @@ func TestPullReadsBlobLocations(t *testing.T) {
 	for i := range 40 {
 		write(t, src, fmt.Sprintf("vocab/%02d.txt", i), bytes.Repeat([]byte{byte('a' + i%26)}, 300+i), 0o644) // packed
 	}
-	c := newClient(client.Options{})
-	r, err := client.ParseReference(br.url+"/batch/model:v1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := c.Push(ctx, r, src); err != nil {
-		t.Fatal(err)
-	}
+	c, r := br.push(t, "batch/model:v1", src)
 	for _, tc := range []struct {
 		name             string
 		missing, refused bool
@@ -99,15 +121,7 @@ func TestPullReadsBlobLocations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			br.missing.Store(tc.missing)
 			br.refused.Store(tc.refused)
-			br.blobGets.Store(0)
-			br.posts.Store(0)
-			dst := t.TempDir()
-			res, err := c.Pull(ctx, r, dst, client.PullOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameTree(t, src, dst)
-			gets, posts := br.blobGets.Load(), br.posts.Load()
+			res, gets, posts := br.pullCounted(t, c, r, src)
 			if posts != 1 {
 				t.Errorf("%d batch requests, want 1", posts)
 			}
@@ -194,24 +208,8 @@ func TestPullLocatesManyBlobs(t *testing.T) {
 	for i := range n { // above the small-file threshold, below a chunk: a blob each
 		write(t, src, fmt.Sprintf("d%02d/f%04d.bin", i%40, i), random(uint64(1000+i), testSmall+64), 0o644)
 	}
-	c := newClient(client.Options{})
-	r, err := client.ParseReference(br.url+"/batch/many:v1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := c.Push(ctx, r, src); err != nil {
-		t.Fatal(err)
-	}
-	br.blobGets.Store(0)
-	br.posts.Store(0)
-	dst := t.TempDir()
-	res, err := c.Pull(ctx, r, dst, client.PullOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameTree(t, src, dst)
-	if posts, gets := br.posts.Load(), br.blobGets.Load(); posts != 2 || gets > int64(res.BlobsTransferred-spec.MaxBatchBlobs) || res.BlobsTransferred != n+1 {
+	c, r := br.push(t, "batch/many:v1", src)
+	if res, gets, posts := br.pullCounted(t, c, r, src); posts != 2 || gets > int64(res.BlobsTransferred-spec.MaxBatchBlobs) || res.BlobsTransferred != n+1 {
 		t.Errorf("%d batch requests and %d blob GETs for %d blobs; want 2 batches, and GETs only for blobs past the first batch", posts, gets, res.BlobsTransferred)
 	}
 }
