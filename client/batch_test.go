@@ -213,3 +213,38 @@ func TestPullLocatesManyBlobs(t *testing.T) {
 		t.Errorf("%d batch requests and %d blob GETs for %d blobs; want 2 batches, and GETs only for blobs past the first batch", posts, gets, res.BlobsTransferred)
 	}
 }
+
+// TestCopyInBatches: a copy across registries with redirects asks the
+// destination what it needs and the source where the blobs are in one
+// batch each, and moves every byte between the object stores without a
+// blob request to either registry.
+func TestCopyInBatches(t *testing.T) {
+	from, to := startBatchRegistry(t), startBatchRegistry(t)
+	src := t.TempDir()
+	write(t, src, "modelx.yaml", []byte("description: copy\n"), 0o644)
+	write(t, src, "weights.bin", random(51, 600<<10), 0o644)
+	for i := range 20 {
+		write(t, src, fmt.Sprintf("vocab/%02d.txt", i), bytes.Repeat([]byte{byte('a' + i)}, 500+i), 0o644)
+	}
+	c, r := from.push(t, "batch/copy:v1", src)
+	for _, br := range []*batchRegistry{from, to} {
+		br.blobGets.Store(0)
+		br.blobPuts.Store(0)
+		br.posts.Store(0)
+	}
+	dstRef, err := client.ParseReference(to.url+"/batch/copied:v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Copy(context.Background(), r, dstRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BlobsCopied < 10 || from.posts.Load() != 1 || to.posts.Load() != 1 || from.blobGets.Load() != 0 || to.blobPuts.Load() != 0 {
+		t.Errorf("copy of %d blobs: %d and %d batch requests, %d blob GETs from the source, %d blob PUTs to the destination; want one batch each and no blob request",
+			res.BlobsCopied, from.posts.Load(), to.posts.Load(), from.blobGets.Load(), to.blobPuts.Load())
+	}
+	if _, gets, _ := to.pullCounted(t, c, dstRef, src); gets != 0 {
+		t.Errorf("%d blob GETs pulling the copy", gets)
+	}
+}

@@ -42,7 +42,9 @@ type CopyResult struct {
 // registry no bytes move: each other blob is mounted from the source model,
 // which the caller can read. Across registries, or where the destination
 // refuses the mount, each other blob is streamed from the source, verified
-// against its digest, and uploaded. The manifest is copied byte for byte,
+// against its digest, and uploaded. Both registries are asked in batches
+// (copyLocations), so with redirects the bytes go from store to store with
+// no request per blob to either registry. The manifest is copied byte for byte,
 // so the version keeps its digest. Each registry gets its own token.
 func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, error) {
 	start := time.Now()
@@ -82,6 +84,7 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 		planned += b.desc.Size
 	}
 	c.opts.Progress.Plan(planned, 0)
+	offers, reads := c.copyLocations(ctx, srcAPI, dstAPI, src, dst, from, blobs)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
@@ -98,19 +101,37 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 			file.seal(nil)
 		}
 		g.Go(func() error {
-			// A blob the destination holds costs one HEAD. A failed HEAD is
-			// no answer: the PUT below says what is wrong, if anything.
-			if held, err := dstAPI.BlobExists(gctx, dst.Repository, dst.Name, desc.Digest, desc.Size); err == nil && held {
+			offer, offered := offers[desc.Digest]
+			if offered && offer.Present {
 				mu.Lock()
-				res.BlobsSkipped++
-				res.SkippedBytes += desc.Size
+				if offer.Mounted {
+					res.BlobsMounted++
+					res.MountedBytes += desc.Size
+				} else {
+					res.BlobsSkipped++
+					res.SkippedBytes += desc.Size
+				}
 				mu.Unlock()
 				file.Skip(desc.Size)
 				file.end(nil)
 				return nil
 			}
+			// Without a batch answer, a blob the destination holds costs
+			// one HEAD. A failed HEAD is no answer: the PUT below says what
+			// is wrong, if anything.
+			if !offered {
+				if held, err := dstAPI.BlobExists(gctx, dst.Repository, dst.Name, desc.Digest, desc.Size); err == nil && held {
+					mu.Lock()
+					res.BlobsSkipped++
+					res.SkippedBytes += desc.Size
+					mu.Unlock()
+					file.Skip(desc.Size)
+					file.end(nil)
+					return nil
+				}
+			}
 			open := func() (io.ReadCloser, error) {
-				rc, err := srcAPI.GetBlob(gctx, src.Repository, src.Name, desc.Digest, 0, -1)
+				rc, err := reads.FetchBlob(gctx, desc.Digest, 0, -1)
 				if err != nil {
 					return nil, err
 				}
@@ -128,7 +149,16 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 				}
 				return &countingReadCloser{ReadCloser: rc, add: meter.add}, nil
 			}
-			sent, err := dstAPI.MountBlob(gctx, dst.Repository, dst.Name, from, desc.Digest, desc.Size, counted)
+			var sent bool
+			var err error
+			if offered && offer.Href != "" && time.Now().Before(offer.ExpiresAt.Add(-presignedSlack)) {
+				err = dstAPI.PutPresigned(gctx, offer.Href, offer.Header, desc.Size, counted)
+				sent = err == nil
+			}
+			if !sent && gctx.Err() == nil {
+				// No URL, or one the store refused: the registry answers.
+				sent, err = dstAPI.MountBlob(gctx, dst.Repository, dst.Name, from, desc.Digest, desc.Size, counted)
+			}
 			meter.settle(sent, desc.Size, err)
 			mu.Lock()
 			switch {
@@ -157,6 +187,30 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 	}
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// copyLocations asks, in batches, what the destination needs of blobs
+// (present, mounted from the source on one registry, or where to send the
+// bytes) and where the source has the ones to send, and returns the
+// destination's answers by digest and a reader of the source's blobs that
+// uses the URLs it got. A registry without the batch endpoint, or any
+// other failure, leaves blobs unanswered: they are offered and read one
+// by one, as without batches.
+func (c *Client) copyLocations(ctx context.Context, srcAPI, dstAPI *API, src, dst Reference, from string, blobs []copyBlob) (map[digest.Digest]spec.BlobLocation, *modelBlobs) {
+	refs := make([]spec.BlobRef, len(blobs))
+	for i, b := range blobs {
+		refs[i] = spec.BlobRef{Digest: b.desc.Digest, Size: b.desc.Size}
+	}
+	offers, _ := dstAPI.BlobBatch(ctx, dst.Repository, dst.Name, spec.BlobBatchRequest{Operation: spec.BatchOperationUpload, From: from, Blobs: refs})
+	var send []spec.BlobRef
+	for _, r := range refs {
+		if !offers[r.Digest].Present {
+			send = append(send, r)
+		}
+	}
+	reads := &modelBlobs{api: srcAPI, repo: src.Repository, name: src.Name}
+	reads.locate(ctx, send)
+	return offers, reads
 }
 
 // copyBlob is one blob a copy moves, and the file it belongs to.

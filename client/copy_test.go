@@ -49,6 +49,16 @@ func TestCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameTree(t, src, dst)
+		// And back, from this registry's URLs to the first's own PUTs.
+		back, err := c.Copy(ctx, ref(t, e, "far/model:v8"), ref(t, es[0], "back/model:v1"))
+		if err != nil || back.BlobsCopied != blobs || back.Digest != pushed.Digest {
+			t.Fatalf("copy back from %s: %+v %v, want %d blobs copied", e.name, back, err, blobs)
+		}
+		dst = t.TempDir()
+		if _, err := c.Pull(ctx, ref(t, es[0], "back/model:v1"), dst, client.PullOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sameTree(t, src, dst)
 	}
 	dst := t.TempDir()
 	if _, err := c.Pull(ctx, ref(t, es[0], "copy/model:v1"), dst, client.PullOptions{}); err != nil {

@@ -110,7 +110,7 @@ func (reg *Registry) uploadLocation(ctx context.Context, repo, name, from string
 	case err != nil:
 		return err
 	case offer.present:
-		loc.Present = true
+		loc.Present, loc.Mounted = true, offer.mounted
 	case offer.upload != nil:
 		loc.Href, loc.ExpiresAt = offer.upload.URL, reg.now().Add(reg.opts.PresignExpiry).UTC()
 		loc.Header = map[string]string{}

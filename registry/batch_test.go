@@ -158,8 +158,8 @@ func TestBlobBatchUpload(t *testing.T) {
 			req := spec.BlobBatchRequest{Operation: spec.BatchOperationUpload, From: "team-a/m1", Blobs: []spec.BlobRef{xRef, n}}
 			r, answer := h.batch("team-a", "team-a/m2", req)
 			h.expect(r, http.StatusOK, "")
-			if got := answer.Blobs[0]; !got.Present || got.Href != "" || got.Error != nil {
-				t.Errorf("a blob mounted from m1: %+v, want present", got)
+			if got := answer.Blobs[0]; !got.Present || !got.Mounted || got.Href != "" || got.Error != nil {
+				t.Errorf("a blob mounted from m1: %+v, want present and mounted", got)
 			}
 			got := answer.Blobs[1]
 			switch {
@@ -190,8 +190,8 @@ func TestBlobBatchUpload(t *testing.T) {
 			m2.Blobs = []spec.Descriptor{x, {Name: "fresh.bin", MediaType: spec.MediaTypeFile, Digest: n.Digest, Size: n.Size}}
 			data, _ := json.Marshal(m2)
 			h.expect(h.do(http.MethodPut, "/team-a/m2/manifests/v1", data, as("team-a")), http.StatusCreated, "")
-			if r, again := h.batch("team-a", "team-a/m2", spec.BlobBatchRequest{Operation: spec.BatchOperationUpload, Blobs: []spec.BlobRef{n}}); r.status != http.StatusOK || !again.Blobs[0].Present {
-				t.Errorf("the uploaded blob offered again after the manifest: %d %s, want present", r.status, r.body)
+			if r, again := h.batch("team-a", "team-a/m2", spec.BlobBatchRequest{Operation: spec.BatchOperationUpload, From: "team-a/m1", Blobs: []spec.BlobRef{n}}); r.status != http.StatusOK || !again.Blobs[0].Present || again.Blobs[0].Mounted {
+				t.Errorf("the uploaded blob offered again after the manifest: %d %s, want present, not mounted", r.status, r.body)
 			}
 
 			// Team b may not pull team-a/m1: its mount does nothing, and

@@ -196,6 +196,7 @@ func (reg *Registry) putBlob(w http.ResponseWriter, r *http.Request) error {
 // send them through the registry.
 type blobOffer struct {
 	present bool
+	mounted bool // present through a mount from another model
 	upload  *storage.PresignedRequest
 }
 
@@ -225,7 +226,7 @@ func (reg *Registry) offerBlob(ctx context.Context, repo, name string, d digest.
 	}
 	if from != "" {
 		if ok, err := reg.mount(ctx, repo, name, from, d, size); err != nil || ok {
-			return blobOffer{present: ok}, err
+			return blobOffer{present: ok, mounted: ok}, err
 		}
 		st.claimRead = false // the mount may have changed what was read
 		if st.stored, err = reg.blobStored(ctx, d, size); err != nil {

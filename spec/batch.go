@@ -58,7 +58,7 @@ type BlobBatchResponse struct {
 //
 // For an upload, Present says the model holds the blob now (linked
 // already, mounted, or a completed upload committed): nothing is to be
-// sent. Else Href, when set, is a URL to PUT the bytes to, with Header and
+// sent. Mounted says it was mounted from the request's From just now. Else Href, when set, is a URL to PUT the bytes to, with Header and
 // Content-Length, valid until ExpiresAt; the model gets the blob when a
 // manifest names it. Without either, the bytes go through the registry
 // (PUT …/blobs/DIGEST).
@@ -70,6 +70,7 @@ type BlobLocation struct {
 	Digest    digest.Digest     `json:"digest"`
 	Size      int64             `json:"size"`
 	Present   bool              `json:"present,omitempty"`
+	Mounted   bool              `json:"mounted,omitempty"`
 	Href      string            `json:"href,omitempty"`
 	Header    map[string]string `json:"header,omitempty"`
 	ExpiresAt time.Time         `json:"expiresAt,omitzero"`
