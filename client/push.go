@@ -47,6 +47,7 @@ type upload struct {
 	open    func() (io.ReadCloser, error)
 	release func()       // if set, called once the upload is over
 	file    *fileTracker // the progress of the file the blob belongs to
+	held    bool         // a send slot is taken for it already (sender.hold)
 }
 
 // PushOptions tune a push.
@@ -399,10 +400,14 @@ func (c *Client) pushPack(name string, group []pack.Entry, planned int64, byName
 		send(upload{label: label, digest: p.Digest, size: p.Size, open: packBuilder(p.Digest, p.Size, group, open)})
 		return spec.Descriptor{Name: name, MediaType: spec.MediaTypePack, Digest: p.Digest, Size: p.Size, Files: p.Files}, groupKey(group), nil
 	}
+	if !s.hold() {
+		return spec.Descriptor{}, "", context.Cause(s.ctx)
+	}
 	buf := packBuffers.Get().(*[]byte)
 	data, recs, err := pack.Build(*buf, group, open)
 	if err != nil {
 		packBuffers.Put(buf)
+		s.unhold()
 		return spec.Descriptor{}, "", err
 	}
 	for i, r := range recs {
@@ -419,7 +424,7 @@ func (c *Client) pushPack(name string, group []pack.Entry, planned int64, byName
 	// a later attempt (the registry lost the blob) builds it again.
 	var released atomic.Bool
 	rebuild := packBuilder(p.Digest, p.Size, group, open)
-	send(upload{label: label, digest: p.Digest, size: p.Size,
+	send(upload{label: label, digest: p.Digest, size: p.Size, held: true,
 		open: func() (io.ReadCloser, error) {
 			if released.Load() {
 				return rebuild()
@@ -479,7 +484,8 @@ func sectionOpener(path string, offset, size int64) func() (io.ReadCloser, error
 // network the registry's answer, and its own round trips to the store,
 // are no longer paid blob after blob. send blocks while 2×Concurrency
 // blobs are between send and the end of their upload, which holds back
-// hashing and bounds the memory of packs waiting to be sent.
+// hashing; a pack takes its slot before it is built (hold), so at most
+// 2×Concurrency packs are in memory.
 type sender struct {
 	c      *Client
 	api    *API
@@ -610,6 +616,9 @@ func (s *sender) send(u upload) {
 	}
 	s.mu.Unlock()
 	if dup {
+		if u.held {
+			<-s.slots
+		}
 		if u.release != nil {
 			u.release()
 		}
@@ -617,9 +626,7 @@ func (s *sender) send(u upload) {
 		u.file.end(nil)
 		return
 	}
-	select {
-	case s.slots <- struct{}{}:
-	case <-s.ctx.Done():
+	if !u.held && !s.hold() {
 		if u.release != nil {
 			u.release()
 		}
@@ -629,6 +636,22 @@ func (s *sender) send(u upload) {
 	s.inflight.Add(1)
 	s.offers.add(u)
 }
+
+// hold takes a send slot, waiting for one; it reports false when the push
+// is canceled first. A pack takes its slot before it is built, so that
+// packs in memory are bounded by the slots alone: the built ones waiting
+// or uploading, none built and waiting for a slot.
+func (s *sender) hold() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// unhold gives back a slot hold took for a blob that is not sent.
+func (s *sender) unhold() { <-s.slots }
 
 // maxManifestRetries bounds how often a push uploads blobs the registry
 // found missing at the manifest (a garbage collection took them) and tries
