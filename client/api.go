@@ -646,16 +646,11 @@ func (a *API) GetBlob(ctx context.Context, repo, name string, d digest.Digest, o
 	if err != nil {
 		return nil, err
 	}
-	presigned := false
 	if resp.StatusCode == http.StatusFound || resp.StatusCode == http.StatusTemporaryRedirect {
 		resp.Body.Close()
-		loc := resp.Header.Get("Location")
-		if resp, err = a.do(ctx, http.MethodGet, loc, nil, header); err != nil {
-			return nil, err
-		}
-		presigned = true
+		return a.GetPresigned(ctx, resp.Header.Get("Location"), offset, length)
 	}
-	return a.blobBody(resp, header, offset, presigned)
+	return a.blobBody(resp, header, offset, false)
 }
 
 // GetPresigned reads length bytes from offset (length < 0: to the end) of

@@ -102,7 +102,15 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 		}
 		g.Go(func() error {
 			offer, offered := offers[desc.Digest]
-			if offered && offer.Present {
+			held := offer.Present
+			if !offered {
+				// Without a batch answer, a blob the destination holds
+				// costs one HEAD. A failed HEAD is no answer: the PUT below
+				// says what is wrong, if anything.
+				ok, err := dstAPI.BlobExists(gctx, dst.Repository, dst.Name, desc.Digest, desc.Size)
+				held = err == nil && ok
+			}
+			if held {
 				mu.Lock()
 				if offer.Mounted {
 					res.BlobsMounted++
@@ -115,20 +123,6 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 				file.Skip(desc.Size)
 				file.end(nil)
 				return nil
-			}
-			// Without a batch answer, a blob the destination holds costs
-			// one HEAD. A failed HEAD is no answer: the PUT below says what
-			// is wrong, if anything.
-			if !offered {
-				if held, err := dstAPI.BlobExists(gctx, dst.Repository, dst.Name, desc.Digest, desc.Size); err == nil && held {
-					mu.Lock()
-					res.BlobsSkipped++
-					res.SkippedBytes += desc.Size
-					mu.Unlock()
-					file.Skip(desc.Size)
-					file.end(nil)
-					return nil
-				}
 			}
 			open := func() (io.ReadCloser, error) {
 				rc, err := reads.FetchBlob(gctx, desc.Digest, 0, -1)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 
 	"golang.org/x/sync/errgroup"
@@ -122,21 +121,4 @@ func (reg *Registry) uploadLocation(ctx context.Context, repo, name, from string
 		reg.metrics.redirects.WithLabelValues("upload").Inc()
 	}
 	return nil
-}
-
-// readRequestBody reads a request body of at most limit bytes, what it is
-// named in errors: TOO_LARGE past the limit (with fix, how to stay under
-// it), the code invalid when it cannot be read.
-func readRequestBody(r *http.Request, limit int64, what string, invalid spec.ErrorCode, fix string) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, spec.Errorf(spec.ErrorTooLarge, "%s is %d bytes, over the limit of %d%s", what, r.ContentLength, limit, fix)
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, spec.Errorf(invalid, "reading %s failed: %v", what, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, spec.Errorf(spec.ErrorTooLarge, "%s is over the limit of %d bytes%s", what, limit, fix)
-	}
-	return data, nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -232,6 +233,23 @@ func model(r *http.Request) (repo, name string, err error) {
 		return "", "", err
 	}
 	return repo, name, nil
+}
+
+// readRequestBody reads a request body of at most limit bytes, what it is
+// named in errors: TOO_LARGE past the limit (with fix, how to stay under
+// it), the code invalid when it cannot be read.
+func readRequestBody(r *http.Request, limit int64, what string, invalid spec.ErrorCode, fix string) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, spec.Errorf(spec.ErrorTooLarge, "%s is %d bytes, over the limit of %d%s", what, r.ContentLength, limit, fix)
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, spec.Errorf(invalid, "reading %s failed: %v", what, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, spec.Errorf(spec.ErrorTooLarge, "%s is over the limit of %d bytes%s", what, limit, fix)
+	}
+	return data, nil
 }
 
 // internal wraps a storage failure with what the registry was doing.
