@@ -746,6 +746,22 @@ func (a *API) BlobBatch(ctx context.Context, repo, name string, req spec.BlobBat
 	return out, nil
 }
 
+// sendOffered sends a blob of the model as loc, the registry's answer to an
+// upload batch offer of it (the zero BlobLocation: none), says: to its URL
+// while that is usable. Without one, or when the store refuses it, the
+// blob is offered with a PUT to the registry (MountBlob, with from), which
+// hands out a fresh URL or says what is wrong. It reports whether the bytes
+// were sent.
+func (a *API) sendOffered(ctx context.Context, repo, name, from string, d digest.Digest, size int64, open func() (io.ReadCloser, error), loc spec.BlobLocation) (sent bool, err error) {
+	if usableURL(loc) {
+		err := a.PutPresigned(ctx, loc.Href, loc.Header, size, open)
+		if err == nil || ctx.Err() != nil {
+			return err == nil, err
+		}
+	}
+	return a.MountBlob(ctx, repo, name, from, d, size, open)
+}
+
 // PutPresigned sends a blob of size bytes, read through open, to a
 // presigned PUT URL (an upload BlobLocation's Href) with the headers it
 // came with.

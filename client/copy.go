@@ -143,16 +143,7 @@ func (c *Client) Copy(ctx context.Context, src, dst Reference) (*CopyResult, err
 				}
 				return &countingReadCloser{ReadCloser: rc, add: meter.add}, nil
 			}
-			var sent bool
-			var err error
-			if offered && offer.Href != "" && time.Now().Before(offer.ExpiresAt.Add(-presignedSlack)) {
-				err = dstAPI.PutPresigned(gctx, offer.Href, offer.Header, desc.Size, counted)
-				sent = err == nil
-			}
-			if !sent && gctx.Err() == nil {
-				// No URL, or one the store refused: the registry answers.
-				sent, err = dstAPI.MountBlob(gctx, dst.Repository, dst.Name, from, desc.Digest, desc.Size, counted)
-			}
+			sent, err := dstAPI.sendOffered(gctx, dst.Repository, dst.Name, from, desc.Digest, desc.Size, counted, offer)
 			meter.settle(sent, desc.Size, err)
 			mu.Lock()
 			switch {

@@ -94,11 +94,7 @@ func (b *offerBatcher) answer(batch []upload, off bool) {
 		}
 	}
 	for _, u := range batch {
-		o := offered{u: u}
-		if loc, ok := locs[u.digest]; ok {
-			o.loc = &loc
-		}
-		s.dispatch <- o
+		s.dispatch <- offered{u: u, loc: locs[u.digest]}
 	}
 }
 

@@ -90,16 +90,21 @@ func (b *modelBlobs) learn(ctx context.Context, blobs []spec.BlobRef) {
 	}
 }
 
-// presignedSlack is how long before a URL's expiry the pull stops using
+// presignedSlack is how long before a URL's expiry a transfer stops using
 // it: time for the request, and for clocks that differ a little.
 const presignedSlack = 30 * time.Second
+
+// usableURL reports whether loc has a URL that is not about to expire.
+func usableURL(loc spec.BlobLocation) bool {
+	return loc.Href != "" && time.Now().Before(loc.ExpiresAt.Add(-presignedSlack))
+}
 
 // FetchBlob implements blobFetcher.
 func (b *modelBlobs) FetchBlob(ctx context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
 	b.mu.Lock()
 	loc, ok := b.locations[d]
 	b.mu.Unlock()
-	if ok && time.Now().Before(loc.ExpiresAt.Add(-presignedSlack)) {
+	if ok && usableURL(loc) {
 		rc, err := b.api.GetPresigned(ctx, loc.Href, offset, length)
 		if err == nil || ctx.Err() != nil {
 			return rc, err

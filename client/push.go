@@ -516,7 +516,7 @@ type sender struct {
 // of it, that answer.
 type offered struct {
 	u   upload
-	loc *spec.BlobLocation
+	loc spec.BlobLocation // the zero value: no answer
 }
 
 func (c *Client) newSender(ctx context.Context, cancel context.CancelCauseFunc, api *API, ref Reference, res *PushResult) *sender {
@@ -534,7 +534,7 @@ func (s *sender) uploads() {
 	defer close(s.dispatched)
 	for o := range s.dispatch {
 		s.g.Go(func() error {
-			defer func() { <-s.slots; s.inflight.Done() }()
+			defer func() { s.unhold(); s.inflight.Done() }()
 			if o.u.release != nil {
 				defer o.u.release()
 			}
@@ -617,7 +617,7 @@ func (s *sender) send(u upload) {
 	s.mu.Unlock()
 	if dup {
 		if u.held {
-			<-s.slots
+			s.unhold()
 		}
 		if u.release != nil {
 			u.release()
@@ -650,7 +650,7 @@ func (s *sender) hold() bool {
 	}
 }
 
-// unhold gives back a slot hold took for a blob that is not sent.
+// unhold gives back a slot: a blob's, once it is uploaded or not sent.
 func (s *sender) unhold() { <-s.slots }
 
 // maxManifestRetries bounds how often a push uploads blobs the registry
@@ -694,7 +694,7 @@ func (s *sender) putManifest(ctx context.Context, data []byte) (digest.Digest, e
 			s.c.opts.Progress.Plan(u.size, 0)
 			u.file = startFile(s.c.opts.Progress, u.label, u.size)
 			g.Go(func() error {
-				err := s.transfer(u, nil)
+				err := s.transfer(u, spec.BlobLocation{})
 				u.file.Done(err)
 				return err
 			})
@@ -723,8 +723,8 @@ func missingBlobs(err error) []digest.Digest {
 }
 
 // upload sends u unless the tag's current manifest names it; loc is the
-// registry's answer to a batch offer of u, if any.
-func (s *sender) upload(u upload, loc *spec.BlobLocation) error {
+// registry's answer to a batch offer of u (the zero value: none).
+func (s *sender) upload(u upload, loc spec.BlobLocation) error {
 	select {
 	case <-s.ready:
 	case <-s.ctx.Done():
@@ -750,7 +750,7 @@ func (s *sender) upload(u upload, loc *spec.BlobLocation) error {
 // bytes as they are read (a retry starts over) and, once answered, settles
 // on the figure the result counts: size moved when the bytes were sent,
 // size skipped when not.
-func (s *sender) transfer(u upload, loc *spec.BlobLocation) error {
+func (s *sender) transfer(u upload, loc spec.BlobLocation) error {
 	// The body is opened on the HTTP transport's goroutine, and only when
 	// the registry wants the bytes. The transport may close a body after
 	// PutBlob returns; u's memory is released only once every body
@@ -769,19 +769,8 @@ func (s *sender) transfer(u upload, loc *spec.BlobLocation) error {
 	}
 	var sent bool
 	var err error
-	switch {
-	case loc != nil && loc.Present:
-	case loc != nil && loc.Href != "" && time.Now().Before(loc.ExpiresAt.Add(-presignedSlack)):
-		if err = s.api.PutPresigned(s.ctx, loc.Href, loc.Header, u.size, body); err == nil {
-			sent = true
-			break
-		}
-		if s.ctx.Err() != nil {
-			break
-		}
-		fallthrough // the registry hands out a fresh URL, or says what is wrong
-	default:
-		sent, err = s.api.MountBlob(s.ctx, s.ref.Repository, s.ref.Name, s.from, u.digest, u.size, body)
+	if !loc.Present {
+		sent, err = s.api.sendOffered(s.ctx, s.ref.Repository, s.ref.Name, s.from, u.digest, u.size, body, loc)
 	}
 	meter.settle(sent, u.size, err)
 	if err != nil {
