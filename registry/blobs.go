@@ -205,18 +205,7 @@ type blobOffer struct {
 // mounted from the model from ("REPO/NAME", or ""), or if a redirected
 // upload of it has completed, which this commits; else send the bytes.
 func (reg *Registry) offerBlob(ctx context.Context, repo, name string, d digest.Digest, size int64, from string) (blobOffer, error) {
-	var st uploadState
-	var err error
-	if _, cached := reg.links.get(linkKey(repo, name, d)); cached || reg.presign == nil {
-		st.linkSize, st.linked, err = reg.readLink(ctx, repo, name, d)
-		if err == nil && reg.presign != nil && !(st.linked && st.linkSize == size) {
-			st.stored, err = reg.blobStored(ctx, d, size)
-		}
-	} else {
-		// Redirected, a new blob needs its link and the stored blob
-		// looked up: both at once.
-		st, err = reg.readUploadState(ctx, repo, name, d, size, false)
-	}
+	st, err := reg.readUploadState(ctx, repo, name, d, size, false)
 	if err != nil {
 		return blobOffer{}, err
 	}
@@ -228,13 +217,16 @@ func (reg *Registry) offerBlob(ctx context.Context, repo, name string, d digest.
 		if ok, err := reg.mount(ctx, repo, name, from, d, size); err != nil || ok {
 			return blobOffer{present: ok, mounted: ok}, err
 		}
-		st.claimRead = false // the mount may have changed what was read
-		if st.stored, err = reg.blobStored(ctx, d, size); err != nil {
-			return blobOffer{}, err
-		}
 	}
 	if reg.presign == nil {
 		return blobOffer{}, nil
+	}
+	if from != "" {
+		// Read before the mount was tried: whether the blob is stored may
+		// have changed since.
+		if st.stored, err = reg.blobStored(ctx, d, size); err != nil {
+			return blobOffer{}, err
+		}
 	}
 	return reg.redirectOffer(ctx, repo, name, d, size, st)
 }

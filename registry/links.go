@@ -294,17 +294,31 @@ type uploadState struct {
 	claimExists bool
 }
 
-// readUploadState reads the model's link to d, the size of the stored
-// blob and, with withClaim, the upload claim on d, all at once: each is a
-// round trip to the object store, which a new blob pays for all of them,
-// so on a network three in a row cost three times one.
+// readUploadState reads what linking d (of size bytes) to the model
+// needs: the model's link and, in redirect mode, the size of the stored
+// blob and, with withClaim, the upload claim on d. A link this replica has
+// cached is checked alone first: a blob the model links with that size
+// needs nothing else. Otherwise the reads go at once: each is a round trip
+// to the object store, which a new blob pays for all of them, so on a
+// network three in a row cost three times one. Proxied uploads link as
+// they store, so without redirects only the link is read.
 func (reg *Registry) readUploadState(ctx context.Context, repo, name string, d digest.Digest, size int64, withClaim bool) (uploadState, error) {
 	var st uploadState
+	_, cached := reg.links.get(linkKey(repo, name, d))
+	if cached || reg.presign == nil {
+		var err error
+		st.linkSize, st.linked, err = reg.readLink(ctx, repo, name, d)
+		if err != nil || reg.presign == nil || st.linked && st.linkSize == size {
+			return st, err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		st.linkSize, st.linked, err = reg.readLink(gctx, repo, name, d)
-		return err
-	})
+	if !cached {
+		g.Go(func() (err error) {
+			st.linkSize, st.linked, err = reg.readLink(gctx, repo, name, d)
+			return err
+		})
+	}
 	g.Go(func() (err error) {
 		st.stored, err = reg.blobStored(gctx, d, size)
 		return err
@@ -386,18 +400,13 @@ func linkedUnlessCollected(err error) (bool, error) {
 // making d if it is a derived layer of the model's views, if the model has
 // no link yet; ok is false when d is not linked.
 func (reg *Registry) linkedSize(ctx context.Context, repo, name string, d digest.Digest, declared int64) (size int64, ok bool, err error) {
-	if _, cached := reg.links.get(linkKey(repo, name, d)); cached || reg.presign == nil {
-		if size, ok, err = reg.readLink(ctx, repo, name, d); ok || err != nil {
-			return size, ok, err
-		}
+	// A blob this replica has not seen linked is most likely one the push
+	// just sent: what its commit needs is read with the link.
+	st, err := reg.readUploadState(ctx, repo, name, d, declared, true)
+	if err != nil || st.linked {
+		return st.linkSize, st.linked, err
 	}
 	if reg.presign != nil { // proxied uploads link as they store
-		// A blob this replica has not seen linked is most likely one the
-		// push just sent: what its commit needs is read at once.
-		st, err := reg.readUploadState(ctx, repo, name, d, declared, true)
-		if err != nil || st.linked {
-			return st.linkSize, st.linked, err
-		}
 		if ok, err = reg.commitUpload(ctx, repo, name, d, declared, st); ok || err != nil {
 			return declared, ok, err
 		}
